@@ -1,0 +1,447 @@
+"""SQLite adapters: state, job queue and outbox in one database file (WAL, several processes).
+
+Every write runs in a `BEGIN IMMEDIATE` transaction; conditions are checked inside it, so two
+processes can never both move a prediction out of a state or claim the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from cogplane.adapters import cursor as cursors
+from cogplane.clock import epoch
+from cogplane.domain.entities import (
+    Account,
+    Deployment,
+    Job,
+    Model,
+    OutboxEvent,
+    Page,
+    Prediction,
+    Version,
+)
+from cogplane.domain.errors import Conflict, NotFound
+from cogplane.domain.status import TERMINAL, Status
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (username TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+  token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+  owner TEXT NOT NULL, name TEXT NOT NULL, visibility TEXT NOT NULL, created_at TEXT NOT NULL,
+  latest_version_created_at TEXT, data TEXT NOT NULL, PRIMARY KEY (owner, name));
+CREATE INDEX IF NOT EXISTS models_by_created ON models (visibility, created_at, owner, name);
+CREATE INDEX IF NOT EXISTS models_by_latest ON models (visibility, latest_version_created_at, owner, name);
+CREATE TABLE IF NOT EXISTS versions (
+  owner TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, created_at TEXT NOT NULL,
+  data TEXT NOT NULL, PRIMARY KEY (owner, name, id));
+CREATE INDEX IF NOT EXISTS versions_by_id ON versions (id);
+CREATE INDEX IF NOT EXISTS versions_by_model ON versions (owner, name, created_at, id);
+CREATE TABLE IF NOT EXISTS predictions (
+  id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at TEXT NOT NULL, status TEXT NOT NULL,
+  data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS predictions_by_owner ON predictions (owner, created_at, id);
+CREATE TABLE IF NOT EXISTS deployments (
+  owner TEXT NOT NULL, name TEXT NOT NULL, release_number INTEGER NOT NULL, data TEXT NOT NULL,
+  PRIMARY KEY (owner, name));
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL, prediction_id TEXT NOT NULL,
+  visible_at REAL NOT NULL, receipt TEXT, attempts INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_pool ON jobs (pool, visible_at, seq);
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, due_at TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (due_at, id);
+"""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Database:
+    """One SQLite file shared by the adapters; a connection per thread (and per process)."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+        if self.path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self.connection().executescript(_SCHEMA)
+
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.connection().execute(sql, params).fetchall()
+
+
+def _insert_outbox(conn: sqlite3.Connection, events: Sequence[OutboxEvent]) -> None:
+    for event in events:
+        conn.execute(
+            "INSERT INTO outbox (id, due_at, data) VALUES (?, ?, ?)",
+            (event.id, event.due_at, _dumps(event.to_dict())),
+        )
+
+
+class SqliteStateStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- accounts and tokens --------------------------------------------------------------
+    def create_account(self, account: Account) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO accounts (username, data) VALUES (?, ?)",
+                (account.username, _dumps(account.to_dict())),
+            )
+            return cur.rowcount == 1
+
+    def get_account(self, username: str) -> Account | None:
+        rows = self.db.read("SELECT data FROM accounts WHERE username = ?", (username,))
+        return Account.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def put_token(self, token_hash: str, username: str, created_at: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO tokens (token_hash, username, created_at) VALUES (?, ?, ?)",
+                (token_hash, username, created_at),
+            )
+
+    def get_token_owner(self, token_hash: str) -> str | None:
+        rows = self.db.read("SELECT username FROM tokens WHERE token_hash = ?", (token_hash,))
+        return rows[0]["username"] if rows else None
+
+    # --- models -------------------------------------------------------------------------
+    def create_model(self, model: Model) -> None:
+        with self.db.write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO models (owner, name, visibility, created_at, latest_version_created_at, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (model.owner, model.name, model.visibility, model.created_at,
+                     model.latest_version_created_at, _dumps(model.to_dict())),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"A model named {model.owner}/{model.name} already exists.") from exc
+
+    def get_model(self, owner: str, name: str) -> Model | None:
+        rows = self.db.read("SELECT data FROM models WHERE owner = ? AND name = ?", (owner, name))
+        return Model.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def update_model(self, model: Model) -> None:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE models SET visibility = ?, latest_version_created_at = ?, data = ?"
+                " WHERE owner = ? AND name = ?",
+                (model.visibility, model.latest_version_created_at, _dumps(model.to_dict()),
+                 model.owner, model.name),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"Model {model.owner}/{model.name} not found.")
+
+    def delete_model(self, owner: str, name: str) -> None:
+        with self.db.write() as conn:
+            cur = conn.execute("DELETE FROM models WHERE owner = ? AND name = ?", (owner, name))
+            if cur.rowcount == 0:
+                raise NotFound(f"Model {owner}/{name} not found.")
+
+    def list_models(self, *, sort_by: str = "latest_version_created_at", descending: bool = True,
+                    cursor: str | None = None, limit: int = 100) -> Page[Model]:
+        column = "created_at" if sort_by == "model_created_at" else "latest_version_created_at"
+        op, order = ("<", "DESC") if descending else (">", "ASC")
+        sql = f"SELECT data, {column} AS k, owner, name FROM models WHERE visibility = 'public'"
+        params: list[Any] = []
+        if column == "latest_version_created_at":
+            sql += " AND latest_version_created_at IS NOT NULL"
+        if cursor:
+            pos = cursors.decode(cursor)
+            sql += f" AND ({column}, owner, name) {op} (?, ?, ?)"
+            params += [pos.get("k"), pos.get("o"), pos.get("n")]
+        sql += f" ORDER BY {column} {order}, owner {order}, name {order} LIMIT ?"
+        params.append(limit + 1)
+        rows = self.db.read(sql, params)
+        items = [Model.from_dict(json.loads(r["data"])) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            nxt = cursors.encode({"k": last["k"], "o": last["owner"], "n": last["name"]})
+        return Page(items=items, next_cursor=nxt)
+
+    # --- versions -----------------------------------------------------------------------
+    def put_version(self, version: Version) -> tuple[Version, bool]:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO versions (owner, name, id, created_at, data) VALUES (?, ?, ?, ?, ?)",
+                (version.owner, version.name, version.id, version.created_at, _dumps(version.to_dict())),
+            )
+            if cur.rowcount == 1:
+                return version, True
+            row = conn.execute(
+                "SELECT data FROM versions WHERE owner = ? AND name = ? AND id = ?",
+                (version.owner, version.name, version.id),
+            ).fetchone()
+            return Version.from_dict(json.loads(row["data"])), False
+
+    def get_version(self, owner: str, name: str, version_id: str) -> Version | None:
+        rows = self.db.read(
+            "SELECT data FROM versions WHERE owner = ? AND name = ? AND id = ?", (owner, name, version_id)
+        )
+        return Version.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def find_versions(self, version_id: str) -> list[Version]:
+        rows = self.db.read("SELECT data FROM versions WHERE id = ? LIMIT 100", (version_id,))
+        return [Version.from_dict(json.loads(r["data"])) for r in rows]
+
+    def list_versions(self, owner: str, name: str, *, cursor: str | None = None,
+                      limit: int = 100) -> Page[Version]:
+        sql = "SELECT data, created_at, id FROM versions WHERE owner = ? AND name = ?"
+        params: list[Any] = [owner, name]
+        if cursor:
+            pos = cursors.decode(cursor)
+            sql += " AND (created_at, id) < (?, ?)"
+            params += [pos.get("c"), pos.get("i")]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = self.db.read(sql, params)
+        items = [Version.from_dict(json.loads(r["data"])) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            nxt = cursors.encode({"c": last["created_at"], "i": last["id"]})
+        return Page(items=items, next_cursor=nxt)
+
+    def delete_version(self, owner: str, name: str, version_id: str) -> None:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "DELETE FROM versions WHERE owner = ? AND name = ? AND id = ?", (owner, name, version_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"Version {version_id} of {owner}/{name} not found.")
+
+    # --- predictions --------------------------------------------------------------------
+    def create_prediction(self, prediction: Prediction, outbox: Sequence[OutboxEvent] = ()) -> None:
+        with self.db.write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO predictions (id, owner, created_at, status, data) VALUES (?, ?, ?, ?, ?)",
+                    (prediction.id, prediction.owner, prediction.created_at, prediction.status,
+                     _dumps(prediction.to_dict())),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"Prediction {prediction.id} already exists.") from exc
+            _insert_outbox(conn, outbox)
+
+    def get_prediction(self, prediction_id: str) -> Prediction | None:
+        rows = self.db.read("SELECT data FROM predictions WHERE id = ?", (prediction_id,))
+        return Prediction.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def update_prediction(self, prediction_id: str, changes: dict[str, Any], *,
+                          expect_status: Iterable[str] | None = None,
+                          outbox: Sequence[OutboxEvent] = ()) -> Prediction:
+        allowed = (
+            {str(s) for s in expect_status} if expect_status is not None
+            else {str(s) for s in Status} - {str(s) for s in TERMINAL}
+        )
+        with self.db.write() as conn:
+            row = conn.execute("SELECT data, status FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"Prediction {prediction_id} not found.")
+            if row["status"] not in allowed:
+                raise Conflict(f"Prediction {prediction_id} is {row['status']}.")
+            data = json.loads(row["data"])
+            data.update(changes)
+            updated = Prediction.from_dict(data)
+            conn.execute(
+                "UPDATE predictions SET status = ?, data = ? WHERE id = ?",
+                (updated.status, _dumps(updated.to_dict()), prediction_id),
+            )
+            _insert_outbox(conn, outbox)
+            return updated
+
+    def list_predictions(self, owner: str, *, created_after: str | None = None,
+                         created_before: str | None = None, cursor: str | None = None,
+                         limit: int = 100) -> Page[Prediction]:
+        sql = "SELECT data, created_at, id FROM predictions WHERE owner = ?"
+        params: list[Any] = [owner]
+        if created_after:
+            sql += " AND created_at > ?"
+            params.append(created_after)
+        if created_before:
+            sql += " AND created_at < ?"
+            params.append(created_before)
+        if cursor:
+            pos = cursors.decode(cursor)
+            sql += " AND (created_at, id) < (?, ?)"
+            params += [pos.get("c"), pos.get("i")]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = self.db.read(sql, params)
+        items = [Prediction.from_dict(json.loads(r["data"])) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            nxt = cursors.encode({"c": last["created_at"], "i": last["id"]})
+        return Page(items=items, next_cursor=nxt)
+
+    def delete_prediction(self, prediction_id: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM predictions WHERE id = ?", (prediction_id,))
+
+    # --- deployments --------------------------------------------------------------------
+    def create_deployment(self, deployment: Deployment) -> None:
+        with self.db.write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO deployments (owner, name, release_number, data) VALUES (?, ?, ?, ?)",
+                    (deployment.owner, deployment.name, deployment.release_number,
+                     _dumps(deployment.to_dict())),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"A deployment named {deployment.owner}/{deployment.name} already exists.") from exc
+
+    def get_deployment(self, owner: str, name: str) -> Deployment | None:
+        rows = self.db.read("SELECT data FROM deployments WHERE owner = ? AND name = ?", (owner, name))
+        return Deployment.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def update_deployment(self, deployment: Deployment, *, expect_release: int) -> None:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE deployments SET release_number = ?, data = ?"
+                " WHERE owner = ? AND name = ? AND release_number = ?",
+                (deployment.release_number, _dumps(deployment.to_dict()), deployment.owner,
+                 deployment.name, expect_release),
+            )
+            if cur.rowcount == 0:
+                raise Conflict(f"Deployment {deployment.owner}/{deployment.name} changed meanwhile; retry.")
+
+    def delete_deployment(self, owner: str, name: str) -> None:
+        with self.db.write() as conn:
+            cur = conn.execute("DELETE FROM deployments WHERE owner = ? AND name = ?", (owner, name))
+            if cur.rowcount == 0:
+                raise NotFound(f"Deployment {owner}/{name} not found.")
+
+    def list_deployments(self, owner: str, *, cursor: str | None = None,
+                         limit: int = 100) -> Page[Deployment]:
+        sql = "SELECT data, name FROM deployments WHERE owner = ?"
+        params: list[Any] = [owner]
+        if cursor:
+            sql += " AND name > ?"
+            params.append(cursors.decode(cursor).get("n"))
+        sql += " ORDER BY name LIMIT ?"
+        params.append(limit + 1)
+        rows = self.db.read(sql, params)
+        items = [Deployment.from_dict(json.loads(r["data"])) for r in rows[:limit]]
+        nxt = cursors.encode({"n": rows[limit - 1]["name"]}) if len(rows) > limit else None
+        return Page(items=items, next_cursor=nxt)
+
+
+class SqliteJobQueue:
+    def __init__(self, db: Database, clock):
+        self.db = db
+        self.clock = clock
+
+    def enqueue(self, job: Job) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO jobs (pool, prediction_id, visible_at, data) VALUES (?, ?, ?, ?)",
+                (job.pool, job.prediction_id, epoch(self.clock), _dumps(job.to_dict())),
+            )
+
+    def claim(self, pool: str, *, lease_seconds: float = 60.0) -> Job | None:
+        now = epoch(self.clock)
+        receipt = uuid.uuid4().hex
+        with self.db.write() as conn:
+            row = conn.execute(
+                "UPDATE jobs SET receipt = ?, visible_at = ?, attempts = attempts + 1 WHERE seq = ("
+                " SELECT seq FROM jobs WHERE pool = ? AND visible_at <= ? ORDER BY seq LIMIT 1)"
+                " RETURNING seq, data, attempts",
+                (receipt, now + lease_seconds, pool, now),
+            ).fetchone()
+        if row is None:
+            return None
+        job = Job.from_dict(json.loads(row["data"]))
+        job.receipt = f"{row['seq']}:{receipt}"
+        job.attempts = row["attempts"]
+        return job
+
+    def _split(self, job: Job) -> tuple[int, str]:
+        seq, _, receipt = (job.receipt or "").partition(":")
+        return int(seq or 0), receipt
+
+    def ack(self, job: Job) -> None:
+        seq, receipt = self._split(job)
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM jobs WHERE seq = ? AND receipt = ?", (seq, receipt))
+
+    def release(self, job: Job, *, delay: float = 0.0) -> None:
+        seq, receipt = self._split(job)
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE jobs SET visible_at = ? WHERE seq = ? AND receipt = ?",
+                (epoch(self.clock) + delay, seq, receipt),
+            )
+
+    def depth(self, pool: str) -> int:
+        rows = self.db.read(
+            "SELECT COUNT(*) AS n FROM jobs WHERE pool = ? AND visible_at <= ?", (pool, epoch(self.clock))
+        )
+        return int(rows[0]["n"])
+
+
+class SqliteOutbox:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def due(self, now: str, *, limit: int = 100) -> list[OutboxEvent]:
+        rows = self.db.read(
+            "SELECT data, due_at FROM outbox WHERE due_at <= ? ORDER BY due_at, id LIMIT ?", (now, limit)
+        )
+        events = []
+        for r in rows:
+            event = OutboxEvent.from_dict(json.loads(r["data"]))
+            event.due_at = r["due_at"]
+            events.append(event)
+        return events
+
+    def complete(self, event_id: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
+
+    def reschedule(self, event_id: str, *, due_at: str, attempts: int) -> None:
+        with self.db.write() as conn:
+            row = conn.execute("SELECT data FROM outbox WHERE id = ?", (event_id,)).fetchone()
+            if row is None:
+                return
+            data = json.loads(row["data"])
+            data.update(due_at=due_at, attempts=attempts)
+            conn.execute(
+                "UPDATE outbox SET due_at = ?, data = ? WHERE id = ?", (due_at, _dumps(data), event_id)
+            )

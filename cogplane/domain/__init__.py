@@ -1,0 +1,50 @@
+"""The pure domain: entities, the prediction status machine, ids and domain errors.
+
+Nothing here imports boto3, FastAPI, httpx or reads the environment.
+"""
+
+from cogplane.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InputValidationError,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
+from cogplane.domain.ids import new_prediction_id, new_token, version_id_for
+from cogplane.domain.entities import (
+    Account,
+    Deployment,
+    Job,
+    Model,
+    OutboxEvent,
+    Page,
+    Prediction,
+    Version,
+)
+from cogplane.domain.status import TERMINAL, Status, can_transition
+
+__all__ = [
+    "Account",
+    "Conflict",
+    "Deployment",
+    "DomainError",
+    "Forbidden",
+    "InputValidationError",
+    "InvalidRequest",
+    "Job",
+    "Model",
+    "NotFound",
+    "OutboxEvent",
+    "Page",
+    "Prediction",
+    "Status",
+    "TERMINAL",
+    "Unauthenticated",
+    "Version",
+    "can_transition",
+    "new_prediction_id",
+    "new_token",
+    "version_id_for",
+]

@@ -1,0 +1,151 @@
+"""Entities. Plain dataclasses that round-trip through dicts (the adapters store them as JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass
+class Account(_Record):
+    username: str
+    type: str = "user"  # user | organization
+    name: str = ""
+    github_url: str | None = None
+    avatar_url: str | None = None
+    created_at: str = ""
+    webhook_secret: str = ""  # "whsec_" + base64 of the signing key
+
+
+@dataclass
+class Model(_Record):
+    owner: str
+    name: str
+    visibility: str = "private"  # public | private
+    hardware: str = "cpu"
+    description: str | None = None
+    github_url: str | None = None
+    paper_url: str | None = None
+    license_url: str | None = None
+    cover_image_url: str | None = None
+    weights_url: str | None = None
+    readme: str | None = None
+    created_at: str = ""
+    latest_version_id: str | None = None
+    latest_version_created_at: str | None = None
+    run_count: int = 0
+    default_example_id: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass
+class Version(_Record):
+    id: str
+    owner: str
+    name: str
+    created_at: str
+    openapi_schema: dict[str, Any]
+    cog_version: str = "0.23.1"
+    kind: str = "source"  # source | image
+    bundle_key: str | None = None  # blob key of the source bundle
+    image: str | None = None  # for image versions
+    config: dict[str, Any] = field(default_factory=dict)  # cog.yaml as a dict
+    size: int = 0
+
+    @property
+    def model(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass
+class Prediction(_Record):
+    id: str
+    owner: str  # the account that created it; predictions are private to it
+    model: str  # owner/name
+    version: str  # 64-hex version id
+    input: dict[str, Any] | None
+    created_at: str
+    status: str = "starting"
+    source: str = "api"  # api | web
+    output: Any = None
+    logs: str | None = ""
+    error: str | None = None
+    data_removed: bool = False
+    started_at: str | None = None
+    completed_at: str | None = None
+    deadline: str | None = None
+    deployment: str | None = None
+    webhook: str | None = None
+    webhook_events_filter: list[str] | None = None
+    stream: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    pool: str = ""  # the job queue / runner pool that serves it
+    runner_id: str | None = None
+    shared: bool = False  # web predictions made viewable by anyone at their URL
+    remove_at: str | None = None  # when input/output/logs are removed (API predictions: +1 h)
+
+
+@dataclass
+class Deployment(_Record):
+    owner: str
+    name: str
+    model: str
+    version: str
+    hardware: str
+    min_instances: int
+    max_instances: int
+    release_number: int = 1
+    release_created_at: str = ""
+    created_by: str = ""
+
+
+@dataclass
+class Job(_Record):
+    """A unit of work on a pool's queue: run prediction `prediction_id`."""
+
+    prediction_id: str
+    pool: str
+    enqueued_at: str
+    receipt: str | None = None  # adapter-specific handle of a claimed job
+    attempts: int = 0
+
+
+@dataclass
+class OutboxEvent(_Record):
+    """Something that must happen after a state change (e.g. a webhook), written with it atomically."""
+
+    id: str
+    kind: str  # e.g. "webhook"
+    prediction_id: str
+    payload: dict[str, Any]
+    due_at: str
+    attempts: int = 0
+    created_at: str = ""
+
+
+@dataclass
+class Page(Generic[T]):
+    """One page of a cursor-paged list. `next_cursor` is opaque; None = last page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+    prev_cursor: str | None = None

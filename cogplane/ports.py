@@ -1,0 +1,209 @@
+"""Ports: the small interfaces the services need. Adapters in cogplane/adapters implement them.
+
+Two adapter sets implement every port: `adapters/local` (SQLite + disk) and `adapters/aws`
+(DynamoDB + SQS + S3). tests/contract runs one suite per port against both.
+
+Conventions every adapter honours:
+- Timestamps are strings in cogplane.domain.timefmt's fixed-width format (they sort as text).
+- Every state change is conditional: a terminal prediction never changes again
+  (`update_prediction` checks `expect_status`), a model/account/prediction is created once.
+- Lists are cursor-paged and cost what the page costs: `cursor` is opaque, `Page.next_cursor`
+  is None on the last page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from cogplane.domain.entities import (
+    Account,
+    Deployment,
+    Job,
+    Model,
+    OutboxEvent,
+    Page,
+    Prediction,
+    Version,
+)
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> str:
+        """The current time as a timefmt string."""
+
+    def monotonic(self) -> float:
+        """Seconds, for measuring durations."""
+
+
+class StateStore(Protocol):
+    # --- accounts and tokens ------------------------------------------------------------
+    def create_account(self, account: Account) -> bool:
+        """Create the account; False (and no change) if the username exists."""
+
+    def get_account(self, username: str) -> Account | None: ...
+
+    def put_token(self, token_hash: str, username: str, created_at: str) -> None:
+        """Store a token by its hash (never the token itself)."""
+
+    def get_token_owner(self, token_hash: str) -> str | None: ...
+
+    # --- models -------------------------------------------------------------------------
+    def create_model(self, model: Model) -> None:
+        """Raises Conflict if owner/name exists."""
+
+    def get_model(self, owner: str, name: str) -> Model | None: ...
+
+    def update_model(self, model: Model) -> None:
+        """Replace the stored model. Raises NotFound if it does not exist."""
+
+    def delete_model(self, owner: str, name: str) -> None:
+        """Raises NotFound if it does not exist."""
+
+    def list_models(
+        self,
+        *,
+        sort_by: str = "latest_version_created_at",
+        descending: bool = True,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[Model]:
+        """Public models. sort_by is `model_created_at` or `latest_version_created_at`; with the
+        latter, models without a version are not listed."""
+
+    # --- versions -----------------------------------------------------------------------
+    def put_version(self, version: Version) -> tuple[Version, bool]:
+        """Store the version unless (owner, name, id) exists. Returns (stored, created).
+        Does not touch the model; the service updates `latest_version_*`."""
+
+    def get_version(self, owner: str, name: str, version_id: str) -> Version | None: ...
+
+    def find_versions(self, version_id: str) -> list[Version]:
+        """Every model version with this id (a bare id is global; identical bundles pushed to
+        two models share an id)."""
+
+    def list_versions(
+        self, owner: str, name: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[Version]:
+        """Newest first."""
+
+    def delete_version(self, owner: str, name: str, version_id: str) -> None:
+        """Raises NotFound if it does not exist."""
+
+    # --- predictions --------------------------------------------------------------------
+    def create_prediction(self, prediction: Prediction, outbox: Sequence[OutboxEvent] = ()) -> None:
+        """Raises Conflict if the id exists. Outbox events are written in the same transaction."""
+
+    def get_prediction(self, prediction_id: str) -> Prediction | None: ...
+
+    def update_prediction(
+        self,
+        prediction_id: str,
+        changes: dict[str, Any],
+        *,
+        expect_status: Iterable[str] | None = None,
+        outbox: Sequence[OutboxEvent] = (),
+    ) -> Prediction:
+        """Apply `changes` only if the stored status is in `expect_status` (default: any
+        non-terminal status), together with the outbox events, atomically.
+        Returns the updated prediction. Raises NotFound if missing, Conflict if the
+        condition fails (e.g. the prediction is already terminal)."""
+
+    def list_predictions(
+        self,
+        owner: str,
+        *,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[Prediction]:
+        """The owner's predictions, newest first."""
+
+    def delete_prediction(self, prediction_id: str) -> None:
+        """Remove it for good (web predictions deleted by their owner). Idempotent."""
+
+    # --- deployments --------------------------------------------------------------------
+    def create_deployment(self, deployment: Deployment) -> None:
+        """Raises Conflict if owner/name exists."""
+
+    def get_deployment(self, owner: str, name: str) -> Deployment | None: ...
+
+    def update_deployment(self, deployment: Deployment, *, expect_release: int) -> None:
+        """Replace it only if the stored release_number == expect_release, else Conflict."""
+
+    def delete_deployment(self, owner: str, name: str) -> None: ...
+
+    def list_deployments(
+        self, owner: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[Deployment]: ...
+
+
+class JobQueue(Protocol):
+    """At-least-once delivery per pool; the state store's conditional starting→processing
+    write makes each prediction run once."""
+
+    def enqueue(self, job: Job) -> None: ...
+
+    def claim(self, pool: str, *, lease_seconds: float = 60.0) -> Job | None:
+        """Take the oldest visible job of the pool, or None. A claimed job is invisible to
+        other claimers until it is acked, released, or the lease runs out."""
+
+    def ack(self, job: Job) -> None:
+        """The job is done: remove it for good."""
+
+    def release(self, job: Job, *, delay: float = 0.0) -> None:
+        """Give the job back (visible again after `delay` seconds)."""
+
+    def depth(self, pool: str) -> int:
+        """Jobs of the pool waiting (visible), approximately for SQS."""
+
+
+@dataclass
+class BlobInfo:
+    key: str
+    size: int
+    content_type: str | None
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+
+    def get(self, key: str) -> bytes:
+        """Raises NotFound if absent."""
+
+    def head(self, key: str) -> BlobInfo | None: ...
+
+    def delete(self, key: str) -> None:
+        """Idempotent."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under prefix; returns how many."""
+
+    def signed_url(self, key: str, *, expires_in: int = 3600, filename: str | None = None) -> str:
+        """An absolute URL that serves the blob without other auth until it expires."""
+
+
+class Outbox(Protocol):
+    """Events written atomically with state changes (StateStore's `outbox=`), delivered later."""
+
+    def due(self, now: str, *, limit: int = 100) -> list[OutboxEvent]:
+        """Events with due_at <= now, oldest first."""
+
+    def complete(self, event_id: str) -> None:
+        """Delivered (or given up): remove it."""
+
+    def reschedule(self, event_id: str, *, due_at: str, attempts: int) -> None: ...
+
+
+class IdSource(Protocol):
+    def prediction_id(self) -> str: ...
+
+
+class Dispatcher(Protocol):
+    """Makes sure a pool with queued work has runners (cold boots), up to its max."""
+
+    def wake(self, pool: str) -> None:
+        """Called after a job is enqueued for `pool`. Must return quickly."""

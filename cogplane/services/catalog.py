@@ -1,0 +1,207 @@
+"""Models and versions: create, read with visibility rules, push source versions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cogplane.domain.entities import Account, Model, Page, Version
+from cogplane.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unprocessable
+from cogplane.domain.ids import is_version_id, version_id_for
+from cogplane.ports import BlobStore, Clock, StateStore
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+MODEL_FIELDS = ("description", "github_url", "paper_url", "license_url", "cover_image_url")
+PATCH_FIELDS = ("description", "readme", "github_url", "paper_url", "weights_url", "license_url")
+VERSION_NOT_FOUND = "The specified version does not exist (or perhaps you don't have permission to use it?)"
+
+
+def bundle_key(version_id: str) -> str:
+    return f"bundles/{version_id}.tar.gz"
+
+
+class CatalogService:
+    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, hardware: dict[str, str]):
+        self.state = state
+        self.blobs = blobs
+        self.clock = clock
+        self.hardware = hardware
+
+    # --- models -------------------------------------------------------------------------
+    def create_model(self, viewer: Account, body: dict[str, Any]) -> Model:
+        owner, name = body.get("owner"), body.get("name")
+        if not isinstance(owner, str) or not owner:
+            raise Unprocessable("`owner` is required.", field="owner")
+        if not isinstance(name, str) or not MODEL_NAME.match(name):
+            raise Unprocessable(
+                "`name` is required: lowercase letters, digits, '.', '-' and '_', starting with a "
+                "letter or digit.",
+                field="name",
+            )
+        if owner != viewer.username:
+            raise Forbidden(f"You can only create models in your own account ({viewer.username}).")
+        visibility = body.get("visibility", "private")
+        if visibility not in ("public", "private"):
+            raise Unprocessable("`visibility` must be `public` or `private`.", field="visibility")
+        hardware = body.get("hardware", "cpu")
+        if hardware not in self.hardware:
+            raise Unprocessable(
+                f"Unknown hardware {hardware!r}; this install offers: {', '.join(self.hardware)}.",
+                field="hardware",
+            )
+        extra = {}
+        for key in MODEL_FIELDS:
+            value = body.get(key)
+            if value is not None and not isinstance(value, str):
+                raise Unprocessable(f"`{key}` must be a string.", field=key)
+            extra[key] = value
+        model = Model(owner=owner, name=name, visibility=visibility, hardware=hardware,
+                      created_at=self.clock.now(), **extra)
+        self.state.create_model(model)
+        return model
+
+    def get_model(self, viewer: Account | None, owner: str, name: str) -> Model:
+        """A private model is visible only to its owner; others get 404, as if it did not exist."""
+        model = self.state.get_model(owner, name)
+        if model is None or (model.visibility != "public" and (viewer is None or viewer.username != owner)):
+            raise NotFound(f"Model {owner}/{name} not found.")
+        return model
+
+    def update_model(self, viewer: Account, owner: str, name: str, body: dict[str, Any]) -> Model:
+        model = self.get_model(viewer, owner, name)
+        if viewer.username != owner:
+            raise Forbidden("Only the owner can change a model.")
+        changes = {}
+        for key, value in body.items():
+            if key not in PATCH_FIELDS and key != "visibility":
+                raise Unprocessable(f"`{key}` cannot be changed.", field=key)
+            if key == "visibility" and value not in ("public", "private"):
+                raise Unprocessable("`visibility` must be `public` or `private`.", field=key)
+            if value is not None and not isinstance(value, str):
+                raise Unprocessable(f"`{key}` must be a string.", field=key)
+            changes[key] = value
+        model = model.replace(**changes)
+        self.state.update_model(model)
+        return model
+
+    def delete_model(self, viewer: Account, owner: str, name: str) -> None:
+        model = self.get_model(viewer, owner, name)
+        if viewer.username != owner:
+            raise Forbidden("Only the owner can delete a model.")
+        if self.state.list_versions(owner, name, limit=1).items:
+            raise Conflict("Delete every version of the model first; only models without versions can go.")
+        self.state.delete_model(model.owner, model.name)
+
+    def list_models(self, *, sort_by: str, sort_direction: str, cursor: str | None,
+                    limit: int) -> Page[Model]:
+        if sort_by not in ("model_created_at", "latest_version_created_at"):
+            raise InvalidRequest("`sort_by` must be `model_created_at` or `latest_version_created_at`.")
+        if sort_direction not in ("asc", "desc"):
+            raise InvalidRequest("`sort_direction` must be `asc` or `desc`.")
+        return self.state.list_models(sort_by=sort_by, descending=sort_direction == "desc",
+                                      cursor=cursor, limit=limit)
+
+    def search_models(self, query: str, *, limit: int = 100) -> list[Model]:
+        """Public models whose name, owner or description contain every word of the query.
+
+        Reads at most a bounded number of public models (newest versions first)."""
+        words = [w for w in query.lower().split() if w]
+        found: list[Model] = []
+        cursor = None
+        for _ in range(10):  # bounded: at most 10 pages of public models are searched
+            page = self.state.list_models(cursor=cursor, limit=100)
+            for model in page.items:
+                text = f"{model.owner}/{model.name} {model.description or ''}".lower()
+                if all(w in text for w in words):
+                    found.append(model)
+            cursor = page.next_cursor
+            if not cursor or len(found) >= limit:
+                break
+        return found[:limit]
+
+    # --- versions -----------------------------------------------------------------------
+    def push_version(self, viewer: Account, owner: str, name: str, *, bundle: bytes,
+                     schema: dict[str, Any], config: dict[str, Any], cog_version: str) -> tuple[Version, bool]:
+        """Store a source bundle as a version (id = sha256 of the bundle: same content, same id)."""
+        model = self.get_model(viewer, owner, name)
+        if viewer.username != owner:
+            raise NotFound(f"Model {owner}/{name} not found.")
+        components = schema.get("components", {}).get("schemas", {}) if isinstance(schema, dict) else {}
+        if "Input" not in components or "Output" not in components:
+            raise Unprocessable("The schema must have components.schemas.Input and Output.", field="schema")
+        if not bundle:
+            raise Unprocessable("The bundle is empty.", field="bundle")
+        version_id = version_id_for(bundle)
+        key = bundle_key(version_id)
+        if self.blobs.head(key) is None:
+            self.blobs.put(key, bundle, content_type="application/gzip")
+        version = Version(id=version_id, owner=owner, name=name, created_at=self.clock.now(),
+                          openapi_schema=schema, cog_version=cog_version or "0.23.1", kind="source",
+                          bundle_key=key, config=config, size=len(bundle))
+        stored, created = self.state.put_version(version)
+        if created:
+            model = model.replace(latest_version_id=stored.id, latest_version_created_at=stored.created_at)
+            self.state.update_model(model)
+        return stored, created
+
+    def get_version(self, viewer: Account | None, owner: str, name: str, version_id: str) -> Version:
+        self.get_model(viewer, owner, name)
+        version = self.state.get_version(owner, name, version_id)
+        if version is None:
+            raise NotFound(f"Version {version_id} of {owner}/{name} not found.")
+        return version
+
+    def list_versions(self, viewer: Account | None, owner: str, name: str, *, cursor: str | None,
+                      limit: int) -> Page[Version]:
+        self.get_model(viewer, owner, name)
+        return self.state.list_versions(owner, name, cursor=cursor, limit=limit)
+
+    def delete_version(self, viewer: Account, owner: str, name: str, version_id: str) -> None:
+        model = self.get_model(viewer, owner, name)
+        if viewer.username != owner:
+            raise Forbidden("Only the owner can delete a version.")
+        self.state.delete_version(owner, name, version_id)
+        if model.latest_version_id == version_id:
+            newest = self.state.list_versions(owner, name, limit=1).items
+            model = model.replace(
+                latest_version_id=newest[0].id if newest else None,
+                latest_version_created_at=newest[0].created_at if newest else None,
+            )
+            self.state.update_model(model)
+
+    def latest_version(self, viewer: Account | None, owner: str, name: str) -> tuple[Model, Version]:
+        model = self.get_model(viewer, owner, name)
+        if not model.latest_version_id:
+            raise Unprocessable(f"Model {owner}/{name} has no versions yet; push one first.",
+                                title="Model has no versions")
+        version = self.state.get_version(owner, name, model.latest_version_id)
+        if version is None:
+            raise Unprocessable(f"Model {owner}/{name} has no versions yet; push one first.")
+        return model, version
+
+    def resolve_version(self, viewer: Account, ref: Any) -> tuple[Model, Version]:
+        """`version` on POST /predictions: a bare 64-hex id, `owner/name:id`, or `owner/name`."""
+        invalid = Unprocessable(VERSION_NOT_FOUND, title="Invalid version or not permitted", field="version")
+        if not isinstance(ref, str) or not ref:
+            raise Unprocessable("`version` is required.", title="Invalid version or not permitted",
+                                field="version")
+        if ":" in ref or "/" in ref:
+            model_ref, _, version_id = ref.partition(":")
+            owner, _, name = model_ref.partition("/")
+            try:
+                if not version_id:
+                    return self.latest_version(viewer, owner, name)
+                model = self.get_model(viewer, owner, name)
+            except NotFound as exc:
+                raise invalid from exc
+            version = self.state.get_version(owner, name, version_id)
+            if version is None:
+                raise invalid
+            return model, version
+        if not is_version_id(ref):
+            raise invalid
+        for version in self.state.find_versions(ref):
+            model = self.state.get_model(version.owner, version.name)
+            if model and (model.visibility == "public" or model.owner == viewer.username):
+                return model, version
+        raise invalid

@@ -1,0 +1,199 @@
+"""Predictions: create (validate, store, enqueue), read, list, cancel, wait."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+from cogplane.domain.durations import parse_duration
+from cogplane.domain.entities import Account, Job, Model, Page, Prediction, Version
+from cogplane.domain.errors import InvalidRequest, NotFound, Unprocessable
+from cogplane.domain.status import TERMINAL, Status, sources_for
+from cogplane.domain.timefmt import add_seconds, seconds_between
+from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
+
+EVENTS = ("start", "output", "logs", "completed")
+NOT_FOUND = "The requested resource could not be found."
+
+
+def pool_for_version(version: Version) -> str:
+    return f"v-{version.id}"
+
+
+def uri_inputs(schema: dict[str, Any]) -> dict[str, bool]:
+    """Input names whose values are files (`format: uri`) -> whether the input is a list."""
+    props = schema.get("components", {}).get("schemas", {}).get("Input", {}).get("properties", {})
+    found = {}
+    for name, prop in props.items():
+        if prop.get("format") == "uri":
+            found[name] = False
+        elif prop.get("type") == "array" and (prop.get("items") or {}).get("format") == "uri":
+            found[name] = True
+    return found
+
+
+class PredictionService:
+    def __init__(self, state: StateStore, queue: JobQueue, dispatcher: Dispatcher, clock: Clock,
+                 ids: IdSource, *, retention_seconds: int = 3600):
+        self.state = state
+        self.queue = queue
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.ids = ids
+        self.retention_seconds = retention_seconds
+
+    # --- create -------------------------------------------------------------------------
+    def create(self, viewer: Account, model: Model, version: Version, body: dict[str, Any], *,
+               source: str = "api", cancel_after: str | None = None, deployment: str | None = None,
+               pool: str | None = None) -> Prediction:
+        from cogplane.domain.validation import validate_input
+
+        raw_input = body.get("input", {})
+        if raw_input is None:
+            raw_input = {}
+        if not isinstance(raw_input, dict):
+            raise Unprocessable("`input` must be a JSON object.", field="input")
+        clean = validate_input(version.openapi_schema, raw_input)
+        self._check_file_inputs(version.openapi_schema, clean)
+
+        webhook = body.get("webhook")
+        if webhook is None and isinstance(body.get("webhook_completed"), str):
+            webhook = body["webhook_completed"]  # legacy field some clients still send
+            events = ["completed"]
+        else:
+            events = body.get("webhook_events_filter")
+        if webhook is not None:
+            parsed = urlparse(webhook) if isinstance(webhook, str) else None
+            if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise Unprocessable("`webhook` must be an absolute http(s) URL.", field="webhook")
+        if events is not None:
+            if not isinstance(events, list) or any(e not in EVENTS for e in events):
+                raise Unprocessable(
+                    "`webhook_events_filter` must be a list of: start, output, logs, completed.",
+                    field="webhook_events_filter",
+                )
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise Unprocessable("`stream` must be a boolean.", field="stream")
+
+        now = self.clock.now()
+        deadline = None
+        if cancel_after is not None:
+            try:
+                deadline = add_seconds(now, parse_duration(cancel_after))
+            except ValueError as exc:
+                raise InvalidRequest(
+                    f"Invalid Cancel-After header {cancel_after!r}: use a duration like 30s, 5m or 1h30m."
+                ) from exc
+        prediction = Prediction(
+            id=self.ids.prediction_id(),
+            owner=viewer.username,
+            model=model.full_name,
+            version=version.id,
+            input=clean,
+            created_at=now,
+            source=source,
+            deadline=deadline,
+            deployment=deployment,
+            webhook=webhook,
+            webhook_events_filter=list(events) if events is not None else None,
+            stream=stream,
+            pool=pool or pool_for_version(version),
+            remove_at=add_seconds(now, self.retention_seconds) if source == "api" else None,
+        )
+        self.state.create_prediction(prediction)
+        try:
+            self.queue.enqueue(Job(prediction_id=prediction.id, pool=prediction.pool, enqueued_at=now))
+        except Exception as exc:  # never leave a prediction that nothing will ever run
+            self._fail(prediction.id, f"Could not queue the prediction: {exc}")
+            raise
+        self.dispatcher.wake(prediction.pool)
+        return prediction
+
+    def _check_file_inputs(self, schema: dict[str, Any], clean: dict[str, Any]) -> None:
+        for name, is_list in uri_inputs(schema).items():
+            if name not in clean or clean[name] is None:
+                continue
+            values = clean[name] if is_list else [clean[name]]
+            for value in values:
+                if not isinstance(value, str) or not value.startswith(("http://", "https://", "data:")):
+                    raise Unprocessable(
+                        f"{name}: a file input must be an http(s) URL, a data: URI or a /v1/files URL; "
+                        "local paths are not accepted.",
+                        title="Input validation failed",
+                        field=name,
+                    )
+
+    def _fail(self, prediction_id: str, reason: str) -> None:
+        now = self.clock.now()
+        try:
+            self.state.update_prediction(
+                prediction_id,
+                {"status": Status.FAILED.value, "error": reason, "completed_at": now},
+            )
+        except Exception:  # noqa: BLE001 - best effort; the expirer catches what is left
+            pass
+
+    # --- read ---------------------------------------------------------------------------
+    def get(self, viewer: Account | None, prediction_id: str) -> Prediction:
+        """Predictions are private to their creator (shared web predictions excepted)."""
+        prediction = self.state.get_prediction(prediction_id)
+        if prediction is None or (
+            (viewer is None or prediction.owner != viewer.username) and not prediction.shared
+        ):
+            raise NotFound(NOT_FOUND)
+        return prediction
+
+    def get_own(self, viewer: Account, prediction_id: str) -> Prediction:
+        prediction = self.state.get_prediction(prediction_id)
+        if prediction is None or prediction.owner != viewer.username:
+            raise NotFound(NOT_FOUND)
+        return prediction
+
+    def list(self, viewer: Account, *, created_after: str | None, created_before: str | None,
+             cursor: str | None, limit: int) -> Page[Prediction]:
+        return self.state.list_predictions(viewer.username, created_after=created_after,
+                                           created_before=created_before, cursor=cursor, limit=limit)
+
+    # --- cancel -------------------------------------------------------------------------
+    def cancel(self, viewer: Account, prediction_id: str) -> Prediction:
+        """Queued: canceled at once. Running: canceled now; the runner stops the model run.
+        Terminal: returned unchanged."""
+        prediction = self.get_own(viewer, prediction_id)
+        for _ in range(5):  # retry when a runner moved it meanwhile
+            if prediction.status in TERMINAL:
+                return prediction
+            now = self.clock.now()
+            changes: dict[str, Any] = {"status": Status.CANCELED.value, "completed_at": now}
+            if prediction.started_at:
+                elapsed = seconds_between(prediction.started_at, now)
+                metrics = dict(prediction.metrics)
+                metrics.setdefault("predict_time", round(elapsed, 6))
+                metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
+                changes["metrics"] = metrics
+            try:
+                return self.state.update_prediction(
+                    prediction_id, changes, expect_status=[prediction.status]
+                )
+            except Exception:  # noqa: BLE001 - a conditional write lost a race: re-read and retry
+                prediction = self.get_own(viewer, prediction_id)
+        return prediction
+
+    # --- wait ---------------------------------------------------------------------------
+    def wait(self, prediction_id: str, timeout: float) -> Prediction:
+        """Poll until terminal or `timeout` seconds; returns the last state seen."""
+        deadline = time.monotonic() + timeout
+        delay = 0.002  # start fast: the warm path's overhead is what we poll at first
+        while True:
+            prediction = self.state.get_prediction(prediction_id)
+            if prediction is None:
+                raise NotFound(NOT_FOUND)
+            remaining = deadline - time.monotonic()
+            if prediction.status in TERMINAL or remaining <= 0:
+                return prediction
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 0.05)
+
+    def transition_allowed_from(self, status: str) -> frozenset[Status]:
+        return sources_for(status)

@@ -1,0 +1,123 @@
+"""The JSON shapes clients see (replicate-api.md §1-2). The API and the webhook sender both use
+these, so a webhook body is exactly what GET returns at that moment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cogplane.domain.entities import Deployment, Model, Prediction, Version
+
+BLOB_PREFIX = "cogplane-blob:"  # how stored outputs refer to files in the blob store
+
+
+def blob_ref(key: str) -> str:
+    return BLOB_PREFIX + key
+
+
+def resolve_blob_refs(value: Any, sign) -> Any:
+    """Replace stored blob references with fresh signed URLs, recursively."""
+    if isinstance(value, str):
+        return sign(value[len(BLOB_PREFIX):]) if value.startswith(BLOB_PREFIX) else value
+    if isinstance(value, list):
+        return [resolve_blob_refs(v, sign) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve_blob_refs(v, sign) for k, v in value.items()}
+    return value
+
+
+def blob_keys(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value[len(BLOB_PREFIX):]] if value.startswith(BLOB_PREFIX) else []
+    if isinstance(value, list):
+        return [k for v in value for k in blob_keys(v)]
+    if isinstance(value, dict):
+        return [k for v in value.values() for k in blob_keys(v)]
+    return []
+
+
+def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool = False) -> dict[str, Any]:
+    urls = {
+        "get": f"{base_url}/v1/predictions/{p.id}",
+        "cancel": f"{base_url}/v1/predictions/{p.id}/cancel",
+        "web": f"{base_url}/p/{p.id}",
+    }
+    if has_stream or p.stream:
+        urls["stream"] = f"{base_url}/v1/predictions/{p.id}/stream"
+    output = p.output
+    if sign is not None and output is not None:
+        output = resolve_blob_refs(output, sign)
+    body: dict[str, Any] = {
+        "id": p.id,
+        "model": p.model,
+        "version": p.version,
+        "input": p.input if p.input is not None else {},
+        "logs": p.logs if p.logs is not None else "",
+        "output": output,
+        "data_removed": p.data_removed,
+        "error": p.error if p.error is None or isinstance(p.error, str) else str(p.error),
+        "status": p.status,
+        "source": p.source,
+        "created_at": p.created_at,
+        "started_at": p.started_at,
+        "completed_at": p.completed_at,
+        "urls": urls,
+        "metrics": p.metrics or {},
+    }
+    if p.deadline:
+        body["deadline"] = p.deadline
+    if p.deployment:
+        body["deployment"] = p.deployment
+    if p.webhook:
+        body["webhook"] = p.webhook
+        if p.webhook_events_filter is not None:
+            body["webhook_events_filter"] = p.webhook_events_filter
+    return body
+
+
+def version_json(v: Version) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "created_at": v.created_at,
+        "cog_version": v.cog_version or "0.23.1",
+        "openapi_schema": v.openapi_schema or {},
+    }
+
+
+def model_json(m: Model, base_url: str, latest: Version | None = None,
+               default_example: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "url": f"{base_url}/{m.owner}/{m.name}",
+        "owner": m.owner,
+        "name": m.name,
+        "description": m.description,
+        "visibility": m.visibility,
+        "github_url": m.github_url,
+        "paper_url": m.paper_url,
+        "license_url": m.license_url,
+        "cover_image_url": m.cover_image_url,
+        "run_count": m.run_count,
+        "default_example": default_example,
+        "latest_version": version_json(latest) if latest else None,
+        "created_at": m.created_at,
+        "is_official": False,
+        "hardware": m.hardware,
+    }
+
+
+def deployment_json(d: Deployment, created_by: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "owner": d.owner,
+        "name": d.name,
+        "current_release": {
+            "number": d.release_number,
+            "model": d.model,
+            "version": d.version,
+            "created_at": d.release_created_at,
+            "created_by": created_by,
+            "configuration": {
+                "hardware": d.hardware,
+                "min_instances": d.min_instances,
+                "max_instances": d.max_instances,
+            },
+        },
+    }

@@ -1,0 +1,49 @@
+"""Settings, validated once at the edge (process start). Nothing under domain/ reads the env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COGPLANE_", extra="ignore")
+
+    backend: Literal["local", "aws"] = "local"
+    home: Path = Path(".cogplane")
+    # The absolute URL clients reach the API at; urls.* and next/previous are built from it.
+    # Empty: taken from each request's Host.
+    public_url: str = ""
+    user: str = "local"
+    token: str | None = None
+
+    # AWS resource names have no defaults: the stack sets them.
+    table_name: str | None = None
+    bucket: str | None = None
+    queue_prefix: str | None = None
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # JSON request bodies
+    max_wait_seconds: int = Field(default=60, ge=1, le=60)  # Prefer: wait cap (deployed: ~25)
+    data_retention_seconds: int = Field(default=3600, ge=60)  # API predictions' data removal
+    output_url_ttl_seconds: int = Field(default=3600, ge=60)
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "cogplane.db"
+
+    @property
+    def blob_root(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.home / "secret"

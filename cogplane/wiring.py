@@ -1,0 +1,119 @@
+"""Builds the services over one adapter set. The only place that knows which adapters exist."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from cogplane.clock import RandomIds, SystemClock
+from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, StateStore
+from cogplane.services.accounts import AccountService
+from cogplane.services.catalog import CatalogService
+from cogplane.services.predictions import PredictionService
+from cogplane.settings import Settings
+
+LOCAL_HARDWARE = {"cpu": "CPU"}
+
+
+class NoDispatcher:
+    """Queues work without starting runners (a pool served by runners started elsewhere)."""
+
+    def wake(self, pool: str) -> None:
+        return None
+
+
+@dataclass
+class Services:
+    settings: Settings
+    state: StateStore
+    queue: JobQueue
+    blobs: BlobStore
+    outbox: Outbox
+    clock: Clock
+    ids: IdSource
+    dispatcher: Dispatcher
+    hardware: dict[str, str]
+    accounts: AccountService = field(init=False)
+    catalog: CatalogService = field(init=False)
+    predictions: PredictionService = field(init=False)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.accounts = AccountService(self.state, self.clock)
+        self.catalog = CatalogService(self.state, self.blobs, self.clock, self.hardware)
+        self.predictions = PredictionService(
+            self.state, self.queue, self.dispatcher, self.clock, self.ids,
+            retention_seconds=self.settings.data_retention_seconds,
+        )
+
+
+def local_secret(settings: Settings) -> bytes:
+    """The install's signing secret (blob URLs), created once and kept under COGPLANE_HOME."""
+    path = settings.secret_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        value = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value.hex())
+        return value
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+
+
+def build_local(settings: Settings, *, clock: Clock | None = None, ids: IdSource | None = None,
+                dispatcher: Dispatcher | None = None, base_url: str | None = None) -> Services:
+    from cogplane.adapters.local.disk import DiskBlobStore
+    from cogplane.adapters.local.sqlite import Database, SqliteJobQueue, SqliteOutbox, SqliteStateStore
+
+    clock = clock or SystemClock()
+    db = Database(str(settings.db_path))
+    blobs = DiskBlobStore(str(settings.blob_root), base_url or settings.public_url or "http://127.0.0.1:8000",
+                          local_secret(settings), clock)
+    return Services(
+        settings=settings, state=SqliteStateStore(db), queue=SqliteJobQueue(db, clock), blobs=blobs,
+        outbox=SqliteOutbox(db), clock=clock, ids=ids or RandomIds(),
+        dispatcher=dispatcher or NoDispatcher(), hardware=dict(LOCAL_HARDWARE),
+    )
+
+
+def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, clock: Clock | None = None,
+              dispatcher: Dispatcher | None = None) -> Services:
+    """Adapters over boto3 clients built once per process (or given, for tests)."""
+    from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoStateStore
+    from cogplane.adapters.aws.s3 import S3BlobStore
+    from cogplane.adapters.aws.sqs import SqsJobQueue
+
+    if not (settings.table_name and settings.bucket and settings.queue_prefix):
+        raise RuntimeError("COGPLANE_TABLE_NAME, COGPLANE_BUCKET and COGPLANE_QUEUE_PREFIX must be set")
+    clients = clients or _aws_clients()
+    return Services(
+        settings=settings,
+        state=DynamoStateStore(clients["dynamodb"], settings.table_name),
+        queue=SqsJobQueue(clients["sqs"], settings.queue_prefix),
+        blobs=S3BlobStore(clients["s3"], settings.bucket),
+        outbox=DynamoOutbox(clients["dynamodb"], settings.table_name),
+        clock=clock or SystemClock(),
+        ids=RandomIds(),
+        dispatcher=dispatcher or NoDispatcher(),
+        hardware={"cpu": "CPU", "gpu-t4": "Nvidia T4 GPU", "gpu-a10g": "Nvidia A10G GPU",
+                  "gpu-l4": "Nvidia L4 GPU", "gpu-l40s": "Nvidia L40S GPU"},
+    )
+
+
+def _aws_clients() -> dict[str, Any]:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
+    return {name: boto3.client(name, config=config) for name in ("dynamodb", "sqs", "s3")}
+
+
+def build(settings: Settings, **kwargs: Any) -> Services:
+    if settings.backend == "aws":
+        return build_aws(settings, **kwargs)
+    return build_local(settings, **kwargs)

@@ -1,0 +1,41 @@
+"""The API: one FastAPI app for uvicorn (single machine) and Lambda (through Mangum)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from cogplane.settings import Settings
+from cogplane.wiring import Services, build
+from functions.api import errors
+from functions.api.routers import misc, models, predictions
+
+RATE_HEADERS = [(b"ratelimit-remaining", b"2999"), (b"ratelimit-reset", b"1")]
+
+
+class RateLimitHeaders:
+    """Adds `ratelimit-*` headers to every response (pure ASGI: no per-request overhead to speak of)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + RATE_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(title="cogplane", version="0.1.0", description="A self-hosted, Replicate-compatible API.")
+    app.state.services = services or build(settings or Settings())
+    errors.install(app)
+    app.include_router(predictions.router)
+    app.include_router(models.router)
+    app.include_router(misc.router)
+    app.add_middleware(RateLimitHeaders)
+    return app

@@ -1,0 +1,83 @@
+"""Request dependencies: services, the caller's account, the public base URL, JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from cogplane.domain.entities import Account
+from cogplane.wiring import Services
+from functions.api.errors import HTTPProblem
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def current_account(request: Request, services: ServicesDep) -> Account:
+    account = services.accounts.authenticate(request.headers.get("authorization"))
+    request.state.account = account
+    return account
+
+
+def optional_account(request: Request, services: ServicesDep) -> Account | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    return current_account(request, services)
+
+
+AccountDep = Annotated[Account, Depends(current_account)]
+OptionalAccountDep = Annotated[Account | None, Depends(optional_account)]
+
+
+def base_url(request: Request) -> str:
+    configured = request.app.state.services.settings.public_url
+    if configured:
+        return configured
+    return str(request.base_url).rstrip("/")
+
+
+BaseUrlDep = Annotated[str, Depends(base_url)]
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object: 415 for another content type, 413 when too big, 400 when malformed."""
+    limit = request.app.state.services.settings.max_body_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise HTTPProblem(413, f"The request body is larger than {limit} bytes.")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise HTTPProblem(413, f"The request body is larger than {limit} bytes.")
+    if not raw.strip():
+        return {}
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise HTTPProblem(415, "Send the request body as JSON with `Content-Type: application/json`.")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPProblem(400, f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise HTTPProblem(400, "The request body must be a JSON object.")
+    return value
+
+
+JsonBody = Annotated[dict[str, Any], Depends(json_body)]
+
+
+def page_url(base: str, path: str, cursor: str | None, **params: str | None) -> str | None:
+    """An absolute page URL (JS paginate feeds `next` back verbatim, so it must be absolute)."""
+    if not cursor:
+        return None
+    from urllib.parse import urlencode
+
+    query = {k: v for k, v in params.items() if v is not None}
+    query["cursor"] = cursor
+    return f"{base}{path}?{urlencode(query)}"

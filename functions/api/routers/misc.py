@@ -1,0 +1,45 @@
+"""Small read endpoints: hardware, account, webhook signing secret, signed blob downloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, JSONResponse
+
+from cogplane.domain.errors import NotFound
+from functions.api.deps import AccountDep, ServicesDep
+
+router = APIRouter(prefix="/v1", tags=["misc"])
+
+
+@router.get("/hardware")
+def list_hardware(services: ServicesDep, account: AccountDep) -> JSONResponse:
+    """The hardware SKUs this install offers (a bare array, as Replicate returns)."""
+    return JSONResponse([{"sku": sku, "name": name} for sku, name in services.hardware.items()])
+
+
+@router.get("/account")
+def get_account(account: AccountDep) -> dict[str, Any]:
+    """The account the token belongs to."""
+    return {"type": account.type, "username": account.username, "name": account.name or account.username,
+            "github_url": account.github_url, "avatar_url": account.avatar_url}
+
+
+@router.get("/webhooks/default/secret")
+def webhook_secret(account: AccountDep) -> dict[str, str]:
+    """The `whsec_` key your webhooks are signed with."""
+    return {"key": account.webhook_secret}
+
+
+@router.get("/blobs/{key:path}")
+def download_blob(key: str, services: ServicesDep, expires: int = 0, signature: str = "") -> FileResponse:
+    """A signed, expiring download URL of the local blob store (no auth header needed)."""
+    verify = getattr(services.blobs, "verify", None)
+    if verify is None or not signature or not verify(key, expires, signature):
+        raise NotFound("This link is invalid or has expired.")
+    info = services.blobs.head(key)
+    if info is None:
+        raise NotFound("This file no longer exists.")
+    return FileResponse(services.blobs.path_of(key), media_type=info.content_type or "application/octet-stream",
+                        filename=key.rsplit("/", 1)[-1])

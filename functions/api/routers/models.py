@@ -1,0 +1,164 @@
+"""Models and versions, including the source-version upload the CLI uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from cogplane.domain.entities import Model
+from cogplane.domain.errors import Unprocessable
+from cogplane.services.presenters import model_json, version_json
+from cogplane.wiring import Services
+from functions.api.deps import (
+    AccountDep,
+    BaseUrlDep,
+    JsonBody,
+    OptionalAccountDep,
+    ServicesDep,
+    page_url,
+)
+from functions.api.errors import HTTPProblem
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a source bundle (weights belong in packages or images)
+
+
+def present_model(services: Services, model: Model, base: str) -> dict[str, Any]:
+    latest = None
+    if model.latest_version_id:
+        latest = services.state.get_version(model.owner, model.name, model.latest_version_id)
+    return model_json(model, base, latest)
+
+
+@router.get("/models")
+def list_models(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
+                sort_by: str = "latest_version_created_at", sort_direction: str = "desc",
+                cursor: str | None = None) -> dict[str, Any]:
+    """Public models, newest version first by default."""
+    page = services.catalog.list_models(sort_by=sort_by, sort_direction=sort_direction, cursor=cursor,
+                                        limit=services.settings.page_size)
+    return {
+        "previous": None,
+        "next": page_url(base, "/v1/models", page.next_cursor, sort_by=sort_by, sort_direction=sort_direction),
+        "results": [present_model(services, m, base) for m in page.items],
+    }
+
+
+async def search_models(request: Request, services: ServicesDep, account: AccountDep,
+                        base: BaseUrlDep) -> dict[str, Any]:
+    """`QUERY /v1/models` with the search text as the body (raw, or JSON-quoted as JS sends it)."""
+    raw = (await request.body()).decode("utf-8", errors="replace").strip()
+    if raw.startswith('"'):
+        try:
+            decoded = json.loads(raw)
+            raw = decoded if isinstance(decoded, str) else raw
+        except ValueError:
+            pass
+    models = services.catalog.search_models(raw)
+    return {"previous": None, "next": None, "results": [present_model(services, m, base) for m in models]}
+
+
+router.add_api_route("/models", search_models, methods=["QUERY"])
+
+
+@router.post("/models", status_code=201)
+def create_model(services: ServicesDep, account: AccountDep, base: BaseUrlDep, body: JsonBody) -> JSONResponse:
+    """Create a model in your account."""
+    model = services.catalog.create_model(account, body)
+    return JSONResponse(present_model(services, model, base), status_code=201)
+
+
+@router.get("/models/{owner}/{name}")
+def get_model(owner: str, name: str, services: ServicesDep, account: AccountDep,
+              base: BaseUrlDep) -> dict[str, Any]:
+    """Get a model (private models only for their owner)."""
+    return present_model(services, services.catalog.get_model(account, owner, name), base)
+
+
+@router.patch("/models/{owner}/{name}")
+def update_model(owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep,
+                 body: JsonBody) -> dict[str, Any]:
+    """Change a model's description, links or visibility."""
+    return present_model(services, services.catalog.update_model(account, owner, name, body), base)
+
+
+@router.delete("/models/{owner}/{name}", status_code=204)
+def delete_model(owner: str, name: str, services: ServicesDep, account: AccountDep) -> Response:
+    """Delete your model; only models without versions can be deleted."""
+    services.catalog.delete_model(account, owner, name)
+    return Response(status_code=204)
+
+
+@router.get("/models/{owner}/{name}/versions")
+def list_versions(owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep,
+                  cursor: str | None = None) -> dict[str, Any]:
+    """The model's versions, newest first."""
+    page = services.catalog.list_versions(account, owner, name, cursor=cursor,
+                                          limit=services.settings.page_size)
+    return {
+        "previous": None,
+        "next": page_url(base, f"/v1/models/{owner}/{name}/versions", page.next_cursor),
+        "results": [version_json(v) for v in page.items],
+    }
+
+
+@router.get("/models/{owner}/{name}/versions/{version_id}")
+def get_version(owner: str, name: str, version_id: str, services: ServicesDep,
+                account: AccountDep) -> dict[str, Any]:
+    """One version with its OpenAPI schema."""
+    return version_json(services.catalog.get_version(account, owner, name, version_id))
+
+
+@router.delete("/models/{owner}/{name}/versions/{version_id}", status_code=202)
+def delete_version(owner: str, name: str, version_id: str, services: ServicesDep,
+                   account: AccountDep) -> Response:
+    """Delete one of your versions (202, as Replicate answers)."""
+    services.catalog.delete_version(account, owner, name, version_id)
+    return Response(status_code=202)
+
+
+@router.post("/models/{owner}/{name}/versions", status_code=201)
+async def push_version(owner: str, name: str, request: Request, services: ServicesDep,
+                       account: AccountDep) -> JSONResponse:
+    """Upload a source version (multipart: `bundle` tar.gz, `schema` and `config` JSON, `cog_version`).
+
+    The version id is the sha256 of the bundle: pushing the same content again answers 200 with
+    the existing version."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise HTTPProblem(415, "Upload a version as multipart/form-data (bundle, schema, config).")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BUNDLE_BYTES:
+        raise HTTPProblem(413, f"The bundle is larger than {MAX_BUNDLE_BYTES // (1024 * 1024)} MiB.")
+    form = await request.form(max_part_size=MAX_BUNDLE_BYTES)
+    upload = form.get("bundle")
+    if upload is None or isinstance(upload, str):
+        raise Unprocessable("The `bundle` file part is required.", field="bundle")
+    bundle = await upload.read()
+
+    def _json(field: str) -> dict[str, Any]:
+        value = form.get(field)
+        if value is None:
+            raise Unprocessable(f"The `{field}` part is required.", field=field)
+        text = value if isinstance(value, str) else (value.file.read().decode())
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise Unprocessable(f"`{field}` is not valid JSON.", field=field) from exc
+        if not isinstance(parsed, dict):
+            raise Unprocessable(f"`{field}` must be a JSON object.", field=field)
+        return parsed
+
+    schema, config = _json("schema"), _json("config")
+    cog_version = form.get("cog_version")
+    from fastapi.concurrency import run_in_threadpool
+
+    version, created = await run_in_threadpool(
+        services.catalog.push_version, account, owner, name, bundle=bundle, schema=schema, config=config,
+        cog_version=cog_version if isinstance(cog_version, str) else "0.23.1",
+    )
+    return JSONResponse(version_json(version), status_code=201 if created else 200)

@@ -1,0 +1,137 @@
+"""Predictions: create (three routes), get, list, cancel."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from cogplane.domain.entities import Account, Model, Prediction, Version
+from cogplane.domain.errors import InvalidRequest
+from cogplane.domain.status import TERMINAL
+from cogplane.domain.timefmt import iso, parse
+from cogplane.services.presenters import prediction_json
+from cogplane.wiring import Services
+from functions.api.deps import AccountDep, BaseUrlDep, JsonBody, ServicesDep, page_url
+
+router = APIRouter(prefix="/v1", tags=["predictions"])
+
+_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$", re.IGNORECASE)
+
+
+def parse_prefer(header: str | None, cap: int) -> int | None:
+    """Seconds to hold a create for `Prefer: wait[=N]`, or None for async."""
+    if not header:
+        return None
+    for part in header.split(","):
+        match = _WAIT.match(part)
+        if match:
+            seconds = int(match.group(1)) if match.group(1) else 60
+            return max(1, min(seconds, cap))
+    return None
+
+
+def has_stream(services: Services, version: Version | None) -> bool:
+    if version is None:
+        return False
+    output = version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
+    return output.get("x-cog-array-type") == "iterator"
+
+
+def present(services: Services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
+    ttl = services.settings.output_url_ttl_seconds
+
+    def sign(key: str) -> str:
+        return services.blobs.signed_url(key, expires_in=ttl)
+
+    if version is None:
+        models = p.model.split("/", 1)
+        version = services.state.get_version(models[0], models[-1], p.version)
+    return prediction_json(p, base, sign, has_stream=has_stream(services, version))
+
+
+async def _create(request: Request, services: Services, account: Account, base: str, model: Model,
+                  version: Version, body: dict[str, Any], *, deployment: str | None = None,
+                  pool: str | None = None) -> JSONResponse:
+    wait = parse_prefer(request.headers.get("prefer"), services.settings.max_wait_seconds)
+    prediction = await run_in_threadpool(
+        services.predictions.create, account, model, version, body,
+        cancel_after=request.headers.get("cancel-after"), deployment=deployment, pool=pool,
+    )
+    headers: dict[str, str] = {}
+    if wait is not None:
+        prediction = await run_in_threadpool(services.predictions.wait, prediction.id, wait)
+        headers["Preference-Applied"] = f"wait={wait}" if request.headers.get("prefer", "").strip() != "wait" \
+            else "wait"
+        if prediction.status not in TERMINAL:
+            # Both clients treat anything but `starting` as final: never show a running state here.
+            prediction = prediction.replace(status="starting", output=None)
+    body_out = present(services, prediction, base, version)
+    headers["Location"] = body_out["urls"]["get"]
+    return JSONResponse(body_out, status_code=201, headers=headers)
+
+
+@router.post("/predictions", status_code=201)
+async def create_prediction(request: Request, services: ServicesDep, account: AccountDep,
+                            base: BaseUrlDep, body: JsonBody) -> JSONResponse:
+    """Create a prediction for a version (`id`, `owner/name:id` or `owner/name`)."""
+    model, version = await run_in_threadpool(services.catalog.resolve_version, account, body.get("version"))
+    return await _create(request, services, account, base, model, version, body)
+
+
+@router.post("/models/{owner}/{name}/predictions", status_code=201)
+async def create_model_prediction(owner: str, name: str, request: Request, services: ServicesDep,
+                                  account: AccountDep, base: BaseUrlDep, body: JsonBody) -> JSONResponse:
+    """Create a prediction with the model's latest version."""
+    model, version = await run_in_threadpool(services.catalog.latest_version, account, owner, name)
+    return await _create(request, services, account, base, model, version, body)
+
+
+@router.get("/predictions/{prediction_id}")
+def get_prediction(prediction_id: str, services: ServicesDep, account: AccountDep,
+                   base: BaseUrlDep) -> dict[str, Any]:
+    """Get a prediction (only its creator can)."""
+    return present(services, services.predictions.get(account, prediction_id), base)
+
+
+def _timestamp(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return iso(parse(value))
+    except ValueError as exc:
+        raise InvalidRequest(f"`{name}` must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z.") from exc
+
+
+@router.get("/predictions")
+def list_predictions(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
+                     created_after: str | None = None, created_before: str | None = None,
+                     cursor: str | None = None) -> dict[str, Any]:
+    """Your predictions, newest first, 100 per page."""
+    after, before = _timestamp(created_after, "created_after"), _timestamp(created_before, "created_before")
+    page = services.predictions.list(account, created_after=after, created_before=before, cursor=cursor,
+                                     limit=services.settings.page_size)
+    versions: dict[tuple[str, str], Version | None] = {}
+    results = []
+    for p in page.items:
+        key = (p.model, p.version)
+        if key not in versions:
+            owner, _, name = p.model.partition("/")
+            versions[key] = services.state.get_version(owner, name, p.version)
+        results.append(present(services, p, base, versions[key]))
+    return {
+        "previous": None,
+        "next": page_url(base, "/v1/predictions", page.next_cursor, created_after=created_after,
+                         created_before=created_before),
+        "results": results,
+    }
+
+
+@router.post("/predictions/{prediction_id}/cancel")
+def cancel_prediction(prediction_id: str, services: ServicesDep, account: AccountDep,
+                      base: BaseUrlDep) -> dict[str, Any]:
+    """Cancel a prediction; a finished one is returned unchanged."""
+    return present(services, services.predictions.cancel(account, prediction_id), base)

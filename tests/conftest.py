@@ -1,0 +1,61 @@
+"""Shared fixtures: builders for schemas and bundles, a services instance on a temp folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from cogplane.settings import Settings
+from cogplane.wiring import build_local
+
+HELLO_SCHEMA = {
+    "openapi": "3.0.2",
+    "info": {"title": "Cog", "version": "0.1.0"},
+    "paths": {},
+    "components": {
+        "schemas": {
+            "Input": {
+                "type": "object",
+                "title": "Input",
+                "required": ["prompt"],
+                "properties": {
+                    "prompt": {"type": "string", "title": "Prompt", "x-order": 0},
+                    "steps": {"type": "integer", "title": "Steps", "default": 2, "minimum": 1,
+                              "maximum": 10, "x-order": 1},
+                    "image": {"type": "string", "format": "uri", "title": "Image", "x-order": 2},
+                },
+            },
+            "Output": {"type": "string", "title": "Output"},
+        }
+    },
+}
+
+
+def make_bundle(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(home=tmp_path / "home", public_url="https://cogplane.test")
+
+
+@pytest.fixture
+def services(settings):
+    return build_local(settings, base_url=settings.public_url)
+
+
+@pytest.fixture
+def schema():
+    return json.loads(json.dumps(HELLO_SCHEMA))
