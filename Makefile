@@ -1,0 +1,39 @@
+# cogplane — the two commands: `make up` (run the platform on this machine) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml package.json 2>/dev/null | sha1sum | cut -c1-12)
+
+.PHONY: up test test-fast lint bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing cogplane and its test tools into $(VENV) ..."
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@if [ -f package.json ]; then npm install --no-audit --no-fund --loglevel=error; fi
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+## Run the single-machine stack on 127.0.0.1:$${PORT:-8000} (state in $${COGPLANE_HOME:-.cogplane})
+up: $(STAMP)
+	@exec $(VENV)/bin/cogplane up
+
+## Install what the tests need and run them all (slow real-model tests included)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## The quick loop: everything but the slow real-model tests
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cogplane functions gpu_runner tests bench infra
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

@@ -1,0 +1,128 @@
+"""`cogplane` command line: push models, run the single-machine stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import httpx
+
+from cogplane.bundle import BundleError
+from cogplane.schema import SchemaError
+
+
+def _err(message: str) -> int:
+    print(f"cogplane: {message}", file=sys.stderr)
+    return 1
+
+
+def _token(home: Path) -> str | None:
+    token = os.environ.get("COGPLANE_TOKEN")
+    if token:
+        return token
+    path = home / "token"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _multipart(fields: dict[str, str], file_field: str, filename: str, data: bytes) -> tuple[str, list[bytes]]:
+    boundary = "cogplane-" + secrets.token_hex(12)
+    head = b""
+    for name, value in fields.items():
+        head += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").encode()
+        head += value.encode() + b"\r\n"
+    head += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"{filename}\"\r\n"
+             "Content-Type: application/gzip\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", [head, data, tail]
+
+
+def _progress_chunks(parts: list[bytes], label: str, chunk: int = 256 * 1024):
+    total = sum(len(p) for p in parts)
+    sent = 0
+    tty = sys.stderr.isatty()
+    for part in parts:
+        for i in range(0, len(part), chunk):
+            piece = part[i:i + chunk]
+            sent += len(piece)
+            yield piece
+            if tty:
+                print(f"\r{label}: {sent * 100 // max(total, 1):3d}% of {total / 1e6:.1f} MB", end="",
+                      file=sys.stderr, flush=True)
+    print(f"\r{label}: 100% of {total / 1e6:.1f} MB", file=sys.stderr, flush=True)
+
+
+def push(args: argparse.Namespace) -> int:
+    from cogplane.push import prepare
+
+    home = Path(os.environ.get("COGPLANE_HOME", ".cogplane"))
+    url = os.environ.get("COGPLANE_URL", "http://127.0.0.1:8000").rstrip("/")
+    token = _token(home)
+    if not token:
+        return _err(f"no token: set COGPLANE_TOKEN or run `make up` (it writes {home}/token)")
+    owner, _, name = args.model.partition("/")
+    if not owner or not name:
+        return _err("the model must be given as OWNER/NAME")
+    model_dir = Path(args.dir)
+    if not model_dir.is_dir():
+        return _err(f"{model_dir} is not a folder")
+    print(f"Inspecting {model_dir} ...", file=sys.stderr)
+    try:
+        prepared = prepare(model_dir, env_cache=home / "envs", on_log=lambda line: print(line, file=sys.stderr))
+    except (BundleError, SchemaError) as exc:
+        return _err(f"cannot push {model_dir}: {exc}")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(30, write=None)) as client:
+        try:
+            found = client.get(f"/v1/models/{owner}/{name}")
+            if found.status_code == 404:
+                created = client.post("/v1/models", json={
+                    "owner": owner, "name": name, "visibility": "public" if args.public else "private",
+                    "hardware": args.hardware, "description": args.description})
+                if created.status_code != 201:
+                    return _err(f"could not create {owner}/{name}: {created.text}")
+                print(f"Created model {owner}/{name} ({'public' if args.public else 'private'})", file=sys.stderr)
+            elif found.status_code != 200:
+                return _err(f"could not read {owner}/{name}: {found.status_code} {found.text}")
+            content_type, parts = _multipart(
+                {"schema": json.dumps(prepared.schema), "config": json.dumps(prepared.config),
+                 "cog_version": "0.23.1"}, "bundle", "bundle.tar.gz", prepared.bundle)
+            r = client.post(f"/v1/models/{owner}/{name}/versions", headers={"Content-Type": content_type},
+                            content=_progress_chunks(parts, "Uploading"))
+        except httpx.HTTPError as exc:
+            return _err(f"cannot reach {url}: {exc}")
+    if r.status_code not in (200, 201):
+        return _err(f"upload failed: {r.status_code} {r.text}")
+    state = "new version" if r.status_code == 201 else "unchanged, existing version"
+    print(f"Pushed {owner}/{name} ({state})", file=sys.stderr)
+    print(r.json()["id"])
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    from cogplane.embedded.stack import run
+
+    return run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cogplane", description="A self-hosted, Replicate-compatible platform.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("push", help="push a Cog model folder as a new version (no Docker needed)")
+    p.add_argument("dir", help="the model folder (with cog.yaml and predict.py)")
+    p.add_argument("model", help="OWNER/NAME; created if missing")
+    p.add_argument("--public", action="store_true", help="make a newly created model public")
+    p.add_argument("--hardware", default="cpu", help="hardware SKU for a newly created model (default cpu)")
+    p.add_argument("--description", default=None, help="description for a newly created model")
+    p.set_defaults(func=push)
+    u = sub.add_parser("up", help="run the single-machine stack (API, runners, pumps) in the foreground")
+    u.set_defaults(func=up)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

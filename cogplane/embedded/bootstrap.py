@@ -1,0 +1,68 @@
+"""First-run set-up of the single-machine stack: accounts, the user's token, the examples."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cogplane.bundle import BundleError
+from cogplane.domain.errors import Conflict
+from cogplane.schema import SchemaError
+from cogplane.wiring import Services
+
+log = logging.getLogger("cogplane.bootstrap")
+
+
+@dataclass
+class PushResult:
+    model: str
+    version_id: str | None
+    error: str | None = None
+
+
+def ensure_token(services: Services, username: str, home: Path, given: str | None) -> str:
+    """COGPLANE_TOKEN if set; else the token kept in $COGPLANE_HOME/token; else a new one."""
+    path = home / "token"
+    token = given or (path.read_text().strip() if path.is_file() else None)
+    token = services.accounts.issue_token(username, token)
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+def push_examples(services: Services, examples_dir: Path, *, owner: str = "examples") -> list[PushResult]:
+    """Push every folder of examples/ as a public model owner/<folder> (unchanged ones are skipped)."""
+    from cogplane.push import prepare
+
+    account = services.accounts.ensure_account(owner, type="organization", name="Examples")
+    results = []
+    for folder in sorted(p for p in Path(examples_dir).iterdir() if (p / "cog.yaml").is_file()):
+        name = folder.name
+        try:
+            prepared = prepare(folder, with_schema=False)
+            if services.state.get_version(owner, name, prepared.version_id) is not None:
+                results.append(PushResult(f"{owner}/{name}", prepared.version_id))
+                continue
+            prepared = prepare(folder)
+            description = None
+            readme = folder / "README.md"
+            if readme.is_file():
+                lines = [ln.strip("# ").strip() for ln in readme.read_text().splitlines() if ln.strip()]
+                description = next((ln for ln in lines[1:] if not ln.startswith(("```", "|"))), lines[0])
+            try:
+                services.catalog.create_model(account, {"owner": owner, "name": name, "visibility": "public",
+                                                        "description": description})
+            except Conflict:
+                pass
+            version, _ = services.catalog.push_version(
+                account, owner, name, bundle=prepared.bundle, schema=prepared.schema or {},
+                config=prepared.config, cog_version="0.23.1")
+            results.append(PushResult(f"{owner}/{name}", version.id))
+        except (BundleError, SchemaError) as exc:
+            log.warning("could not push example %s: %s", name, exc)
+            results.append(PushResult(f"{owner}/{name}", None, str(exc)))
+    return results

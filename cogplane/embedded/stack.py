@@ -1,0 +1,83 @@
+"""`make up`: the whole platform on one machine, in the foreground; Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from cogplane.embedded.bootstrap import ensure_token, push_examples
+from cogplane.settings import Settings
+from cogplane.wiring import build_local
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def banner(url: str, token: str, user: str, examples: list) -> str:
+    models = "\n".join(
+        f"    {r.model:<28} {'ready' if r.version_id else 'NOT PUSHED: ' + (r.error or '')}" for r in examples
+    )
+    return f"""
+cogplane is up at {url}
+
+  user:   {user}
+  token:  {token}   (also in {os.environ.get('COGPLANE_HOME', '.cogplane')}/token)
+
+  models:
+{models or '    (none)'}
+
+  Try it with curl:
+    curl -s -X POST {url}/v1/models/examples/hello/predictions \\
+      -H "Authorization: Bearer {token}" -H "Content-Type: application/json" \\
+      -H "Prefer: wait" -d '{{"input": {{"prompt": "world"}}}}'
+
+  Or with the replicate Python client:
+    REPLICATE_BASE_URL={url} REPLICATE_API_TOKEN={token} \\
+      python -c 'import replicate; print(replicate.run("examples/hello", input={{"prompt": "world"}}))'
+
+  Push your own model:   .venv/bin/cogplane push path/to/model {user}/my-model
+
+Press Ctrl-C to stop.
+"""
+
+
+def run() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    port = int(os.environ.get("PORT", "8000"))
+    host = "127.0.0.1"
+    settings = Settings()
+    if not settings.public_url:
+        settings.public_url = f"http://{host}:{port}"
+    settings.home.mkdir(parents=True, exist_ok=True)
+
+    from functions.api.app import create_app
+
+    services = build_local(settings, base_url=settings.public_url)
+    services.accounts.ensure_account(settings.user)
+    token = ensure_token(services, settings.user, settings.home, settings.token)
+    examples_dir = Path(os.environ.get("COGPLANE_EXAMPLES", str(EXAMPLES)))
+    results = push_examples(services, examples_dir) if examples_dir.is_dir() else []
+
+    app = create_app(services)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            print(banner(settings.public_url, token, settings.user, results), flush=True)
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()  # handles SIGINT/SIGTERM: stops accepting, finishes requests, returns
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run())
