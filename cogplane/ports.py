@@ -25,6 +25,7 @@ from cogplane.domain.entities import (
     OutboxEvent,
     Page,
     Prediction,
+    Runner,
     Version,
 )
 
@@ -140,6 +141,18 @@ class StateStore(Protocol):
         self, owner: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[Deployment]: ...
 
+    # --- runners ------------------------------------------------------------------------
+    def put_runner(self, runner: Runner) -> None:
+        """Create or replace the runner's record (its heartbeat)."""
+
+    def get_runner(self, runner_id: str) -> Runner | None: ...
+
+    def list_runners(self, pool: str | None = None) -> list[Runner]:
+        """Every live runner record (of one pool). Costs what the runners cost, not the data."""
+
+    def delete_runner(self, runner_id: str) -> None:
+        """Idempotent."""
+
 
 class JobQueue(Protocol):
     """At-least-once delivery per pool; the state store's conditional starting→processing
@@ -155,7 +168,8 @@ class JobQueue(Protocol):
         """The job is done: remove it for good."""
 
     def release(self, job: Job, *, delay: float = 0.0) -> None:
-        """Give the job back (visible again after `delay` seconds)."""
+        """Make the job visible again after `delay` seconds. While the claimer still holds it,
+        this is also how a lease is extended (SQS ChangeMessageVisibility)."""
 
     def depth(self, pool: str) -> int:
         """Jobs of the pool waiting (visible), approximately for SQS."""

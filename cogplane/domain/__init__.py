@@ -21,6 +21,7 @@ from cogplane.domain.entities import (
     OutboxEvent,
     Page,
     Prediction,
+    Runner,
     Version,
 )
 from cogplane.domain.status import TERMINAL, Status, can_transition
@@ -39,6 +40,7 @@ __all__ = [
     "OutboxEvent",
     "Page",
     "Prediction",
+    "Runner",
     "Status",
     "TERMINAL",
     "Unauthenticated",

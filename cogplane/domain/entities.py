@@ -149,3 +149,18 @@ class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None = None
     prev_cursor: str | None = None
+
+
+@dataclass
+class Runner(_Record):
+    """A runner process/task serving one pool; its heartbeat tells the expirer it is alive."""
+
+    id: str
+    pool: str
+    state: str = "booting"  # booting | ready | stopping
+    version: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    started_at: str = ""
+    heartbeat_at: str = ""
+    in_flight: list[str] = field(default_factory=list)

@@ -57,7 +57,17 @@ def run() -> int:
 
     from functions.api.app import create_app
 
+    from cogplane.adapters.local.dispatcher import ProcessDispatcher
+    from cogplane.adapters.local.sqlite import Database
+
     services = build_local(settings, base_url=settings.public_url)
+    env = {"COGPLANE_HOME": str(settings.home.resolve()), "COGPLANE_PUBLIC_URL": settings.public_url}
+    dispatcher = ProcessDispatcher(Database(str(settings.db_path)), services,
+                                   max_per_pool=int(os.environ.get("COGPLANE_MAX_RUNNERS", "2")),
+                                   idle_timeout=float(os.environ.get("COGPLANE_IDLE_TIMEOUT", "300")),
+                                   log_dir=settings.home / "logs", env=env)
+    services.dispatcher = dispatcher
+    services.predictions.dispatcher = dispatcher
     services.accounts.ensure_account(settings.user)
     token = ensure_token(services, settings.user, settings.home, settings.token)
     examples_dir = Path(os.environ.get("COGPLANE_EXAMPLES", str(EXAMPLES)))
@@ -75,7 +85,12 @@ def run() -> int:
             print(banner(settings.public_url, token, settings.user, results), flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
-    server.run()  # handles SIGINT/SIGTERM: stops accepting, finishes requests, returns
+    dispatcher.start()
+    try:
+        server.run()  # handles SIGINT/SIGTERM: stops accepting, finishes requests, returns
+    finally:
+        print("Stopping runners ...", flush=True)
+        dispatcher.stop()
     return 0 if server.started else 1
 
 

@@ -25,6 +25,7 @@ from cogplane.domain.entities import (
     OutboxEvent,
     Page,
     Prediction,
+    Runner,
     Version,
 )
 from cogplane.domain.errors import Conflict, NotFound
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL, prediction_id TEXT NOT NULL,
   visible_at REAL NOT NULL, receipt TEXT, attempts INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_pool ON jobs (pool, visible_at, seq);
+CREATE TABLE IF NOT EXISTS runners (id TEXT PRIMARY KEY, pool TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runners_by_pool ON runners (pool);
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, due_at TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (due_at, id);
 """
@@ -361,6 +364,27 @@ class SqliteStateStore:
         items = [Deployment.from_dict(json.loads(r["data"])) for r in rows[:limit]]
         nxt = cursors.encode({"n": rows[limit - 1]["name"]}) if len(rows) > limit else None
         return Page(items=items, next_cursor=nxt)
+
+    # --- runners ------------------------------------------------------------------------
+    def put_runner(self, runner: Runner) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO runners (id, pool, data) VALUES (?, ?, ?)",
+                         (runner.id, runner.pool, _dumps(runner.to_dict())))
+
+    def get_runner(self, runner_id: str) -> Runner | None:
+        rows = self.db.read("SELECT data FROM runners WHERE id = ?", (runner_id,))
+        return Runner.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def list_runners(self, pool: str | None = None) -> list[Runner]:
+        if pool is None:
+            rows = self.db.read("SELECT data FROM runners ORDER BY id")
+        else:
+            rows = self.db.read("SELECT data FROM runners WHERE pool = ? ORDER BY id", (pool,))
+        return [Runner.from_dict(json.loads(r["data"])) for r in rows]
+
+    def delete_runner(self, runner_id: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM runners WHERE id = ?", (runner_id,))
 
 
 class SqliteJobQueue:

@@ -1,0 +1,654 @@
+"""DynamoDB adapters: StateStore and Outbox on one table (layout: cogplane.resources).
+
+Entities are stored as JSON in the `data` attribute (no float/Decimal conversions), next to the
+key and index attributes and the few attributes that conditions need (`status`, `rev`,
+`release_number`, `due_at`, `attempts`). Both adapters take a low-level boto3 DynamoDB client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from cogplane import resources as r
+from cogplane.adapters import cursor as cursors
+from cogplane.domain.entities import (
+    Account,
+    Deployment,
+    Model,
+    OutboxEvent,
+    Page,
+    Prediction,
+    Version,
+)
+from cogplane.domain.errors import Conflict, InvalidRequest, NotFound
+from cogplane.domain.status import TERMINAL, Status
+
+_NON_TERMINAL = frozenset(str(s) for s in Status) - frozenset(str(s) for s in TERMINAL)
+_UPDATE_RETRIES = 20  # optimistic-concurrency retries when another writer changed a prediction
+_MAX_TRANSACTION_ITEMS = 100
+_PUBLIC_MODELS = "PUBLIC_MODELS"
+_PUBLIC_MODELS_BY_LATEST = "PUBLIC_MODELS_BY_LATEST"
+_OUTBOX_PARTITION = "OUTBOX"
+
+
+# --- item helpers ---------------------------------------------------------------------------
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _item_size(item: dict[str, dict[str, Any]]) -> int:
+    """DynamoDB's item size: attribute names plus values (UTF-8 bytes; numbers ~ digits)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode("utf-8"))
+        if "S" in value:
+            size += len(value["S"].encode("utf-8"))
+        elif "N" in value:
+            size += len(value["N"]) // 2 + 1
+    return size
+
+
+def _check_size(item: dict[str, dict[str, Any]], what: str) -> None:
+    size = _item_size(item)
+    if size > r.MAX_ITEM_BYTES - r.ITEM_SIZE_MARGIN:
+        raise InvalidRequest(
+            f"{what} is too large to store ({size} bytes; the limit is about "
+            f"{(r.MAX_ITEM_BYTES - r.ITEM_SIZE_MARGIN) // 1024} KB); pass large values as files."
+        )
+
+
+def _data(item: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return json.loads(item[r.DATA]["S"])
+
+
+def _model_sort(ts: str, owner: str, name: str) -> str:
+    return f"{ts}#{owner} {name}"
+
+
+def _account_key(username: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"ACCOUNT#{username}"), r.SK: _s("ACCOUNT")}
+
+
+def _token_key(token_hash: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"TOKEN#{token_hash}"), r.SK: _s("TOKEN")}
+
+
+def _model_key(owner: str, name: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"MODEL#{owner}/{name}"), r.SK: _s("MODEL")}
+
+
+def _version_key(owner: str, name: str, version_id: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"MODEL#{owner}/{name}"), r.SK: _s(f"VERSION#{version_id}")}
+
+
+def _prediction_key(prediction_id: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"PREDICTION#{prediction_id}"), r.SK: _s("PREDICTION")}
+
+
+def _deployment_key(owner: str, name: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"DEPLOYMENTS#{owner}"), r.SK: _s(f"DEPLOYMENT#{name}")}
+
+
+def _outbox_key(event_id: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"OUTBOX#{event_id}"), r.SK: _s("OUTBOX")}
+
+
+def _model_item(model: Model) -> dict[str, dict[str, Any]]:
+    item = {**_model_key(model.owner, model.name), r.DATA: _s(_dumps(model.to_dict()))}
+    if model.visibility == "public":
+        item[r.GSI1_PK] = _s(_PUBLIC_MODELS)
+        item[r.GSI1_SK] = _s(_model_sort(model.created_at, model.owner, model.name))
+        if model.latest_version_created_at:
+            item[r.GSI2_PK] = _s(_PUBLIC_MODELS_BY_LATEST)
+            item[r.GSI2_SK] = _s(_model_sort(model.latest_version_created_at, model.owner, model.name))
+    _check_size(item, f"Model {model.owner}/{model.name}")
+    return item
+
+
+def _version_item(version: Version) -> dict[str, dict[str, Any]]:
+    model = f"{version.owner}/{version.name}"
+    item = {
+        **_version_key(version.owner, version.name, version.id),
+        r.GSI1_PK: _s(f"VERSIONS#{model}"),
+        r.GSI1_SK: _s(f"{version.created_at}#{version.id}"),
+        r.GSI2_PK: _s(f"VERSION#{version.id}"),
+        r.GSI2_SK: _s(model),
+        r.DATA: _s(_dumps(version.to_dict())),
+    }
+    _check_size(item, f"Version {version.id} of {model}")
+    return item
+
+
+def _prediction_item(prediction: Prediction, rev: int) -> dict[str, dict[str, Any]]:
+    item = {
+        **_prediction_key(prediction.id),
+        r.GSI1_PK: _s(f"PREDICTIONS#{prediction.owner}"),
+        r.GSI1_SK: _s(f"{prediction.created_at}#{prediction.id}"),
+        r.STATUS: _s(str(prediction.status)),
+        r.REV: _n(rev),
+        r.DATA: _s(_dumps(prediction.to_dict())),
+    }
+    _check_size(item, f"Prediction {prediction.id}")
+    return item
+
+
+def _deployment_item(deployment: Deployment) -> dict[str, dict[str, Any]]:
+    item = {
+        **_deployment_key(deployment.owner, deployment.name),
+        r.RELEASE: _n(deployment.release_number),
+        r.DATA: _s(_dumps(deployment.to_dict())),
+    }
+    _check_size(item, f"Deployment {deployment.owner}/{deployment.name}")
+    return item
+
+
+def _outbox_item(event: OutboxEvent) -> dict[str, dict[str, Any]]:
+    item = {
+        **_outbox_key(event.id),
+        r.GSI1_PK: _s(_OUTBOX_PARTITION),
+        r.GSI1_SK: _s(f"{event.due_at}#{event.id}"),
+        r.DUE_AT: _s(event.due_at),
+        r.ATTEMPTS: _n(event.attempts),
+        r.DATA: _s(_dumps(event.to_dict())),
+    }
+    _check_size(item, f"Outbox event {event.id}")
+    return item
+
+
+def _outbox_event(item: dict[str, dict[str, Any]]) -> OutboxEvent:
+    event = OutboxEvent.from_dict(_data(item))
+    event.due_at = item[r.DUE_AT]["S"]
+    event.attempts = int(item[r.ATTEMPTS]["N"])
+    return event
+
+
+class _Table:
+    """Queries shared by the adapters: one partition, a page at a time, opaque cursors."""
+
+    def __init__(self, client: Any, table_name: str):
+        self.client = client
+        self.table_name = table_name
+
+    def get(self, key: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]] | None:
+        resp = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
+        return resp.get("Item")
+
+    def query(
+        self,
+        *,
+        index: str | None,
+        partition: str,
+        sort_condition: str | None = None,
+        sort_values: dict[str, dict[str, str]] | None = None,
+        forward: bool,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[dict[str, dict[str, Any]]], str | None]:
+        """Items of one partition in sort-key order, at most `limit`, plus the next cursor
+        (None when nothing follows: one item more than asked is read to know it)."""
+        if limit < 1:
+            raise InvalidRequest("limit must be at least 1.")
+        pk_name, sk_name = {
+            None: (r.PK, r.SK),
+            r.GSI1: (r.GSI1_PK, r.GSI1_SK),
+            r.GSI2: (r.GSI2_PK, r.GSI2_SK),
+        }[index]
+        key_names = [r.PK, r.SK] + ([pk_name, sk_name] if index else [])
+        condition = "#pk = :pk"
+        names = {"#pk": pk_name}
+        values = {":pk": _s(partition)}
+        if sort_condition:
+            condition += f" AND {sort_condition}"
+            names["#sk"] = sk_name
+            values.update(sort_values or {})
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": forward,
+        }
+        if index:
+            kwargs["IndexName"] = index
+        if cursor:
+            position = cursors.decode(cursor)
+            if set(position) != set(key_names) or position.get(pk_name) != partition or not all(
+                isinstance(v, str) for v in position.values()
+            ):
+                raise InvalidRequest("The cursor is not valid; use the `next` URL of a previous page.")
+            kwargs["ExclusiveStartKey"] = {k: _s(v) for k, v in position.items()}
+        items: list[dict[str, dict[str, Any]]] = []
+        while True:
+            kwargs["Limit"] = limit + 1 - len(items)
+            resp = self.client.query(**kwargs)
+            items.extend(resp.get("Items", []))
+            last = resp.get("LastEvaluatedKey")
+            if len(items) > limit or not last:
+                break
+            kwargs["ExclusiveStartKey"] = last  # a 1 MB page: read on
+        if len(items) <= limit:
+            return items, None
+        items = items[:limit]
+        tail = items[-1]
+        return items, cursors.encode({k: tail[k]["S"] for k in key_names})
+
+    def query_all(self, **kwargs: Any) -> list[dict[str, dict[str, Any]]]:
+        out: list[dict[str, dict[str, Any]]] = []
+        cursor = None
+        while True:
+            items, cursor = self.query(cursor=cursor, limit=100, **kwargs)
+            out.extend(items)
+            if cursor is None:
+                return out
+
+
+def _cancellation_codes(exc: ClientError) -> list[str]:
+    return [(reason or {}).get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+
+
+class DynamoStateStore:
+    """StateStore on a DynamoDB table created from `cogplane.resources.create_table_kwargs`."""
+
+    def __init__(self, client: Any, table_name: str):
+        self.client = client
+        self.table_name = table_name
+        self._table = _Table(client, table_name)
+
+    # --- accounts and tokens --------------------------------------------------------------
+    def create_account(self, account: Account) -> bool:
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={**_account_key(account.username), r.DATA: _s(_dumps(account.to_dict()))},
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get_account(self, username: str) -> Account | None:
+        item = self._table.get(_account_key(username))
+        return Account.from_dict(_data(item)) if item else None
+
+    def put_token(self, token_hash: str, username: str, created_at: str) -> None:
+        data = {"token_hash": token_hash, "username": username, "created_at": created_at}
+        self.client.put_item(
+            TableName=self.table_name, Item={**_token_key(token_hash), r.DATA: _s(_dumps(data))}
+        )
+
+    def get_token_owner(self, token_hash: str) -> str | None:
+        item = self._table.get(_token_key(token_hash))
+        return _data(item)["username"] if item else None
+
+    # --- models -------------------------------------------------------------------------
+    def create_model(self, model: Model) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_model_item(model),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(f"A model named {model.owner}/{model.name} already exists.") from exc
+            raise
+
+    def get_model(self, owner: str, name: str) -> Model | None:
+        item = self._table.get(_model_key(owner, name))
+        return Model.from_dict(_data(item)) if item else None
+
+    def update_model(self, model: Model) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_model_item(model),
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise NotFound(f"Model {model.owner}/{model.name} not found.") from exc
+            raise
+
+    def delete_model(self, owner: str, name: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=_model_key(owner, name),
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise NotFound(f"Model {owner}/{name} not found.") from exc
+            raise
+
+    def list_models(
+        self,
+        *,
+        sort_by: str = "latest_version_created_at",
+        descending: bool = True,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[Model]:
+        if sort_by == "model_created_at":
+            index, partition = r.GSI1, _PUBLIC_MODELS
+        elif sort_by == "latest_version_created_at":
+            index, partition = r.GSI2, _PUBLIC_MODELS_BY_LATEST
+        else:
+            raise InvalidRequest(f"Cannot sort models by {sort_by!r}.", field="sort_by")
+        items, nxt = self._table.query(
+            index=index, partition=partition, forward=not descending, cursor=cursor, limit=limit
+        )
+        return Page(items=[Model.from_dict(_data(i)) for i in items], next_cursor=nxt)
+
+    # --- versions -----------------------------------------------------------------------
+    def put_version(self, version: Version) -> tuple[Version, bool]:
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_version_item(version),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item") or self._table.get(
+                _version_key(version.owner, version.name, version.id)
+            )
+            if old is None:  # deleted in between: try again
+                return self.put_version(version)
+            return Version.from_dict(_data(old)), False
+        return version, True
+
+    def get_version(self, owner: str, name: str, version_id: str) -> Version | None:
+        item = self._table.get(_version_key(owner, name, version_id))
+        return Version.from_dict(_data(item)) if item else None
+
+    def find_versions(self, version_id: str) -> list[Version]:
+        items = self._table.query_all(index=r.GSI2, partition=f"VERSION#{version_id}", forward=True)
+        return [Version.from_dict(_data(i)) for i in items]
+
+    def list_versions(
+        self, owner: str, name: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[Version]:
+        items, nxt = self._table.query(
+            index=r.GSI1, partition=f"VERSIONS#{owner}/{name}", forward=False, cursor=cursor, limit=limit
+        )
+        return Page(items=[Version.from_dict(_data(i)) for i in items], next_cursor=nxt)
+
+    def delete_version(self, owner: str, name: str, version_id: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=_version_key(owner, name, version_id),
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise NotFound(f"Version {version_id} of {owner}/{name} not found.") from exc
+            raise
+
+    # --- predictions --------------------------------------------------------------------
+    def _write(self, put: dict[str, Any], outbox: Sequence[OutboxEvent]) -> None:
+        """Put one item (with its condition) and the outbox events in one transaction.
+        Raises the ClientError; for a transaction its first reason is the main item's."""
+        if not outbox:
+            self.client.put_item(TableName=self.table_name, **put)
+            return
+        if len(outbox) + 1 > _MAX_TRANSACTION_ITEMS:
+            raise InvalidRequest(f"At most {_MAX_TRANSACTION_ITEMS - 1} outbox events per write.")
+        items = [{"Put": {"TableName": self.table_name, **put}}]
+        for event in outbox:
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": _outbox_item(event),
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": r.PK},
+                    }
+                }
+            )
+        self.client.transact_write_items(TransactItems=items)
+
+    @staticmethod
+    def _main_item_failed(exc: ClientError) -> bool:
+        """True if the error says the main item's condition failed (not an outbox event's)."""
+        if _code(exc) == "ConditionalCheckFailedException":
+            return True
+        if _code(exc) == "TransactionCanceledException":
+            codes = _cancellation_codes(exc)
+            return bool(codes) and codes[0] == "ConditionalCheckFailed"
+        return False
+
+    def create_prediction(self, prediction: Prediction, outbox: Sequence[OutboxEvent] = ()) -> None:
+        put = {
+            "Item": _prediction_item(prediction, rev=1),
+            "ConditionExpression": "attribute_not_exists(#pk)",
+            "ExpressionAttributeNames": {"#pk": r.PK},
+        }
+        try:
+            self._write(put, outbox)
+        except ClientError as exc:
+            if self._main_item_failed(exc):
+                raise Conflict(f"Prediction {prediction.id} already exists.") from exc
+            if _code(exc) == "TransactionCanceledException":
+                raise Conflict(f"An outbox event of prediction {prediction.id} already exists.") from exc
+            raise
+
+    def get_prediction(self, prediction_id: str) -> Prediction | None:
+        item = self._table.get(_prediction_key(prediction_id))
+        return Prediction.from_dict(_data(item)) if item else None
+
+    def update_prediction(
+        self,
+        prediction_id: str,
+        changes: dict[str, Any],
+        *,
+        expect_status: Iterable[str] | None = None,
+        outbox: Sequence[OutboxEvent] = (),
+    ) -> Prediction:
+        allowed = sorted(_NON_TERMINAL if expect_status is None else {str(s) for s in expect_status})
+        if changes.get("id", prediction_id) != prediction_id:
+            raise InvalidRequest("A prediction's id cannot change.")
+        for _ in range(_UPDATE_RETRIES):
+            item = self._table.get(_prediction_key(prediction_id))
+            if item is None:
+                raise NotFound(f"Prediction {prediction_id} not found.")
+            status = item[r.STATUS]["S"]
+            if status not in allowed:
+                raise Conflict(f"Prediction {prediction_id} is {status}.")
+            rev = int(item[r.REV]["N"])
+            data = _data(item)
+            data.update(changes)
+            updated = Prediction.from_dict(data)
+            status_values = {f":s{i}": _s(s) for i, s in enumerate(allowed)}
+            put = {
+                "Item": _prediction_item(updated, rev=rev + 1),
+                # the rev check makes the read-modify-write safe; the status check states the rule
+                "ConditionExpression": f"#rev = :rev AND #status IN ({', '.join(status_values)})",
+                "ExpressionAttributeNames": {"#rev": r.REV, "#status": r.STATUS},
+                "ExpressionAttributeValues": {":rev": _n(rev), **status_values},
+            }
+            try:
+                self._write(put, outbox)
+            except ClientError as exc:
+                if self._main_item_failed(exc):
+                    continue  # changed meanwhile: read again (and maybe find it terminal)
+                if _code(exc) == "TransactionCanceledException":
+                    raise Conflict(f"An outbox event of prediction {prediction_id} already exists.") from exc
+                raise
+            return updated
+        raise Conflict(f"Prediction {prediction_id} kept changing; try again.")
+
+    def list_predictions(
+        self,
+        owner: str,
+        *,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[Prediction]:
+        # sort key = created_at#id: `#` follows every timestamp, `$` sorts right after `#`
+        condition, values = None, {}
+        if created_after and created_before:
+            if created_after + "$" > created_before:
+                return Page(items=[])
+            condition = "#sk BETWEEN :lo AND :hi"
+            values = {":lo": _s(created_after + "$"), ":hi": _s(created_before)}
+        elif created_after:
+            condition, values = "#sk > :lo", {":lo": _s(created_after + "$")}
+        elif created_before:
+            condition, values = "#sk < :hi", {":hi": _s(created_before)}
+        items, nxt = self._table.query(
+            index=r.GSI1,
+            partition=f"PREDICTIONS#{owner}",
+            sort_condition=condition,
+            sort_values=values,
+            forward=False,
+            cursor=cursor,
+            limit=limit,
+        )
+        return Page(items=[Prediction.from_dict(_data(i)) for i in items], next_cursor=nxt)
+
+    def delete_prediction(self, prediction_id: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key=_prediction_key(prediction_id))
+
+    # --- deployments --------------------------------------------------------------------
+    def create_deployment(self, deployment: Deployment) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_deployment_item(deployment),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(
+                    f"A deployment named {deployment.owner}/{deployment.name} already exists."
+                ) from exc
+            raise
+
+    def get_deployment(self, owner: str, name: str) -> Deployment | None:
+        item = self._table.get(_deployment_key(owner, name))
+        return Deployment.from_dict(_data(item)) if item else None
+
+    def update_deployment(self, deployment: Deployment, *, expect_release: int) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_deployment_item(deployment),
+                ConditionExpression="#rel = :rel",
+                ExpressionAttributeNames={"#rel": r.RELEASE},
+                ExpressionAttributeValues={":rel": _n(expect_release)},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(
+                    f"Deployment {deployment.owner}/{deployment.name} changed meanwhile; retry."
+                ) from exc
+            raise
+
+    def delete_deployment(self, owner: str, name: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=_deployment_key(owner, name),
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise NotFound(f"Deployment {owner}/{name} not found.") from exc
+            raise
+
+    def list_deployments(
+        self, owner: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[Deployment]:
+        items, nxt = self._table.query(
+            index=None,
+            partition=f"DEPLOYMENTS#{owner}",
+            sort_condition="begins_with(#sk, :prefix)",
+            sort_values={":prefix": _s("DEPLOYMENT#")},
+            forward=True,
+            cursor=cursor,
+            limit=limit,
+        )
+        return Page(items=[Deployment.from_dict(_data(i)) for i in items], next_cursor=nxt)
+
+
+class DynamoOutbox:
+    """Outbox on the same table: events wait in one GSI partition sorted by due time."""
+
+    def __init__(self, client: Any, table_name: str):
+        self.client = client
+        self.table_name = table_name
+        self._table = _Table(client, table_name)
+
+    def due(self, now: str, *, limit: int = 100) -> list[OutboxEvent]:
+        # sort key = due_at#id; `$` sorts right after `#`, so this is due_at <= now
+        items, _ = self._table.query(
+            index=r.GSI1,
+            partition=_OUTBOX_PARTITION,
+            sort_condition="#sk < :upto",
+            sort_values={":upto": _s(now + "$")},
+            forward=True,
+            cursor=None,
+            limit=limit,
+        )
+        return [_outbox_event(i) for i in items]
+
+    def complete(self, event_id: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key=_outbox_key(event_id))
+
+    def reschedule(self, event_id: str, *, due_at: str, attempts: int) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_outbox_key(event_id),
+                UpdateExpression="SET #due = :due, #attempts = :attempts, #sk = :sk",
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={
+                    "#pk": r.PK,
+                    "#due": r.DUE_AT,
+                    "#attempts": r.ATTEMPTS,
+                    "#sk": r.GSI1_SK,
+                },
+                ExpressionAttributeValues={
+                    ":due": _s(due_at),
+                    ":attempts": _n(attempts),
+                    ":sk": _s(f"{due_at}#{event_id}"),
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            # completed meanwhile: nothing to reschedule

@@ -1,0 +1,202 @@
+"""The single-machine dispatcher: runner processes per pool, cold boots, scale to zero.
+
+A pool with queued work and no runner gets one (a cold boot); while the backlog stays, more are
+added up to the pool's max; runners exit by themselves when idle. A runner that dies has its
+in-flight predictions failed with a reason at once (its queued jobs come back when their leases
+run out and go to a new runner). A pool whose model fails setup backs off instead of looping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cogplane.clock import epoch
+from cogplane.domain.errors import Conflict, NotFound
+
+log = logging.getLogger("cogplane.dispatcher")
+
+EXIT_SETUP_FAILED = 3
+
+
+@dataclass
+class Child:
+    id: str
+    pool: str
+    proc: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+    keep_warm: bool = False
+
+
+def _pdeathsig() -> object:
+    from gpu_runner.cog_server import _pdeathsig_preexec
+
+    return _pdeathsig_preexec()
+
+
+class ProcessDispatcher:
+    def __init__(self, db, services, *, max_per_pool: int = 2, idle_timeout: float = 300.0,
+                 log_dir: Path, env: dict[str, str] | None = None, tick: float = 0.25):
+        self.db = db
+        self.services = services
+        self.max_per_pool = max_per_pool
+        self.idle_timeout = idle_timeout
+        self.log_dir = Path(log_dir)
+        self.env = dict(env or {})
+        self.tick = tick
+        self.children: dict[str, Child] = {}
+        self.backoff: dict[str, tuple[float, float]] = {}  # pool -> (until, current delay)
+        self.backlog_ticks: dict[str, int] = {}
+        self.wakeup = threading.Event()
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.on_exit = None  # test hook: called with (child, returncode)
+
+    # --- the port -----------------------------------------------------------------------
+    def wake(self, pool: str) -> None:
+        self.wakeup.set()
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> ProcessDispatcher:
+        # The thread that spawns runners must live as long as they do (PR_SET_PDEATHSIG is tied to it).
+        self.thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self, grace: float = 25.0) -> None:
+        """Stop every runner: SIGTERM (they finish or fail in-flight work), then SIGKILL."""
+        self.stopped.set()
+        self.wakeup.set()
+        if self.thread:
+            self.thread.join(timeout=5)
+        with self.lock:
+            children = list(self.children.values())
+        for child in children:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in children:
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+            self._reap(child, child.proc.returncode)
+
+    # --- the loop -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.reconcile()
+            except Exception:  # noqa: BLE001 - the dispatcher must keep running
+                log.exception("dispatcher tick failed")
+            self.wakeup.wait(self.tick)
+            self.wakeup.clear()
+
+    def pools_with_work(self) -> list[str]:
+        rows = self.db.read("SELECT DISTINCT pool FROM jobs WHERE visible_at <= ?",
+                            (epoch(self.services.clock),))
+        return [r["pool"] for r in rows]
+
+    def warm_pools(self) -> dict[str, int]:
+        """Pools that must keep runners even without work (deployments' min_instances)."""
+        return dict(self.services.extras.get("min_instances", {}))
+
+    def reconcile(self) -> None:
+        with self.lock:
+            for child in list(self.children.values()):
+                code = child.proc.poll()
+                if code is not None:
+                    self._reap(child, code)
+        now = time.monotonic()
+        warm = self.warm_pools()
+        pools = set(self.pools_with_work()) | set(warm)
+        for pool in pools:
+            until, _ = self.backoff.get(pool, (0.0, 0.0))
+            if until > now:
+                continue
+            depth = self.services.queue.depth(pool)
+            with self.lock:
+                kids = [c for c in self.children.values() if c.pool == pool]
+            limit = max(self.max_per_pool, warm.get(pool, 0))
+            want_warm = warm.get(pool, 0)
+            if len([k for k in kids if k.keep_warm]) < want_warm:
+                self.spawn(pool, keep_warm=True)
+                continue
+            if depth <= 0:
+                self.backlog_ticks.pop(pool, None)
+                continue
+            if not kids:
+                self.spawn(pool)  # a cold boot
+                continue
+            # The backlog persists while every runner is busy: add one, up to the pool's max.
+            ticks = self.backlog_ticks.get(pool, 0) + 1
+            self.backlog_ticks[pool] = ticks
+            booting = any(now - k.started < 2.0 for k in kids)
+            if ticks >= 4 and len(kids) < limit and not booting:
+                self.backlog_ticks[pool] = 0
+                self.spawn(pool)
+
+    def spawn(self, pool: str, *, keep_warm: bool = False) -> Child:
+        runner_id = "r-" + uuid.uuid4().hex[:12]
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "gpu_runner", "--pool", pool, "--runner-id", runner_id,
+               "--spawned-at", repr(time.time()), "--idle-timeout", str(self.idle_timeout)]
+        if keep_warm:
+            cmd.append("--keep-warm")
+        env = {**os.environ, **self.env}
+        with open(self.log_dir / f"{runner_id}.log", "ab") as out:
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, preexec_fn=_pdeathsig(),
+                                    cwd=str(Path(__file__).resolve().parents[3]))
+        child = Child(id=runner_id, pool=pool, proc=proc, keep_warm=keep_warm)
+        with self.lock:
+            self.children[runner_id] = child
+        log.info("started runner %s for pool %s (pid %s)", runner_id, pool, proc.pid)
+        return child
+
+    def _reap(self, child: Child, code: int | None) -> None:
+        """A runner exited: fail what it was running, forget it, back off on setup failures."""
+        self.children.pop(child.id, None)
+        state = self.services.state
+        record = state.get_runner(child.id)
+        if record is not None:
+            reason = (f"The runner serving this prediction stopped unexpectedly (exit code {code})."
+                      if code not in (0, EXIT_SETUP_FAILED) else "The runner stopped before the prediction finished.")
+            for prediction_id in record.in_flight:
+                fail_if_held(self.services, prediction_id, child.id, reason)
+            state.delete_runner(child.id)
+        if code == EXIT_SETUP_FAILED:
+            _, delay = self.backoff.get(child.pool, (0.0, 5.0))
+            delay = min(delay * 2, 300.0)
+            self.backoff[child.pool] = (time.monotonic() + delay, delay)
+            log.warning("pool %s failed setup; backing off %.0f s", child.pool, delay)
+        elif code not in (0, None) and code != -signal.SIGTERM:
+            self.backoff[child.pool] = (time.monotonic() + 1.0, 1.0)
+        else:
+            self.backoff.pop(child.pool, None)
+        if self.on_exit:
+            self.on_exit(child, code)
+
+
+def fail_if_held(services, prediction_id: str, runner_id: str, reason: str) -> bool:
+    """Fail a processing prediction if (and only if) this runner holds it."""
+    prediction = services.state.get_prediction(prediction_id)
+    if prediction is None or prediction.status != "processing" or prediction.runner_id != runner_id:
+        return False
+    try:
+        services.state.update_prediction(prediction_id, {
+            "status": "failed", "error": reason, "completed_at": services.clock.now()},
+            expect_status=["processing"])
+        return True
+    except (Conflict, NotFound):
+        return False

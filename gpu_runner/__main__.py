@@ -1,0 +1,41 @@
+"""`python -m gpu_runner --pool POOL`: one runner process (a local process or an ECS task)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from cogplane.settings import Settings
+from cogplane.wiring import build
+from gpu_runner.runner import RunnerConfig, RunnerProcess
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gpu_runner")
+    parser.add_argument("--pool", required=True, help="the pool to serve (v-<version id> or d-<owner>.<name>)")
+    parser.add_argument("--idle-timeout", type=float, default=float(os.environ.get("COGPLANE_IDLE_TIMEOUT", 300)))
+    parser.add_argument("--keep-warm", action="store_true", help="never exit on idle (min_instances)")
+    parser.add_argument("--runner-id", default=None)
+    parser.add_argument("--spawned-at", type=float, default=None, help="unix time the dispatcher started us")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
+    settings = Settings()
+    services = build(settings)
+    config = RunnerConfig(
+        pool=args.pool,
+        work_root=settings.home / "runner",
+        env_cache=Path(os.environ.get("COGPLANE_ENV_CACHE", str(settings.home / "envs"))),
+        idle_timeout=args.idle_timeout,
+        keep_warm=args.keep_warm,
+        spawned_at=args.spawned_at,
+    )
+    if args.runner_id:
+        config.runner_id = args.runner_id
+    return RunnerProcess(services, config).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""Supervise one real cog server (`python -m cog.server.http`, coglet inside) for a model folder.
+
+How it is started (see cog-contract.md for why each point matters):
+- `<env>/bin/python -m cog.server.http --host 127.0.0.1 [--upload-url URL]`, cwd = the model
+  folder (coglet reads `.cog/openapi_schema.json` relative to the cwd: `write_schema`), PORT = a
+  free port, `<env>/bin` first on PATH (coglet spawns its Python worker as a bare `python` looked
+  up on PATH), COG_PREDICT_TYPE_STUB from cog.yaml `run`/`predict`, COG_MAX_CONCURRENCY from
+  `concurrency.max` (coglet ignores cog.yaml and `@cog.concurrent` at run time), COG_SETUP_TIMEOUT.
+- In its own session / process group (`start_new_session=True`). coglet's worker
+  (`python -c "import coglet; coglet.server._run_worker()"`) is its child and stays in that
+  group, so `stop()`/`kill()` signal the whole group and leave no orphan.
+- With `die_with_parent` (the default, Linux only) the runner's death, even by SIGKILL, takes the
+  server tree with it: the server gets PR_SET_PDEATHSIG=SIGKILL from a preexec_fn, and every Python
+  process below it (coglet's worker, the model's own Python subprocesses) sets the same on itself
+  from `pdeathsig/sitecustomize.py`, put on their PYTHONPATH. The second part is needed because
+  coglet's worker, when its server dies, exits only once it is idle: a running prediction goes on
+  to its end (observed with 0.23.1; an idle worker exits at once). tests/runner checks both.
+  Caveat: the kernel sends the signal when the *thread* that started the server exits, so call
+  `start()` from a thread that lives as long as the runner (the main thread, or an event loop's
+  thread), not from a short-lived worker thread.
+- The server's stdout and stderr (coglet's JSON log lines, the user's subprocess output) are
+  appended to `log_path`.
+- Only a small allowlist of the runner's environment variables is passed on (PATH, locale, TMPDIR,
+  CUDA/NVIDIA, proxies, ...): model code is user code and must not see the runner's credentials.
+
+Readiness is decided by the JSON body of GET /health-check, which always answers HTTP 200:
+STARTING, READY, BUSY, SETUP_FAILED, UNHEALTHY, DEFUNCT. A server in SETUP_FAILED or UNHEALTHY
+never recovers (it keeps running and answers 503/409): restart it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SCHEMA_PATH = Path(".cog") / "openapi_schema.json"
+
+# Statuses reported by coglet's /health-check body.
+STARTING = "STARTING"
+READY = "READY"
+BUSY = "BUSY"
+SETUP_FAILED = "SETUP_FAILED"
+UNHEALTHY = "UNHEALTHY"
+DEFUNCT = "DEFUNCT"
+# Statuses added here: the process has exited / wait_ready ran out of time.
+EXITED = "EXITED"
+TIMEOUT = "TIMEOUT"
+
+FAILED_STATUSES = frozenset({SETUP_FAILED, UNHEALTHY, DEFUNCT, EXITED})
+SERVING_STATUSES = frozenset({READY, BUSY})
+
+_ENV_ALLOW = {
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "LD_LIBRARY_PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "RUST_LOG",
+    "LOG_FORMAT",
+}
+_ENV_ALLOW_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "HF_", "COG_")
+_ADDRESS_IN_USE = b"Address already in use"
+_PORT_RETRIES = 3
+
+PR_SET_PDEATHSIG = 1
+_PDEATHSIG_SITE = Path(__file__).resolve().parent / "pdeathsig"  # holds a sitecustomize.py
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    status: str
+    setup_logs: str = ""
+    error: str | None = None
+    body: dict = field(default_factory=dict)
+
+    @property
+    def serving(self) -> bool:
+        """READY or BUSY: the server accepts (or is running) predictions."""
+        return self.status in SERVING_STATUSES
+
+    @property
+    def failed(self) -> bool:
+        """A state the server never leaves: stop it and start a new one."""
+        return self.status in FAILED_STATUSES
+
+
+def write_schema(model_dir: Path, schema: dict) -> Path:
+    """Write `.cog/openapi_schema.json` (what `cog build` bundles) unless it already holds `schema`."""
+    path = Path(model_dir) / SCHEMA_PATH
+    data = json.dumps(schema, separators=(",", ":"), sort_keys=True)
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()) == schema:
+            return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(data)
+    os.replace(tmp, path)
+    return path
+
+
+def read_cog_config(model_dir: Path) -> dict:
+    return yaml.safe_load((Path(model_dir) / "cog.yaml").read_text()) or {}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _pdeathsig_preexec() -> object:
+    """A preexec_fn that sets PR_SET_PDEATHSIG=SIGKILL in the child (None where unsupported).
+
+    libc's prctl is looked up here, in the parent, so that the forked child only makes the call.
+    If the parent already died between fork and prctl, the child exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.restype = ctypes.c_int
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in a process group (Linux: read from /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+class CogServer:
+    """One cog server process (and its worker) for one model folder and environment."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        env_dir: Path,
+        *,
+        concurrency: int | None = None,
+        setup_timeout: float | None = None,
+        upload_url: str | None = None,
+        log_path: Path,
+        config: dict | None = None,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        die_with_parent: bool = True,
+    ) -> None:
+        """`concurrency` overrides cog.yaml `concurrency.max` (default 1); `config` is the parsed
+        cog.yaml (read from model_dir if not given); `env` adds/overrides environment variables."""
+        self.model_dir = Path(model_dir).resolve()
+        self.env_dir = Path(env_dir).resolve()
+        self.log_path = Path(log_path)
+        self.config = config if config is not None else read_cog_config(self.model_dir)
+        self.setup_timeout = setup_timeout
+        self.upload_url = upload_url
+        self.host = host
+        self.extra_env = dict(env or {})
+        self.die_with_parent = die_with_parent
+        self.concurrency = concurrency if concurrency is not None else _config_concurrency(self.config)
+        self.predict_ref = self.config.get("run") or self.config.get("predict")
+        if not self.predict_ref:
+            raise ValueError("cog.yaml has neither `run` nor `predict`")
+        self.port: int | None = None
+        self.started_at: float | None = None
+        self._proc: subprocess.Popen | None = None
+        self._log_offset = 0
+        self._lock = threading.Lock()
+
+    # -- process -------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("cog server not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self) -> list[str]:
+        cmd = [str(self.env_dir / "bin" / "python"), "-m", "cog.server.http", "--host", self.host]
+        if self.upload_url:
+            cmd += ["--upload-url", self.upload_url]
+        return cmd
+
+    def environment(self, port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW or k.startswith(_ENV_ALLOW_PREFIXES)}
+        env.update(self.extra_env)
+        env["PATH"] = os.pathsep.join([str(self.env_dir / "bin"), env.get("PATH") or os.defpath])
+        env["VIRTUAL_ENV"] = str(self.env_dir)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.pop("PYTHONHOME", None)
+        env.pop("PYTHONPATH", None)
+        if self.die_with_parent and sys.platform.startswith("linux"):
+            env["PYTHONPATH"] = str(_PDEATHSIG_SITE)
+            env["COGPLANE_PDEATHSIG_PARENT"] = str(os.getpid())
+        env["PORT"] = str(port)
+        env["COG_PREDICT_TYPE_STUB"] = str(self.predict_ref)
+        if self.config.get("train"):
+            env["COG_TRAIN_TYPE_STUB"] = str(self.config["train"])
+        env["COG_MAX_CONCURRENCY"] = str(max(1, int(self.concurrency)))
+        if self.setup_timeout:
+            # coglet reads whole seconds; 0 would mean "no timeout", so round up
+            env["COG_SETUP_TIMEOUT"] = str(max(1, int(-(-self.setup_timeout // 1))))
+        else:
+            env.pop("COG_SETUP_TIMEOUT", None)
+        return env
+
+    def start(self) -> CogServer:
+        with self._lock:
+            if self.alive():
+                raise RuntimeError(f"cog server already running (pid {self.pid})")
+            self._spawn()
+        return self
+
+    def _spawn(self) -> None:
+        self.port = free_port(self.host)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                self.command(),
+                cwd=self.model_dir,
+                env=self.environment(self.port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_pdeathsig_preexec() if self.die_with_parent else None,
+            )
+        self.started_at = time.monotonic()
+
+    # -- health --------------------------------------------------------------------------------
+
+    def health(self, timeout: float = 1.0) -> HealthResult:
+        """One GET /health-check. A process that has exited reports EXITED (with its log's tail)."""
+        if self._proc is None:
+            return HealthResult(EXITED, error="cog server not started")
+        if self._proc.poll() is not None:
+            return HealthResult(EXITED, error=self._exit_message())
+        try:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            try:
+                conn.request("GET", "/health-check")
+                response = conn.getresponse()
+                raw = response.read()
+            finally:
+                conn.close()
+            body = json.loads(raw)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if self._proc.poll() is not None:
+                return HealthResult(EXITED, error=self._exit_message())
+            return HealthResult(STARTING, error=f"health-check: {exc}")
+        return _health_from_body(body)
+
+    def wait_ready(self, timeout: float | None = None, interval: float = 0.05) -> HealthResult:
+        """Poll health until READY/BUSY or a failed state (SETUP_FAILED, UNHEALTHY, DEFUNCT, EXITED).
+
+        Returns TIMEOUT (with the last status's logs) if `timeout` seconds pass first. If the port
+        was taken between choosing it and coglet binding it, the server is restarted on another.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        retries = _PORT_RETRIES
+        while True:
+            result = self.health(timeout=max(0.25, interval))
+            if result.status == EXITED and retries > 0 and self._address_in_use():
+                retries -= 1
+                with self._lock:
+                    self._spawn()
+                continue
+            if result.serving or result.failed:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                return HealthResult(
+                    TIMEOUT,
+                    setup_logs=result.setup_logs,
+                    error=f"cog server not ready after {timeout} s (last status {result.status})",
+                    body=result.body,
+                )
+            time.sleep(interval)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM the process group, SIGKILL whatever is left after `grace` seconds. Returns the exit code.
+
+        coglet drops in-flight predictions on SIGTERM without a terminal webhook: the caller must
+        record their outcome itself.
+        """
+        if self._proc is None:
+            return None
+        self._signal_group(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        return self.kill()
+
+    def kill(self) -> int | None:
+        """SIGKILL the whole process group (server and worker) and reap the server."""
+        if self._proc is None:
+            return None
+        self._signal_group(signal.SIGKILL)
+        return self._proc.wait()
+
+    def _signal_group(self, sig: int) -> None:
+        assert self._proc is not None
+        if self._proc.returncode is not None and not group_pids(self._proc.pid):
+            return  # the server was reaped and its group is empty: the id may belong to someone else now
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)  # the group id is the server's pid (start_new_session)
+
+    def group_pids(self) -> list[int]:
+        """The live processes of the server's group: the server and coglet's worker."""
+        return group_pids(self._proc.pid) if self._proc else []
+
+    def __enter__(self) -> CogServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- logs ----------------------------------------------------------------------------------
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        """The end of what this server (since its last start) wrote to its log."""
+        try:
+            with open(self.log_path, "rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(self._log_offset, size - max_bytes))
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _address_in_use(self) -> bool:
+        return _ADDRESS_IN_USE in self.log_tail().encode()
+
+    def _exit_message(self) -> str:
+        code = self._proc.poll() if self._proc else None
+        tail = self.log_tail(2000).strip()
+        return f"cog server exited with code {code}" + (f": {tail}" if tail else "")
+
+
+def _config_concurrency(config: dict) -> int:
+    value = (config.get("concurrency") or {}).get("max")
+    return int(value) if value else 1
+
+
+def _health_from_body(body: dict) -> HealthResult:
+    status = str(body.get("status") or STARTING).upper()
+    setup = body.get("setup") or {}
+    setup_logs = setup.get("logs") or ""
+    error = None
+    if status == SETUP_FAILED:
+        error = setup_logs or "setup failed"
+    elif status in (UNHEALTHY, DEFUNCT):
+        error = body.get("user_healthcheck_error") or f"cog server is {status}"
+    return HealthResult(status, setup_logs=setup_logs, error=error, body=body)

@@ -1,0 +1,611 @@
+"""The runner: claims a pool's jobs exactly once, drives a real cog server, reports back.
+
+One runner process (local) or ECS task (deployed) serves one pool. Flow per prediction:
+claim job -> conditional write starting→processing (the exactly-once guard) -> `PUT
+/predictions/{id}` with `Prefer: respond-async` and a webhook back to this runner -> record logs
+and growing output as webhooks arrive -> record the terminal state with metrics -> ack the job.
+
+File outputs reach us through cog's `--upload-url` (a PUT per file to this runner), go to the
+blob store, and are recorded as blob references that the API turns into signed URLs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from cogplane.bundle import unpack_bundle
+from cogplane.domain.entities import Job, Prediction, Runner, Version
+from cogplane.domain.errors import Conflict, NotFound
+from cogplane.domain.status import TERMINAL
+from cogplane.domain.timefmt import parse, seconds_between
+from cogplane.services.presenters import blob_ref
+from gpu_runner.cog_server import CogServer, write_schema
+from gpu_runner.environment import EnvironmentBuildError, ensure_environment
+
+log = logging.getLogger("cogplane.runner")
+
+EXIT_SETUP_FAILED = 3  # tells the dispatcher to back off before booting this pool again
+TERMINAL_COG = ("succeeded", "failed", "canceled")
+_PREFIX = re.compile(r"^(?:Prediction failed: )+")
+
+
+def clean_error(error: Any) -> str | None:
+    """cog says "Prediction failed: Prediction failed: ValueError: msg"; keep "ValueError: msg"."""
+    if error is None:
+        return None
+    return _PREFIX.sub("", str(error)).strip() or str(error)
+
+
+@dataclass
+class InFlight:
+    job: Job
+    prediction_id: str
+    created_at: str
+    started_mono: float
+    log_prefix: str
+    metrics: dict[str, Any]
+    iterator: bool
+    cancel_sent_at: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class RunnerConfig:
+    pool: str
+    work_root: Path
+    env_cache: Path
+    idle_timeout: float = 300.0  # scale to zero: exit after this long without work (0 = never)
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 5.0
+    stop_grace: float = 20.0
+    setup_timeout: float | None = 600.0
+    keep_warm: bool = False  # min_instances runners never exit on idle
+    spawned_at: float | None = None
+    runner_id: str = field(default_factory=lambda: "r-" + uuid.uuid4().hex[:12])
+
+
+class LogBuffer:
+    """Collects boot/build lines for waiting predictions and writes them at most every 0.5 s."""
+
+    def __init__(self, runner: RunnerProcess, prediction_id: str | None):
+        self.runner = runner
+        self.prediction_id = prediction_id
+        self.lines: list[str] = []
+        self.last = 0.0
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line.rstrip("\n") + "\n")
+        if time.monotonic() - self.last > 0.5:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.prediction_id or not self.lines:
+            return
+        text, self.lines = "".join(self.lines), []
+        self.last = time.monotonic()
+        self.runner.append_logs(self.prediction_id, text)
+
+
+class RunnerProcess:
+    """One runner: serves one pool until idle, stopped, or its model cannot be set up."""
+
+    def __init__(self, services, config: RunnerConfig):
+        self.services = services
+        self.state = services.state
+        self.queue = services.queue
+        self.blobs = services.blobs
+        self.clock = services.clock
+        self.config = config
+        self.id = config.runner_id
+        self.started_mono = time.monotonic()
+        self.spawned_at = config.spawned_at  # unix time the dispatcher started us (for boot_time)
+        self.started_at = self.clock.now()
+        self.stopping = threading.Event()
+        self.inflight: dict[str, InFlight] = {}
+        self.lock = threading.Lock()
+        self.server: CogServer | None = None
+        self.version: Version | None = None
+        self.model_dir: Path | None = None
+        self.env_dir: Path | None = None
+        self.concurrency = 1
+        self.iterator_output = False
+        self.restart_needed = threading.Event()
+        self.cold_metrics: dict[str, float] = {}
+        self.record = Runner(id=self.id, pool=config.pool, pid=os.getpid(), host=socket.gethostname(),
+                             started_at=self.started_at, heartbeat_at=self.started_at)
+        self.httpd: ThreadingHTTPServer | None = None
+        self.upload_counter = itertools.count(1)
+        self.last_work = time.monotonic()
+
+    # --- state helpers --------------------------------------------------------------------
+    def append_logs(self, prediction_id: str, text: str) -> None:
+        try:
+            current = self.state.get_prediction(prediction_id)
+            if current is None or current.status in TERMINAL:
+                return
+            self.state.update_prediction(prediction_id, {"logs": (current.logs or "") + text},
+                                         expect_status=[current.status])
+        except (Conflict, NotFound):
+            pass
+
+    def write_record(self) -> None:
+        with self.lock:
+            self.record.in_flight = list(self.inflight)
+        self.record.heartbeat_at = self.clock.now()
+        self.state.put_runner(self.record)
+
+    def heartbeat(self) -> None:
+        self.write_record()
+        with self.lock:
+            jobs = [f.job for f in self.inflight.values()]
+        for job in jobs:  # keep the leases of the jobs we hold
+            try:
+                self.queue.release(job, delay=self.config.lease_seconds)
+            except Exception:  # noqa: BLE001 - a lost lease is harmless: processing is guarded by state
+                log.debug("could not extend lease", exc_info=True)
+
+    def set_state(self, value: str) -> None:
+        self.record.state = value
+        self.heartbeat()
+
+    # --- the version ----------------------------------------------------------------------
+    def resolve_version(self) -> Version:
+        pool = self.config.pool
+        if pool.startswith("v-"):
+            found = self.state.find_versions(pool[2:])
+            if not found:
+                raise RuntimeError(f"no version {pool[2:]} exists")
+            return found[0]
+        if pool.startswith("d-"):
+            owner, _, name = pool[2:].partition(".")
+            deployment = self.state.get_deployment(owner, name)
+            if deployment is None:
+                raise RuntimeError(f"deployment {owner}/{name} does not exist")
+            m_owner, _, m_name = deployment.model.partition("/")
+            version = self.state.get_version(m_owner, m_name, deployment.version)
+            if version is None:
+                raise RuntimeError(f"deployment {owner}/{name} names a missing version")
+            return version
+        raise RuntimeError(f"unknown pool {pool!r}")
+
+    def prepare_source(self, version: Version, on_log) -> Path:
+        """Unpack the bundle once per version (atomic rename: runners of a pool share it)."""
+        target = self.config.work_root / "versions" / version.id
+        if (target / "cog.yaml").is_file():
+            return target
+        on_log(f"Fetching the model source ({version.size / 1e6:.1f} MB)")
+        tmp = self.config.work_root / "versions" / f".{version.id}.{self.id}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        unpack_bundle(self.blobs.get(version.bundle_key), tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another runner won the race: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    # --- boot -----------------------------------------------------------------------------
+    def boot(self, waiting: str | None) -> tuple[bool, str]:
+        """Make the cog server READY. Returns (ok, reason). Boot lines go to the waiting prediction."""
+        on_log = LogBuffer(self, waiting)
+        t0, wall0 = time.monotonic(), time.time()
+        try:
+            self.version = self.version or self.resolve_version()
+            on_log(f"Booting {self.version.model} (cold start: no runner was warm)")
+            self.model_dir = self.prepare_source(self.version, on_log)
+            self.env_dir = ensure_environment(self.version.config, self.model_dir, self.config.env_cache,
+                                              on_log=on_log)
+            write_schema(self.model_dir, self.version.openapi_schema)
+        except EnvironmentBuildError as exc:
+            on_log.flush()
+            return False, f"Building the model's environment failed: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any boot failure fails the waiting work, clearly
+            on_log.flush()
+            log.exception("boot failed")
+            return False, f"The model could not be prepared: {exc}"
+        output = self.version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
+        self.iterator_output = output.get("x-cog-array-type") == "iterator"
+        t1 = time.monotonic()
+        ok, reason = self.start_server(on_log)
+        t2 = time.monotonic()
+        # boot: from the runner's spawn (or this boot's start) until the cog server is launched;
+        # setup: from then until cog says READY (imports + the model's setup())
+        boot_start = t0 - max(0.0, wall0 - self.spawned_at) if self.spawned_at and not self.server_restarts else t0
+        self.cold_metrics = {"boot_time": round(t1 - min(t0, boot_start), 4), "setup_time": round(t2 - t1, 4)}
+        on_log(f"Model ready (boot {self.cold_metrics['boot_time']:.2f} s, setup "
+               f"{self.cold_metrics['setup_time']:.2f} s)" if ok else "Model setup failed")
+        on_log.flush()
+        return ok, reason
+
+    server_restarts = 0
+
+    def start_server(self, on_log) -> tuple[bool, str]:
+        assert self.version and self.model_dir and self.env_dir and self.httpd
+        config = self.version.config or {}
+        self.concurrency = int((config.get("concurrency") or {}).get("max") or 1)
+        upload = f"http://127.0.0.1:{self.httpd.server_address[1]}/upload/"
+        self.server = CogServer(self.model_dir, self.env_dir, concurrency=self.concurrency,
+                                setup_timeout=self.config.setup_timeout, upload_url=upload,
+                                log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config)
+        self.server.start()
+        health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
+        if health.serving:
+            for line in (health.setup_logs or "").splitlines():
+                if "[coglet" not in line:
+                    on_log(line)
+            return True, ""
+        detail = health.error or health.status
+        if health.setup_logs and health.setup_logs not in detail:
+            detail = f"{detail}\n{health.setup_logs}"
+        self.server.stop(grace=2)
+        return False, f"Model setup failed: {detail}"
+
+    # --- jobs -----------------------------------------------------------------------------
+    def fail_queued(self, reason: str, first: Job | None) -> None:
+        """Setup failed: fail the claimed job and everything waiting in the pool, then back off."""
+        jobs = [first] if first else []
+        while True:
+            job = self.queue.claim(self.config.pool, lease_seconds=self.config.lease_seconds)
+            if job is None:
+                break
+            jobs.append(job)
+        for job in jobs:
+            try:
+                self.state.update_prediction(job.prediction_id, {
+                    "status": "failed", "error": reason, "completed_at": self.clock.now()},
+                    expect_status=["starting"])
+            except (Conflict, NotFound):
+                pass
+            self.queue.ack(job)
+
+    def start_job(self, job: Job, cold: bool) -> None:
+        prediction = self.state.get_prediction(job.prediction_id)
+        if prediction is None or prediction.status != "starting":
+            self.queue.ack(job)  # canceled while queued, or already taken: nothing to run
+            return
+        now = self.clock.now()
+        if prediction.deadline and parse(now) >= parse(prediction.deadline):
+            try:
+                self.state.update_prediction(prediction.id, {
+                    "status": "aborted", "completed_at": now,
+                    "error": "The prediction did not start before its Cancel-After deadline."},
+                    expect_status=["starting"])
+            except Conflict:
+                pass
+            self.queue.ack(job)
+            return
+        waited = seconds_between(prediction.created_at, now)
+        metrics: dict[str, Any] = {}
+        if cold:
+            metrics.update(self.cold_metrics)
+        metrics["queue_time"] = round(max(0.0, waited - sum(metrics.values())), 4)
+        flight = InFlight(job=job, prediction_id=prediction.id, created_at=prediction.created_at,
+                          started_mono=time.monotonic(), log_prefix=prediction.logs or "", metrics=metrics,
+                          iterator=self.iterator_output)
+        with self.lock:
+            self.inflight[prediction.id] = flight
+        # Record that we hold it before it is `processing`, so a kill -9 from here on is noticed.
+        self.write_record()
+        try:
+            prediction = self.state.update_prediction(
+                prediction.id, {"status": "processing", "started_at": now, "runner_id": self.id},
+                expect_status=["starting"])
+        except Conflict:
+            with self.lock:
+                self.inflight.pop(job.prediction_id, None)
+            self.queue.ack(job)
+            return
+        self.send(prediction, flight)
+
+    def send(self, prediction: Prediction, flight: InFlight) -> None:
+        assert self.server and self.httpd
+        hook = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/{prediction.id}"
+        body = json.dumps({"id": prediction.id, "input": prediction.input or {}, "webhook": hook}).encode()
+        deadline = time.monotonic() + 30
+        delay = 0.002
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+                conn.request("PUT", f"/predictions/{prediction.id}", body=body,
+                             headers={"Content-Type": "application/json", "Prefer": "respond-async"})
+                response = conn.getresponse()
+                text = response.read().decode(errors="replace")
+                conn.close()
+            except OSError as exc:
+                status, text = 0, str(exc)
+            else:
+                status = response.status
+            if status in (200, 202):
+                return
+            if status == 409 and time.monotonic() < deadline:
+                time.sleep(delay)  # backpressure: the slot frees right after the previous response
+                delay = min(delay * 2, 0.1)
+                continue
+            if status == 422:
+                reason = _validation_message(text)
+            else:
+                reason = f"The model server refused the prediction ({status or 'no answer'}): {text[:500]}"
+            self.finish(prediction.id, {"status": "failed", "error": reason, "logs": "", "metrics": {}})
+            if status != 422:
+                self.restart_needed.set()
+            return
+
+    def map_output(self, value: Any) -> Any:
+        assert self.httpd
+        prefix = f"http://127.0.0.1:{self.httpd.server_address[1]}/blob/"
+        if isinstance(value, str):
+            return blob_ref(unquote(value[len(prefix):])) if value.startswith(prefix) else value
+        if isinstance(value, list):
+            return [self.map_output(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.map_output(v) for k, v in value.items()}
+        return value
+
+    def progress(self, prediction_id: str, body: dict[str, Any]) -> None:
+        with self.lock:
+            flight = self.inflight.get(prediction_id)
+        if flight is None:
+            return
+        changes: dict[str, Any] = {"logs": flight.log_prefix + (body.get("logs") or "")}
+        if flight.iterator and isinstance(body.get("output"), list):
+            changes["output"] = self.map_output(body["output"])
+        try:
+            self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
+        except (Conflict, NotFound):
+            pass
+
+    def finish(self, prediction_id: str, body: dict[str, Any]) -> None:
+        with self.lock:
+            flight = self.inflight.get(prediction_id)
+        if flight is None:
+            return
+        now = self.clock.now()
+        metrics = dict(flight.metrics)
+        cog_metrics = body.get("metrics") or {}
+        metrics.update({k: v for k, v in cog_metrics.items() if k != "predict_time"})
+        metrics["predict_time"] = round(float(cog_metrics.get("predict_time")
+                                              or time.monotonic() - flight.started_mono), 6)
+        metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
+        status = body.get("status")
+        changes: dict[str, Any] = {
+            "status": status,
+            "completed_at": now,
+            "metrics": metrics,
+            "logs": flight.log_prefix + (body.get("logs") or ""),
+            "output": self.map_output(body.get("output")),
+            "error": clean_error(body.get("error")) if status == "failed" else None,
+        }
+        try:
+            self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
+        except (Conflict, NotFound):
+            pass  # canceled, timed out or failed by someone else first: that state stands
+        with self.lock:
+            self.inflight.pop(prediction_id, None)
+        flight.done.set()
+        self.queue.ack(flight.job)
+        self.last_work = time.monotonic()
+        if body.get("error") == "Worker crashed":
+            self.restart_needed.set()
+
+    def fail_inflight(self, reason: str) -> None:
+        with self.lock:
+            ids = list(self.inflight)
+        for pid in ids:
+            self.finish(pid, {"status": "failed", "error": reason})
+
+    def watch_cancels(self) -> None:
+        """A prediction canceled (or timed out) in the state store is stopped in cog within ~0.2 s."""
+        while not self.stopping.is_set() or self.inflight:
+            with self.lock:
+                flights = list(self.inflight.values())
+            for flight in flights:
+                if flight.cancel_sent_at is not None:
+                    if time.monotonic() - flight.cancel_sent_at > 30:  # cog never confirmed: give up on it
+                        self.finish(flight.prediction_id, {"status": "canceled"})
+                        self.restart_needed.set()
+                    continue
+                current = self.state.get_prediction(flight.prediction_id)
+                if current is None or current.status in TERMINAL:
+                    flight.cancel_sent_at = time.monotonic()
+                    self.cog_cancel(flight.prediction_id)
+            time.sleep(0.2)
+
+    def cog_cancel(self, prediction_id: str) -> None:
+        if not self.server or not self.server.port:
+            return
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+            conn.request("POST", f"/predictions/{prediction_id}/cancel")
+            conn.getresponse().read()
+            conn.close()
+        except OSError:
+            pass
+
+    # --- the HTTP side: cog's webhooks and uploads ------------------------------------------
+    def serve_http(self) -> None:
+        runner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def _body(self) -> bytes:
+                length = int(self.headers.get("content-length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _reply(self, status: int, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                data = self._body()
+                if not self.path.startswith("/webhook/"):
+                    return self._reply(404)
+                prediction_id = self.path.rsplit("/", 1)[-1]
+                try:
+                    body = json.loads(data)
+                except ValueError:
+                    return self._reply(400)
+                self._reply(200)
+                if body.get("status") in TERMINAL_COG:
+                    runner.finish(prediction_id, body)
+                else:
+                    runner.progress(prediction_id, body)
+
+            def do_PUT(self) -> None:  # noqa: N802
+                data = self._body()
+                if not self.path.startswith("/upload/"):
+                    return self._reply(404)
+                name = os.path.basename(unquote(self.path[len("/upload/"):])) or "output"
+                prediction_id = self.headers.get("x-prediction-id") or "unknown"
+                key = f"predictions/{prediction_id}/{next(runner.upload_counter)}/{name}"
+                runner.blobs.put(key, data, content_type=self.headers.get("content-type"))
+                port = runner.httpd.server_address[1]
+                self._reply(201, {"Location": f"http://127.0.0.1:{port}/blob/{key}"})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, name="runner-http", daemon=True).start()
+
+    # --- main loop --------------------------------------------------------------------------
+    def request_stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.serve_http()
+        self.set_state("booting")
+        threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
+        try:
+            return self._run()
+        finally:
+            self.shutdown()
+
+    def _heartbeats(self) -> None:
+        while not self.stopping.wait(self.config.heartbeat_seconds):
+            try:
+                self.heartbeat()
+            except Exception:  # noqa: BLE001 - keep beating; a missed beat is not fatal
+                log.warning("heartbeat failed", exc_info=True)
+
+    def _run(self) -> int:
+        first = self.queue.claim(self.config.pool, lease_seconds=self.config.lease_seconds)
+        if first:
+            with self.lock:  # hold its lease while we boot
+                self.record.in_flight = [first.prediction_id]
+        booting_flight = first
+        if first is not None:
+            # extend the lease during a long boot
+            self._boot_job = first
+            threading.Thread(target=self._keep_lease, args=(first,), daemon=True).start()
+        ok, reason = self.boot(first.prediction_id if first else None)
+        self._boot_job = None
+        if not ok:
+            log.error("%s", reason)
+            self.fail_queued(reason, first)
+            return EXIT_SETUP_FAILED
+        self.set_state("ready")
+        threading.Thread(target=self.watch_cancels, name="cancels", daemon=True).start()
+        cold_job = booting_flight
+        if cold_job is not None:
+            self.start_job(cold_job, cold=True)
+        self.last_work = time.monotonic()
+        idle_sleep = 0.002
+        while not self.stopping.is_set():
+            if self.restart_needed.is_set() or (self.server and not self.server.alive()):
+                if not self.restart_server():
+                    return EXIT_SETUP_FAILED
+            with self.lock:
+                busy = len(self.inflight)
+            if busy >= self.concurrency:
+                time.sleep(0.001)
+                continue
+            job = self.queue.claim(self.config.pool, lease_seconds=self.config.lease_seconds)
+            if job is not None:
+                self.last_work = time.monotonic()
+                self.start_job(job, cold=False)
+                idle_sleep = 0.002
+                continue
+            idle = time.monotonic() - self.last_work
+            if (busy == 0 and not self.config.keep_warm and self.config.idle_timeout
+                    and idle > self.config.idle_timeout):
+                log.info("idle for %.0f s: exiting (scale to zero)", idle)
+                return 0
+            # poll fast right after work (the warm path), slower when idle
+            idle_sleep = 0.002 if idle < 2 else (0.02 if idle < 30 else 0.1)
+            time.sleep(idle_sleep)
+        return 0
+
+    _boot_job: Job | None = None
+
+    def _keep_lease(self, job: Job) -> None:
+        while self._boot_job is job and not self.stopping.is_set():
+            time.sleep(min(10.0, self.config.lease_seconds / 3))
+            if self._boot_job is job:
+                try:
+                    self.queue.release(job, delay=self.config.lease_seconds)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def restart_server(self) -> bool:
+        """A crashed or UNHEALTHY cog server never recovers: fail what it held, start a new one."""
+        self.restart_needed.clear()
+        log.warning("restarting the cog server")
+        self.fail_inflight("The model server crashed while running this prediction (Worker crashed).")
+        if self.server:
+            self.server.stop(grace=2)
+        self.server_restarts += 1
+        ok, reason = self.start_server(lambda line: None)
+        if not ok:
+            log.error("restart failed: %s", reason)
+        return ok
+
+    def shutdown(self) -> None:
+        """SIGTERM/idle: finish in-flight work within the grace period, fail the rest with a reason."""
+        self.stopping.set()
+        self.record.state = "stopping"
+        deadline = time.monotonic() + self.config.stop_grace
+        while self.inflight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.fail_inflight("The runner was stopped before the prediction finished.")
+        if self.server:
+            self.server.stop(grace=3)
+        if self.httpd:
+            self.httpd.shutdown()
+        try:
+            self.state.delete_runner(self.id)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _validation_message(text: str) -> str:
+    try:
+        detail = json.loads(text).get("detail")
+        parts = [f"{'.'.join(str(x) for x in d.get('loc', [])[2:])}: {d.get('msg')}" for d in detail]
+        return "Input validation failed: " + "; ".join(parts)
+    except (ValueError, AttributeError, TypeError):
+        return f"Input validation failed: {text[:500]}"
+
+
+Runner = Runner  # the domain record keeps this name; the process class is RunnerProcess

@@ -1,0 +1,177 @@
+"""What only the AWS adapters have: DynamoDB item limits and optimistic retries, no Scans, SQS
+queue naming and redrive, S3 batch deletes (moto, in-process)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from cogplane import resources
+from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoStateStore
+from cogplane.adapters.aws.s3 import S3BlobStore
+from cogplane.adapters.aws.sqs import SqsJobQueue
+from cogplane.domain.entities import Model, Prediction, Version
+from cogplane.domain.errors import Conflict, InvalidRequest
+
+TABLE = "t"
+
+
+class Recording:
+    """Wraps a boto3 client: records each operation; `before` hooks run ahead of one."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self.calls: list[str] = []
+        self.before: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            hook = self.before.pop(name, None)
+            if hook:
+                hook()
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def ddb():
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(**resources.create_table_kwargs(TABLE))
+        yield client
+
+
+def prediction(n: int = 1, **fields: Any) -> Prediction:
+    base = {"id": f"p{n}", "owner": "alice", "model": "alice/m", "version": "v", "input": {"a": 1},
+            "created_at": f"2026-01-01T00:00:{n:02d}.000000Z"}
+    return Prediction(**{**base, **fields})
+
+
+def test_table_shape(ddb):
+    table = ddb.describe_table(TableName=TABLE)["Table"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {resources.GSI1, resources.GSI2}
+    ddb.update_time_to_live(**resources.time_to_live_kwargs(TABLE))
+    ttl = ddb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == resources.TTL_ATTRIBUTE
+
+
+def test_prediction_over_the_item_limit_is_an_invalid_request(ddb):
+    store = DynamoStateStore(ddb, TABLE)
+    with pytest.raises(InvalidRequest, match="too large"):
+        store.create_prediction(prediction(logs="x" * 410_000))
+    assert store.get_prediction("p1") is None
+    store.create_prediction(prediction())
+    with pytest.raises(InvalidRequest, match="too large"):
+        store.update_prediction("p1", {"output": "y" * 410_000})
+    assert store.get_prediction("p1") == prediction()
+    store.update_prediction("p1", {"output": "y" * 300_000})  # large but within the limit
+
+
+def test_concurrent_update_is_retried_without_losing_either_change(ddb):
+    recording = Recording(ddb)
+    store = DynamoStateStore(recording, TABLE)
+    store.create_prediction(prediction())
+    other = DynamoStateStore(ddb, TABLE)
+    # another writer slips in between our read and our conditional write
+    recording.before["put_item"] = lambda: other.update_prediction("p1", {"logs": "from the runner"})
+    updated = store.update_prediction("p1", {"metrics": {"predict_time": 1.5}})
+    # create; read, write (lost the race: the other writer went first), read again, write
+    assert recording.calls == ["put_item", "get_item", "put_item", "get_item", "put_item"]
+    assert updated.logs == "from the runner"
+    assert updated.metrics == {"predict_time": 1.5}
+    assert store.get_prediction("p1") == updated
+
+
+def test_concurrent_terminal_write_makes_a_late_update_conflict(ddb):
+    recording = Recording(ddb)
+    store = DynamoStateStore(recording, TABLE)
+    outbox = DynamoOutbox(ddb, TABLE)
+    store.create_prediction(prediction())
+    other = DynamoStateStore(ddb, TABLE)
+    recording.before["put_item"] = lambda: other.update_prediction("p1", {"status": "canceled"})
+    with pytest.raises(Conflict):
+        store.update_prediction("p1", {"status": "succeeded"})
+    assert store.get_prediction("p1").status == "canceled"
+    assert outbox.due("2100-01-01T00:00:00.000000Z") == []
+
+
+def test_lists_never_scan(ddb):
+    recording = Recording(ddb)
+    store = DynamoStateStore(recording, TABLE)
+    outbox = DynamoOutbox(recording, TABLE)
+    t0 = "2026-01-01T00:00:00.000000Z"
+    store.create_model(Model(owner="a", name="m", visibility="public", created_at=t0,
+                             latest_version_created_at=t0))
+    store.put_version(Version(id="v" * 64, owner="a", name="m", created_at=t0, openapi_schema={}))
+    store.create_prediction(prediction())
+    store.list_models(sort_by="model_created_at")
+    store.list_models()
+    store.list_versions("a", "m")
+    store.find_versions("v" * 64)
+    store.list_predictions("alice", created_after="2025-01-01T00:00:00.000000Z")
+    store.list_deployments("a")
+    outbox.due("2026-01-01T00:00:00.000000Z")
+    assert "scan" not in recording.calls
+    assert recording.calls.count("query") == 7
+
+
+@pytest.mark.parametrize(
+    ("pool", "expected"),
+    [("pool-a", "q-pool-a"), ("version_1", "q-version_1")],
+)
+def test_clean_pool_names_are_kept(pool, expected):
+    assert resources.pool_queue_name("q-", pool) == expected
+
+
+def test_pool_queue_names_are_valid_and_distinct():
+    pools = ["a/b", "a-b", "a:b", "v" * 100, "v" * 101, "alice/m@" + "f" * 64]
+    names = [resources.pool_queue_name("cogplane-prod-pool-", p) for p in pools]
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert len(name) <= resources.QUEUE_NAME_MAX
+        assert all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
+
+
+def test_pool_queues_are_created_on_demand_with_the_dead_letter_queue():
+    with mock_aws():
+        client = boto3.client("sqs", region_name="us-east-1")
+        dlq = client.create_queue(QueueName="dlq")["QueueUrl"]
+        arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        recording = Recording(client)
+        queue = SqsJobQueue(recording, "cogplane-pool-", dlq_arn=arn)
+        assert queue.depth("gpu/a") == 0
+        assert queue.claim("gpu/a") is None
+        assert recording.calls.count("create_queue") == 1  # the URL is cached
+        url = client.get_queue_url(QueueName=queue.queue_name("gpu/a"))["QueueUrl"]
+        attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == arn
+        assert int(redrive["maxReceiveCount"]) == resources.DLQ_MAX_RECEIVE_COUNT
+        # a second process (fresh cache) finds the same queue
+        assert SqsJobQueue(client, "cogplane-pool-", dlq_arn=arn).depth("gpu/a") == 0
+        client.delete_queue(QueueUrl=url)
+        assert queue.depth("gpu/a") == 0  # the queue is made again
+
+
+def test_delete_prefix_deletes_more_than_one_batch():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="bucket-b")
+        blobs = S3BlobStore(client, "bucket-b", key_prefix="x/")
+        for i in range(1003):
+            client.put_object(Bucket="bucket-b", Key=f"x/predictions/p1/{i:04d}", Body=b"")
+        client.put_object(Bucket="bucket-b", Key="x/predictions/p2/keep", Body=b"")
+        assert blobs.delete_prefix("predictions/p1/") == 1003
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket="bucket-b").get("Contents", [])]
+        assert keys == ["x/predictions/p2/keep"]

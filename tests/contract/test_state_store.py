@@ -1,0 +1,448 @@
+"""StateStore contract: run on SQLite and on DynamoDB (moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from cogplane.domain.entities import (
+    Account,
+    Deployment,
+    Model,
+    OutboxEvent,
+    Page,
+    Prediction,
+    Version,
+)
+from cogplane.domain.errors import Conflict, InvalidRequest, NotFound
+
+
+def ts(n: int) -> str:
+    """Distinct, ordered timestamps: n minutes after a fixed start (n < 1440)."""
+    return f"2026-01-01T{n // 60:02d}:{n % 60:02d}:00.000000Z"
+
+
+def vid(n: int) -> str:
+    return f"{n:064x}"
+
+
+def pid(n: int) -> str:
+    return f"p{n:025d}"
+
+
+def walk(fetch: Callable[[str | None], Page[Any]], *, max_pages: int = 50) -> list[list[Any]]:
+    """Every page of a paged list, following next_cursor until it is None."""
+    pages, cursor = [], None
+    for _ in range(max_pages):
+        page = fetch(cursor)
+        pages.append(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return pages
+    raise AssertionError("the listing never ended")
+
+
+def flat(pages: list[list[Any]]) -> list[Any]:
+    return [item for page in pages for item in page]
+
+
+def model(name: str, *, owner: str = "alice", created: int = 0, latest: int | None = None,
+          visibility: str = "public") -> Model:
+    return Model(
+        owner=owner,
+        name=name,
+        visibility=visibility,
+        created_at=ts(created),
+        latest_version_id=vid(latest) if latest is not None else None,
+        latest_version_created_at=ts(latest) if latest is not None else None,
+        description=f"model {name}",
+    )
+
+
+def version(n: int, *, owner: str = "alice", name: str = "m", created: int | None = None) -> Version:
+    return Version(
+        id=vid(n),
+        owner=owner,
+        name=name,
+        created_at=ts(created if created is not None else n),
+        openapi_schema={"components": {"schemas": {"Input": {"type": "object", "n": n}}}},
+        config={"predict": "predict.py:Predictor", "ratio": 0.25},
+    )
+
+
+def prediction(n: int, *, owner: str = "alice", created: int | None = None, **fields: Any) -> Prediction:
+    values: dict[str, Any] = {
+        "id": pid(n),
+        "owner": owner,
+        "model": "alice/m",
+        "version": vid(1),
+        "input": {"prompt": f"hello {n}", "scale": 1.5, "nested": {"list": [1, 2.5, None, True]}},
+        "created_at": ts(created if created is not None else n),
+        "pool": "pool-a",
+    }
+    return Prediction(**{**values, **fields})
+
+
+def event(n: int, *, prediction_id: str, due: int = 0) -> OutboxEvent:
+    return OutboxEvent(
+        id=f"ev-{n:04d}",
+        kind="webhook",
+        prediction_id=prediction_id,
+        payload={"n": n, "status": "x", "ratio": 0.5},
+        due_at=ts(due),
+        created_at=ts(due),
+    )
+
+
+# --- accounts and tokens --------------------------------------------------------------------
+
+
+def test_account_is_created_once(store):
+    first = Account(username="alice", name="Alice", created_at=ts(1), webhook_secret="whsec_abc")
+    assert store.create_account(first) is True
+    assert store.create_account(Account(username="alice", name="Mallory", created_at=ts(2))) is False
+    assert store.get_account("alice") == first
+    assert store.get_account("nobody") is None
+
+
+def test_token_is_found_by_its_hash(store):
+    store.put_token("hash-1", "alice", ts(1))
+    store.put_token("hash-2", "bob", ts(2))
+    assert store.get_token_owner("hash-1") == "alice"
+    assert store.get_token_owner("hash-2") == "bob"
+    assert store.get_token_owner("hash-3") is None
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def test_model_create_get_update_delete(store):
+    m = model("m", created=1)
+    store.create_model(m)
+    assert store.get_model("alice", "m") == m
+    assert store.get_model("alice", "other") is None
+    with pytest.raises(Conflict):
+        store.create_model(model("m", created=5))
+    assert store.get_model("alice", "m") == m
+
+    changed = m.replace(description="new", run_count=3, latest_version_id=vid(2),
+                        latest_version_created_at=ts(2))
+    store.update_model(changed)
+    assert store.get_model("alice", "m") == changed
+    with pytest.raises(NotFound):
+        store.update_model(model("missing"))
+    assert store.get_model("alice", "missing") is None
+
+    store.delete_model("alice", "m")
+    assert store.get_model("alice", "m") is None
+    with pytest.raises(NotFound):
+        store.delete_model("alice", "m")
+
+
+@pytest.fixture
+def public_models(store):
+    """7 public models with versions, created in one order and last pushed in another; plus a
+    public model without versions and private models (never listed)."""
+    latest_order = [6, 2, 4, 0, 5, 1, 3]
+    models = []
+    for i in range(7):
+        owner = "alice" if i % 2 else "bob"
+        m = model(f"m{i}", owner=owner, created=10 + i, latest=100 + latest_order[i])
+        store.create_model(m)
+        models.append(m)
+    store.create_model(model("no-versions", created=50))
+    store.create_model(model("secret", created=51, latest=200, visibility="private"))
+    store.create_model(model("secret2", owner="bob", created=52, visibility="private"))
+    return models
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_public_models_by_creation_time_are_paged(store, public_models, descending):
+    pages = walk(lambda c: store.list_models(sort_by="model_created_at", descending=descending,
+                                             cursor=c, limit=3))
+    names = [m.full_name for m in flat(pages)]
+    expected = sorted(public_models + [model("no-versions", created=50)], key=lambda m: m.created_at,
+                      reverse=descending)
+    assert names == [m.full_name for m in expected]
+    assert [len(p) for p in pages] == [3, 3, 2]
+    assert flat(pages)[0] == expected[0]
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_public_models_by_latest_version_skip_models_without_versions(store, public_models, descending):
+    pages = walk(lambda c: store.list_models(sort_by="latest_version_created_at", descending=descending,
+                                             cursor=c, limit=2))
+    listed = flat(pages)
+    expected = sorted(public_models, key=lambda m: m.latest_version_created_at, reverse=descending)
+    assert [m.full_name for m in listed] == [m.full_name for m in expected]
+    assert len({m.full_name for m in listed}) == len(listed) == 7
+    assert [len(p) for p in pages] == [2, 2, 2, 1]
+
+
+def test_model_listing_follows_updates(store, public_models):
+    hidden = public_models[0].replace(visibility="private")
+    store.update_model(hidden)
+    pushed = model("no-versions", created=50, latest=999)
+    store.update_model(pushed)
+    by_latest = flat(walk(lambda c: store.list_models(cursor=c, limit=4)))
+    assert by_latest[0].full_name == "alice/no-versions"
+    assert hidden.full_name not in {m.full_name for m in by_latest}
+    by_created = flat(walk(lambda c: store.list_models(sort_by="model_created_at", cursor=c, limit=4)))
+    assert hidden.full_name not in {m.full_name for m in by_created}
+    store.delete_model("alice", "no-versions")
+    assert "alice/no-versions" not in {m.full_name for m in store.list_models(limit=100).items}
+
+
+def test_model_listing_exact_page_has_no_next_cursor(store):
+    for i in range(4):
+        store.create_model(model(f"m{i}", created=i, latest=i))
+    page = store.list_models(limit=4)
+    assert len(page.items) == 4
+    assert page.next_cursor is None
+    assert store.list_models(limit=10).next_cursor is None
+
+
+def test_invalid_cursor_is_an_invalid_request(store, public_models):
+    with pytest.raises(InvalidRequest):
+        store.list_models(cursor="not a cursor!!")
+
+
+# --- versions ---------------------------------------------------------------------------------
+
+
+def test_put_version_is_idempotent(store):
+    v = version(1)
+    stored, created = store.put_version(v)
+    assert created is True
+    assert stored == v
+    again = Version(**{**v.to_dict(), "openapi_schema": {"other": True}, "created_at": ts(9)})
+    stored, created = store.put_version(again)
+    assert created is False
+    assert stored == v
+    assert store.get_version("alice", "m", vid(1)) == v
+    assert store.get_version("alice", "m", vid(2)) is None
+    assert store.get_version("alice", "other", vid(1)) is None
+
+
+def test_find_versions_is_global(store):
+    store.put_version(version(1, owner="alice", name="a"))
+    store.put_version(version(1, owner="bob", name="b"))
+    store.put_version(version(2, owner="alice", name="a"))
+    found = store.find_versions(vid(1))
+    assert sorted(v.model for v in found) == ["alice/a", "bob/b"]
+    assert all(v.id == vid(1) for v in found)
+    assert store.find_versions(vid(3)) == []
+
+
+def test_versions_are_listed_newest_first_in_pages(store):
+    created = [5, 1, 4, 2, 3]
+    for n, c in enumerate(created):
+        store.put_version(version(n, created=c))
+    store.put_version(version(9, name="other", created=3))
+    pages = walk(lambda c: store.list_versions("alice", "m", cursor=c, limit=2))
+    assert [len(p) for p in pages] == [2, 2, 1]
+    listed = flat(pages)
+    assert [v.created_at for v in listed] == [ts(c) for c in sorted(created, reverse=True)]
+    assert {v.id for v in listed} == {vid(n) for n in range(5)}
+    assert store.list_versions("alice", "nothing").items == []
+    assert store.list_versions("alice", "nothing").next_cursor is None
+
+
+def test_delete_version(store):
+    store.put_version(version(1))
+    store.put_version(version(2))
+    store.delete_version("alice", "m", vid(1))
+    assert store.get_version("alice", "m", vid(1)) is None
+    assert [v.id for v in store.list_versions("alice", "m").items] == [vid(2)]
+    assert store.find_versions(vid(1)) == []
+    with pytest.raises(NotFound):
+        store.delete_version("alice", "m", vid(1))
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
+def test_prediction_is_created_once(store):
+    p = prediction(1)
+    store.create_prediction(p)
+    assert store.get_prediction(p.id) == p
+    with pytest.raises(Conflict):
+        store.create_prediction(prediction(1, input={"other": 1}))
+    assert store.get_prediction(p.id) == p
+    assert store.get_prediction(pid(2)) is None
+
+
+def test_update_prediction_applies_changes(store):
+    p = prediction(1)
+    store.create_prediction(p)
+    updated = store.update_prediction(
+        p.id, {"status": "processing", "started_at": ts(2), "logs": "step 1\n", "metrics": {"x": 0.5}}
+    )
+    assert updated.status == "processing"
+    assert updated.started_at == ts(2)
+    assert updated.input == p.input
+    assert store.get_prediction(p.id) == updated
+    final = store.update_prediction(
+        p.id, {"status": "succeeded", "output": ["a", 1.25, {"b": None}], "completed_at": ts(3)}
+    )
+    assert store.get_prediction(p.id) == final
+    assert final.logs == "step 1\n"
+    assert final.output == ["a", 1.25, {"b": None}]
+
+
+def test_terminal_prediction_never_changes(store):
+    p = prediction(1)
+    store.create_prediction(p)
+    done = store.update_prediction(p.id, {"status": "canceled", "completed_at": ts(2)})
+    with pytest.raises(Conflict):
+        store.update_prediction(p.id, {"status": "succeeded", "output": "late"})
+    with pytest.raises(Conflict):
+        store.update_prediction(p.id, {"logs": "more"})
+    assert store.get_prediction(p.id) == done
+
+
+def test_update_prediction_honours_expect_status(store):
+    p = prediction(1)
+    store.create_prediction(p)
+    with pytest.raises(Conflict):
+        store.update_prediction(p.id, {"status": "succeeded"}, expect_status=["processing"])
+    assert store.get_prediction(p.id) == p
+    moved = store.update_prediction(p.id, {"status": "processing"}, expect_status={"starting"})
+    assert moved.status == "processing"
+    with pytest.raises(Conflict):  # a second runner cannot claim it again
+        store.update_prediction(p.id, {"status": "processing", "runner_id": "r2"}, expect_status=["starting"])
+    assert store.get_prediction(p.id).runner_id is None
+    # a terminal prediction may be touched when asked for explicitly (e.g. data removal)
+    store.update_prediction(p.id, {"status": "succeeded"})
+    removed = store.update_prediction(p.id, {"input": None, "output": None, "data_removed": True},
+                                      expect_status=["succeeded", "failed", "canceled"])
+    assert removed.data_removed is True
+    assert store.get_prediction(p.id).status == "succeeded"
+
+
+def test_update_missing_prediction_is_not_found(store):
+    with pytest.raises(NotFound):
+        store.update_prediction(pid(404), {"status": "processing"})
+
+
+def test_outbox_events_are_written_with_the_change(store, outbox):
+    p = prediction(1)
+    store.create_prediction(p, outbox=[event(1, prediction_id=p.id, due=1)])
+    store.update_prediction(p.id, {"status": "succeeded"}, outbox=[event(2, prediction_id=p.id, due=2),
+                                                                   event(3, prediction_id=p.id, due=3)])
+    due = outbox.due(ts(10))
+    assert [e.id for e in due] == ["ev-0001", "ev-0002", "ev-0003"]
+    assert due[1] == event(2, prediction_id=p.id, due=2)
+
+
+def test_outbox_events_are_not_written_when_the_condition_fails(store, outbox):
+    p = prediction(1)
+    store.create_prediction(p)
+    store.update_prediction(p.id, {"status": "failed"})
+    with pytest.raises(Conflict):
+        store.update_prediction(p.id, {"status": "succeeded"}, outbox=[event(1, prediction_id=p.id)])
+    with pytest.raises(Conflict):
+        store.create_prediction(prediction(1), outbox=[event(2, prediction_id=p.id)])
+    with pytest.raises(NotFound):
+        store.update_prediction(pid(9), {"status": "failed"}, outbox=[event(3, prediction_id=pid(9))])
+    assert outbox.due(ts(1000)) == []
+    assert store.get_prediction(p.id).status == "failed"
+
+
+@pytest.fixture
+def many_predictions(store):
+    """alice: 7 predictions created at minutes 10..16 (created out of order); bob: 2."""
+    for n in [13, 10, 16, 11, 15, 12, 14]:
+        store.create_prediction(prediction(n, created=n))
+    store.create_prediction(prediction(90, owner="bob", created=12))
+    store.create_prediction(prediction(91, owner="bob", created=20))
+
+
+def test_predictions_are_listed_newest_first_per_owner(store, many_predictions):
+    pages = walk(lambda c: store.list_predictions("alice", cursor=c, limit=3))
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [p.id for p in flat(pages)] == [pid(n) for n in range(16, 9, -1)]
+    assert all(p.owner == "alice" for p in flat(pages))
+    bob = store.list_predictions("bob")
+    assert [p.id for p in bob.items] == [pid(91), pid(90)]
+    assert bob.next_cursor is None
+    assert store.list_predictions("carol").items == []
+
+
+def test_prediction_list_filters_by_creation_time(store, many_predictions):
+    after = flat(walk(lambda c: store.list_predictions("alice", created_after=ts(12), cursor=c, limit=2)))
+    assert [p.id for p in after] == [pid(n) for n in (16, 15, 14, 13)]  # created_after is exclusive
+    before = flat(walk(lambda c: store.list_predictions("alice", created_before=ts(13), cursor=c, limit=2)))
+    assert [p.id for p in before] == [pid(n) for n in (12, 11, 10)]  # created_before is exclusive
+    both = flat(walk(lambda c: store.list_predictions(
+        "alice", created_after=ts(10), created_before=ts(15), cursor=c, limit=2)))
+    assert [p.id for p in both] == [pid(n) for n in (14, 13, 12, 11)]
+    assert store.list_predictions("alice", created_after=ts(15), created_before=ts(11)).items == []
+    assert store.list_predictions("alice", created_after=ts(16)).items == []
+
+
+def test_cursor_of_one_owner_does_not_show_another_owners_predictions(store, many_predictions):
+    page = store.list_predictions("alice", limit=2)
+    try:
+        other = store.list_predictions("bob", cursor=page.next_cursor, limit=10)
+    except InvalidRequest:
+        return
+    assert all(p.owner == "bob" for p in other.items)
+
+
+def test_delete_prediction_is_idempotent(store):
+    store.create_prediction(prediction(1))
+    store.create_prediction(prediction(2))
+    store.delete_prediction(pid(1))
+    assert store.get_prediction(pid(1)) is None
+    store.delete_prediction(pid(1))
+    assert [p.id for p in store.list_predictions("alice").items] == [pid(2)]
+
+
+def test_large_prediction_round_trips(store):
+    p = prediction(1, logs="x" * 100_000)
+    store.create_prediction(p)
+    assert store.get_prediction(p.id).logs == p.logs
+
+
+# --- deployments --------------------------------------------------------------------------------
+
+
+def deployment(name: str, *, owner: str = "acme", release: int = 1) -> Deployment:
+    return Deployment(
+        owner=owner, name=name, model="alice/m", version=vid(1), hardware="cpu",
+        min_instances=0, max_instances=2, release_number=release, release_created_at=ts(release),
+        created_by="alice",
+    )
+
+
+def test_deployment_crud_with_release_check(store):
+    d = deployment("d")
+    store.create_deployment(d)
+    assert store.get_deployment("acme", "d") == d
+    assert store.get_deployment("acme", "x") is None
+    with pytest.raises(Conflict):
+        store.create_deployment(deployment("d", release=5))
+
+    d2 = d.replace(version=vid(2), release_number=2, release_created_at=ts(2))
+    store.update_deployment(d2, expect_release=1)
+    assert store.get_deployment("acme", "d") == d2
+    with pytest.raises(Conflict):  # a concurrent editor based on release 1 loses
+        store.update_deployment(d.replace(max_instances=9, release_number=2), expect_release=1)
+    assert store.get_deployment("acme", "d") == d2
+
+    store.delete_deployment("acme", "d")
+    assert store.get_deployment("acme", "d") is None
+
+
+def test_deployments_are_listed_per_owner_in_pages(store):
+    for name in ["e", "b", "d", "a", "c"]:
+        store.create_deployment(deployment(name))
+    store.create_deployment(deployment("z", owner="other"))
+    pages = walk(lambda c: store.list_deployments("acme", cursor=c, limit=2))
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [d.name for d in flat(pages)] == ["a", "b", "c", "d", "e"]
+    assert [d.name for d in store.list_deployments("other").items] == ["z"]
+    assert store.list_deployments("nobody").items == []
