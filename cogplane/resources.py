@@ -12,6 +12,7 @@ joined by a space (it sorts below every name character, so ties order like (owne
     version     MODEL#{o}/{n} / VERSION#{id}      VERSIONS#{o}/{n} / {t}#{id}         VERSION#{id} / {o}/{n}
     prediction  PREDICTION#{id} / PREDICTION      PREDICTIONS#{owner} / {t}#{id}
     deployment  DEPLOYMENTS#{owner} / DEPLOYMENT#{name}   (listed by a base-table Query)
+    runner      RUNNER#{id} / RUNNER              RUNNERS / {pool}#{id}
     outbox      OUTBOX#{id} / OUTBOX              OUTBOX / {due_at}#{id}
 
 (1) public models only; public models that have a version also carry
@@ -92,6 +93,7 @@ INDEX_PURPOSES: dict[str, list[str]] = {
         "VERSIONS#{owner}/{name}: a model's versions by created_at#id (newest first)",
         "PUBLIC_MODELS: public models by created_at#owner/name",
         "OUTBOX: outbox events by due_at#id (oldest first)",
+        "RUNNERS: live runner records by pool#id (one pool: begins_with pool#)",
     ],
     GSI2: [
         "VERSION#{id}: every model version with this id (global lookup)",

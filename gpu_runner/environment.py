@@ -310,7 +310,7 @@ def _host_pip_supports_python_option() -> bool:
 
 
 def _relocate(tmp: Path, final: Path) -> None:
-    """Rewrite references to the build folder (bin/ script shebangs, activate, pyvenv.cfg) to the final path."""
+    """Rewrite references to the build folder (bin/ shebangs, activate, pyvenv.cfg) to the final path."""
     old, new = str(tmp).encode(), str(final).encode()
     for path in [*(tmp / "bin").iterdir(), tmp / "pyvenv.cfg"]:
         if path.is_symlink() or not path.is_file():

@@ -88,6 +88,8 @@ def run() -> int:
     dispatcher.start()
     try:
         server.run()  # handles SIGINT/SIGTERM: stops accepting, finishes requests, returns
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; we are stopping anyway
+        pass
     finally:
         print("Stopping runners ...", flush=True)
         dispatcher.stop()

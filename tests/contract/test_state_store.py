@@ -14,6 +14,7 @@ from cogplane.domain.entities import (
     OutboxEvent,
     Page,
     Prediction,
+    Runner,
     Version,
 )
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound
@@ -446,3 +447,52 @@ def test_deployments_are_listed_per_owner_in_pages(store):
     assert [d.name for d in flat(pages)] == ["a", "b", "c", "d", "e"]
     assert [d.name for d in store.list_deployments("other").items] == ["z"]
     assert store.list_deployments("nobody").items == []
+
+
+# --- runners ------------------------------------------------------------------------------------
+
+
+def runner(n: int, pool: str, **extra: Any) -> Runner:
+    return Runner(id=f"r-{n:04d}", pool=pool, started_at=ts(n), heartbeat_at=ts(n), **extra)
+
+
+def test_runner_record_put_get_replace_delete(store):
+    assert store.get_runner("r-0001") is None
+    r1 = runner(1, "v-" + vid(1), pid=123, host="h")
+    store.put_runner(r1)
+    assert store.get_runner("r-0001") == r1
+    beat = r1.replace(state="ready", version=vid(1), heartbeat_at=ts(5), in_flight=[pid(1), pid(2)])
+    store.put_runner(beat)  # a heartbeat replaces the record
+    assert store.get_runner("r-0001") == beat
+    assert store.list_runners() == [beat]
+    store.delete_runner("r-0001")
+    assert store.get_runner("r-0001") is None
+    assert store.list_runners() == []
+    store.delete_runner("r-0001")  # idempotent
+    store.delete_runner("r-never")
+
+
+def test_runners_are_listed_all_or_per_pool(store):
+    a, b = "v-" + vid(1), "d-acme.my.model-v2." + vid(2)
+    prefix = "v-" + vid(1)[:-1]  # a pool name that is a prefix of another must not match it
+    made = [runner(3, a), runner(1, b), runner(2, a), runner(4, prefix), runner(5, a + "x")]
+    for x in made:
+        store.put_runner(x)
+    assert [x.id for x in store.list_runners()] == ["r-0001", "r-0002", "r-0003", "r-0004", "r-0005"]
+    assert [x.id for x in store.list_runners(a)] == ["r-0002", "r-0003"]
+    assert [x.id for x in store.list_runners(b)] == ["r-0001"]
+    assert [x.id for x in store.list_runners(prefix)] == ["r-0004"]
+    assert store.list_runners("v-none") == []
+
+    store.put_runner(runner(2, b))  # a record that moved pool is listed under the new one only
+    assert [x.id for x in store.list_runners(a)] == ["r-0003"]
+    assert [x.id for x in store.list_runners(b)] == ["r-0001", "r-0002"]
+    store.delete_runner("r-0003")
+    assert store.list_runners(a) == []
+
+
+def test_many_runners_are_all_listed(store):
+    for n in range(130):  # more than one query page
+        store.put_runner(runner(n, "v-" + vid(n % 2)))
+    assert len(store.list_runners()) == 130
+    assert len(store.list_runners("v-" + vid(1))) == 65

@@ -22,6 +22,7 @@ from cogplane.domain.entities import (
     OutboxEvent,
     Page,
     Prediction,
+    Runner,
     Version,
 )
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound
@@ -33,6 +34,7 @@ _MAX_TRANSACTION_ITEMS = 100
 _PUBLIC_MODELS = "PUBLIC_MODELS"
 _PUBLIC_MODELS_BY_LATEST = "PUBLIC_MODELS_BY_LATEST"
 _OUTBOX_PARTITION = "OUTBOX"
+_RUNNERS_PARTITION = "RUNNERS"
 
 
 # --- item helpers ---------------------------------------------------------------------------
@@ -107,6 +109,10 @@ def _deployment_key(owner: str, name: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"DEPLOYMENTS#{owner}"), r.SK: _s(f"DEPLOYMENT#{name}")}
 
 
+def _runner_key(runner_id: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"RUNNER#{runner_id}"), r.SK: _s("RUNNER")}
+
+
 def _outbox_key(event_id: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"OUTBOX#{event_id}"), r.SK: _s("OUTBOX")}
 
@@ -157,6 +163,17 @@ def _deployment_item(deployment: Deployment) -> dict[str, dict[str, Any]]:
         r.DATA: _s(_dumps(deployment.to_dict())),
     }
     _check_size(item, f"Deployment {deployment.owner}/{deployment.name}")
+    return item
+
+
+def _runner_item(runner: Runner) -> dict[str, dict[str, Any]]:
+    item = {
+        **_runner_key(runner.id),
+        r.GSI1_PK: _s(_RUNNERS_PARTITION),
+        r.GSI1_SK: _s(f"{runner.pool}#{runner.id}"),
+        r.DATA: _s(_dumps(runner.to_dict())),
+    }
+    _check_size(item, f"Runner {runner.id}")
     return item
 
 
@@ -603,6 +620,38 @@ class DynamoStateStore:
             limit=limit,
         )
         return Page(items=[Deployment.from_dict(_data(i)) for i in items], next_cursor=nxt)
+
+    # --- runners ------------------------------------------------------------------------
+    # One item per runner; the gsi1 partition RUNNERS sorted by pool#id lists them without a
+    # Scan: one pool is a begins_with Query, all of them a Query of the partition. The partition
+    # holds only live runners (each deletes its record on exit; the expirer removes lost ones).
+    def put_runner(self, runner: Runner) -> None:
+        self.client.put_item(TableName=self.table_name, Item=_runner_item(runner))
+
+    def get_runner(self, runner_id: str) -> Runner | None:
+        item = self._table.get(_runner_key(runner_id))
+        return Runner.from_dict(_data(item)) if item else None
+
+    def list_runners(self, pool: str | None = None) -> list[Runner]:
+        if pool is None:
+            items = self._table.query_all(index=r.GSI1, partition=_RUNNERS_PARTITION, forward=True)
+        else:
+            items = self._table.query_all(
+                index=r.GSI1,
+                partition=_RUNNERS_PARTITION,
+                sort_condition="begins_with(#sk, :prefix)",
+                sort_values={":prefix": _s(f"{pool}#")},
+                forward=True,
+            )
+        # GSIs are eventually consistent: an item may trail its latest put by a moment; each
+        # item carries its whole record, so what is listed is always a complete runner.
+        runners = [Runner.from_dict(_data(i)) for i in items]
+        if pool is not None:  # a pool name containing '#' must not pick up another pool's runners
+            runners = [x for x in runners if x.pool == pool]
+        return sorted(runners, key=lambda x: x.id)  # by id, as the local adapter lists them
+
+    def delete_runner(self, runner_id: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key=_runner_key(runner_id))
 
 
 class DynamoOutbox:

@@ -1,0 +1,182 @@
+"""The single-machine stack, started through its real entry point (`cogplane up`, what `make up`
+runs) on a free port, driven over real HTTP. Every stack is stopped by pid by the test that
+started it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ENV_CACHE = REPO / ".cache" / "envs"  # model environments, shared by test runs (built once)
+TOKEN = "r8_systemtest-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below pid (runners and cog servers run in their own sessions)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z":
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
+class Stack:
+    def __init__(self, home: Path, *, port: int | None = None, env: dict[str, str] | None = None,
+                 examples: Path | None = None):
+        self.home = home
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_env = env or {}
+        self.examples = examples
+        self.proc: subprocess.Popen | None = None
+        self.output = home.parent / f"stack-{self.port}.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("COGPLANE_", "REPLICATE_"))}
+        env.update({
+            "PORT": str(self.port), "COGPLANE_HOME": str(self.home), "COGPLANE_TOKEN": TOKEN,
+            "COGPLANE_ENV_CACHE": str(ENV_CACHE), "COGPLANE_IDLE_TIMEOUT": "120",
+        })
+        if self.examples is not None:
+            env["COGPLANE_EXAMPLES"] = str(self.examples)
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 120) -> Stack:
+        ENV_CACHE.mkdir(parents=True, exist_ok=True)
+        self.offset = self.output.stat().st_size if self.output.exists() else 0
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "cogplane"), "up"], cwd=REPO, env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the stack exited with {self.proc.returncode}:\n{self.log()}")
+            if "cogplane is up at" in self.log():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"the stack was not up after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        """What this run of the stack printed."""
+        if not self.output.exists():
+            return ""
+        with open(self.output, "rb") as fh:
+            fh.seek(getattr(self, "offset", 0))
+            return fh.read().decode(errors="replace")
+
+    def stop(self, timeout: float = 60) -> list[int]:
+        """SIGINT (Ctrl-C) and wait; returns processes it left behind (should be none)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        below = descendants(self.proc.pid)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(p) for p in below):
+            time.sleep(0.1)
+        left = [p for p in below if alive(p)]
+        for pid in left:  # never leave anything behind, even when the test fails
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return left
+
+    def client(self, token: str = TOKEN) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=90)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**self.env, "COGPLANE_URL": self.url}
+        result = subprocess.run([str(REPO / ".venv" / "bin" / "cogplane"), *args], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=600)
+        if check and result.returncode != 0:
+            raise AssertionError(f"cogplane {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def replicate(self):
+        import replicate
+
+        return replicate.Client(api_token=TOKEN, base_url=self.url)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """One stack for the system tests of a session (with the examples pushed)."""
+    home = tmp_path_factory.mktemp("stack") / "home"
+    s = Stack(home, env={"COGPLANE_PAGE_SIZE": "5"}).start()
+    try:
+        yield s
+    finally:
+        left = s.stop()
+        assert not left, f"processes left behind after Ctrl-C: {left}"
+
+
+@pytest.fixture
+def model_copy(tmp_path):
+    """A copy of a fixture model folder (so tests can edit it)."""
+
+    def copy(name: str) -> Path:
+        source = REPO / "tests" / "fixtures" / "system_models" / name
+        if not source.exists():
+            source = REPO / "examples" / name
+        target = tmp_path / name
+        shutil.copytree(source, target)
+        return target
+
+    return copy
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+__all__ = ["Stack", "TOKEN", "REPO", "wait_for", "descendants", "alive", "sys"]
