@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from cogplane.domain.entities import (
     Account,
     Deployment,
+    File,
     Job,
     Model,
     OutboxEvent,
@@ -140,6 +141,18 @@ class StateStore(Protocol):
     def list_deployments(
         self, owner: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[Deployment]: ...
+
+    # --- files --------------------------------------------------------------------------
+    def create_file(self, file: File) -> None:
+        """Raises Conflict if the id exists."""
+
+    def get_file(self, file_id: str) -> File | None: ...
+
+    def list_files(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[File]:
+        """The owner's files, newest first."""
+
+    def delete_file(self, file_id: str) -> None:
+        """Idempotent."""
 
     # --- runners ------------------------------------------------------------------------
     def put_runner(self, runner: Runner) -> None:

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     max_wait_seconds: int = Field(default=60, ge=1, le=60)  # Prefer: wait cap (deployed: ~25)
     data_retention_seconds: int = Field(default=3600, ge=60)  # API predictions' data removal
     output_url_ttl_seconds: int = Field(default=3600, ge=60)
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # files API uploads
+    file_ttl_seconds: int = Field(default=24 * 3600, ge=60)  # files API uploads expire after 24 h
     page_size: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("public_url")

@@ -11,6 +11,8 @@ from cogplane.clock import RandomIds, SystemClock
 from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, StateStore
 from cogplane.services.accounts import AccountService
 from cogplane.services.catalog import CatalogService
+from cogplane.services.deployments import DeploymentService
+from cogplane.services.files import FileService
 from cogplane.services.predictions import PredictionService
 from cogplane.settings import Settings
 
@@ -38,15 +40,20 @@ class Services:
     accounts: AccountService = field(init=False)
     catalog: CatalogService = field(init=False)
     predictions: PredictionService = field(init=False)
+    files: FileService = field(init=False)
+    deployments: DeploymentService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.accounts = AccountService(self.state, self.clock)
         self.catalog = CatalogService(self.state, self.blobs, self.clock, self.hardware)
+        self.files = FileService(self.state, self.blobs, self.clock, max_bytes=self.settings.max_file_bytes,
+                                 ttl_seconds=self.settings.file_ttl_seconds)
         self.predictions = PredictionService(
             self.state, self.queue, self.dispatcher, self.clock, self.ids,
-            retention_seconds=self.settings.data_retention_seconds,
+            retention_seconds=self.settings.data_retention_seconds, files=self.files,
         )
+        self.deployments = DeploymentService(self.state, self.catalog, self.clock, self.hardware)
 
 
 def local_secret(settings: Settings) -> bytes:

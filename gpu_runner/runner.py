@@ -34,6 +34,7 @@ from cogplane.domain.entities import Job, Prediction, Runner, Version
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import parse, seconds_between
+from cogplane.services.files import file_id_from_url
 from cogplane.services.presenters import blob_ref
 from gpu_runner.cog_server import CogServer, write_schema
 from gpu_runner.environment import EnvironmentBuildError, ensure_environment
@@ -173,15 +174,23 @@ class RunnerProcess:
                 raise RuntimeError(f"no version {pool[2:]} exists")
             return found[0]
         if pool.startswith("d-"):
-            owner, _, name = pool[2:].partition(".")
+            # d-{owner}.{name}.{version_id}: owners have no '.', names may, version ids are hex.
+            # The pool's version is the one in its name, not the deployment's current one: after a
+            # release to another version this pool still drains its work with its own version.
+            rest, _, version_id = pool[2:].rpartition(".")
+            owner, _, name = rest.partition(".")
+            if not owner or not name or not version_id:
+                raise RuntimeError(f"malformed deployment pool {pool!r}")
             deployment = self.state.get_deployment(owner, name)
-            if deployment is None:
-                raise RuntimeError(f"deployment {owner}/{name} does not exist")
-            m_owner, _, m_name = deployment.model.partition("/")
-            version = self.state.get_version(m_owner, m_name, deployment.version)
-            if version is None:
-                raise RuntimeError(f"deployment {owner}/{name} names a missing version")
-            return version
+            if deployment is not None:
+                m_owner, _, m_name = deployment.model.partition("/")
+                version = self.state.get_version(m_owner, m_name, version_id)
+                if version is not None:
+                    return version
+            found = self.state.find_versions(version_id)  # the deployment was deleted meanwhile
+            if not found:
+                raise RuntimeError(f"deployment {owner}/{name}: no version {version_id} exists")
+            return found[0]
         raise RuntimeError(f"unknown pool {pool!r}")
 
     def prepare_source(self, version: Version, on_log) -> Path:
@@ -315,7 +324,8 @@ class RunnerProcess:
     def send(self, prediction: Prediction, flight: InFlight) -> None:
         assert self.server and self.httpd
         hook = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/{prediction.id}"
-        body = json.dumps({"id": prediction.id, "input": prediction.input or {}, "webhook": hook}).encode()
+        body = json.dumps({"id": prediction.id, "input": self.model_input(prediction.input or {}),
+                           "webhook": hook}).encode()
         deadline = time.monotonic() + 30
         delay = 0.002
         while True:
@@ -344,6 +354,16 @@ class RunnerProcess:
             if status != 422:
                 self.restart_needed.set()
             return
+
+    def model_input(self, value: Any) -> Any:
+        """Our /v1/files URLs become signed URLs the model server can download."""
+        if isinstance(value, str):
+            return self.services.files.fetchable_url(value) if file_id_from_url(value) else value
+        if isinstance(value, list):
+            return [self.model_input(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.model_input(v) for k, v in value.items()}
+        return value
 
     def map_output(self, value: Any) -> Any:
         assert self.httpd

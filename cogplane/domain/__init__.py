@@ -16,6 +16,7 @@ from cogplane.domain.ids import new_prediction_id, new_token, version_id_for
 from cogplane.domain.entities import (
     Account,
     Deployment,
+    File,
     Job,
     Model,
     OutboxEvent,
@@ -31,6 +32,7 @@ __all__ = [
     "Conflict",
     "Deployment",
     "DomainError",
+    "File",
     "Forbidden",
     "InputValidationError",
     "InvalidRequest",

@@ -164,3 +164,20 @@ class Runner(_Record):
     started_at: str = ""
     heartbeat_at: str = ""
     in_flight: list[str] = field(default_factory=list)
+
+
+@dataclass
+class File(_Record):
+    """An upload of the files API (usable as a model input by its owner)."""
+
+    id: str
+    owner: str
+    name: str
+    content_type: str
+    size: int
+    etag: str  # md5 hex
+    checksums: dict[str, str]
+    metadata: dict[str, Any]
+    created_at: str
+    expires_at: str
+    blob_key: str

@@ -35,13 +35,14 @@ def uri_inputs(schema: dict[str, Any]) -> dict[str, bool]:
 
 class PredictionService:
     def __init__(self, state: StateStore, queue: JobQueue, dispatcher: Dispatcher, clock: Clock,
-                 ids: IdSource, *, retention_seconds: int = 3600):
+                 ids: IdSource, *, retention_seconds: int = 3600, files=None):
         self.state = state
         self.queue = queue
         self.dispatcher = dispatcher
         self.clock = clock
         self.ids = ids
         self.retention_seconds = retention_seconds
+        self.files = files
 
     # --- create -------------------------------------------------------------------------
     def create(self, viewer: Account, model: Model, version: Version, body: dict[str, Any], *,
@@ -55,7 +56,7 @@ class PredictionService:
         if not isinstance(raw_input, dict):
             raise Unprocessable("`input` must be a JSON object.", field="input")
         clean = validate_input(version.openapi_schema, raw_input)
-        self._check_file_inputs(version.openapi_schema, clean)
+        self._check_file_inputs(viewer, version.openapi_schema, clean)
 
         webhook = body.get("webhook")
         if webhook is None and isinstance(body.get("webhook_completed"), str):
@@ -111,7 +112,7 @@ class PredictionService:
         self.dispatcher.wake(prediction.pool)
         return prediction
 
-    def _check_file_inputs(self, schema: dict[str, Any], clean: dict[str, Any]) -> None:
+    def _check_file_inputs(self, viewer: Account, schema: dict[str, Any], clean: dict[str, Any]) -> None:
         for name, is_list in uri_inputs(schema).items():
             if name not in clean or clean[name] is None:
                 continue
@@ -124,6 +125,12 @@ class PredictionService:
                         title="Input validation failed",
                         field=name,
                     )
+                if self.files is not None:
+                    try:
+                        self.files.check_input(viewer, value)
+                    except Unprocessable as exc:
+                        raise Unprocessable(f"{name}: {exc.detail}", title="Input validation failed",
+                                            field=name) from exc
 
     def _fail(self, prediction_id: str, reason: str) -> None:
         now = self.clock.now()

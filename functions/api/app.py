@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from cogplane.settings import Settings
 from cogplane.wiring import Services, build
 from functions.api import errors
-from functions.api.routers import misc, models, predictions
+from functions.api.routers import deployments, files, misc, models, predictions
 
 RATE_HEADERS = [(b"ratelimit-remaining", b"2999"), (b"ratelimit-reset", b"1")]
 
@@ -36,6 +36,8 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     errors.install(app)
     app.include_router(predictions.router)
     app.include_router(models.router)
+    app.include_router(deployments.router)
+    app.include_router(files.router)
     app.include_router(misc.router)
     app.add_middleware(RateLimitHeaders)
     return app

@@ -496,3 +496,25 @@ def test_many_runners_are_all_listed(store):
         store.put_runner(runner(n, "v-" + vid(n % 2)))
     assert len(store.list_runners()) == 130
     assert len(store.list_runners("v-" + vid(1))) == 65
+
+
+def test_runner_listing_is_queries_not_scans(state):
+    if state.name != "aws":
+        pytest.skip("Scan is a DynamoDB notion")
+    store = state.store
+    calls: list[str] = []
+    query = store.client.query
+
+    def forbidden_scan(**kwargs: Any) -> Any:
+        raise AssertionError("list_runners must not Scan")
+
+    def counting_query(**kwargs: Any) -> Any:
+        calls.append(kwargs.get("IndexName", ""))
+        return query(**kwargs)
+
+    store.client.scan = forbidden_scan
+    store.client.query = counting_query
+    store.put_runner(runner(1, "v-a"))
+    store.list_runners()
+    store.list_runners("v-a")
+    assert calls == ["gsi1", "gsi1"]

@@ -108,8 +108,18 @@ class ProcessDispatcher:
         return [r["pool"] for r in rows]
 
     def warm_pools(self) -> dict[str, int]:
-        """Pools that must keep runners even without work (deployments' min_instances)."""
-        return dict(self.services.extras.get("min_instances", {}))
+        """Pools that must keep runners even without work: each deployment with min_instances > 0
+        maps its current pool (d-{owner}.{name}.{version}, as cogplane.services.deployments'
+        pool_for_deployment names it) to min_instances. A local adapter: it reads SQLite directly."""
+        import json
+
+        warm: dict[str, int] = {}
+        for row in self.db.read("SELECT data FROM deployments"):
+            d = json.loads(row["data"])
+            count = int(d.get("min_instances") or 0)
+            if count > 0:
+                warm[f"d-{d['owner']}.{d['name']}.{d['version']}"] = count
+        return warm
 
     def reconcile(self) -> None:
         with self.lock:

@@ -20,6 +20,7 @@ from cogplane.clock import epoch
 from cogplane.domain.entities import (
     Account,
     Deployment,
+    File,
     Job,
     Model,
     OutboxEvent,
@@ -58,6 +59,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_pool ON jobs (pool, visible_at, seq);
 CREATE TABLE IF NOT EXISTS runners (id TEXT PRIMARY KEY, pool TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runners_by_pool ON runners (pool);
+CREATE TABLE IF NOT EXISTS files (
+  id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner, created_at, id);
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, due_at TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (due_at, id);
 """
@@ -364,6 +368,39 @@ class SqliteStateStore:
         items = [Deployment.from_dict(json.loads(r["data"])) for r in rows[:limit]]
         nxt = cursors.encode({"n": rows[limit - 1]["name"]}) if len(rows) > limit else None
         return Page(items=items, next_cursor=nxt)
+
+    # --- files --------------------------------------------------------------------------
+    def create_file(self, file: File) -> None:
+        with self.db.write() as conn:
+            try:
+                conn.execute("INSERT INTO files (id, owner, created_at, data) VALUES (?, ?, ?, ?)",
+                             (file.id, file.owner, file.created_at, _dumps(file.to_dict())))
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"File {file.id} already exists.") from exc
+
+    def get_file(self, file_id: str) -> File | None:
+        rows = self.db.read("SELECT data FROM files WHERE id = ?", (file_id,))
+        return File.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def list_files(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[File]:
+        sql = "SELECT data, created_at, id FROM files WHERE owner = ?"
+        params: list[Any] = [owner]
+        if cursor:
+            pos = cursors.decode(cursor)
+            sql += " AND (created_at, id) < (?, ?)"
+            params += [pos.get("c"), pos.get("i")]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = self.db.read(sql, params)
+        items = [File.from_dict(json.loads(r["data"])) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            nxt = cursors.encode({"c": rows[limit - 1]["created_at"], "i": rows[limit - 1]["id"]})
+        return Page(items=items, next_cursor=nxt)
+
+    def delete_file(self, file_id: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
     # --- runners ------------------------------------------------------------------------
     def put_runner(self, runner: Runner) -> None:

@@ -1,0 +1,106 @@
+"""The files API: uploads that expire after 24 h and can be used as model inputs by their owner."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from cogplane.domain.entities import Account, File, Page
+from cogplane.domain.errors import DomainError, NotFound, Unprocessable
+from cogplane.domain.ids import new_prediction_id
+from cogplane.domain.timefmt import add_seconds
+from cogplane.ports import BlobStore, Clock, StateStore
+
+FILE_URL = re.compile(r"^https?://[^/]+(?:/[^/]+)*?/v1/files/([a-z0-9]{10,40})/?$")
+NOT_FOUND = "The requested file could not be found."
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    title = "Request entity too large"
+
+
+def file_id_from_url(value: Any) -> str | None:
+    """The id in a `.../v1/files/{id}` URL (what both clients put into inputs), else None."""
+    if not isinstance(value, str):
+        return None
+    match = FILE_URL.match(value)
+    return match.group(1) if match else None
+
+
+class FileService:
+    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, *, max_bytes: int, ttl_seconds: int):
+        self.state = state
+        self.blobs = blobs
+        self.clock = clock
+        self.max_bytes = max_bytes
+        self.ttl_seconds = ttl_seconds
+
+    def create(self, viewer: Account, content: bytes, *, filename: str | None, content_type: str | None,
+               metadata: Any = None) -> File:
+        if len(content) > self.max_bytes:
+            raise PayloadTooLarge(f"The file is larger than the {self.max_bytes // (1024 * 1024)} MiB limit.")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise Unprocessable("`metadata` must be a JSON object.", field="metadata")
+        file_id = new_prediction_id()
+        name = (filename or "file").replace("/", "_").replace("\\", "_")[:255] or "file"
+        now = self.clock.now()
+        md5 = hashlib.md5(content, usedforsecurity=False).hexdigest()
+        key = f"files/{viewer.username}/{file_id}/{name}"
+        ctype = content_type or "application/octet-stream"
+        self.blobs.put(key, content, content_type=ctype)
+        record = File(id=file_id, owner=viewer.username, name=name, content_type=ctype, size=len(content),
+                      etag=md5, checksums={"sha256": hashlib.sha256(content).hexdigest(), "md5": md5},
+                      metadata=metadata or {}, created_at=now, expires_at=add_seconds(now, self.ttl_seconds),
+                      blob_key=key)
+        self.state.create_file(record)
+        return record
+
+    def get(self, viewer: Account, file_id: str) -> File:
+        record = self.state.get_file(file_id)
+        if record is None or record.owner != viewer.username or record.expires_at <= self.clock.now():
+            raise NotFound(NOT_FOUND)
+        return record
+
+    def list(self, viewer: Account, *, cursor: str | None, limit: int) -> Page[File]:
+        return self.state.list_files(viewer.username, cursor=cursor, limit=limit)
+
+    def delete(self, viewer: Account, file_id: str) -> None:
+        record = self.get(viewer, file_id)
+        self.blobs.delete(record.blob_key)
+        self.state.delete_file(record.id)
+
+    def check_input(self, viewer: Account, url: str) -> bool:
+        """True if `url` is one of the viewer's files; raises 422 if it looks like a file URL of
+        ours that is missing, expired or someone else's."""
+        file_id = file_id_from_url(url)
+        if file_id is None:
+            return False
+        record = self.state.get_file(file_id)
+        if record is None or record.owner != viewer.username or record.expires_at <= self.clock.now():
+            raise Unprocessable(f"The file {url} does not exist, has expired, or is not yours.")
+        return True
+
+    def fetchable_url(self, url: str, *, expires_in: int = 3600) -> str:
+        """For the runner: our file URL -> a signed URL the model server can download."""
+        file_id = file_id_from_url(url)
+        record = self.state.get_file(file_id) if file_id else None
+        if record is None:
+            return url
+        return self.blobs.signed_url(record.blob_key, expires_in=expires_in, filename=record.name)
+
+
+def file_json(f: File, base_url: str) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "name": f.name,
+        "content_type": f.content_type,
+        "size": f.size,
+        "etag": f.etag,
+        "checksums": f.checksums,
+        "metadata": f.metadata,
+        "created_at": f.created_at,
+        "expires_at": f.expires_at,
+        "urls": {"get": f"{base_url}/v1/files/{f.id}"},
+    }

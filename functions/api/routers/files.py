@@ -1,0 +1,82 @@
+"""The files API (multipart uploads, used as model inputs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.datastructures import UploadFile
+
+from cogplane.domain.errors import Unprocessable
+from cogplane.services.files import PayloadTooLarge, file_json
+from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, page_url
+from functions.api.errors import HTTPProblem
+
+router = APIRouter(prefix="/v1", tags=["files"])
+
+
+@router.post("/files", status_code=201)
+async def create_file(request: Request, services: ServicesDep, account: AccountDep,
+                      base: BaseUrlDep) -> JSONResponse:
+    """Upload a file (multipart part `content`; optional `filename`, `type`, `metadata`)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPProblem(415, "Upload files as multipart/form-data with the file in a part named `content`.")
+    limit = services.settings.max_file_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit + 64 * 1024:
+        raise PayloadTooLarge(f"The file is larger than the {limit // (1024 * 1024)} MiB limit.")
+    form = await request.form(max_part_size=limit + 1)
+    content = form.get("content")
+    if not isinstance(content, UploadFile):
+        raise Unprocessable("The file must be sent in a multipart part named `content`.", field="content")
+    data = await content.read()
+    metadata: Any = None
+    raw_meta = form.get("metadata")
+    if raw_meta is not None:
+        # Python sends a form field holding JSON; JS sends a file part named `metadata` (blob).
+        text = (await raw_meta.read()).decode() if isinstance(raw_meta, UploadFile) else raw_meta
+        try:
+            metadata = json.loads(text) if text.strip() else None
+        except ValueError as exc:
+            raise Unprocessable("`metadata` must be JSON.", field="metadata") from exc
+    filename = form.get("filename")
+    content_type = form.get("type")
+    record = await run_in_threadpool(
+        services.files.create, account, data,
+        filename=filename if isinstance(filename, str) and filename else content.filename,
+        content_type=content_type if isinstance(content_type, str) and content_type else content.content_type,
+        metadata=metadata)
+    return JSONResponse(file_json(record, base), status_code=201)
+
+
+@router.get("/files")
+def list_files(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
+               cursor: str | None = None) -> dict[str, Any]:
+    """Your files, newest first."""
+    page = services.files.list(account, cursor=cursor, limit=services.settings.page_size)
+    return {"previous": None, "next": page_url(base, "/v1/files", page.next_cursor),
+            "results": [file_json(f, base) for f in page.items]}
+
+
+@router.get("/files/{file_id}")
+def get_file(file_id: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep) -> dict[str, Any]:
+    """One of your files."""
+    return file_json(services.files.get(account, file_id), base)
+
+
+@router.get("/files/{file_id}/download")
+def download_file(file_id: str, services: ServicesDep, account: AccountDep) -> RedirectResponse:
+    """Redirects to a signed, expiring URL of the file's bytes."""
+    record = services.files.get(account, file_id)
+    return RedirectResponse(services.blobs.signed_url(record.blob_key, expires_in=3600, filename=record.name),
+                            status_code=307)
+
+
+@router.delete("/files/{file_id}", status_code=204)
+def delete_file(file_id: str, services: ServicesDep, account: AccountDep) -> Response:
+    """Delete one of your files (then it is 404)."""
+    services.files.delete(account, file_id)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""The CDK app that deploys cogplane to AWS (`cdk deploy`). Reads shapes from cogplane.resources."""

@@ -1,0 +1,64 @@
+"""Names, sizes and knobs of the deployed stack (one place; constructs import from here)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_logs as logs
+
+DEFAULT_STACK_NAME = "cogplane"
+
+# --- context keys (cdk.json or `cdk deploy -c key=value`) ------------------------------------
+CTX_HARDWARE = "cogplane:hardware"  # JSON object {sku: instance type}; replaces the default map
+CTX_GPU_MAX_INSTANCES = "cogplane:gpuMaxInstances"  # per SKU Auto Scaling group max
+CTX_GPU_WARM_POOL = "cogplane:gpuWarmPool"  # "true": stopped, pre-initialised instances per SKU
+CTX_RUNNER_IMAGE = "cogplane:runnerImage"  # "asset" (build gpu_runner/Dockerfile) or an image URI
+CTX_LAMBDA_ASSET = "cogplane:lambdaAsset"  # folder staged by scripts/package_lambda.sh
+CTX_MAX_PER_POOL = "cogplane:maxPerPool"
+
+# --- hardware: SKU -> EC2 instance type (all one-GPU sizes; the GPU count below is per task) ----
+CPU_SKU = "cpu"
+GPU_INSTANCE_TYPES: dict[str, str] = {
+    "gpu-t4": "g4dn.xlarge",  # 1x T4 16 GB, 4 vCPU, 16 GiB
+    "gpu-a10g": "g5.xlarge",  # 1x A10G 24 GB, 4 vCPU, 16 GiB
+    "gpu-l4": "g6.xlarge",  # 1x L4 24 GB, 4 vCPU, 16 GiB
+    "gpu-l40s": "g6e.xlarge",  # 1x L40S 48 GB, 4 vCPU, 32 GiB
+}
+GPUS_PER_TASK = 1
+GPU_MAX_INSTANCES = 2  # per SKU: a cost guard; raise it with -c cogplane:gpuMaxInstances=N
+# Soft memory reservation for a GPU runner: fits every xlarge above after the ECS agent's share;
+# the container may use more (no hard limit) since one task owns the instance's only GPU.
+GPU_TASK_MEMORY_RESERVATION_MIB = 8192
+GPU_TASK_CPU_UNITS = 2048
+GPU_ROOT_VOLUME_GIB = 200  # CUDA images + model environments + weights cache
+TARGET_CAPACITY_PERCENT = 100  # managed scaling: no spare instances (scale to zero when idle)
+
+# Fargate for the `cpu` SKU (no GPUs on Fargate).
+CPU_TASK_CPU_UNITS = 2048
+CPU_TASK_MEMORY_MIB = 8192
+CPU_TASK_EPHEMERAL_GIB = 50  # model environments are built inside the task
+
+MAX_PER_POOL = 4  # default cap on runner tasks per pool (the dispatcher's)
+RUNNER_IDLE_TIMEOUT_S = 300  # runners exit after 5 idle minutes: scale to zero
+RUNNER_CONTAINER = "runner"
+
+# --- Lambda ----------------------------------------------------------------------------------
+API_MEMORY_MB = 1024  # CPU scales with memory: 1 GB keeps cold start and JSON work quick
+API_TIMEOUT = Duration.seconds(29)  # API Gateway REST's default integration timeout
+# `Prefer: wait` is capped below the integration timeout: a prediction still running after 25 s
+# is answered with its current state (`starting`/`processing`), which both clients then poll.
+API_MAX_WAIT_SECONDS = 25
+WORKER_MEMORY_MB = 512
+WEBHOOKS_TIMEOUT = Duration.seconds(60)
+EXPIRER_TIMEOUT = Duration.seconds(60)
+SCHEDULE_RATE = Duration.minutes(1)  # expirer; webhooks also sweep due retries at this rate
+STREAM_BATCH_SIZE = 100
+STREAM_MAX_BATCHING_WINDOW = Duration.seconds(1)
+STREAM_RETRY_ATTEMPTS = 3  # then the record is skipped; the scheduled sweep still delivers it
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+API_THROTTLE_RATE = 100  # requests/s, steady (stage-wide); the burst below
+API_THROTTLE_BURST = 200
+
+# --- S3 --------------------------------------------------------------------------------------
+PREDICTIONS_BACKSTOP_DAYS = 1  # lifecycle counts whole days; the expirer removes data at 1 h
+FILES_BACKSTOP_DAYS = 2  # /v1/files uploads expire after 24 h (API contract); a day's margin
+ABORT_MULTIPART_DAYS = 1

@@ -1,0 +1,146 @@
+"""Issue 3's acceptance: real Cog models end to end through the official Python client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import time
+
+import httpx
+import pytest
+import replicate
+from replicate.exceptions import ModelError
+
+from tests.system.conftest import REPO, alive, descendants, wait_for
+
+pytestmark = pytest.mark.system
+
+
+def read_bytes(value) -> bytes:
+    """An output file: a FileOutput (https/data) or a plain URL string (http)."""
+    if hasattr(value, "read"):
+        return value.read()
+    return httpx.get(str(value), timeout=60).raise_for_status().content
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_python_client_runs_hello_with_and_without_prefer_wait(stack):
+    client = stack.replicate()
+    assert client.run("examples/hello", input={"prompt": "world"}) == "hello world"
+    assert client.run("examples/hello", input={"prompt": "poll"}, wait=False) == "hello poll"
+    version = client.models.get("examples/hello").latest_version.id
+    assert client.run(f"examples/hello:{version}", input={"prompt": "pinned"}) == "hello pinned"
+
+
+def test_python_client_polls_when_the_wait_runs_out(stack, model_copy):
+    stack.cli("push", str(model_copy("sleeper")), "local/sleeper-wait")
+    client = stack.replicate()
+    started = time.monotonic()
+    output = client.run("local/sleeper-wait", input={"seconds": 2.5, "tag": "x"}, wait=1)
+    assert output == "slept 2.5 x"
+    assert time.monotonic() - started >= 2.5
+
+
+@pytest.mark.slow
+def test_style_transfer_on_an_image_file_gives_a_png(stack):
+    client = stack.replicate()
+    with open(REPO / "examples" / "style-transfer" / "input.png", "rb") as image:
+        output = client.run("examples/style-transfer", input={"image": image, "style": 3, "max_size": 128})
+    width, height = png_size(read_bytes(output))
+    assert max(width, height) == 128
+
+
+@pytest.mark.slow
+def test_tts_wav_fed_to_whisper_gives_the_sentence_back(stack):
+    client = stack.replicate()
+    sentence = "Hello from a self-hosted model server."
+    wav = client.run("examples/tts", input={"text": sentence})
+    data = read_bytes(wav)
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    url = wav.url if hasattr(wav, "url") else str(wav)
+    segments = client.run("examples/whisper", input={"audio": url})
+    text = "".join(segments) if not isinstance(segments, str) else segments
+    assert text.strip().lower().rstrip(".") == sentence.lower().rstrip(".")
+
+
+def test_a_predictor_that_raises_makes_run_raise_model_error(stack, model_copy):
+    stack.cli("push", str(model_copy("raises")), "local/raises")
+    with pytest.raises(ModelError) as info:
+        stack.replicate().run("local/raises", input={"message": "the predictor's own words"})
+    assert "the predictor's own words" in str(info.value)
+    prediction = info.value.prediction
+    assert prediction.status == "failed" and "about to fail" in (prediction.logs or "")
+
+
+def test_setup_failure_fails_the_predictions_with_the_setup_error(stack, model_copy):
+    stack.cli("push", str(model_copy("setup_fails")), "local/setup-fails")
+    with stack.client() as c:
+        ids = [c.post("/v1/models/local/setup-fails/predictions", json={"input": {"text": str(i)}}).json()["id"]
+               for i in range(2)]
+        for pid in ids:
+            done = wait_for(lambda pid=pid: (p := c.get(f"/v1/predictions/{pid}").json())["status"]
+                            not in ("starting", "processing") and p, timeout=120)
+            assert done["status"] == "failed"
+            assert "the weights are missing on purpose" in done["error"]
+
+
+def test_cancel_of_a_long_prediction_ends_canceled(stack, model_copy):
+    stack.cli("push", str(model_copy("sleeper")), "local/sleeper-cancel")
+    with stack.client() as c:
+        pid = c.post("/v1/models/local/sleeper-cancel/predictions", json={"input": {"seconds": 60}}).json()["id"]
+        wait_for(lambda: c.get(f"/v1/predictions/{pid}").json()["status"] == "processing", timeout=120)
+        wait_for(lambda: "tick 0" in (c.get(f"/v1/predictions/{pid}").json()["logs"] or ""), timeout=30)
+        r = c.post(f"/v1/predictions/{pid}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "canceled"
+        final = c.get(f"/v1/predictions/{pid}").json()
+        assert final["status"] == "canceled" and final["completed_at"]
+        # the runner stops the model run within about a second and takes the next job
+        nxt = c.post("/v1/models/local/sleeper-cancel/predictions", json={"input": {"seconds": 0}},
+                     headers={"Prefer": "wait=30"}).json()
+        assert nxt["status"] == "succeeded"
+
+
+def _runner_pid_for(stack, prediction_id: str, client) -> int:
+    runner_id = wait_for(lambda: client.get(f"/v1/predictions/{prediction_id}").json()["status"] == "processing"
+                         and True, timeout=120)
+    assert runner_id
+    import sqlite3
+
+    db = sqlite3.connect(stack.home / "cogplane.db")
+    try:
+        row = db.execute("SELECT data FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+        import json
+
+        rid = json.loads(row[0])["runner_id"]
+        data = db.execute("SELECT data FROM runners WHERE id = ?", (rid,)).fetchone()
+        return json.loads(data[0])["pid"]
+    finally:
+        db.close()
+
+
+def test_kill_9_of_a_runner_fails_its_prediction_and_the_queue_moves_on(stack, model_copy):
+    version = stack.cli("push", str(model_copy("sleeper")), "local/sleeper-kill").stdout.strip()
+    with stack.client() as c:
+        running = c.post("/v1/predictions", json={"version": version, "input": {"seconds": 60, "tag": "a"}}).json()
+        runner_pid = _runner_pid_for(stack, running["id"], c)
+        queued = [c.post("/v1/predictions", json={"version": version, "input": {"seconds": 0, "tag": f"q{i}"}})
+                  .json()["id"] for i in range(3)]
+        cog_pids = descendants(runner_pid)
+        assert cog_pids, "the runner should have a cog server below it"
+        os.kill(runner_pid, signal.SIGKILL)
+
+        failed = wait_for(lambda: (p := c.get(f"/v1/predictions/{running['id']}").json())["status"] == "failed"
+                          and p, timeout=60)
+        assert "runner" in failed["error"] and "stopped unexpectedly" in failed["error"]
+        wait_for(lambda: not any(alive(p) for p in cog_pids), timeout=10)
+        for pid in queued:
+            done = wait_for(lambda pid=pid: (p := c.get(f"/v1/predictions/{pid}").json())["status"] == "succeeded"
+                            and p, timeout=180)
+            assert done["output"].startswith("slept 0")
+        # none ran twice: every queued prediction was started exactly once, by a runner still alive
+        assert c.get(f"/v1/predictions/{running['id']}").json()["status"] == "failed"

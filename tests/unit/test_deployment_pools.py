@@ -1,0 +1,82 @@
+"""Deployment pools: naming, the local dispatcher's warm pools (min_instances), and how a
+runner finds the version of a deployment pool."""
+
+from __future__ import annotations
+
+import pytest
+
+from cogplane.adapters.local.dispatcher import ProcessDispatcher
+from cogplane.adapters.local.sqlite import Database
+from cogplane.domain.entities import Deployment, Model, Version
+from cogplane.services.deployments import deployment_pool, parse_deployment_pool, pool_for_deployment
+from gpu_runner.runner import RunnerConfig, RunnerProcess
+
+
+def vid(n: int) -> str:
+    return f"{n:064x}"
+
+
+def deployment(name: str, *, version: str, min_instances: int, owner: str = "alice",
+               release: int = 1) -> Deployment:
+    return Deployment(owner=owner, name=name, model="alice/hello", version=version, hardware="cpu",
+                      min_instances=min_instances, max_instances=5, release_number=release,
+                      release_created_at="2026-01-01T00:00:00.000000Z", created_by=owner)
+
+
+@pytest.fixture
+def dispatcher(services, settings, tmp_path):
+    return ProcessDispatcher(Database(str(settings.db_path)), services, log_dir=tmp_path / "logs")
+
+
+def test_pool_names_split_back_from_the_right():
+    pool = pool_for_deployment("my-org_x", "model.v1.2", vid(7))
+    assert pool == f"d-my-org_x.model.v1.2.{vid(7)}"
+    assert parse_deployment_pool(pool) == ("my-org_x", "model.v1.2", vid(7))
+    assert parse_deployment_pool(f"v-{vid(7)}") is None
+    assert parse_deployment_pool("d-nodots") is None
+
+
+def test_warm_pools_read_deployments_with_min_instances(services, dispatcher):
+    assert dispatcher.warm_pools() == {}
+    services.state.create_deployment(deployment("cold", version=vid(1), min_instances=0))
+    warm = deployment("warm.one", version=vid(2), min_instances=2)
+    services.state.create_deployment(warm)
+    services.state.create_deployment(deployment("other", version=vid(3), min_instances=1, owner="bob"))
+    assert dispatcher.warm_pools() == {
+        deployment_pool(warm): 2,
+        f"d-alice.warm.one.{vid(2)}": 2,
+        f"d-bob.other.{vid(3)}": 1,
+    }
+
+    # a release to a new version moves the warm pool; the old pool is no longer kept warm
+    services.state.update_deployment(warm.replace(version=vid(4), min_instances=1, release_number=2),
+                                     expect_release=1)
+    assert dispatcher.warm_pools() == {f"d-alice.warm.one.{vid(4)}": 1, f"d-bob.other.{vid(3)}": 1}
+    services.state.delete_deployment("bob", "other")
+    assert dispatcher.warm_pools() == {f"d-alice.warm.one.{vid(4)}": 1}
+
+
+def _runner(services, tmp_path, pool: str) -> RunnerProcess:
+    return RunnerProcess(services, RunnerConfig(pool=pool, work_root=tmp_path / "work",
+                                                env_cache=tmp_path / "envs"))
+
+
+def test_runner_resolves_the_version_named_by_a_deployment_pool(services, schema, tmp_path):
+    services.state.create_model(Model(owner="alice", name="hello"))
+    for n in (1, 2):
+        services.state.put_version(Version(id=vid(n), owner="alice", name="hello", created_at=f"t{n}",
+                                           openapi_schema=schema))
+    d = deployment("my.app", version=vid(2), min_instances=0)
+    services.state.create_deployment(d)
+
+    assert _runner(services, tmp_path, deployment_pool(d)).resolve_version().id == vid(2)
+    # the old pool of a deployment released to another version still drains with its own version
+    old = _runner(services, tmp_path, pool_for_deployment("alice", "my.app", vid(1)))
+    assert old.resolve_version().id == vid(1)
+    # ...and so does a pool whose deployment was deleted meanwhile
+    services.state.delete_deployment("alice", "my.app")
+    assert _runner(services, tmp_path, deployment_pool(d)).resolve_version().id == vid(2)
+    with pytest.raises(RuntimeError):
+        _runner(services, tmp_path, pool_for_deployment("alice", "my.app", vid(9))).resolve_version()
+    with pytest.raises(RuntimeError):
+        _runner(services, tmp_path, "d-nodots").resolve_version()
