@@ -212,8 +212,9 @@ class Stack:
             time.sleep(0.05)
         return len(self.runner_pids())
 
-    def cog_health(self) -> dict | None:
-        """The /health-check body of the (single) runner's cog server, found through /proc."""
+    def cog_healths(self) -> list[dict]:
+        """The /health-check bodies of the runners' cog servers, found through /proc."""
+        found = []
         for runner in self.runner_pids():
             for pid in children(runner):
                 if "cog.server.http" not in _cmdline(pid):
@@ -222,8 +223,11 @@ class Stack:
                 if not port:
                     continue
                 with contextlib.suppress(httpx.HTTPError, ValueError):
-                    return httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2).json()
-        return None
+                    found.append(httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2).json())
+        return found
+
+    def serving_runners(self) -> int:
+        return sum(1 for h in self.cog_healths() if h.get("status") in ("READY", "BUSY"))
 
 
 # --- predictions through cogplane ----------------------------------------------------------------

@@ -3,16 +3,6 @@
 Nothing here imports boto3, FastAPI, httpx or reads the environment.
 """
 
-from cogplane.domain.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    InputValidationError,
-    InvalidRequest,
-    NotFound,
-    Unauthenticated,
-)
-from cogplane.domain.ids import new_prediction_id, new_token, version_id_for
 from cogplane.domain.entities import (
     Account,
     Deployment,
@@ -25,6 +15,16 @@ from cogplane.domain.entities import (
     Runner,
     Version,
 )
+from cogplane.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InputValidationError,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
+from cogplane.domain.ids import new_prediction_id, new_token, version_id_for
 from cogplane.domain.status import TERMINAL, Status, can_transition
 
 __all__ = [

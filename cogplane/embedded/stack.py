@@ -55,10 +55,9 @@ def run() -> int:
         settings.public_url = f"http://{host}:{port}"
     settings.home.mkdir(parents=True, exist_ok=True)
 
-    from functions.api.app import create_app
-
     from cogplane.adapters.local.dispatcher import ProcessDispatcher
     from cogplane.adapters.local.sqlite import Database
+    from functions.api.app import create_app
 
     services = build_local(settings, base_url=settings.public_url)
     env = {"COGPLANE_HOME": str(settings.home.resolve()), "COGPLANE_PUBLIC_URL": settings.public_url}

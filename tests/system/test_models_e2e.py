@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-import replicate
 from replicate.exceptions import ModelError
 
 from tests.system.conftest import REPO, alive, descendants, wait_for

@@ -16,7 +16,6 @@ from functions.api.deps import (
     AccountDep,
     BaseUrlDep,
     JsonBody,
-    OptionalAccountDep,
     ServicesDep,
     page_url,
 )
