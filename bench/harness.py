@@ -8,14 +8,20 @@ Call `start()` from the main thread: the kernel ties PDEATHSIG to the thread tha
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +92,33 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its own threads, not its children), in seconds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, grandchildren, ...)."""
+    parent_of: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(int(entry))
+            if stat and stat[0] != "Z":
+                parent_of[int(entry)] = stat[1]
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [p for p, parent in parent_of.items() if parent == current]
+        found += kids
+        frontier += kids
+    return found
+
+
 def process_env(pid: int) -> dict[str, str]:
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
@@ -100,8 +133,12 @@ class Stack:
     """`cogplane up` in a fresh COGPLANE_HOME (a temp folder) with a shared environment cache."""
 
     def __init__(self, *, env_cache: Path, max_runners: int = 2, idle_timeout: float = 300.0,
-                 examples: tuple[str, ...] = ("hello", "embeddings")) -> None:
+                 examples: tuple[str, ...] = ("hello", "embeddings"), tls: bool | None = None) -> None:
+        """`tls`: None leaves the stack's default (COGPLANE_TLS unset), False/True set it."""
         self.env_cache = Path(env_cache)
+        self.tls = tls
+        self.base_url: str | None = None
+        self.ca: Path | None = None
         self.max_runners = max_runners
         self.idle_timeout = idle_timeout
         self.examples = examples
@@ -112,10 +149,18 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The URL the stack announced (https:// when it serves TLS with its local CA)."""
+        return self.base_url or f"http://127.0.0.1:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0]
 
     def client(self, timeout: float = 120.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout,
+        verify: Any = True
+        if self.scheme == "https" and self.ca is not None:
+            verify = ssl.create_default_context(cafile=str(self.ca))
+        return httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
                             headers={"Authorization": f"Bearer {TOKEN}"})
 
     def __enter__(self) -> Stack:
@@ -146,6 +191,8 @@ class Stack:
             "COGPLANE_IDLE_TIMEOUT": str(self.idle_timeout),
             "PYTHONUNBUFFERED": "1",
         })
+        if self.tls is not None:
+            env["COGPLANE_TLS"] = "1" if self.tls else "0"
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -154,7 +201,11 @@ class Stack:
                 start_new_session=True, preexec_fn=_pdeathsig())
         deadline = started + timeout
         while True:
-            if BANNER in self.log_tail(20000):
+            text = self.log_tail(20000)
+            if BANNER in text:
+                self.base_url = text.split(BANNER, 1)[1].split()[0].rstrip("/")
+                ca = self.root / "home" / "tls" / "ca.pem"
+                self.ca = ca if ca.is_file() else None
                 break
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cogplane up exited with {self.proc.returncode}:\n{self.log_tail()}")
@@ -225,6 +276,18 @@ class Stack:
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     found.append(httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2).json())
         return found
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        """CPU seconds used so far by the API process (uvicorn + dispatcher), the runners, and the
+        cog servers with their Python workers; plus this bench process (the clients)."""
+        out = {"api": 0.0, "runners": 0.0, "cog": 0.0, "bench_clients": sum(os.times()[:2])}
+        if self.proc is None or self.proc.poll() is not None:
+            return out
+        out["api"] = _cpu_seconds(self.proc.pid)
+        for runner in self.runner_pids():
+            out["runners"] += _cpu_seconds(runner)
+            out["cog"] += sum(_cpu_seconds(p) for p in descendants(runner))
+        return out
 
     def serving_runners(self) -> int:
         return sum(1 for h in self.cog_healths() if h.get("status") in ("READY", "BUSY"))
@@ -302,6 +365,9 @@ class DirectCog:
         self.server: Any = None
         self.client: httpx.Client | None = None
         self.retries = 0
+        self.hooks: ThreadingHTTPServer | None = None
+        self._done: dict[str, threading.Event] = {}
+        self._events: dict[str, list[str]] = {}
 
     def __enter__(self) -> DirectCog:
         try:
@@ -329,10 +395,71 @@ class DirectCog:
         if not health.serving:
             raise RuntimeError(f"direct cog server for {self.example} not ready: {health.status} {health.error}")
         self.client = httpx.Client(base_url=self.server.url, timeout=60)
+        self._serve_webhooks()
         return self
+
+    def _serve_webhooks(self) -> None:
+        """A webhook receiver like the runner's (ThreadingHTTPServer, 200 first, then handle)."""
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                data = self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                prediction_id = self.path.rsplit("/", 1)[-1]
+                try:
+                    status = json.loads(data).get("status")
+                except ValueError:
+                    status = "?"
+                owner._events.setdefault(prediction_id, []).append(status)
+                if status in TERMINAL and prediction_id in owner._done:
+                    owner._done[prediction_id].set()
+
+        self.hooks = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.hooks.daemon_threads = True
+        threading.Thread(target=self.hooks.serve_forever, name="bench-webhooks", daemon=True).start()
+
+    def predict_async(self, inputs: dict, timeout: float = 30.0) -> tuple[float, list[str]]:
+        """What the runner does: `PUT /predictions/{id}` with `Prefer: respond-async` and a webhook
+        (a new connection each time, as gpu_runner/runner.py does), until the terminal webhook
+        arrives. Returns (seconds, the statuses of the webhooks received)."""
+        assert self.server is not None and self.hooks is not None
+        prediction_id = uuid.uuid4().hex
+        done = self._done[prediction_id] = threading.Event()
+        hook = f"http://127.0.0.1:{self.hooks.server_address[1]}/webhook/{prediction_id}"
+        body = json.dumps({"id": prediction_id, "input": inputs, "webhook": hook}).encode()
+        t0 = time.perf_counter()
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+            conn.request("PUT", f"/predictions/{prediction_id}", body=body,
+                         headers={"Content-Type": "application/json", "Prefer": "respond-async"})
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            if response.status != 409:
+                break
+            self.retries += 1
+            time.sleep(0.001)
+        if response.status not in (200, 202):
+            raise PredictionError(f"cog: PUT answered {response.status}")
+        if not done.wait(timeout):
+            raise PredictionError("cog: no terminal webhook")
+        elapsed = time.perf_counter() - t0
+        self._done.pop(prediction_id, None)
+        return elapsed, self._events.pop(prediction_id, [])
 
     def stop(self) -> None:
         try:
+            if self.hooks is not None:
+                self.hooks.shutdown()
+                self.hooks.server_close()
             if self.client is not None:
                 self.client.close()
             if self.server is not None:

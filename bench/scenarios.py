@@ -21,6 +21,9 @@ from bench.stats import mean, paired_difference, percentile, summarize
 
 HELLO = "examples/hello"
 HELLO_INPUT = {"prompt": "bench"}
+# 0: through cogplane, 1: straight to cog (sync), 2: straight to cog the runner's way (async + webhook);
+# the order rotates so that no arm always runs first or right after another.
+ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (1, 0, 2), (2, 1, 0))
 
 
 def _ms_summary(seconds: list[float]) -> dict[str, Any]:
@@ -54,18 +57,26 @@ def warm_overhead(stack: Stack, direct: DirectCog, n: int, warmup: int) -> dict[
         for _ in range(warmup):
             predict_sync(client, HELLO, HELLO_INPUT)
             direct.predict(HELLO_INPUT)
+            direct.predict_async(HELLO_INPUT)
         direct.retries = 0
-        via, straight, bodies, cog_predict = [], [], [], []
+        via, straight, hooked, bodies, cog_predict, sent, received = [], [], [], [], [], [], []
+        webhooks: list[int] = []
         for i in range(n):
-            for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            for which in ORDERS[i % len(ORDERS)]:
                 if which == 0:
+                    sent.append(time.time())
                     latency, body = predict_sync(client, HELLO, HELLO_INPUT)
+                    received.append(time.time())
                     via.append(latency)
                     bodies.append(body)
-                else:
+                elif which == 1:
                     latency, body = direct.predict(HELLO_INPUT)
                     straight.append(latency)
                     cog_predict.append((body.get("metrics") or {}).get("predict_time", 0.0))
+                else:
+                    latency, events = direct.predict_async(HELLO_INPUT)
+                    hooked.append(latency)
+                    webhooks.append(len(events))
         # the API's floor: one authenticated GET of a prediction
         floor = []
         last = bodies[-1]["id"]
@@ -74,6 +85,16 @@ def warm_overhead(stack: Stack, direct: DirectCog, n: int, warmup: int) -> dict[
             get_prediction(client, last)
             floor.append(time.perf_counter() - t0)
     added = paired_difference(via, straight)
+    # the same clock on both sides (one machine): split the cogplane request along its timestamps
+    phases: dict[str, list[float]] = {"api_in": [], "queue": [], "runner": [], "api_out": []}
+    for t_sent, t_received, body in zip(sent, received, bodies, strict=True):
+        created = parse_time(body["created_at"]).timestamp()
+        started = parse_time(body["started_at"]).timestamp()
+        completed = parse_time(body["completed_at"]).timestamp()
+        phases["api_in"].append(created - t_sent)
+        phases["queue"].append(started - created)
+        phases["runner"].append(completed - started)
+        phases["api_out"].append(t_received - completed)
     return {
         "model": HELLO,
         "n": n,
@@ -86,8 +107,17 @@ def warm_overhead(stack: Stack, direct: DirectCog, n: int, warmup: int) -> dict[
         "direct_409_retries": direct.retries,
         "cogplane_breakdown_ms": _metric_means(bodies, via),
         "direct_predict_ms": mean(cog_predict) * 1000,
+        "direct_async_webhook_ms": _ms_summary(hooked),
+        "direct_async_webhooks_per_prediction": mean(webhooks),
+        "phases_ms": {k: _ms_summary(v) for k, v in phases.items()},
         "api_get_floor_ms": _ms_summary(floor),
         "target_p50_ms": 10.0,
+        "raw_ms": {"cogplane": [round(x * 1000, 3) for x in via],
+                   "direct": [round(x * 1000, 3) for x in straight],
+                   "direct_async_webhook": [round(x * 1000, 3) for x in hooked],
+                   "completed_to_response": [round(x * 1000, 3) for x in phases["api_out"]],
+                   "created_to_completed": [round((q + r) * 1000, 3)
+                                            for q, r in zip(phases["queue"], phases["runner"], strict=True)]},
     }
 
 
@@ -175,6 +205,11 @@ def ensure_serving_runners(stack: Stack, count: int, timeout: float = 40.0) -> i
     return stack.serving_runners()
 
 
+def _cpu_per_prediction(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """CPU ms per prediction by process group (runners that started in between count from 0)."""
+    return {k: max(0.0, after[k] - before.get(k, 0.0)) * 1000 / max(1, n) for k in after}
+
+
 def closed_loop(stack: Stack, total: int, clients: int) -> dict[str, Any]:
     """`clients` threads, each sending sync predictions (Prefer: wait) back to back."""
     lock = threading.Lock()
@@ -199,16 +234,19 @@ def closed_loop(stack: Stack, total: int, clients: int) -> dict[str, Any]:
                     results.append((latency, body))
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    cpu0 = stack.cpu_snapshot()
     t0 = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - t0
+    cpu = _cpu_per_prediction(cpu0, stack.cpu_snapshot(), total)
     if errors:
         raise PredictionError(errors[0])
     latencies = [r[0] for r in results]
     return {"mode": f"closed loop, {clients} clients, Prefer: wait", "n": len(results), "wall_s": wall,
+            "cpu_ms_per_prediction": cpu,
             "per_s": len(results) / wall, "latency_ms": _ms_summary(latencies),
             "breakdown_ms": _metric_means([r[1] for r in results], latencies)}
 
@@ -233,6 +271,7 @@ def open_burst(stack: Stack, total: int, clients: int) -> dict[str, Any]:
                     ids.append(prediction["id"])
 
     threads = [threading.Thread(target=fire, args=(c,), daemon=True) for c in per_thread]
+    cpu0 = stack.cpu_snapshot()
     t0 = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -244,6 +283,7 @@ def open_burst(stack: Stack, total: int, clients: int) -> dict[str, Any]:
     with stack.client() as client:
         # the queue is FIFO: wait on the last one first (cheap), then read them all once
         wait_all(client, [ids[-1]], timeout=120, interval=0.02)
+        cpu = _cpu_per_prediction(cpu0, stack.cpu_snapshot(), total)  # the final read not included
         done = wait_all(client, ids, timeout=120, interval=0.05)
     bodies = list(done.values())
     failed = [b for b in bodies if b["status"] != "succeeded"]
@@ -253,6 +293,7 @@ def open_burst(stack: Stack, total: int, clients: int) -> dict[str, Any]:
     last = max(parse_time(b["completed_at"]) for b in bodies)
     wall = (last - first).total_seconds()
     return {"mode": f"burst, {total} async creates from {clients} threads", "n": len(bodies),
+            "cpu_ms_per_prediction": cpu,
             "wall_s": wall, "per_s": len(bodies) / wall, "create_per_s": len(bodies) / fired,
             "latency_ms": _ms_summary([b["metrics"]["total_time"] for b in bodies]),
             "breakdown_ms": _metric_means(bodies)}

@@ -57,9 +57,12 @@ def _progress_chunks(parts: list[bytes], label: str, chunk: int = 256 * 1024):
 
 def push(args: argparse.Namespace) -> int:
     from cogplane.push import prepare
+    from cogplane.tls import client_ca, ssl_context
 
     home = Path(os.environ.get("COGPLANE_HOME", ".cogplane"))
-    url = os.environ.get("COGPLANE_URL", "http://127.0.0.1:8000").rstrip("/")
+    # `make up` serves HTTPS with its local CA (home/tls/ca.pem) unless COGPLANE_TLS=0.
+    https = os.environ.get("COGPLANE_TLS", "1") != "0" and client_ca(home) is not None
+    url = os.environ.get("COGPLANE_URL", f"{'https' if https else 'http'}://127.0.0.1:8000").rstrip("/")
     token = _token(home)
     if not token:
         return _err(f"no token: set COGPLANE_TOKEN or run `make up` (it writes {home}/token)")
@@ -75,7 +78,8 @@ def push(args: argparse.Namespace) -> int:
     except (BundleError, SchemaError) as exc:
         return _err(f"cannot push {model_dir}: {exc}")
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(30, write=None)) as client:
+    with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(30, write=None),
+                      verify=ssl_context(home)) as client:
         try:
             found = client.get(f"/v1/models/{owner}/{name}")
             if found.status_code == 404:

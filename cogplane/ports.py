@@ -96,7 +96,8 @@ class StateStore(Protocol):
 
     # --- predictions --------------------------------------------------------------------
     def create_prediction(self, prediction: Prediction, outbox: Sequence[OutboxEvent] = ()) -> None:
-        """Raises Conflict if the id exists. Outbox events are written in the same transaction."""
+        """Raises Conflict if the id exists. Outbox events — the given ones and those
+        `cogplane.domain.lifecycle.derive` yields — are written in the same transaction."""
 
     def get_prediction(self, prediction_id: str) -> Prediction | None: ...
 
@@ -109,7 +110,8 @@ class StateStore(Protocol):
         outbox: Sequence[OutboxEvent] = (),
     ) -> Prediction:
         """Apply `changes` only if the stored status is in `expect_status` (default: any
-        non-terminal status), together with the outbox events, atomically.
+        non-terminal status), together with the outbox events (given, plus those
+        `cogplane.domain.lifecycle.derive(before, after, now)` yields), atomically.
         Returns the updated prediction. Raises NotFound if missing, Conflict if the
         condition fails (e.g. the prediction is already terminal)."""
 
@@ -216,8 +218,8 @@ class BlobStore(Protocol):
 class Outbox(Protocol):
     """Events written atomically with state changes (StateStore's `outbox=`), delivered later."""
 
-    def due(self, now: str, *, limit: int = 100) -> list[OutboxEvent]:
-        """Events with due_at <= now, oldest first."""
+    def due(self, now: str, *, kind: str, limit: int = 100) -> list[OutboxEvent]:
+        """Events of this kind (`webhook` | `timer`) with due_at <= now, oldest first."""
 
     def complete(self, event_id: str) -> None:
         """Delivered (or given up): remove it."""

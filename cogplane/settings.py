@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     table_name: str | None = None
     bucket: str | None = None
     queue_prefix: str | None = None
+    dlq_arn: str | None = None  # dead-letter queue of the pool queues (deployed)
+    ecs_dispatch: str | None = None  # JSON EcsConfig written by the stack: where runners start
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # JSON request bodies
     max_wait_seconds: int = Field(default=60, ge=1, le=60)  # Prefer: wait cap (deployed: ~25)
@@ -32,11 +34,25 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # files API uploads
     file_ttl_seconds: int = Field(default=24 * 3600, ge=60)  # files API uploads expire after 24 h
     page_size: int = Field(default=100, ge=1, le=1000)
+    prediction_timeout_seconds: float = Field(default=1800, gt=0)  # a run longer than this fails
+
+    # The single-machine stack serves HTTPS with a generated local CA (cogplane/tls.py); 0 = plain HTTP.
+    tls: bool = True
+    # Addresses server-side fetches (http(s) file inputs, webhooks) may reach although they are
+    # private/loopback/link-local: comma-separated CIDRs, IPs or host names (cogplane/netguard.py).
+    # Deployed: empty. `make up` defaults it to loopback.
+    allow_networks: str = ""
+    max_input_fetch_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # http(s) file inputs
+    input_fetch_timeout_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("public_url")
     @classmethod
     def _strip(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @property
+    def allowed_networks(self) -> list[str]:
+        return [part.strip() for part in self.allow_networks.split(",") if part.strip()]
 
     @property
     def db_path(self) -> Path:

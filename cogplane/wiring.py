@@ -52,6 +52,8 @@ class Services:
         self.predictions = PredictionService(
             self.state, self.queue, self.dispatcher, self.clock, self.ids,
             retention_seconds=self.settings.data_retention_seconds, files=self.files,
+            allow_networks=self.settings.allowed_networks,
+            timeout_seconds=self.settings.prediction_timeout_seconds,
         )
         self.deployments = DeploymentService(self.state, self.catalog, self.clock, self.hardware)
 
@@ -82,7 +84,7 @@ def build_local(settings: Settings, *, clock: Clock | None = None, ids: IdSource
     blobs = DiskBlobStore(str(settings.blob_root), base_url or settings.public_url or "http://127.0.0.1:8000",
                           local_secret(settings), clock)
     return Services(
-        settings=settings, state=SqliteStateStore(db), queue=SqliteJobQueue(db, clock), blobs=blobs,
+        settings=settings, state=SqliteStateStore(db, clock), queue=SqliteJobQueue(db, clock), blobs=blobs,
         outbox=SqliteOutbox(db), clock=clock, ids=ids or RandomIds(),
         dispatcher=dispatcher or NoDispatcher(), hardware=dict(LOCAL_HARDWARE),
     )
@@ -98,13 +100,22 @@ def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, cloc
     if not (settings.table_name and settings.bucket and settings.queue_prefix):
         raise RuntimeError("COGPLANE_TABLE_NAME, COGPLANE_BUCKET and COGPLANE_QUEUE_PREFIX must be set")
     clients = clients or _aws_clients()
+    clock = clock or SystemClock()
+    state = DynamoStateStore(clients["dynamodb"], settings.table_name, clock)
+    queue = SqsJobQueue(clients["sqs"], settings.queue_prefix, dlq_arn=settings.dlq_arn)
+    if dispatcher is None and settings.ecs_dispatch:
+        from cogplane.adapters.aws.ecs import EcsConfig, EcsDispatcher, StatePoolHardware
+
+        ecs = clients.get("ecs") or _aws_client("ecs")
+        dispatcher = EcsDispatcher.from_config(ecs, EcsConfig.from_json(settings.ecs_dispatch),
+                                               hardware_for=StatePoolHardware(state), queue=queue)
     return Services(
         settings=settings,
-        state=DynamoStateStore(clients["dynamodb"], settings.table_name),
-        queue=SqsJobQueue(clients["sqs"], settings.queue_prefix),
+        state=state,
+        queue=queue,
         blobs=S3BlobStore(clients["s3"], settings.bucket),
         outbox=DynamoOutbox(clients["dynamodb"], settings.table_name),
-        clock=clock or SystemClock(),
+        clock=clock,
         ids=RandomIds(),
         dispatcher=dispatcher or NoDispatcher(),
         hardware={"cpu": "CPU", "gpu-t4": "Nvidia T4 GPU", "gpu-a10g": "Nvidia A10G GPU",
@@ -112,12 +123,23 @@ def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, cloc
     )
 
 
+def _aws_client(name: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(name, config=Config(connect_timeout=3, read_timeout=10,
+                                            retries={"max_attempts": 4, "mode": "standard"}))
+
+
 def _aws_clients() -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
     config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
-    return {name: boto3.client(name, config=config) for name in ("dynamodb", "sqs", "s3")}
+    # presigned output URLs need SigV4 (botocore would otherwise presign with SigV2)
+    s3_config = config.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+    return {"dynamodb": boto3.client("dynamodb", config=config), "sqs": boto3.client("sqs", config=config),
+            "s3": boto3.client("s3", config=s3_config)}
 
 
 def build(settings: Settings, **kwargs: Any) -> Services:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from cogplane.bundle import unpack_bundle
 from cogplane.domain.entities import Job, Prediction, Runner, Version
@@ -64,6 +64,7 @@ class InFlight:
     iterator: bool
     cancel_sent_at: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    written: dict[str, Any] = field(default_factory=dict)  # what progress() last stored
 
 
 @dataclass
@@ -127,11 +128,15 @@ class RunnerProcess:
         self.concurrency = 1
         self.iterator_output = False
         self.restart_needed = threading.Event()
+        self.wakeup = threading.Event()  # rung by the doorbell and by finished predictions
+        self.doorbell: socket.socket | None = None
         self.cold_metrics: dict[str, float] = {}
         self.record = Runner(id=self.id, pool=config.pool, pid=os.getpid(), host=socket.gethostname(),
                              started_at=self.started_at, heartbeat_at=self.started_at)
         self.httpd: ThreadingHTTPServer | None = None
         self.upload_counter = itertools.count(1)
+        self.served_inputs: dict[str, str] = {}  # token -> blob key (file inputs served to cog)
+        self.served_by_prediction: dict[str, list[str]] = {}
         self.last_work = time.monotonic()
 
     # --- state helpers --------------------------------------------------------------------
@@ -324,8 +329,12 @@ class RunnerProcess:
     def send(self, prediction: Prediction, flight: InFlight) -> None:
         assert self.server and self.httpd
         hook = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/{prediction.id}"
-        body = json.dumps({"id": prediction.id, "input": self.model_input(prediction.input or {}),
-                           "webhook": hook}).encode()
+        try:
+            model_input = self.model_input(prediction.input or {}, prediction.id)
+        except InputFetchError as exc:
+            self.finish(prediction.id, {"status": "failed", "error": str(exc), "logs": "", "metrics": {}})
+            return
+        body = json.dumps({"id": prediction.id, "input": model_input, "webhook": hook}).encode()
         deadline = time.monotonic() + 30
         delay = 0.002
         while True:
@@ -355,15 +364,61 @@ class RunnerProcess:
                 self.restart_needed.set()
             return
 
-    def model_input(self, value: Any) -> Any:
-        """Our /v1/files URLs become signed URLs the model server can download."""
-        if isinstance(value, str):
-            return self.services.files.fetchable_url(value) if file_id_from_url(value) else value
-        if isinstance(value, list):
-            return [self.model_input(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self.model_input(v) for k, v in value.items()}
-        return value
+    def model_input(self, value: dict[str, Any], prediction_id: str = "") -> dict[str, Any]:
+        """The input cog gets: every file input (`format: uri`) that is a URL becomes a URL of this
+        runner's own loopback server, so cog never reaches a user-chosen host and never needs our CA:
+
+        - our `/v1/files/{id}` URLs are served from the blob store;
+        - other http(s) URLs are fetched here through cogplane.netguard (the install's allow-list,
+          size and time limits, no redirects to unchecked hosts), stored in the blob store under
+          the prediction, and served from there;
+        - `data:` URIs go to cog unchanged. A failed fetch fails the prediction (InputFetchError)."""
+        from cogplane.services.predictions import uri_inputs
+
+        schema = self.version.openapi_schema if self.version else {}
+        files = uri_inputs(schema)
+        out = dict(value)
+        for name, is_list in files.items():
+            if out.get(name) is None:
+                continue
+            if is_list and isinstance(out[name], list):
+                out[name] = [self._input_url(name, v, prediction_id) for v in out[name]]
+            elif not is_list:
+                out[name] = self._input_url(name, out[name], prediction_id)
+        return out
+
+    def _input_url(self, field: str, value: Any, prediction_id: str) -> Any:
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            return value
+        if file_id_from_url(value):
+            record = self.state.get_file(file_id_from_url(value))
+            if record is None:
+                raise InputFetchError(f"{field}: the file {value} no longer exists.")
+            return self._serve_blob(record.blob_key, record.name, prediction_id)
+        from cogplane import netguard
+        from cogplane.tls import ssl_context
+
+        settings = self.services.settings
+        try:
+            data, content_type, filename = netguard.fetch(
+                value, allow=settings.allowed_networks, max_bytes=settings.max_input_fetch_bytes,
+                timeout=settings.input_fetch_timeout_seconds, ssl_context=ssl_context(settings.home))
+        except ValueError as exc:  # BlockedURL / FetchError
+            raise InputFetchError(f"{field}: could not fetch the input file: {exc}") from exc
+        key = f"predictions/{prediction_id or 'unknown'}/inputs/{next(self.upload_counter)}/{filename}"
+        self.blobs.put(key, data, content_type=content_type)
+        return self._serve_blob(key, filename, prediction_id)
+
+    def _serve_blob(self, key: str, name: str, prediction_id: str) -> str:
+        """An unguessable URL on this runner's loopback server that serves one blob to cog (until
+        the prediction finishes)."""
+        assert self.httpd
+        token = uuid.uuid4().hex
+        with self.lock:
+            self.served_inputs[token] = key
+            self.served_by_prediction.setdefault(prediction_id, []).append(token)
+        safe = os.path.basename(name.replace("\\", "/")) or "input"
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/input/{token}/{quote(safe)}"
 
     def map_output(self, value: Any) -> Any:
         assert self.httpd
@@ -381,9 +436,17 @@ class RunnerProcess:
             flight = self.inflight.get(prediction_id)
         if flight is None:
             return
-        changes: dict[str, Any] = {"logs": flight.log_prefix + (body.get("logs") or "")}
+        changes: dict[str, Any] = {}
+        logs = flight.log_prefix + (body.get("logs") or "")
+        if logs != flight.written.get("logs", flight.log_prefix):
+            changes["logs"] = logs
         if flight.iterator and isinstance(body.get("output"), list):
-            changes["output"] = self.map_output(body["output"])
+            output = self.map_output(body["output"])
+            if output != flight.written.get("output"):
+                changes["output"] = output
+        if not changes:
+            return  # cog's "processing" webhooks often carry nothing new: no write
+        flight.written.update(changes)
         try:
             self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
         except (Conflict, NotFound):
@@ -416,9 +479,12 @@ class RunnerProcess:
             pass  # canceled, timed out or failed by someone else first: that state stands
         with self.lock:
             self.inflight.pop(prediction_id, None)
+            for token in self.served_by_prediction.pop(prediction_id, []):
+                self.served_inputs.pop(token, None)
         flight.done.set()
         self.queue.ack(flight.job)
         self.last_work = time.monotonic()
+        self.wakeup.set()
         if body.get("error") == "Worker crashed":
             self.restart_needed.set()
 
@@ -492,6 +558,22 @@ class RunnerProcess:
                 else:
                     runner.progress(prediction_id, body)
 
+            def do_GET(self) -> None:  # noqa: N802 - file inputs, served to cog from the blob store
+                parts = self.path.split("?", 1)[0].split("/")
+                key = runner.served_inputs.get(parts[2]) if len(parts) >= 4 and parts[1] == "input" else None
+                if key is None:
+                    return self._reply(404)
+                try:
+                    data = runner.blobs.get(key)
+                except Exception:  # noqa: BLE001 - gone meanwhile
+                    return self._reply(404)
+                info = runner.blobs.head(key)
+                self.send_response(200)
+                self.send_header("Content-Type", (info.content_type if info else None) or "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_PUT(self) -> None:  # noqa: N802
                 data = self._body()
                 if not self.path.startswith("/upload/"):
@@ -515,6 +597,7 @@ class RunnerProcess:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         self.serve_http()
+        self.open_doorbell()
         self.set_state("booting")
         threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
         try:
@@ -551,31 +634,46 @@ class RunnerProcess:
         if cold_job is not None:
             self.start_job(cold_job, cold=True)
         self.last_work = time.monotonic()
-        idle_sleep = 0.002
         while not self.stopping.is_set():
             if self.restart_needed.is_set() or (self.server and not self.server.alive()):
                 if not self.restart_server():
                     return EXIT_SETUP_FAILED
+            self.wakeup.clear()
             with self.lock:
                 busy = len(self.inflight)
             if busy >= self.concurrency:
-                time.sleep(0.001)
+                self.wakeup.wait(0.05)  # finish() rings as soon as a slot frees
                 continue
             job = self.queue.claim(self.config.pool, lease_seconds=self.config.lease_seconds)
             if job is not None:
                 self.last_work = time.monotonic()
                 self.start_job(job, cold=False)
-                idle_sleep = 0.002
                 continue
             idle = time.monotonic() - self.last_work
             if (busy == 0 and not self.config.keep_warm and self.config.idle_timeout
                     and idle > self.config.idle_timeout):
                 log.info("idle for %.0f s: exiting (scale to zero)", idle)
                 return 0
-            # poll fast right after work (the warm path), slower when idle
-            idle_sleep = 0.002 if idle < 2 else (0.02 if idle < 30 else 0.1)
-            time.sleep(idle_sleep)
+            # The doorbell (a datagram from the dispatcher on every enqueue) wakes us at once;
+            # the timeout is only the safety net for a lost datagram or a queue without doorbells.
+            self.wakeup.wait(0.002 if idle < 0.05 else 0.25)
         return 0
+
+    def open_doorbell(self) -> None:
+        """A UDP socket on 127.0.0.1: any datagram means "there may be work"."""
+        self.doorbell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.doorbell.bind(("127.0.0.1", 0))
+        self.record.doorbell = f"127.0.0.1:{self.doorbell.getsockname()[1]}"
+
+        def listen() -> None:
+            while not self.stopping.is_set():
+                try:
+                    self.doorbell.recv(64)
+                except OSError:
+                    return
+                self.wakeup.set()
+
+        threading.Thread(target=listen, name="doorbell", daemon=True).start()
 
     _boot_job: Job | None = None
 
@@ -613,10 +711,16 @@ class RunnerProcess:
             self.server.stop(grace=3)
         if self.httpd:
             self.httpd.shutdown()
+        if self.doorbell:
+            self.doorbell.close()
         try:
             self.state.delete_runner(self.id)
         except Exception:  # noqa: BLE001
             pass
+
+
+class InputFetchError(Exception):
+    """A file input could not be fetched or served: the prediction fails with this message."""
 
 
 def _validation_message(text: str) -> str:

@@ -55,6 +55,7 @@ STREAM_BATCH_SIZE = 100
 STREAM_MAX_BATCHING_WINDOW = Duration.seconds(1)
 STREAM_RETRY_ATTEMPTS = 3  # then the record is skipped; the scheduled sweep still delivers it
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+API_STAGE = "api"  # clients' base URL: https://{id}.execute-api.{region}.amazonaws.com/api
 API_THROTTLE_RATE = 100  # requests/s, steady (stage-wide); the burst below
 API_THROTTLE_BURST = 200
 

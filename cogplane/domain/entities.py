@@ -51,6 +51,7 @@ class Model(_Record):
     latest_version_created_at: str | None = None
     run_count: int = 0
     default_example_id: str | None = None
+    example_ids: list[str] = field(default_factory=list)  # predictions shown as the model's examples
 
     @property
     def full_name(self) -> str:
@@ -102,6 +103,8 @@ class Prediction(_Record):
     runner_id: str | None = None
     shared: bool = False  # web predictions made viewable by anyone at their URL
     remove_at: str | None = None  # when input/output/logs are removed (API predictions: +1 h)
+    timeout: float | None = None  # seconds a run may take before it is failed (install/deployment)
+    hooks: dict[str, str] = field(default_factory=dict)  # webhook throttle: kind -> last scheduled due_at
 
 
 @dataclass
@@ -164,6 +167,7 @@ class Runner(_Record):
     started_at: str = ""
     heartbeat_at: str = ""
     in_flight: list[str] = field(default_factory=list)
+    doorbell: str | None = None  # "host:port" (UDP) that wakes an idle runner at once (single machine)
 
 
 @dataclass

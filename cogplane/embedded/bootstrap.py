@@ -34,6 +34,24 @@ def ensure_token(services: Services, username: str, home: Path, given: str | Non
     return token
 
 
+def summary(markdown: str, limit: int = 200) -> str | None:
+    """The first paragraph of a README as plain text (links, emphasis and code marks removed),
+    cut at a sentence end near `limit` characters."""
+    import re
+
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", markdown) if p.strip()]
+    text = next((p for p in paragraphs if not p.startswith(("#", "```", "|", "-", "*", ">"))), None)
+    if text is None:
+        return None
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)  # [label](url) -> label
+    text = text.replace("**", "").replace("`", "")
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(". ", 0, limit)
+    return text[: cut + 1] if cut > 40 else text[: limit - 1].rstrip() + "…"
+
+
 def push_examples(services: Services, examples_dir: Path, *, owner: str = "examples") -> list[PushResult]:
     """Push every folder of examples/ as a public model owner/<folder> (unchanged ones are skipped)."""
     from cogplane.push import prepare
@@ -48,11 +66,8 @@ def push_examples(services: Services, examples_dir: Path, *, owner: str = "examp
                 results.append(PushResult(f"{owner}/{name}", prepared.version_id))
                 continue
             prepared = prepare(folder)
-            description = None
             readme = folder / "README.md"
-            if readme.is_file():
-                lines = [ln.strip("# ").strip() for ln in readme.read_text().splitlines() if ln.strip()]
-                description = next((ln for ln in lines[1:] if not ln.startswith(("```", "|"))), lines[0])
+            description = summary(readme.read_text()) if readme.is_file() else None
             try:
                 services.catalog.create_model(account, {"owner": owner, "name": name, "visibility": "public",
                                                         "description": description})

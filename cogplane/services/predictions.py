@@ -35,7 +35,8 @@ def uri_inputs(schema: dict[str, Any]) -> dict[str, bool]:
 
 class PredictionService:
     def __init__(self, state: StateStore, queue: JobQueue, dispatcher: Dispatcher, clock: Clock,
-                 ids: IdSource, *, retention_seconds: int = 3600, files=None):
+                 ids: IdSource, *, retention_seconds: int = 3600, files=None,
+                 allow_networks: list[str] | None = None, timeout_seconds: float = 1800):
         self.state = state
         self.queue = queue
         self.dispatcher = dispatcher
@@ -43,11 +44,13 @@ class PredictionService:
         self.ids = ids
         self.retention_seconds = retention_seconds
         self.files = files
+        self.allow_networks = list(allow_networks or [])  # netguard allow-list: webhooks, http(s) inputs
+        self.timeout_seconds = timeout_seconds
 
     # --- create -------------------------------------------------------------------------
     def create(self, viewer: Account, model: Model, version: Version, body: dict[str, Any], *,
                source: str = "api", cancel_after: str | None = None, deployment: str | None = None,
-               pool: str | None = None) -> Prediction:
+               pool: str | None = None, timeout: float | None = None) -> Prediction:
         from cogplane.domain.validation import validate_input
 
         raw_input = body.get("input", {})
@@ -68,6 +71,7 @@ class PredictionService:
             parsed = urlparse(webhook) if isinstance(webhook, str) else None
             if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise Unprocessable("`webhook` must be an absolute http(s) URL.", field="webhook")
+            self._check_target(webhook, "webhook")
         if events is not None:
             if not isinstance(events, list) or any(e not in EVENTS for e in events):
                 raise Unprocessable(
@@ -102,6 +106,7 @@ class PredictionService:
             stream=stream,
             pool=pool or pool_for_version(version),
             remove_at=add_seconds(now, self.retention_seconds) if source == "api" else None,
+            timeout=timeout or self.timeout_seconds,
         )
         self.state.create_prediction(prediction)
         try:
@@ -111,6 +116,15 @@ class PredictionService:
             raise
         self.dispatcher.wake(prediction.pool)
         return prediction
+
+    def _check_target(self, url: str, field: str) -> None:
+        """No server-side request to private, loopback or link-local addresses (unless allowed)."""
+        from cogplane.netguard import check_url
+
+        try:
+            check_url(url, self.allow_networks)
+        except Exception as exc:  # noqa: BLE001 - every refusal is the caller's bad input
+            raise Unprocessable(f"`{field}` is not allowed: {exc}", field=field) from exc
 
     def _check_file_inputs(self, viewer: Account, schema: dict[str, Any], clean: dict[str, Any]) -> None:
         for name, is_list in uri_inputs(schema).items():
@@ -125,12 +139,21 @@ class PredictionService:
                         title="Input validation failed",
                         field=name,
                     )
+                own_file = False
                 if self.files is not None:
                     try:
-                        self.files.check_input(viewer, value)
+                        own_file = self.files.check_input(viewer, value)
                     except Unprocessable as exc:
                         raise Unprocessable(f"{name}: {exc.detail}", title="Input validation failed",
                                             field=name) from exc
+                if not own_file and value.startswith(("http://", "https://")):
+                    from cogplane.netguard import BlockedURL, check_url
+
+                    try:  # the runner fetches it (and checks again); refuse what it would refuse now
+                        check_url(value, self.allow_networks)
+                    except BlockedURL as exc:
+                        raise Unprocessable(f"{name}: this URL cannot be used as an input: {exc}.",
+                                            title="Input validation failed", field=name) from exc
 
     def _fail(self, prediction_id: str, reason: str) -> None:
         now = self.clock.now()
@@ -190,17 +213,21 @@ class PredictionService:
     # --- wait ---------------------------------------------------------------------------
     def wait(self, prediction_id: str, timeout: float) -> Prediction:
         """Poll until terminal or `timeout` seconds; returns the last state seen."""
-        deadline = time.monotonic() + timeout
-        delay = 0.002  # start fast: the warm path's overhead is what we poll at first
+        started = time.monotonic()
+        deadline = started + timeout
         while True:
             prediction = self.state.get_prediction(prediction_id)
             if prediction is None:
                 raise NotFound(NOT_FOUND)
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if prediction.status in TERMINAL or remaining <= 0:
                 return prediction
+            # Warm predictions finish within tens of ms: poll every ms then (a read costs ~50 µs
+            # on SQLite), then back off to 50 ms for long runs.
+            elapsed = now - started
+            delay = 0.001 if elapsed < 0.1 else min(0.05, elapsed / 10)
             time.sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 0.05)
 
     def transition_allowed_from(self, status: str) -> frozenset[Status]:
         return sources_for(status)

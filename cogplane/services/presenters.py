@@ -35,14 +35,18 @@ def blob_keys(value: Any) -> list[str]:
     return []
 
 
-def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool = False) -> dict[str, Any]:
+def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool = False,
+                    file_stream: bool = False) -> dict[str, Any]:
+    """`file_stream`: the model outputs files, so the stream URL lives under /v1/files/ (JS makes
+    FileOutput objects from a stream's output events only there)."""
     urls = {
         "get": f"{base_url}/v1/predictions/{p.id}",
         "cancel": f"{base_url}/v1/predictions/{p.id}/cancel",
         "web": f"{base_url}/p/{p.id}",
     }
     if has_stream or p.stream:
-        urls["stream"] = f"{base_url}/v1/predictions/{p.id}/stream"
+        urls["stream"] = (f"{base_url}/v1/files/streams/{p.id}" if file_stream
+                          else f"{base_url}/v1/predictions/{p.id}/stream")
     output = p.output
     if sign is not None and output is not None:
         output = resolve_blob_refs(output, sign)

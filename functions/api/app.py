@@ -7,7 +7,8 @@ from fastapi import FastAPI
 from cogplane.settings import Settings
 from cogplane.wiring import Services, build
 from functions.api import errors
-from functions.api.routers import deployments, files, misc, models, predictions
+from functions.api.routers import collections, deployments, files, misc, models, predictions, streams
+from functions.api.web.router import router as web_router
 
 RATE_HEADERS = [(b"ratelimit-remaining", b"2999"), (b"ratelimit-reset", b"1")]
 
@@ -34,10 +35,13 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app = FastAPI(title="cogplane", version="0.1.0", description="A self-hosted, Replicate-compatible API.")
     app.state.services = services or build(settings or Settings())
     errors.install(app)
+    app.include_router(streams.router)  # before files: /v1/files/streams/{id}
+    app.include_router(collections.router)
     app.include_router(predictions.router)
     app.include_router(models.router)
     app.include_router(deployments.router)
     app.include_router(files.router)
     app.include_router(misc.router)
+    app.include_router(web_router)  # the web UI; last: `/{owner}/{name}` matches broadly
     app.add_middleware(RateLimitHeaders)
     return app

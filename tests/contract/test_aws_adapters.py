@@ -103,7 +103,7 @@ def test_concurrent_terminal_write_makes_a_late_update_conflict(ddb):
     with pytest.raises(Conflict):
         store.update_prediction("p1", {"status": "succeeded"})
     assert store.get_prediction("p1").status == "canceled"
-    assert outbox.due("2100-01-01T00:00:00.000000Z") == []
+    assert outbox.due("2100-01-01T00:00:00.000000Z", kind="webhook") == []
 
 
 def test_lists_never_scan(ddb):
@@ -121,7 +121,7 @@ def test_lists_never_scan(ddb):
     store.find_versions("v" * 64)
     store.list_predictions("alice", created_after="2025-01-01T00:00:00.000000Z")
     store.list_deployments("a")
-    outbox.due("2026-01-01T00:00:00.000000Z")
+    outbox.due("2026-01-01T00:00:00.000000Z", kind="webhook")
     assert "scan" not in recording.calls
     assert recording.calls.count("query") == 7
 

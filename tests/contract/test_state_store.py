@@ -333,7 +333,7 @@ def test_outbox_events_are_written_with_the_change(store, outbox):
     store.create_prediction(p, outbox=[event(1, prediction_id=p.id, due=1)])
     store.update_prediction(p.id, {"status": "succeeded"}, outbox=[event(2, prediction_id=p.id, due=2),
                                                                    event(3, prediction_id=p.id, due=3)])
-    due = outbox.due(ts(10))
+    due = outbox.due(ts(10), kind="webhook")
     assert [e.id for e in due] == ["ev-0001", "ev-0002", "ev-0003"]
     assert due[1] == event(2, prediction_id=p.id, due=2)
 
@@ -348,7 +348,7 @@ def test_outbox_events_are_not_written_when_the_condition_fails(store, outbox):
         store.create_prediction(prediction(1), outbox=[event(2, prediction_id=p.id)])
     with pytest.raises(NotFound):
         store.update_prediction(pid(9), {"status": "failed"}, outbox=[event(3, prediction_id=pid(9))])
-    assert outbox.due(ts(1000)) == []
+    assert outbox.due(ts(1000), kind="webhook") == []
     assert store.get_prediction(p.id).status == "failed"
 
 

@@ -62,8 +62,10 @@ class Stack:
                  examples: Path | None = None):
         self.home = home
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = env or {}
+        self.tls = self.extra_env.get("COGPLANE_TLS", "1") != "0"
+        # `cogplane up` serves HTTPS with a CA it makes once under home/tls (cogplane/tls.py)
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         self.examples = examples
         self.proc: subprocess.Popen | None = None
         self.output = home.parent / f"stack-{self.port}.log"
@@ -125,21 +127,43 @@ class Stack:
                 pass
         return left
 
-    def client(self, token: str = TOKEN) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=90)
+    @property
+    def ca(self) -> str | bool:
+        """What clients pass as `verify`: the stack's CA file (or True over plain HTTP)."""
+        return str(self.home / "tls" / "ca.pem") if self.tls else True
+
+    @property
+    def verify(self):
+        """`verify` for httpx: an SSLContext trusting the stack's CA."""
+        import ssl
+
+        return ssl.create_default_context(cafile=self.ca) if self.tls else True
+
+    def client(self, token: str | None = TOKEN, **kwargs) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
+        return httpx.Client(base_url=self.url, headers=headers, timeout=90, verify=self.verify, **kwargs)
+
+    def anon(self, **kwargs) -> httpx.Client:
+        """A client without an Authorization header."""
+        return self.client(None, **kwargs)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = {**self.env, "COGPLANE_URL": self.url}
+        env = {**self.env, "COGPLANE_URL": self.url}  # the CLI trusts home/tls/ca.pem itself
         result = subprocess.run([str(REPO / ".venv" / "bin" / "cogplane"), *args], cwd=REPO, env=env,
                                 capture_output=True, text=True, timeout=600)
         if check and result.returncode != 0:
             raise AssertionError(f"cogplane {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def replicate(self):
+    def replicate(self, token: str = TOKEN, **kwargs):
+        """The official Python client on the stack. replicate 1.0.7 builds its own
+        `httpx.HTTPTransport()`, so `Client(verify=...)` never reaches it: trust goes through the
+        transport (or SSL_CERT_FILE, which that transport honours; see the README)."""
         import replicate
 
-        return replicate.Client(api_token=TOKEN, base_url=self.url)
+        kwargs.setdefault("transport", httpx.HTTPTransport(verify=self.verify))
+        return replicate.Client(api_token=token, base_url=self.url, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -179,4 +203,13 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-__all__ = ["Stack", "TOKEN", "REPO", "wait_for", "descendants", "alive", "sys"]
+def node_env(stack: Stack, **extra: str) -> dict[str, str]:
+    """The environment of a `node --test` run against the stack (node trusts the CA via
+    NODE_EXTRA_CA_CERTS, as the README tells users)."""
+    env = {**os.environ, "COGPLANE_URL": stack.url, "COGPLANE_TOKEN": TOKEN, **extra}
+    if stack.tls:
+        env["NODE_EXTRA_CA_CERTS"] = str(stack.ca)
+    return env
+
+
+__all__ = ["Stack", "TOKEN", "REPO", "wait_for", "descendants", "alive", "sys", "node_env"]

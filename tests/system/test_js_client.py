@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.system.conftest import REPO, TOKEN
+from tests.system.conftest import REPO, node_env
 
 pytestmark = pytest.mark.system
 
@@ -17,8 +16,8 @@ def test_js_client_runs_hello(stack):
     node = shutil.which("node")
     assert node, "node is required for the JS client tests"
     assert (REPO / "node_modules" / "replicate").is_dir(), "run `make install` (npm install) first"
-    env = {**os.environ, "COGPLANE_URL": stack.url, "COGPLANE_TOKEN": TOKEN}
-    result = subprocess.run([node, "--test", str(REPO / "tests" / "js")], cwd=REPO, env=env,
+    env = node_env(stack)
+    result = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "hello.test.mjs")], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# pass 4" in result.stdout, result.stdout

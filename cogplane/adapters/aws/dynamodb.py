@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,7 +27,9 @@ from cogplane.domain.entities import (
     Version,
 )
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound
+from cogplane.domain.lifecycle import derive
 from cogplane.domain.status import TERMINAL, Status
+from cogplane.domain.timefmt import iso
 
 _NON_TERMINAL = frozenset(str(s) for s in Status) - frozenset(str(s) for s in TERMINAL)
 _UPDATE_RETRIES = 20  # optimistic-concurrency retries when another writer changed a prediction
@@ -38,6 +41,11 @@ _RUNNERS_PARTITION = "RUNNERS"
 
 
 # --- item helpers ---------------------------------------------------------------------------
+
+
+def _now() -> str:
+    """Wall time for webhook throttling (the outbox's due times are compared with it)."""
+    return iso(datetime.now(UTC))
 
 
 def _dumps(value: Any) -> str:
@@ -180,7 +188,7 @@ def _runner_item(runner: Runner) -> dict[str, dict[str, Any]]:
 def _outbox_item(event: OutboxEvent) -> dict[str, dict[str, Any]]:
     item = {
         **_outbox_key(event.id),
-        r.GSI1_PK: _s(_OUTBOX_PARTITION),
+        r.GSI1_PK: _s(f"{_OUTBOX_PARTITION}#{event.kind}"),
         r.GSI1_SK: _s(f"{event.due_at}#{event.id}"),
         r.DUE_AT: _s(event.due_at),
         r.ATTEMPTS: _n(event.attempts),
@@ -284,10 +292,14 @@ def _cancellation_codes(exc: ClientError) -> list[str]:
 class DynamoStateStore:
     """StateStore on a DynamoDB table created from `cogplane.resources.create_table_kwargs`."""
 
-    def __init__(self, client: Any, table_name: str):
+    def __init__(self, client: Any, table_name: str, clock: Any = None):
         self.client = client
         self.table_name = table_name
         self._table = _Table(client, table_name)
+        self.clock = clock  # times the derived outbox events (webhook throttling); wall time if None
+
+    def _now(self) -> str:
+        return self.clock.now() if self.clock is not None else _now()
 
     # --- accounts and tokens --------------------------------------------------------------
     def create_account(self, account: Account) -> bool:
@@ -465,6 +477,7 @@ class DynamoStateStore:
         return False
 
     def create_prediction(self, prediction: Prediction, outbox: Sequence[OutboxEvent] = ()) -> None:
+        outbox = [*outbox, *derive(None, prediction, self._now())]
         put = {
             "Item": _prediction_item(prediction, rev=1),
             "ConditionExpression": "attribute_not_exists(#pk)",
@@ -503,8 +516,10 @@ class DynamoStateStore:
                 raise Conflict(f"Prediction {prediction_id} is {status}.")
             rev = int(item[r.REV]["N"])
             data = _data(item)
+            before = Prediction.from_dict(dict(data))
             data.update(changes)
             updated = Prediction.from_dict(data)
+            events = [*outbox, *derive(before, updated, self._now())]
             status_values = {f":s{i}": _s(s) for i, s in enumerate(allowed)}
             put = {
                 "Item": _prediction_item(updated, rev=rev + 1),
@@ -514,7 +529,7 @@ class DynamoStateStore:
                 "ExpressionAttributeValues": {":rev": _n(rev), **status_values},
             }
             try:
-                self._write(put, outbox)
+                self._write(put, events)
             except ClientError as exc:
                 if self._main_item_failed(exc):
                     continue  # changed meanwhile: read again (and maybe find it terminal)
@@ -662,11 +677,11 @@ class DynamoOutbox:
         self.table_name = table_name
         self._table = _Table(client, table_name)
 
-    def due(self, now: str, *, limit: int = 100) -> list[OutboxEvent]:
+    def due(self, now: str, *, kind: str, limit: int = 100) -> list[OutboxEvent]:
         # sort key = due_at#id; `$` sorts right after `#`, so this is due_at <= now
         items, _ = self._table.query(
             index=r.GSI1,
-            partition=_OUTBOX_PARTITION,
+            partition=f"{_OUTBOX_PARTITION}#{kind}",
             sort_condition="#sk < :upto",
             sort_values={":upto": _s(now + "$")},
             forward=True,

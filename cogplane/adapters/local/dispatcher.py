@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +35,8 @@ class Child:
     proc: subprocess.Popen
     started: float = field(default_factory=time.monotonic)
     keep_warm: bool = False
+    retiring: bool = False
+    doorbell: tuple[str, int] | None = None
 
 
 def _pdeathsig() -> object:
@@ -60,9 +63,24 @@ class ProcessDispatcher:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.on_exit = None  # test hook: called with (child, returncode)
+        self.bell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     # --- the port -----------------------------------------------------------------------
     def wake(self, pool: str) -> None:
+        """Ring the doorbells of the pool's runners (idle ones claim at once) and tick."""
+        with self.lock:
+            kids = [c for c in self.children.values() if c.pool == pool]
+        for child in kids:
+            if child.doorbell is None:
+                record = self.services.state.get_runner(child.id)
+                if record is None or not record.doorbell:
+                    continue
+                host, _, port = record.doorbell.rpartition(":")
+                child.doorbell = (host, int(port))
+            try:
+                self.bell.sendto(b"w", child.doorbell)
+            except OSError:
+                pass
         self.wakeup.set()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -107,19 +125,22 @@ class ProcessDispatcher:
                             (epoch(self.services.clock),))
         return [r["pool"] for r in rows]
 
-    def warm_pools(self) -> dict[str, int]:
-        """Pools that must keep runners even without work: each deployment with min_instances > 0
-        maps its current pool (d-{owner}.{name}.{version}, as cogplane.services.deployments'
-        pool_for_deployment names it) to min_instances. A local adapter: it reads SQLite directly."""
+    def deployment_pools(self) -> dict[str, tuple[int, int]]:
+        """Each deployment's current pool (d-{owner}.{name}.{version}, as
+        cogplane.services.deployments' pool_for_deployment names it) -> (min, max instances).
+        A local adapter: it reads SQLite directly (deployments are few)."""
         import json
 
-        warm: dict[str, int] = {}
+        pools: dict[str, tuple[int, int]] = {}
         for row in self.db.read("SELECT data FROM deployments"):
             d = json.loads(row["data"])
-            count = int(d.get("min_instances") or 0)
-            if count > 0:
-                warm[f"d-{d['owner']}.{d['name']}.{d['version']}"] = count
-        return warm
+            pools[f"d-{d['owner']}.{d['name']}.{d['version']}"] = (
+                int(d.get("min_instances") or 0), int(d.get("max_instances") or 1))
+        return pools
+
+    def warm_pools(self) -> dict[str, int]:
+        """Pools that must keep runners even without work: deployments' min_instances."""
+        return {pool: low for pool, (low, _) in self.deployment_pools().items() if low > 0}
 
     def reconcile(self) -> None:
         with self.lock:
@@ -128,7 +149,9 @@ class ProcessDispatcher:
                 if code is not None:
                     self._reap(child, code)
         now = time.monotonic()
-        warm = self.warm_pools()
+        deployments = self.deployment_pools()
+        warm = {pool: low for pool, (low, _) in deployments.items() if low > 0}
+        self.retire_warm(warm)
         pools = set(self.pools_with_work()) | set(warm)
         for pool in pools:
             until, _ = self.backoff.get(pool, (0.0, 0.0))
@@ -136,10 +159,11 @@ class ProcessDispatcher:
                 continue
             depth = self.services.queue.depth(pool)
             with self.lock:
-                kids = [c for c in self.children.values() if c.pool == pool]
-            limit = max(self.max_per_pool, warm.get(pool, 0))
+                kids = [c for c in self.children.values() if c.pool == pool and c.proc.poll() is None]
+            # a deployment's pool is capped by its max_instances; a version's by the machine setting
+            limit = deployments[pool][1] if pool in deployments else self.max_per_pool
             want_warm = warm.get(pool, 0)
-            if len([k for k in kids if k.keep_warm]) < want_warm:
+            if len([k for k in kids if k.keep_warm]) < want_warm and len(kids) < max(limit, want_warm):
                 self.spawn(pool, keep_warm=True)
                 continue
             if depth <= 0:
@@ -155,6 +179,20 @@ class ProcessDispatcher:
             if ticks >= 4 and len(kids) < limit and not booting:
                 self.backlog_ticks[pool] = 0
                 self.spawn(pool)
+
+    def retire_warm(self, warm: dict[str, int]) -> None:
+        """Warm runners beyond their pool's min_instances (a PATCH to a new version, a lower
+        min, a deleted deployment) get SIGTERM: they finish in-flight work and exit."""
+        with self.lock:
+            by_pool: dict[str, list[Child]] = {}
+            for child in self.children.values():
+                if child.keep_warm and child.proc.poll() is None and not child.retiring:
+                    by_pool.setdefault(child.pool, []).append(child)
+        for pool, kids in by_pool.items():
+            for child in kids[warm.get(pool, 0):]:
+                log.info("retiring warm runner %s of pool %s", child.id, pool)
+                child.retiring = True
+                child.proc.send_signal(signal.SIGTERM)
 
     def spawn(self, pool: str, *, keep_warm: bool = False) -> Child:
         runner_id = "r-" + uuid.uuid4().hex[:12]

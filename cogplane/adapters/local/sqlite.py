@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from cogplane.adapters import cursor as cursors
@@ -30,7 +31,9 @@ from cogplane.domain.entities import (
     Version,
 )
 from cogplane.domain.errors import Conflict, NotFound
+from cogplane.domain.lifecycle import derive
 from cogplane.domain.status import TERMINAL, Status
+from cogplane.domain.timefmt import iso
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (username TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -62,8 +65,9 @@ CREATE INDEX IF NOT EXISTS runners_by_pool ON runners (pool);
 CREATE TABLE IF NOT EXISTS files (
   id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner, created_at, id);
-CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, due_at TEXT NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (due_at, id);
+CREATE TABLE IF NOT EXISTS outbox (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, due_at TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (kind, due_at, id);
 """
 
 
@@ -110,17 +114,26 @@ class Database:
         return self.connection().execute(sql, params).fetchall()
 
 
+def _now() -> str:
+    """Wall time for webhook throttling (the outbox's due times are compared with it)."""
+    return iso(datetime.now(UTC))
+
+
 def _insert_outbox(conn: sqlite3.Connection, events: Sequence[OutboxEvent]) -> None:
     for event in events:
         conn.execute(
-            "INSERT INTO outbox (id, due_at, data) VALUES (?, ?, ?)",
-            (event.id, event.due_at, _dumps(event.to_dict())),
+            "INSERT INTO outbox (id, kind, due_at, data) VALUES (?, ?, ?, ?)",
+            (event.id, event.kind, event.due_at, _dumps(event.to_dict())),
         )
 
 
 class SqliteStateStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, clock=None):
         self.db = db
+        self.clock = clock  # times the derived outbox events (webhook throttling); wall time if None
+
+    def _now(self) -> str:
+        return self.clock.now() if self.clock is not None else _now()
 
     # --- accounts and tokens --------------------------------------------------------------
     def create_account(self, account: Account) -> bool:
@@ -264,7 +277,7 @@ class SqliteStateStore:
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"Prediction {prediction.id} already exists.") from exc
-            _insert_outbox(conn, outbox)
+            _insert_outbox(conn, [*outbox, *derive(None, prediction, self._now())])
 
     def get_prediction(self, prediction_id: str) -> Prediction | None:
         rows = self.db.read("SELECT data FROM predictions WHERE id = ?", (prediction_id,))
@@ -284,13 +297,15 @@ class SqliteStateStore:
             if row["status"] not in allowed:
                 raise Conflict(f"Prediction {prediction_id} is {row['status']}.")
             data = json.loads(row["data"])
+            before = Prediction.from_dict(dict(data))
             data.update(changes)
             updated = Prediction.from_dict(data)
+            events = derive(before, updated, self._now())
             conn.execute(
                 "UPDATE predictions SET status = ?, data = ? WHERE id = ?",
                 (updated.status, _dumps(updated.to_dict()), prediction_id),
             )
-            _insert_outbox(conn, outbox)
+            _insert_outbox(conn, [*outbox, *events])
             return updated
 
     def list_predictions(self, owner: str, *, created_after: str | None = None,
@@ -481,9 +496,10 @@ class SqliteOutbox:
     def __init__(self, db: Database):
         self.db = db
 
-    def due(self, now: str, *, limit: int = 100) -> list[OutboxEvent]:
+    def due(self, now: str, *, kind: str, limit: int = 100) -> list[OutboxEvent]:
         rows = self.db.read(
-            "SELECT data, due_at FROM outbox WHERE due_at <= ? ORDER BY due_at, id LIMIT ?", (now, limit)
+            "SELECT data, due_at FROM outbox WHERE kind = ? AND due_at <= ? ORDER BY due_at, id LIMIT ?",
+            (kind, now, limit),
         )
         events = []
         for r in rows:

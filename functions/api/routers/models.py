@@ -26,11 +26,24 @@ router = APIRouter(prefix="/v1", tags=["models"])
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a source bundle (weights belong in packages or images)
 
 
+def present_example(services: Services, prediction_id: str | None, base: str) -> dict[str, Any] | None:
+    """An example prediction as JSON (examples are public by design), or None if it is gone."""
+    if not prediction_id:
+        return None
+    prediction = services.state.get_prediction(prediction_id)
+    if prediction is None:
+        return None
+    from functions.api.routers.predictions import present
+
+    return present(services, prediction, base)
+
+
 def present_model(services: Services, model: Model, base: str) -> dict[str, Any]:
     latest = None
     if model.latest_version_id:
         latest = services.state.get_version(model.owner, model.name, model.latest_version_id)
-    return model_json(model, base, latest)
+    # default_example is a prediction object or null (never a bare id)
+    return model_json(model, base, latest, present_example(services, model.default_example_id, base))
 
 
 @router.get("/models")
@@ -90,6 +103,21 @@ def delete_model(owner: str, name: str, services: ServicesDep, account: AccountD
     """Delete your model; only models without versions can be deleted."""
     services.catalog.delete_model(account, owner, name)
     return Response(status_code=204)
+
+
+@router.get("/models/{owner}/{name}/examples")
+def list_examples(owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep,
+                  cursor: str | None = None) -> dict[str, Any]:
+    """The model's example predictions (its default example first) that still exist."""
+    model = services.catalog.get_model(account, owner, name)
+    ids = list(dict.fromkeys([i for i in [model.default_example_id, *model.example_ids] if i]))
+    examples = [e for e in (present_example(services, i, base) for i in ids) if e is not None]
+    size = services.settings.page_size
+    start = int(cursor) if cursor and cursor.isdigit() else 0
+    more = start + size < len(examples)
+    return {"previous": None,
+            "next": page_url(base, f"/v1/models/{owner}/{name}/examples", str(start + size) if more else None),
+            "results": examples[start:start + size]}
 
 
 @router.get("/models/{owner}/{name}/versions")

@@ -41,6 +41,14 @@ def has_stream(services: Services, version: Version | None) -> bool:
     return output.get("x-cog-array-type") == "iterator"
 
 
+def outputs_files(version: Version | None) -> bool:
+    """The model's output is a file or a list/iterator of files (`format: uri`)."""
+    if version is None:
+        return False
+    output = version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
+    return output.get("format") == "uri" or (output.get("items") or {}).get("format") == "uri"
+
+
 def present(services: Services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
     ttl = services.settings.output_url_ttl_seconds
 
@@ -50,7 +58,8 @@ def present(services: Services, p: Prediction, base: str, version: Version | Non
     if version is None:
         models = p.model.split("/", 1)
         version = services.state.get_version(models[0], models[-1], p.version)
-    return prediction_json(p, base, sign, has_stream=has_stream(services, version))
+    return prediction_json(p, base, sign, has_stream=has_stream(services, version),
+                           file_stream=outputs_files(version))
 
 
 async def _create(request: Request, services: Services, account: Account, base: str, model: Model,

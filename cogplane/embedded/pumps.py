@@ -1,0 +1,50 @@
+"""The single machine's stand-ins for the deployed stack's scheduled functions: a webhook pump
+(the same WebhookSender the webhooks Lambda runs) and a local expirer timer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from cogplane.services.expirer import Expirer
+from cogplane.services.webhooks import WebhookSender
+
+log = logging.getLogger("cogplane.pumps")
+
+
+class Pumps:
+    def __init__(self, services, *, base_url: str, webhook_interval: float = 0.1, expirer_interval: float = 1.0):
+        from cogplane.netguard import check_url
+
+        self.sender = WebhookSender(services, base_url=base_url, allow=services.settings.allowed_networks,
+                                    check_url=check_url)
+        self.expirer = Expirer(services)
+        self.webhook_interval = webhook_interval
+        self.expirer_interval = expirer_interval
+        self.stopped = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def _loop(self, name: str, interval: float, step) -> None:
+        while not self.stopped.is_set():
+            try:
+                busy = step()
+            except Exception:  # noqa: BLE001 - a pump must keep pumping
+                log.exception("%s pump failed", name)
+                busy = 0
+            if not busy:
+                self.stopped.wait(interval)
+
+    def start(self) -> Pumps:
+        for name, interval, step in (
+            ("webhooks", self.webhook_interval, self.sender.deliver_due),
+            ("expirer", self.expirer_interval, lambda: sum(self.expirer.run_once().values()) and 0),
+        ):
+            thread = threading.Thread(target=self._loop, args=(name, interval, step), name=name, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(timeout=15)

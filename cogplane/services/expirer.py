@@ -1,0 +1,115 @@
+"""The expirer: acts on timers when they are due (read from the outbox's due-time index, never
+a scan) and on runners that stopped heartbeating.
+
+- `remove`: an API prediction's input, output, logs and files are deleted one hour after
+  creation (`data_removed: true`, output null). Not yet terminal: checked again later.
+- `deadline` (Cancel-After): not started → `aborted`; running → `canceled` (the runner stops it).
+- `timeout`: still running past the install's/deployment's timeout → `failed`.
+- lost runners: no heartbeat for `lost_after` seconds → their in-flight predictions `failed`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cogplane.domain.errors import Conflict, NotFound
+from cogplane.domain.lifecycle import TIMER
+from cogplane.domain.status import TERMINAL
+from cogplane.domain.timefmt import add_seconds, seconds_between
+
+log = logging.getLogger("cogplane.expirer")
+
+RECHECK_SECONDS = 300.0
+
+
+class Expirer:
+    def __init__(self, services, *, lost_after: float = 30.0):
+        self.services = services
+        self.lost_after = lost_after  # 6 missed heartbeats (runners beat every 5 s)
+
+    def run_once(self, limit: int = 500) -> dict[str, int]:
+        counts = {"remove": 0, "deadline": 0, "timeout": 0, "lost": 0}
+        now = self.services.clock.now()
+        for event in self.services.outbox.due(now, kind=TIMER, limit=limit):
+            timer = event.payload.get("timer", "")
+            try:
+                handled = getattr(self, f"_{timer}")(event, now)
+            except Exception:  # noqa: BLE001 - keep going; the event stays due and is retried
+                log.exception("timer %s for %s failed", timer, event.prediction_id)
+                continue
+            if handled is not None:
+                counts[timer] = counts.get(timer, 0) + int(handled)
+        counts["lost"] = self.lost_runners(now)
+        return counts
+
+    def _update(self, prediction_id: str, changes: dict, expect: list[str]) -> bool:
+        try:
+            self.services.state.update_prediction(prediction_id, changes, expect_status=expect)
+            return True
+        except (Conflict, NotFound):
+            return False
+
+    def _remove(self, event, now: str) -> bool | None:
+        services = self.services
+        prediction = services.state.get_prediction(event.prediction_id)
+        if prediction is None or prediction.data_removed:
+            services.outbox.complete(event.id)
+            return False
+        if prediction.status not in TERMINAL:
+            services.outbox.reschedule(event.id, due_at=add_seconds(now, RECHECK_SECONDS),
+                                       attempts=event.attempts + 1)
+            return None
+        services.blobs.delete_prefix(f"predictions/{prediction.id}/")
+        done = self._update(prediction.id, {"input": {}, "output": None, "logs": "", "data_removed": True},
+                            [str(s) for s in TERMINAL])
+        services.outbox.complete(event.id)
+        return done
+
+    def _deadline(self, event, now: str) -> bool:
+        services = self.services
+        prediction = services.state.get_prediction(event.prediction_id)
+        services.outbox.complete(event.id)
+        if prediction is None or prediction.status in TERMINAL:
+            return False
+        if prediction.status == "starting":
+            return self._update(prediction.id, {
+                "status": "aborted", "completed_at": now,
+                "error": "The prediction did not start before its Cancel-After deadline."}, ["starting"])
+        metrics = dict(prediction.metrics)
+        if prediction.started_at:
+            metrics["predict_time"] = round(seconds_between(prediction.started_at, now), 6)
+        metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
+        return self._update(prediction.id, {"status": "canceled", "completed_at": now, "metrics": metrics},
+                            ["processing"])
+
+    def _timeout(self, event, now: str) -> bool:
+        services = self.services
+        prediction = services.state.get_prediction(event.prediction_id)
+        services.outbox.complete(event.id)
+        if (prediction is None or prediction.status != "processing"
+                or prediction.started_at != event.payload.get("started_at")):
+            return False
+        limit = prediction.timeout or seconds_between(prediction.started_at, now)
+        metrics = dict(prediction.metrics)
+        metrics["predict_time"] = round(seconds_between(prediction.started_at, now), 6)
+        metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
+        return self._update(prediction.id, {
+            "status": "failed", "completed_at": now, "metrics": metrics,
+            "error": f"Prediction timed out: it ran longer than the {limit:g} s limit."}, ["processing"])
+
+    def lost_runners(self, now: str) -> int:
+        services = self.services
+        failed = 0
+        for runner in services.state.list_runners():
+            if not runner.heartbeat_at or seconds_between(runner.heartbeat_at, now) < self.lost_after:
+                continue
+            log.warning("runner %s stopped heartbeating at %s", runner.id, runner.heartbeat_at)
+            for prediction_id in runner.in_flight:
+                prediction = services.state.get_prediction(prediction_id)
+                if prediction and prediction.status == "processing" and prediction.runner_id == runner.id:
+                    failed += self._update(prediction_id, {
+                        "status": "failed", "completed_at": now,
+                        "error": "The runner serving this prediction stopped responding (no heartbeat for "
+                                 f"{self.lost_after:g} s)."}, ["processing"])
+            services.state.delete_runner(runner.id)
+        return failed

@@ -1,0 +1,44 @@
+"""Collections defined by the install (cogplane/services/collections.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from cogplane.services.collections import CollectionService
+from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, page_url
+from functions.api.routers.models import present_model
+
+router = APIRouter(prefix="/v1", tags=["collections"])
+
+
+def _service(services) -> CollectionService:
+    found = services.extras.get("collections")
+    if found is None:
+        found = services.extras["collections"] = CollectionService(services.state)
+    return found
+
+
+@router.get("/collections")
+def list_collections(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
+                     cursor: str | None = None) -> dict[str, Any]:
+    """The install's collections (a page; `cursor` is the offset of the next one)."""
+    every = _service(services).list()
+    size = services.settings.page_size
+    start = int(cursor) if cursor and cursor.isdigit() else 0
+    chunk = every[start:start + size]
+    more = start + size < len(every)
+    return {"previous": None,
+            "next": page_url(base, "/v1/collections", str(start + size) if more else None),
+            "results": [{"name": c.name, "slug": c.slug, "description": c.description} for c in chunk]}
+
+
+@router.get("/collections/{slug}")
+def get_collection(slug: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep) -> dict[str, Any]:
+    """A collection with its models."""
+    svc = _service(services)
+    collection = svc.get(slug)
+    return {"name": collection.name, "slug": collection.slug, "description": collection.description,
+            "full_description": collection.full_description,
+            "models": [present_model(services, m, base) for m in svc.models(collection)]}

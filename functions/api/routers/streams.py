@@ -1,0 +1,143 @@
+"""Server-sent events for a prediction (replicate-api.md §3 "Streaming").
+
+`GET /v1/predictions/{id}/stream` (text models) and `GET /v1/files/streams/{id}` (models whose
+output is files: JS 1.4.0 makes FileOutput objects only when the stream URL's path starts with
+`/v1/files/`). Both are capability URLs: JS sends no Authorization header, Python sends its
+bearer; the header is ignored either way. The prediction id is 130 random bits and is only ever
+shown to its creator (and their webhook receiver), so knowing it is the capability; a stream
+gives nothing GET would not give the creator.
+
+The stream polls the state store every 100 ms (the same store the runner writes) and sends:
+`: hi` first; `output` (each newly appended item of an iterator output, or the final output of
+other models), `logs` (only the new part), then `error` (`{"detail": ...}`) for failures and
+`done` (`{}`, `{"reason": "canceled"}` or `{"reason": "error"}`). Every event has an `id:` line
+(Python's decoder drops events before the first id); multi-line data is sent as several `data:`
+lines. A prediction whose data was already removed gets `: 408` after 30 s and the stream ends,
+as Replicate's does. A `: ping` comment every 15 s keeps proxies from closing a quiet stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from cogplane.domain.errors import NotFound
+from cogplane.domain.status import TERMINAL
+from cogplane.services.presenters import resolve_blob_refs
+from cogplane.wiring import Services
+from functions.api.deps import ServicesDep
+
+router = APIRouter(prefix="/v1", tags=["streams"])
+
+POLL_SECONDS = 0.1
+KEEPALIVE_SECONDS = 15.0
+REMOVED_TIMEOUT_SECONDS = 30.0
+_LINES = re.compile(r"\r\n|\r|\n")
+
+
+def sse(event: str, data: str, event_id: str) -> str:
+    """One event; every line of `data` becomes its own `data:` line (clients join them with \\n)."""
+    lines = "".join(f"data: {line}\n" for line in _LINES.split(data))
+    return f"event: {event}\nid: {event_id}\n{lines}\n"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _is_iterator(services: Services, model: str, version_id: str) -> bool:
+    owner, _, name = model.partition("/")
+    version = services.state.get_version(owner, name, version_id)
+    if version is None:
+        return False
+    output = version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
+    return output.get("x-cog-array-type") == "iterator"
+
+
+async def events(services: Services, prediction_id: str) -> AsyncIterator[str]:
+    prediction = await run_in_threadpool(services.state.get_prediction, prediction_id)
+    if prediction is None:
+        return
+    iterator = await run_in_threadpool(_is_iterator, services, prediction.model, prediction.version)
+    ttl = services.settings.output_url_ttl_seconds
+
+    def sign(key: str) -> str:
+        return services.blobs.signed_url(key, expires_in=ttl)
+
+    stamp = int(time.time())
+    seq = 0
+
+    def next_id() -> str:
+        nonlocal seq
+        seq += 1
+        return f"{stamp}:{seq - 1}"
+
+    yield ": hi\n\n"
+    if prediction.data_removed:
+        await asyncio.sleep(REMOVED_TIMEOUT_SECONDS)
+        yield ": 408: 408 Request Timeout\n\n"
+        return
+    log_offset = 0
+    sent_items = 0
+    quiet_since = time.monotonic()
+    while True:
+        status = prediction.status
+        terminal = status in TERMINAL
+        logs = prediction.logs or ""
+        if len(logs) > log_offset:
+            yield sse("logs", logs[log_offset:], next_id())
+            log_offset = len(logs)
+            quiet_since = time.monotonic()
+        output = prediction.output
+        if iterator and isinstance(output, list) and len(output) > sent_items:
+            for item in output[sent_items:]:
+                yield sse("output", _text(resolve_blob_refs(item, sign)), next_id())
+            sent_items = len(output)
+            quiet_since = time.monotonic()
+        if terminal:
+            if not iterator and status == "succeeded" and output is not None:
+                yield sse("output", _text(resolve_blob_refs(output, sign)), next_id())
+            if status == "failed":
+                yield sse("error", json.dumps({"detail": prediction.error or "The prediction failed."}), next_id())
+                yield sse("done", json.dumps({"reason": "error"}), next_id())
+            elif status in ("canceled", "aborted"):
+                yield sse("done", json.dumps({"reason": "canceled"}), next_id())
+            else:
+                yield sse("done", "{}", next_id())
+            return
+        if time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
+            yield ": ping\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(POLL_SECONDS)
+        current = await run_in_threadpool(services.state.get_prediction, prediction_id)
+        if current is None:  # deleted meanwhile
+            yield sse("done", json.dumps({"reason": "error"}), next_id())
+            return
+        prediction = current
+
+
+async def _stream(services: Services, prediction_id: str) -> StreamingResponse:
+    if await run_in_threadpool(services.state.get_prediction, prediction_id) is None:
+        raise NotFound("The requested resource could not be found.")
+    return StreamingResponse(events(services, prediction_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/predictions/{prediction_id}/stream")
+async def stream_prediction(prediction_id: str, services: ServicesDep) -> StreamingResponse:
+    """Server-sent events of a prediction's output and logs (no auth needed: a capability URL)."""
+    return await _stream(services, prediction_id)
+
+
+@router.get("/files/streams/{prediction_id}")
+async def stream_prediction_files(prediction_id: str, services: ServicesDep) -> StreamingResponse:
+    """The same stream under /v1/files/ (JS turns its outputs into FileOutput objects)."""
+    return await _stream(services, prediction_id)

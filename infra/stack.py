@@ -1,0 +1,99 @@
+"""The cogplane stack: composes one construct per capability; reads its knobs from CDK context."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Annotations, Aspects, CfnOutput, IgnoreMode, Stack
+from aws_cdk import aws_ecs as ecs
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from infra import constants as c
+from infra.constructs.api import Api
+from infra.constructs.data import Data
+from infra.constructs.expirer import Expirer
+from infra.constructs.functions import REPO_ROOT, shared_code
+from infra.constructs.network import Network
+from infra.constructs.webhooks import Webhooks
+from infra.constructs.workers import Workers
+
+# What the runner image build needs from the repository: an allow-list, so caches, virtual
+# environments and build outputs never reach the Docker build context.
+_IMAGE_EXCLUDES = ["*", "!pyproject.toml", "!cogplane", "!gpu_runner", "**/__pycache__", "**/*.pyc"]
+
+
+def _context(scope: Construct, key: str, default: Any) -> Any:
+    value = scope.node.try_get_context(key)
+    if value is None:
+        return default
+    if isinstance(default, dict) and isinstance(value, str):
+        return json.loads(value)  # -c cogplane:hardware='{"gpu-t4": "g4dn.2xlarge"}'
+    if isinstance(default, bool) and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(default, int) and not isinstance(default, bool):
+        return int(value)
+    return value
+
+
+def hardware_map(scope: Construct) -> dict[str, str]:
+    """GPU SKU -> instance type; `cpu` (Fargate) is always there and not part of this map."""
+    hardware = _context(scope, c.CTX_HARDWARE, dict(c.GPU_INSTANCE_TYPES))
+    if not isinstance(hardware, dict) or not all(isinstance(v, str) for v in hardware.values()):
+        raise ValueError(f"{c.CTX_HARDWARE} must be a JSON object of SKU -> EC2 instance type")
+    hardware.pop(c.CPU_SKU, None)
+    return hardware
+
+
+def runner_image(scope: Construct) -> ecs.ContainerImage:
+    """The runner image: built from gpu_runner/Dockerfile at deploy time (synth only stages the
+    build context, no Docker), or an existing image URI (tests, pre-built images)."""
+    choice = _context(scope, c.CTX_RUNNER_IMAGE, "asset")
+    if choice != "asset":
+        return ecs.ContainerImage.from_registry(choice)
+    return ecs.ContainerImage.from_asset(str(REPO_ROOT), file="gpu_runner/Dockerfile",
+                                            exclude=_IMAGE_EXCLUDES, ignore_mode=IgnoreMode.DOCKER)
+
+
+class CogplaneStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        asset_dir = _context(self, c.CTX_LAMBDA_ASSET, str(REPO_ROOT / ".build" / "lambda"))
+        code, complete = shared_code(str(Path(asset_dir)))
+        if not complete:
+            Annotations.of(self).add_warning_v2(
+                "cogplane:lambda-asset",
+                f"{asset_dir} is missing: the functions are staged without their dependencies. "
+                "Run scripts/package_lambda.sh before `cdk deploy`.",
+            )
+
+        data = Data(self, "Data")
+        network = Network(self, "Network")
+        workers = Workers(
+            self, "Workers", data=data, network=network, image=runner_image(self),
+            hardware=hardware_map(self),
+            gpu_max_instances=_context(self, c.CTX_GPU_MAX_INSTANCES, c.GPU_MAX_INSTANCES),
+            warm_pool=_context(self, c.CTX_GPU_WARM_POOL, False),
+            max_per_pool=_context(self, c.CTX_MAX_PER_POOL, c.MAX_PER_POOL),
+        )
+        api = Api(self, "Api", code=code, data=data, workers=workers)
+        Webhooks(self, "Webhooks", code=code, data=data, public_url=api.public_url)
+        Expirer(self, "Expirer", code=code, data=data, workers=workers)
+
+        CfnOutput(self, "ApiUrl", value=api.public_url,
+                  description="REPLICATE_BASE_URL (Python client) / baseUrl + '/v1' (JS client)")
+        CfnOutput(
+            self, "AdminTokenCommand",
+            value=f"aws secretsmanager get-secret-value --secret-id {data.admin_token_secret.secret_arn} "
+                  "--query SecretString --output text",
+            description="Prints the first admin's API token (active within a minute of the first deploy)",
+        )
+        CfnOutput(self, "TableName", value=data.table.table_name)
+        CfnOutput(self, "BucketName", value=data.bucket.bucket_name)
+        CfnOutput(self, "ClusterName", value=workers.cluster.cluster_name)
+
+
+def add_checks(stack: Stack) -> None:
+    Aspects.of(stack).add(AwsSolutionsChecks(verbose=True))

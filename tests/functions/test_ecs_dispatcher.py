@@ -1,0 +1,157 @@
+"""The ECS dispatcher against moto's ECS: task definition, capacity provider, overrides, tags, cap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cogplane.adapters.aws.ecs import POOL_TAG, EcsConfig, EcsDispatcher, StatePoolHardware, started_by
+from cogplane.domain.entities import Deployment, Model, Version
+
+CLUSTER = "cogplane-runners"
+POOL = "v-" + "ab" * 32
+
+
+def _register(ecs, family: str, gpu: bool) -> str:
+    container = {"name": "runner", "image": "runner:latest", "memory": 1024, "essential": True}
+    if gpu:
+        container["resourceRequirements"] = [{"type": "GPU", "value": "1"}]
+    kwargs = {"family": family, "containerDefinitions": [container]}
+    if not gpu:
+        kwargs.update(networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="2048", memory="8192")
+    return ecs.register_task_definition(**kwargs)["taskDefinition"]["taskDefinitionArn"]
+
+
+@pytest.fixture
+def cluster(aws):
+    ecs, ec2 = aws["ecs"], aws["ec2"]
+    ecs.create_cluster(clusterName=CLUSTER)
+    # moto places EC2-provider tasks only on registered container instances (moto-notes: ECS).
+    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
+    document = {"instanceId": instance["InstanceId"], "instanceType": instance["InstanceType"],
+                "availabilityZone": instance["Placement"]["AvailabilityZone"], "region": "us-east-1",
+                "imageId": instance["ImageId"], "privateIp": instance.get("PrivateIpAddress")}
+    ecs.register_container_instance(cluster=CLUSTER, instanceIdentityDocument=json.dumps(document))
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as the stack's VPC
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/20")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="runners", Description="runners", VpcId=vpc)["GroupId"]
+    return EcsConfig(
+        cluster=CLUSTER,
+        task_definitions={"cpu": _register(ecs, "runner-cpu", gpu=False),
+                          "gpu-t4": _register(ecs, "runner-gpu-t4", gpu=True)},
+        capacity_providers={"gpu-t4": "cogplane-gpu-t4"},
+        subnets=[subnet], security_groups=[sg], max_per_pool=2,
+    )
+
+
+def _tasks(ecs):
+    arns = ecs.list_tasks(cluster=CLUSTER)["taskArns"]
+    return ecs.describe_tasks(cluster=CLUSTER, tasks=arns, include=["TAGS"])["tasks"] if arns else []
+
+
+class FakeQueue:
+    def __init__(self, depth: int = 0):
+        self.waiting = depth
+
+    def depth(self, pool: str) -> int:
+        return self.waiting
+
+
+def test_started_by_fits_ecs_limit_and_is_stable_per_pool():
+    long_pool = "d-" + "o" * 39 + "." + "n" * 100 + "." + "f" * 64
+    assert len(started_by(long_pool)) <= 36
+    assert started_by(long_pool) == started_by(long_pool)
+    assert started_by(long_pool) != started_by(long_pool, warm=True)
+    assert started_by("v-a") != started_by("v-b")
+
+
+def test_gpu_pool_runs_its_task_definition_on_its_capacity_provider(aws, cluster):
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, hardware_for=lambda pool: "gpu-t4",
+                                           now=lambda: 1700000000.5)
+    dispatcher.wake(POOL)
+
+    (task,) = _tasks(aws["ecs"])
+    assert task["taskDefinitionArn"] == cluster.task_definitions["gpu-t4"]
+    assert task["capacityProviderName"] == "cogplane-gpu-t4"
+    assert task["startedBy"] == started_by(POOL)
+    tags = {t["key"]: t["value"] for t in task["tags"]}
+    assert tags[POOL_TAG] == POOL
+    assert tags["cogplane:keep-warm"] == "false"
+    (override,) = task["overrides"]["containerOverrides"]
+    assert override["name"] == "runner"
+    command = override["command"]
+    assert command[:5] == ["python", "-m", "gpu_runner", "--pool", POOL]
+    assert command[command.index("--spawned-at") + 1] == "1700000000.5"
+    runner_id = command[command.index("--runner-id") + 1]
+    assert tags["cogplane:runner"] == runner_id
+    assert {"name": "COGPLANE_RUNNER_ID", "value": runner_id} in override["environment"]
+
+
+def test_cpu_pool_runs_on_fargate_with_public_ip_in_the_stack_subnets(aws, cluster):
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster)
+    arn = dispatcher.ensure(POOL)
+
+    (task,) = _tasks(aws["ecs"])
+    assert task["taskArn"] == arn
+    assert task["taskDefinitionArn"] == cluster.task_definitions["cpu"]
+    assert task["launchType"] == "FARGATE"
+
+
+def test_a_pool_with_a_runner_gets_no_second_one_without_a_backlog(aws, cluster):
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, queue=FakeQueue(depth=1))
+    dispatcher.wake(POOL)
+    dispatcher.wake(POOL)
+    assert len(_tasks(aws["ecs"])) == 1
+
+
+def test_backlog_adds_runners_up_to_the_cap(aws, cluster):
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, queue=FakeQueue(depth=50))
+    for _ in range(5):
+        dispatcher.wake(POOL)
+    assert len(_tasks(aws["ecs"])) == cluster.max_per_pool == 2
+    dispatcher.wake("v-other")  # the cap is per pool
+    assert len(_tasks(aws["ecs"])) == 3
+
+
+def test_stopped_runners_do_not_count(aws, cluster):
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster)
+    arn = dispatcher.ensure(POOL)
+    aws["ecs"].stop_task(cluster=CLUSTER, task=arn, reason="idle")
+    assert dispatcher.count(POOL) == 0
+    assert dispatcher.ensure(POOL) is not None  # scale from zero again
+
+
+def test_keep_warm_starts_the_missing_warm_runners_once(aws, cluster):
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, hardware_for=lambda pool: "gpu-t4")
+    assert len(dispatcher.keep_warm(POOL, 2)) == 2
+    assert dispatcher.keep_warm(POOL, 2) == []
+    tasks = _tasks(aws["ecs"])
+    assert all("--keep-warm" in t["overrides"]["containerOverrides"][0]["command"] for t in tasks)
+    assert dispatcher.ensure(POOL) is None  # warm runners serve the pool: no cold boot
+
+
+def test_wake_never_raises_on_unknown_hardware(aws, cluster):
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, hardware_for=lambda pool: "gpu-h100")
+    dispatcher.wake(POOL)
+    assert _tasks(aws["ecs"]) == []
+
+
+def test_config_round_trips_from_the_stack_json():
+    text = ('{"cluster": "arn:c", "task_definitions": {"cpu": "arn:td"}, "capacity_providers": {},'
+            ' "subnets": ["s-1"], "security_groups": ["sg-1"], "max_per_pool": 3}')
+    config = EcsConfig.from_json(text)
+    assert config.cluster == "arn:c" and config.max_per_pool == 3 and config.subnets == ["s-1"]
+
+
+def test_pool_hardware_comes_from_the_model_or_the_deployment(services):
+    state = services.state
+    state.create_model(Model(owner="acme", name="sd", hardware="gpu-a10g", created_at="t"))
+    state.put_version(Version(id="ab" * 32, owner="acme", name="sd", created_at="t", openapi_schema={}))
+    state.create_deployment(Deployment(owner="acme", name="fast", model="acme/sd", version="ab" * 32,
+                                       hardware="gpu-l4", min_instances=0, max_instances=1))
+    hardware = StatePoolHardware(state)
+    assert hardware(POOL) == "gpu-a10g"
+    assert hardware("d-acme.fast." + "ab" * 32) == "gpu-l4"
+    assert hardware("v-unknown") == "cpu"

@@ -1,0 +1,280 @@
+"""The deployed stack's contract, asserted on the synthesized template (not its YAML)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+
+from aws_cdk.assertions import Annotations, Match, Template
+
+from cogplane import resources as r
+from infra import constants as c
+from tests.infra.conftest import synth
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _function(template: Template, handler: str) -> tuple[str, dict]:
+    found = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": handler}})
+    assert len(found) == 1, f"one function with handler {handler}"
+    return next(iter(found.items()))
+
+
+def _statements(template: Template, handler: str) -> list[dict]:
+    """Every IAM statement attached to the role of the function with this handler."""
+    _, fn = _function(template, handler)
+    role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    out = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            out.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return out
+
+
+def _actions(statements: list[dict]) -> set[str]:
+    actions: set[str] = set()
+    for s in statements:
+        value = s["Action"]
+        actions.update([value] if isinstance(value, str) else value)
+    return actions
+
+
+def _allows(actions: set[str], *wanted: str) -> bool:
+    """Every wanted action is granted, literally or through a CDK grant wildcard (s3:GetObject*)."""
+    return all(any(fnmatch.fnmatchcase(w, a) for a in actions) for w in wanted)
+
+
+def _env(template: Template, handler: str) -> dict:
+    return _function(template, handler)[1]["Properties"]["Environment"]["Variables"]
+
+
+API = "functions.api.handler.handler"
+WEBHOOKS = "functions.webhooks.handler.handler"
+EXPIRER = "functions.expirer.handler.handler"
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def test_table_matches_cogplane_resources_with_pitr_stream_and_ttl(template):
+    template.has_resource_properties("AWS::DynamoDB::Table", {
+        "KeySchema": r.KEY_SCHEMA,
+        "BillingMode": r.BILLING_MODE,
+        "StreamSpecification": {"StreamViewType": r.STREAM_VIEW_TYPE},
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "TimeToLiveSpecification": {"AttributeName": r.TTL_ATTRIBUTE, "Enabled": True},
+        "GlobalSecondaryIndexes": [Match.object_like({"IndexName": g["IndexName"], "KeySchema": g["KeySchema"],
+                                                      "Projection": g["Projection"]})
+                                   for g in r.GLOBAL_SECONDARY_INDEXES],
+    })
+    template.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Retain"})
+
+
+def test_bucket_is_private_encrypted_tls_only_with_lifecycle_backstops(template):
+    template.has_resource_properties("AWS::S3::Bucket", {
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        "LifecycleConfiguration": {"Rules": Match.array_with([
+            Match.object_like({"Prefix": r.PREDICTIONS_PREFIX, "ExpirationInDays": 1, "Status": "Enabled"}),
+            Match.object_like({"Prefix": r.FILES_PREFIX, "ExpirationInDays": c.FILES_BACKSTOP_DAYS}),
+        ])},
+    })
+    template.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Effect": "Deny", "Action": "s3:*",
+                           "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
+    ])}})
+
+
+def test_dead_letter_queue_and_pool_queue_redrive_settings(template):
+    template.has_resource_properties("AWS::SQS::Queue", {
+        "QueueName": r.dlq_name(c.DEFAULT_STACK_NAME),
+        "MessageRetentionPeriod": r.DLQ_RETENTION_S,
+        "SqsManagedSseEnabled": True,
+    })
+    # Pool queues are created at runtime with a RedrivePolicy to this DLQ: every edge gets its ARN.
+    (dlq_id,) = template.find_resources("AWS::SQS::Queue").keys()
+    for handler in (API, EXPIRER):
+        env = _env(template, handler)
+        assert env["COGPLANE_DLQ_ARN"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+        assert env["COGPLANE_QUEUE_PREFIX"] == r.pool_queue_prefix(c.DEFAULT_STACK_NAME)
+
+
+def test_secrets_exist_for_signing_and_the_first_admin_token(template):
+    template.resource_count_is("AWS::SecretsManager::Secret", 2)
+
+
+# --- functions, schedules, grants ------------------------------------------------------------
+
+
+def test_three_functions_share_one_code_asset_and_differ_by_handler(template):
+    functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
+    handlers = {f["Properties"]["Handler"] for f in functions.values()}
+    assert {API, WEBHOOKS, EXPIRER} <= handlers
+    keys = {json.dumps(f["Properties"]["Code"]["S3Key"]) for f in functions.values()
+            if f["Properties"]["Handler"] in (API, WEBHOOKS, EXPIRER)}
+    assert len(keys) == 1
+
+
+def test_api_caps_prefer_wait_below_the_gateway_timeout(template):
+    env = _env(template, API)
+    assert env["COGPLANE_BACKEND"] == "aws"
+    assert int(env["COGPLANE_MAX_WAIT_SECONDS"]) == c.API_MAX_WAIT_SECONDS < 29
+    assert _function(template, API)[1]["Properties"]["Timeout"] == 29
+    dispatch = env["COGPLANE_ECS_DISPATCH"]
+    assert "Fn::Join" in dispatch  # JSON with the cluster, task definitions and capacity providers
+
+
+def test_api_gateway_proxies_every_route_to_the_api_function(template):
+    template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "{proxy+}"})
+    methods = template.find_resources("AWS::ApiGateway::Method", {"Properties": {"HttpMethod": "ANY"}})
+    assert len(methods) == 2  # / and /{proxy+}
+    fn_id, _ = _function(template, API)
+    for method in methods.values():
+        integration = method["Properties"]["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert fn_id in json.dumps(integration["Uri"])
+    template.has_resource_properties("AWS::ApiGateway::RestApi", {
+        "BinaryMediaTypes": ["*/*"], "EndpointConfiguration": {"Types": ["REGIONAL"]}})
+    template.has_resource_properties("AWS::ApiGateway::Stage", {"StageName": c.API_STAGE})
+
+
+def test_expirer_and_webhooks_run_every_minute(template):
+    for handler in (EXPIRER, WEBHOOKS):
+        fn_id, _ = _function(template, handler)
+        rules = template.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": "rate(1 minute)"}})
+        assert any(fn_id in json.dumps(rule["Properties"]["Targets"]) for rule in rules.values()), handler
+
+
+def test_webhooks_are_woken_by_new_outbox_items_on_the_stream(template):
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "StartingPosition": "LATEST",
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "FilterCriteria": {"Filters": [{"Pattern": Match.string_like_regexp('.*"OUTBOX".*')}]},
+    })
+
+
+def test_api_grants(template):
+    statements = _statements(template, API)
+    actions = _actions(statements)
+    # TransactWriteItems is authorised per item action (Put/Update/ConditionCheckItem).
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"} <= actions
+    assert _allows(actions, "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket")
+    assert {"sqs:SendMessage", "sqs:CreateQueue", "sqs:GetQueueAttributes"} <= actions
+    assert {"ecs:RunTask", "ecs:ListTasks", "iam:PassRole", "secretsmanager:GetSecretValue"} <= actions
+    run_task = next(s for s in statements if s["Action"] == "ecs:RunTask")
+    assert "ecs:cluster" in json.dumps(run_task["Condition"])
+    assert "task-definition/cogplane-runner-" in json.dumps(run_task["Resource"])
+    queues = next(s for s in statements if "sqs:SendMessage" in s["Action"])
+    assert f":{r.pool_queue_prefix(c.DEFAULT_STACK_NAME)}*" in json.dumps(queues["Resource"])
+
+
+def test_webhooks_grants_are_the_table_and_the_signing_key_only(template):
+    actions = _actions(_statements(template, WEBHOOKS))
+    assert {"dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:GetRecords"} <= actions
+    assert not any(a.startswith(("s3:", "sqs:", "ecs:", "iam:")) for a in actions)
+
+
+def test_expirer_grants_and_admin_token_is_readable_only_by_the_expirer(template):
+    actions = _actions(_statements(template, EXPIRER))
+    assert _allows(actions, "dynamodb:Query", "s3:DeleteObject", "s3:ListBucket", "ecs:RunTask",
+                   "secretsmanager:GetSecretValue")
+    admin = next(k for k in template.find_resources("AWS::SecretsManager::Secret")
+                 if "AdminToken" in k)
+    for handler, allowed in ((API, False), (WEBHOOKS, False), (EXPIRER, True)):
+        readers = [s for s in _statements(template, handler) if admin in json.dumps(s["Resource"])]
+        assert bool(readers) is allowed, handler
+
+
+def test_log_groups_have_retention(template):
+    groups = template.find_resources("AWS::Logs::LogGroup")
+    assert len(groups) >= 5  # 3 functions, access logs, runners
+    assert all(g["Properties"].get("RetentionInDays") == 30 for g in groups.values())
+
+
+# --- ECS -------------------------------------------------------------------------------------
+
+
+def test_one_gpu_capacity_provider_per_sku_scaling_from_zero(template):
+    for sku, instance_type in c.GPU_INSTANCE_TYPES.items():
+        template.has_resource_properties("AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like({
+            "InstanceType": instance_type,
+            "MetadataOptions": {"HttpTokens": "required"},
+        })})
+        template.has_resource_properties("AWS::ECS::CapacityProvider", {
+            "Name": f"{c.DEFAULT_STACK_NAME}-{sku}",
+            "AutoScalingGroupProvider": Match.object_like({
+                "ManagedScaling": Match.object_like({"Status": "ENABLED",
+                                                     "TargetCapacity": c.TARGET_CAPACITY_PERCENT}),
+                "ManagedTerminationProtection": "ENABLED",
+            }),
+        })
+    groups = template.find_resources("AWS::AutoScaling::AutoScalingGroup")
+    assert len(groups) == len(c.GPU_INSTANCE_TYPES)
+    assert all(g["Properties"]["MinSize"] == "0" for g in groups.values())
+    template.has_resource_properties("AWS::ECS::ClusterCapacityProviderAssociations", {
+        "CapacityProviders": Match.array_with(["FARGATE"])})
+
+
+def test_gpu_ami_is_the_ecs_gpu_optimised_one(template):
+    params = template.to_json()["Parameters"]
+    assert any("ecs/optimized-ami/amazon-linux-2023/gpu" in json.dumps(p) for p in params.values())
+
+
+def test_runner_task_definitions_request_one_gpu_per_task(template):
+    for sku in c.GPU_INSTANCE_TYPES:
+        template.has_resource_properties("AWS::ECS::TaskDefinition", {
+            "Family": f"{c.DEFAULT_STACK_NAME}-runner-{sku}",
+            "NetworkMode": "bridge",
+            "RequiresCompatibilities": ["EC2"],
+            "ContainerDefinitions": [Match.object_like({
+                "Name": c.RUNNER_CONTAINER,
+                "ResourceRequirements": [{"Type": "GPU", "Value": str(c.GPUS_PER_TASK)}],
+                "Environment": Match.array_with([{"Name": "COGPLANE_BACKEND", "Value": "aws"}]),
+            })],
+        })
+    template.has_resource_properties("AWS::ECS::TaskDefinition", {
+        "Family": f"{c.DEFAULT_STACK_NAME}-runner-cpu",
+        "RequiresCompatibilities": ["FARGATE"],
+        "NetworkMode": "awsvpc",
+    })
+
+
+def test_network_has_no_nat_gateway_and_free_gateway_endpoints(template):
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    endpoints = template.find_resources("AWS::EC2::VPCEndpoint")
+    assert len(endpoints) == 2
+    assert all(e["Properties"].get("VpcEndpointType", "Gateway") == "Gateway" for e in endpoints.values())
+    template.resource_count_is("AWS::EC2::Subnet", 2)  # public only
+    sg = template.find_resources("AWS::EC2::SecurityGroup", {"Properties": {
+        "GroupDescription": Match.string_like_regexp("cogplane runners.*")}})
+    assert all("SecurityGroupIngress" not in g["Properties"] for g in sg.values())
+
+
+def test_outputs_give_the_api_url_and_the_admin_token_command(template):
+    outputs = template.find_outputs("*")
+    assert "ApiUrl" in outputs
+    assert "aws secretsmanager get-secret-value" in json.dumps(outputs["AdminTokenCommand"]["Value"])
+
+
+# --- checks and knobs ------------------------------------------------------------------------
+
+
+def test_cdk_nag_finds_nothing_unsuppressed(stack):
+    annotations = Annotations.from_stack(stack)
+    errors = annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    warnings = annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert [e.entry.data for e in errors] == []
+    assert [w.entry.data for w in warnings] == []
+
+
+def test_hardware_map_and_warm_pool_are_configurable_by_context(tmp_path_factory):
+    stack = synth(tmp_path_factory, **{c.CTX_HARDWARE: json.dumps({"gpu-t4": "g4dn.2xlarge"}),
+                                       c.CTX_GPU_WARM_POOL: "true", c.CTX_GPU_MAX_INSTANCES: "5"})
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::ECS::CapacityProvider", 1)
+    template.has_resource_properties("AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like(
+        {"InstanceType": "g4dn.2xlarge"})})
+    template.has_resource_properties("AWS::AutoScaling::AutoScalingGroup", {"MaxSize": "5"})
+    template.resource_count_is("AWS::AutoScaling::WarmPool", 1)

@@ -1,0 +1,116 @@
+"""The expirer on an injected clock: timeouts, Cancel-After deadlines, lost runners and the
+one-hour data removal (output URLs stop serving)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cogplane.domain.entities import Runner
+from cogplane.services.expirer import Expirer
+from cogplane.services.presenters import blob_ref
+from functions.api.app import create_app
+from tests.services.test_webhooks import make_version
+
+
+@pytest.fixture
+def made(local):
+    return make_version(local)
+
+
+def create(local, made, **kw):
+    alice, model, version = made
+    return local.predictions.create(alice, model, version, {"input": {"prompt": "x"}}, **kw)
+
+
+def test_running_past_the_timeout_fails_with_a_clear_error(local, made, clock):
+    local.predictions.timeout_seconds = 1800
+    p = create(local, made)
+    local.state.update_prediction(p.id, {"status": "processing", "started_at": clock.now()})
+    expirer = Expirer(local)
+    clock.advance(1799)
+    expirer.run_once()
+    assert local.state.get_prediction(p.id).status == "processing"
+    clock.advance(2)
+    assert expirer.run_once()["timeout"] == 1
+    failed = local.state.get_prediction(p.id)
+    assert failed.status == "failed" and "timed out" in failed.error and "1800" in failed.error
+    assert failed.metrics["predict_time"] == pytest.approx(1801, abs=0.01)
+
+
+def test_cancel_after_aborts_a_prediction_that_never_started(local, made, clock):
+    p = create(local, made, cancel_after="30s")
+    assert p.deadline
+    clock.advance(31)
+    Expirer(local).run_once()
+    aborted = local.state.get_prediction(p.id)
+    assert aborted.status == "aborted" and "deadline" in aborted.error
+
+
+def test_cancel_after_cancels_a_running_prediction(local, made, clock):
+    p = create(local, made, cancel_after="1m30s")
+    local.state.update_prediction(p.id, {"status": "processing", "started_at": clock.now()})
+    clock.advance(89)
+    Expirer(local).run_once()
+    assert local.state.get_prediction(p.id).status == "processing"
+    clock.advance(2)
+    Expirer(local).run_once()
+    assert local.state.get_prediction(p.id).status == "canceled"
+
+
+def test_a_runner_that_stopped_heartbeating_has_its_predictions_failed(local, made, clock):
+    p = create(local, made)
+    local.state.update_prediction(p.id, {"status": "processing", "started_at": clock.now(), "runner_id": "r-1"})
+    local.state.put_runner(Runner(id="r-1", pool=p.pool, state="ready", heartbeat_at=clock.now(),
+                                  in_flight=[p.id]))
+    expirer = Expirer(local, lost_after=30)
+    clock.advance(20)
+    assert expirer.run_once()["lost"] == 0
+    clock.advance(15)
+    assert expirer.run_once()["lost"] == 1
+    failed = local.state.get_prediction(p.id)
+    assert failed.status == "failed" and "stopped responding" in failed.error
+    assert local.state.get_runner("r-1") is None
+
+
+def test_api_predictions_lose_their_data_after_one_hour_and_urls_stop_serving(local, made, clock):
+    p = create(local, made)
+    key = f"predictions/{p.id}/1/out.txt"
+    local.blobs.put(key, b"secret output", content_type="text/plain")
+    local.state.update_prediction(p.id, {"status": "succeeded", "output": blob_ref(key), "logs": "some logs",
+                                         "completed_at": clock.now()})
+    client = TestClient(create_app(local))
+    url = local.blobs.signed_url(key, expires_in=7200)
+    path = url.split("https://cogplane.test", 1)[1]
+    assert client.get(path).content == b"secret output"
+    clock.advance(3599)
+    Expirer(local).run_once()
+    assert local.state.get_prediction(p.id).data_removed is False
+    clock.advance(2)
+    assert Expirer(local).run_once()["remove"] == 1
+    removed = local.state.get_prediction(p.id)
+    assert removed.data_removed and removed.output is None and removed.input == {} and removed.logs == ""
+    assert removed.status == "succeeded"
+    assert client.get(path).status_code == 404
+    assert local.blobs.head(key) is None
+
+
+def test_web_predictions_are_kept(local, made, clock):
+    p = create(local, made, source="web")
+    local.state.update_prediction(p.id, {"status": "succeeded", "output": "x", "completed_at": clock.now()})
+    clock.advance(7 * 24 * 3600)
+    Expirer(local).run_once()
+    assert local.state.get_prediction(p.id).data_removed is False
+
+
+def test_removal_waits_for_a_prediction_still_running(local, made, clock):
+    local.predictions.timeout_seconds = 7200  # (a run timeout would fail it before the hour is up)
+    p = create(local, made)
+    local.state.update_prediction(p.id, {"status": "processing", "started_at": clock.now()})
+    clock.advance(3601)
+    Expirer(local).run_once()
+    assert local.state.get_prediction(p.id).data_removed is False
+    local.state.update_prediction(p.id, {"status": "succeeded", "output": "x", "completed_at": clock.now()})
+    clock.advance(301)
+    Expirer(local).run_once()
+    assert local.state.get_prediction(p.id).data_removed is True
