@@ -38,6 +38,7 @@ from cogplane.services.files import file_id_from_url
 from cogplane.services.presenters import blob_ref
 from gpu_runner.cog_server import CogServer, write_schema
 from gpu_runner.environment import EnvironmentBuildError, ensure_environment
+from gpu_runner.external_server import DEFAULT_COG_URL, ExternalCogServer
 
 log = logging.getLogger("cogplane.runner")
 
@@ -79,6 +80,11 @@ class RunnerConfig:
     setup_timeout: float | None = 600.0
     keep_warm: bool = False  # min_instances runners never exit on idle
     spawned_at: float | None = None
+    # image versions: the model container's cog server (a sidecar's neighbour), not one we start
+    cog_url: str = field(default_factory=lambda: os.environ.get("COG_URL", DEFAULT_COG_URL))
+    # the port of the runner's webhook/upload server (0 = any); an image's cog is started with
+    # `--upload-url http://127.0.0.1:<port>/upload/`, so image tasks fix it
+    http_port: int = field(default_factory=lambda: int(os.environ.get("COGPLANE_RUNNER_HTTP_PORT") or 0))
     runner_id: str = field(default_factory=lambda: "r-" + uuid.uuid4().hex[:12])
 
 
@@ -121,7 +127,7 @@ class RunnerProcess:
         self.stopping = threading.Event()
         self.inflight: dict[str, InFlight] = {}
         self.lock = threading.Lock()
-        self.server: CogServer | None = None
+        self.server: CogServer | ExternalCogServer | None = None
         self.version: Version | None = None
         self.model_dir: Path | None = None
         self.env_dir: Path | None = None
@@ -129,6 +135,7 @@ class RunnerProcess:
         self.iterator_output = False
         self.restart_needed = threading.Event()
         self.wakeup = threading.Event()  # rung by the doorbell and by finished predictions
+        self.beat_now = threading.Event()  # asks the heartbeat thread for an immediate beat
         self.doorbell: socket.socket | None = None
         self.cold_metrics: dict[str, float] = {}
         self.record = Runner(id=self.id, pool=config.pool, pid=os.getpid(), host=socket.gethostname(),
@@ -218,13 +225,24 @@ class RunnerProcess:
         """Make the cog server READY. Returns (ok, reason). Boot lines go to the waiting prediction."""
         on_log = LogBuffer(self, waiting)
         t0, wall0 = time.monotonic(), time.time()
+        from gpu_runner.ecs_metadata import boot_phases
+
+        phases = boot_phases(self.spawned_at) if not self.server_restarts else {}
         try:
             self.version = self.version or self.resolve_version()
             on_log(f"Booting {self.version.model} (cold start: no runner was warm)")
-            self.model_dir = self.prepare_source(self.version, on_log)
-            self.env_dir = ensure_environment(self.version.config, self.model_dir, self.config.env_cache,
-                                              on_log=on_log)
-            write_schema(self.model_dir, self.version.openapi_schema)
+            if "capacity_time" in phases:
+                on_log(f"Capacity provisioning (task placed, instance started if none was free): "
+                       f"{phases['capacity_time']:.2f} s")
+            if "image_pull_time" in phases:
+                on_log(f"Image pull: {phases['image_pull_time']:.2f} s")
+            if self.version.kind == "image":  # the model container serves cog: nothing to build
+                on_log(f"Waiting for the model image's cog server ({self.version.image})")
+            else:
+                self.model_dir = self.prepare_source(self.version, on_log)
+                self.env_dir = ensure_environment(self.version.config, self.model_dir, self.config.env_cache,
+                                                  on_log=on_log)
+                write_schema(self.model_dir, self.version.openapi_schema)
         except EnvironmentBuildError as exc:
             on_log.flush()
             return False, f"Building the model's environment failed: {exc}"
@@ -240,7 +258,8 @@ class RunnerProcess:
         # boot: from the runner's spawn (or this boot's start) until the cog server is launched;
         # setup: from then until cog says READY (imports + the model's setup())
         boot_start = t0 - max(0.0, wall0 - self.spawned_at) if self.spawned_at and not self.server_restarts else t0
-        self.cold_metrics = {"boot_time": round(t1 - min(t0, boot_start), 4), "setup_time": round(t2 - t1, 4)}
+        self.cold_metrics = {"boot_time": round(t1 - min(t0, boot_start), 4), "setup_time": round(t2 - t1, 4),
+                             **phases}  # capacity_time and image_pull_time are parts of boot_time
         on_log(f"Model ready (boot {self.cold_metrics['boot_time']:.2f} s, setup "
                f"{self.cold_metrics['setup_time']:.2f} s)" if ok else "Model setup failed")
         on_log.flush()
@@ -249,13 +268,17 @@ class RunnerProcess:
     server_restarts = 0
 
     def start_server(self, on_log) -> tuple[bool, str]:
-        assert self.version and self.model_dir and self.env_dir and self.httpd
+        assert self.version and self.httpd
         config = self.version.config or {}
         self.concurrency = int((config.get("concurrency") or {}).get("max") or 1)
         upload = f"http://127.0.0.1:{self.httpd.server_address[1]}/upload/"
-        self.server = CogServer(self.model_dir, self.env_dir, concurrency=self.concurrency,
-                                setup_timeout=self.config.setup_timeout, upload_url=upload,
-                                log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config)
+        if self.version.kind == "image":
+            self.server = ExternalCogServer(self.config.cog_url)
+        else:
+            assert self.model_dir and self.env_dir
+            self.server = CogServer(self.model_dir, self.env_dir, concurrency=self.concurrency,
+                                    setup_timeout=self.config.setup_timeout, upload_url=upload,
+                                    log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config)
         self.server.start()
         health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
         if health.serving:
@@ -307,14 +330,16 @@ class RunnerProcess:
         metrics: dict[str, Any] = {}
         if cold:
             metrics.update(self.cold_metrics)
-        metrics["queue_time"] = round(max(0.0, waited - sum(metrics.values())), 4)
+        cold = metrics.get("boot_time", 0.0) + metrics.get("setup_time", 0.0)
+        metrics["queue_time"] = round(max(0.0, waited - cold), 4)
         flight = InFlight(job=job, prediction_id=prediction.id, created_at=prediction.created_at,
                           started_mono=time.monotonic(), log_prefix=prediction.logs or "", metrics=metrics,
                           iterator=self.iterator_output)
         with self.lock:
             self.inflight[prediction.id] = flight
-        # Record that we hold it before it is `processing`, so a kill -9 from here on is noticed.
-        self.write_record()
+        # The heartbeat thread records that we hold it within milliseconds (off the warm path);
+        # the local dispatcher also finds a dead runner's `processing` predictions by runner_id.
+        self.beat_now.set()
         try:
             prediction = self.state.update_prediction(
                 prediction.id, {"status": "processing", "started_at": now, "runner_id": self.id},
@@ -339,7 +364,7 @@ class RunnerProcess:
         delay = 0.002
         while True:
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+                conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
                 conn.request("PUT", f"/predictions/{prediction.id}", body=body,
                              headers={"Content-Type": "application/json", "Prefer": "respond-async"})
                 response = conn.getresponse()
@@ -515,7 +540,7 @@ class RunnerProcess:
         if not self.server or not self.server.port:
             return
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+            conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=5)
             conn.request("POST", f"/predictions/{prediction_id}/cancel")
             conn.getresponse().read()
             conn.close()
@@ -585,7 +610,7 @@ class RunnerProcess:
                 port = runner.httpd.server_address[1]
                 self._reply(201, {"Location": f"http://127.0.0.1:{port}/blob/{key}"})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.config.http_port), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, name="runner-http", daemon=True).start()
 
@@ -606,7 +631,11 @@ class RunnerProcess:
             self.shutdown()
 
     def _heartbeats(self) -> None:
-        while not self.stopping.wait(self.config.heartbeat_seconds):
+        while not self.stopping.is_set():
+            self.beat_now.wait(self.config.heartbeat_seconds)
+            self.beat_now.clear()
+            if self.stopping.is_set():
+                return
             try:
                 self.heartbeat()
             except Exception:  # noqa: BLE001 - keep beating; a missed beat is not fatal

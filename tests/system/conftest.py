@@ -213,3 +213,15 @@ def node_env(stack: Stack, **extra: str) -> dict[str, str]:
 
 
 __all__ = ["Stack", "TOKEN", "REPO", "wait_for", "descendants", "alive", "sys", "node_env"]
+
+
+def db_rows(stack: Stack, sql: str, params: tuple = ()) -> list:
+    """Read the stack's SQLite state directly (runner records, internal fields)."""
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(stack.home / "cogplane.db", timeout=30)
+    try:
+        return [json.loads(row[0]) for row in db.execute(sql, params).fetchall()]
+    finally:
+        db.close()

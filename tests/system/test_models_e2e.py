@@ -10,7 +10,7 @@ import time
 import pytest
 from replicate.exceptions import ModelError
 
-from tests.system.conftest import REPO, alive, descendants, wait_for
+from tests.system.conftest import REPO, alive, db_rows, descendants, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -72,6 +72,10 @@ def test_a_predictor_that_raises_makes_run_raise_model_error(stack, model_copy):
     assert "the predictor's own words" in str(info.value)
     prediction = info.value.prediction
     assert prediction.status == "failed" and "about to fail" in (prediction.logs or "")
+    # a new version's pool was cold: the logs said it was booting, the metrics say where time went
+    assert "Booting local/raises (cold start" in prediction.logs
+    for key in ("boot_time", "setup_time", "queue_time", "predict_time", "total_time"):
+        assert isinstance(prediction.metrics[key], float | int), key
 
 
 def test_setup_failure_fails_the_predictions_with_the_setup_error(stack, model_copy):
@@ -87,19 +91,25 @@ def test_setup_failure_fails_the_predictions_with_the_setup_error(stack, model_c
 
 
 def test_cancel_of_a_long_prediction_ends_canceled(stack, model_copy):
+    """The model run itself stops: the same single-slot runner takes the next job long before
+    the canceled 60 s run could have finished on its own."""
     stack.cli("push", str(model_copy("sleeper")), "local/sleeper-cancel")
     with stack.client() as c:
         pid = c.post("/v1/models/local/sleeper-cancel/predictions", json={"input": {"seconds": 60}}).json()["id"]
         wait_for(lambda: c.get(f"/v1/predictions/{pid}").json()["status"] == "processing", timeout=120)
         wait_for(lambda: "tick 0" in (c.get(f"/v1/predictions/{pid}").json()["logs"] or ""), timeout=30)
+        runner = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (pid,))[0]["runner_id"]
         r = c.post(f"/v1/predictions/{pid}/cancel")
         assert r.status_code == 200 and r.json()["status"] == "canceled"
         final = c.get(f"/v1/predictions/{pid}").json()
         assert final["status"] == "canceled" and final["completed_at"]
-        # the runner stops the model run within about a second and takes the next job
-        nxt = c.post("/v1/models/local/sleeper-cancel/predictions", json={"input": {"seconds": 0}},
-                     headers={"Prefer": "wait=30"}).json()
-        assert nxt["status"] == "succeeded"
+        nxt = c.post("/v1/models/local/sleeper-cancel/predictions", json={"input": {"seconds": 0}}).json()
+        done = wait_for(lambda: (p := c.get(f"/v1/predictions/{nxt['id']}").json())["status"] == "succeeded"
+                        and p, timeout=30)
+        taken_by = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (nxt["id"],))[0]["runner_id"]
+        assert taken_by == runner, "the runner whose model run was canceled took the next job"
+        assert done["output"] == "slept 0"
+        assert c.get(f"/v1/predictions/{pid}").json()["status"] == "canceled"
 
 
 def _runner_pid_for(stack, prediction_id: str, client) -> int:

@@ -8,6 +8,7 @@ run out and go to a new runner). A pool whose model fails setup backs off instea
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -217,11 +218,16 @@ class ProcessDispatcher:
         self.children.pop(child.id, None)
         state = self.services.state
         record = state.get_runner(child.id)
+        reason = (f"The runner serving this prediction stopped unexpectedly (exit code {code})."
+                  if code not in (0, EXIT_SETUP_FAILED) else "The runner stopped before the prediction finished.")
+        held = set(record.in_flight) if record else set()
+        # also what it took since its last heartbeat: running predictions that name it (an index)
+        for row in self.db.read("SELECT id, data FROM predictions WHERE status = 'processing'"):
+            if json.loads(row["data"]).get("runner_id") == child.id:
+                held.add(row["id"])
+        for prediction_id in held:
+            fail_if_held(self.services, prediction_id, child.id, reason)
         if record is not None:
-            reason = (f"The runner serving this prediction stopped unexpectedly (exit code {code})."
-                      if code not in (0, EXIT_SETUP_FAILED) else "The runner stopped before the prediction finished.")
-            for prediction_id in record.in_flight:
-                fail_if_held(self.services, prediction_id, child.id, reason)
             state.delete_runner(child.id)
         if code == EXIT_SETUP_FAILED:
             _, delay = self.backoff.get(child.pool, (0.0, 5.0))

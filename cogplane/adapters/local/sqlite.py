@@ -53,9 +53,12 @@ CREATE TABLE IF NOT EXISTS predictions (
   id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at TEXT NOT NULL, status TEXT NOT NULL,
   data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS predictions_by_owner ON predictions (owner, created_at, id);
+CREATE INDEX IF NOT EXISTS predictions_by_status ON predictions (status);
 CREATE TABLE IF NOT EXISTS deployments (
   owner TEXT NOT NULL, name TEXT NOT NULL, release_number INTEGER NOT NULL, data TEXT NOT NULL,
   PRIMARY KEY (owner, name));
+CREATE INDEX IF NOT EXISTS deployments_warm ON deployments (owner, name)
+  WHERE json_extract(data, '$.min_instances') > 0;
 CREATE TABLE IF NOT EXISTS jobs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL, prediction_id TEXT NOT NULL,
   visible_at REAL NOT NULL, receipt TEXT, attempts INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
@@ -383,6 +386,13 @@ class SqliteStateStore:
         items = [Deployment.from_dict(json.loads(r["data"])) for r in rows[:limit]]
         nxt = cursors.encode({"n": rows[limit - 1]["name"]}) if len(rows) > limit else None
         return Page(items=items, next_cursor=nxt)
+
+    def list_warm_deployments(self, limit: int = 100) -> list[Deployment]:
+        # the partial index deployments_warm holds only deployments with min_instances > 0
+        rows = self.db.read(
+            "SELECT data FROM deployments WHERE json_extract(data, '$.min_instances') > 0"
+            " ORDER BY owner, name LIMIT ?", (max(0, int(limit)),))
+        return [Deployment.from_dict(json.loads(r["data"])) for r in rows]
 
     # --- files --------------------------------------------------------------------------
     def create_file(self, file: File) -> None:

@@ -1,0 +1,61 @@
+"""Webhooks through the running stack (the local pump), from a real model's run: signed so the
+official Python client validates them, the filter honoured, the terminal event last."""
+
+from __future__ import annotations
+
+import pytest
+from replicate.webhook import Webhooks, WebhookSigningSecret
+
+from tests.services.conftest import Receiver
+from tests.system.conftest import wait_for
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_real_run_delivers_signed_webhooks_in_order(stack, model_copy, receiver):
+    stack.cli("push", str(model_copy("tokens")), "local/tokens-hooks")
+    with stack.client() as c:
+        secret = c.get("/v1/webhooks/default/secret").json()["key"]
+        p = c.post("/v1/models/local/tokens-hooks/predictions",
+                   json={"input": {"text": "a b c d e f", "delay": 0.2}, "webhook": receiver.url}).json()
+        wait_for(lambda: any(r["json"]["status"] == "succeeded" for r in receiver.requests), timeout=120)
+        final = c.get(f"/v1/predictions/{p['id']}").json()
+    bodies = [r["json"] for r in receiver.requests]
+    assert bodies[-1]["status"] == "succeeded", "the terminal event is the last delivered"
+    assert bodies[-1]["output"] == final["output"] == ["a ", "b ", "c ", "d ", "e ", "f"]
+    assert bodies[0]["status"] == "starting"  # `start`, sent when the prediction is created
+    assert any(b["status"] == "processing" and b["output"] for b in bodies), "output events arrive as it runs"
+    for r in receiver.requests:
+        Webhooks.validate(headers=r["headers"], body=r["body"].decode(), secret=WebhookSigningSecret(key=secret),
+                          tolerance=300)
+    assert len({r["headers"]["webhook-id"] for r in receiver.requests}) == len(receiver.requests)
+
+
+def test_filter_completed_only(stack, model_copy, receiver):
+    stack.cli("push", str(model_copy("tokens")), "local/tokens-hooks")
+    with stack.client() as c:
+        p = c.post("/v1/models/local/tokens-hooks/predictions",
+                   json={"input": {"text": "x y"}, "webhook": receiver.url,
+                         "webhook_events_filter": ["completed"]}).json()
+        wait_for(lambda: receiver.requests, timeout=120)
+        wait_for(lambda: c.get(f"/v1/predictions/{p['id']}").json()["status"] == "succeeded", timeout=60)
+    import time
+
+    time.sleep(1)  # give the pump a chance to (wrongly) send anything else
+    assert [r["json"]["status"] for r in receiver.requests] == ["succeeded"]
+
+
+def test_link_local_webhook_is_refused_with_422(stack):
+    with stack.client() as c:
+        r = c.post("/v1/models/examples/hello/predictions",
+                   json={"input": {"prompt": "x"}, "webhook": "http://169.254.169.254/latest/meta-data"})
+        assert r.status_code == 422 and r.json()["field"] == "webhook"
