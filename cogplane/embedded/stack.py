@@ -25,7 +25,7 @@ def trust_help(ca: str | None) -> str:
     if not ca:
         return "  (plain HTTP: COGPLANE_TLS=0; file outputs are http: URLs, not FileOutput objects)\n"
     return f"""  HTTPS with a local CA made for this install. Trust it in your clients:
-    Python:  export SSL_CERT_FILE={ca}    (or replicate.Client(..., verify="{ca}"))
+    Python:  export SSL_CERT_FILE={ca}    (replicate 1.0.7 ignores Client(verify=...): see the README)
     node:    export NODE_EXTRA_CA_CERTS={ca}
     curl:    curl --cacert {ca} ...
 """
