@@ -69,6 +69,10 @@ def push(args: argparse.Namespace) -> int:
     owner, _, name = args.model.partition("/")
     if not owner or not name:
         return _err("the model must be given as OWNER/NAME")
+    if getattr(args, "image", None):
+        return push_image(args, url=url, token=token, home=home)
+    if not args.dir:
+        return _err("give the model folder, or --image IMAGE for an image built by `cog build`")
     model_dir = Path(args.dir)
     if not model_dir.is_dir():
         return _err(f"{model_dir} is not a folder")
@@ -106,6 +110,56 @@ def push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensure_model(client: httpx.Client, args: argparse.Namespace, owner: str, name: str) -> str | None:
+    """Create OWNER/NAME if missing; an error message, or None."""
+    found = client.get(f"/v1/models/{owner}/{name}")
+    if found.status_code == 404:
+        created = client.post("/v1/models", json={
+            "owner": owner, "name": name, "visibility": "public" if args.public else "private",
+            "hardware": args.hardware, "description": args.description})
+        if created.status_code != 201:
+            return f"could not create {owner}/{name}: {created.text}"
+        print(f"Created model {owner}/{name} ({'public' if args.public else 'private'})", file=sys.stderr)
+    elif found.status_code != 200:
+        return f"could not read {owner}/{name}: {found.status_code} {found.text}"
+    return None
+
+
+def push_image(args: argparse.Namespace, *, url: str, token: str, home: Path,
+               transport: httpx.BaseTransport | None = None) -> int:
+    """`cogplane push --image IMAGE OWNER/NAME`: read the schema from the image's labels through
+    the registry API (no Docker), then register IMAGE@digest as a version of the model."""
+    from cogplane.registry import RegistryError, inspect_image
+    from cogplane.tls import ssl_context
+
+    owner, _, name = args.model.partition("/")
+    print(f"Reading {args.image} from its registry ...", file=sys.stderr)
+    try:
+        info = inspect_image(args.image, transport=getattr(args, "registry_transport", None))
+        schema = info.openapi_schema
+    except RegistryError as exc:
+        return _err(f"cannot register {args.image}: {exc}")
+    except httpx.HTTPError as exc:
+        return _err(f"cannot reach the registry of {args.image}: {exc}")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30, verify=ssl_context(home),
+                      transport=transport) as client:
+        try:
+            problem = _ensure_model(client, args, owner, name)
+            if problem:
+                return _err(problem)
+            r = client.post(f"/v1/models/{owner}/{name}/versions", json={
+                "image": info.image, "openapi_schema": schema, "cog_version": info.cog_version})
+        except httpx.HTTPError as exc:
+            return _err(f"cannot reach {url}: {exc}")
+    if r.status_code not in (200, 201):
+        return _err(f"registration failed: {r.status_code} {r.text}")
+    state = "new version" if r.status_code == 201 else "unchanged, existing version"
+    print(f"Registered {info.image} as {owner}/{name} ({state})", file=sys.stderr)
+    print(r.json()["id"])
+    return 0
+
+
 def up(args: argparse.Namespace) -> int:
     from cogplane.embedded.stack import run
 
@@ -116,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cogplane", description="A self-hosted, Replicate-compatible platform.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("push", help="push a Cog model folder as a new version (no Docker needed)")
-    p.add_argument("dir", help="the model folder (with cog.yaml and predict.py)")
+    p.add_argument("dir", nargs="?", help="the model folder (with cog.yaml and predict.py)")
     p.add_argument("model", help="OWNER/NAME; created if missing")
+    p.add_argument("--image", default=None,
+                   help="register an image built by `cog build` and pushed to a registry (e.g. the "
+                        "model's ECR repository) instead of a folder; the schema is read from its labels")
     p.add_argument("--public", action="store_true", help="make a newly created model public")
     p.add_argument("--hardware", default="cpu", help="hardware SKU for a newly created model (default cpu)")
     p.add_argument("--description", default=None, help="description for a newly created model")

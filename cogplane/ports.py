@@ -144,6 +144,10 @@ class StateStore(Protocol):
         self, owner: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[Deployment]: ...
 
+    def list_warm_deployments(self, limit: int = 100) -> list[Deployment]:
+        """Deployments of every owner with min_instances > 0 (at most `limit`, by owner/name), for
+        the expirer's keep-warm pass. An index of just those (never a scan of all deployments)."""
+
     # --- files --------------------------------------------------------------------------
     def create_file(self, file: File) -> None:
         """Raises Conflict if the id exists."""

@@ -11,12 +11,14 @@ joined by a space (it sorts below every name character, so ties order like (owne
     model       MODEL#{o}/{n} / MODEL             PUBLIC_MODELS / {t}#{o} {n}   (1)
     version     MODEL#{o}/{n} / VERSION#{id}      VERSIONS#{o}/{n} / {t}#{id}         VERSION#{id} / {o}/{n}
     prediction  PREDICTION#{id} / PREDICTION      PREDICTIONS#{owner} / {t}#{id}
-    deployment  DEPLOYMENTS#{owner} / DEPLOYMENT#{name}   (listed by a base-table Query)
+    deployment  DEPLOYMENTS#{owner} / DEPLOYMENT#{name}   (listed by a base-table Query)   (2)
     runner      RUNNER#{id} / RUNNER              RUNNERS / {pool}#{id}
     outbox      OUTBOX#{id} / OUTBOX              OUTBOX / {due_at}#{id}
 
 (1) public models only; public models that have a version also carry
     gsi2 = PUBLIC_MODELS_BY_LATEST / {latest_version_created_at}#{o} {n} (sparse index).
+(2) deployments with min_instances > 0 also carry gsi2 = WARM_DEPLOYMENTS / {o} {n} (sparse:
+    the expirer's keep-warm pass reads just those).
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ INDEX_PURPOSES: dict[str, list[str]] = {
     GSI2: [
         "VERSION#{id}: every model version with this id (global lookup)",
         "PUBLIC_MODELS_BY_LATEST: public models with a version, by latest_version_created_at#owner/name",
+        "WARM_DEPLOYMENTS: deployments with min_instances > 0, by owner name (sparse)",
     ],
 }
 

@@ -107,8 +107,9 @@ def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, cloc
         from cogplane.adapters.aws.ecs import EcsConfig, EcsDispatcher, StatePoolHardware
 
         ecs = clients.get("ecs") or _aws_client("ecs")
+        pools = StatePoolHardware(state)
         dispatcher = EcsDispatcher.from_config(ecs, EcsConfig.from_json(settings.ecs_dispatch),
-                                               hardware_for=StatePoolHardware(state), queue=queue)
+                                               hardware_for=pools, image_for=pools.image, queue=queue)
     return Services(
         settings=settings,
         state=state,

@@ -63,3 +63,7 @@ API_THROTTLE_BURST = 200
 PREDICTIONS_BACKSTOP_DAYS = 1  # lifecycle counts whole days; the expirer removes data at 1 h
 FILES_BACKSTOP_DAYS = 2  # /v1/files uploads expire after 24 h (API contract); a day's margin
 ABORT_MULTIPART_DAYS = 1
+
+# Image versions (`cogplane push --image`): model images in ECR repositories named
+# `cogplane/<owner>/<name>` (created with `aws ecr create-repository`); runner tasks may pull them.
+MODEL_REPOSITORY_PREFIX = "cogplane/"

@@ -13,6 +13,7 @@ from cogplane.ports import BlobStore, Clock, StateStore
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 MODEL_FIELDS = ("description", "github_url", "paper_url", "license_url", "cover_image_url")
 PATCH_FIELDS = ("description", "readme", "github_url", "paper_url", "weights_url", "license_url")
+IMAGE_PINNED = re.compile(r"^[a-z0-9][a-z0-9.:_/-]{0,250}@sha256:[0-9a-f]{64}$")
 VERSION_NOT_FOUND = "The specified version does not exist (or perhaps you don't have permission to use it?)"
 
 
@@ -138,6 +139,30 @@ class CatalogService:
         version = Version(id=version_id, owner=owner, name=name, created_at=self.clock.now(),
                           openapi_schema=schema, cog_version=cog_version or "0.23.1", kind="source",
                           bundle_key=key, config=config, size=len(bundle))
+        stored, created = self.state.put_version(version)
+        if created:
+            model = model.replace(latest_version_id=stored.id, latest_version_created_at=stored.created_at)
+            self.state.update_model(model)
+        return stored, created
+
+    def push_image_version(self, viewer: Account, owner: str, name: str, *, image: str,
+                           schema: dict[str, Any], cog_version: str | None) -> tuple[Version, bool]:
+        """Register an image built by `cog build` (`IMAGE@sha256:<id>`, pinned by its manifest
+        digest; the CLI read the schema from its `run.cog.openapi_schema` label). Id = the hex."""
+        model = self.get_model(viewer, owner, name)
+        if viewer.username != owner:
+            raise NotFound(f"Model {owner}/{name} not found.")
+        if not isinstance(image, str) or not IMAGE_PINNED.match(image):
+            raise Unprocessable("`image` must be pinned by digest: REGISTRY/REPOSITORY@sha256:<64 hex>.",
+                                field="image")
+        components = schema.get("components", {}).get("schemas", {}) if isinstance(schema, dict) else {}
+        if "Input" not in components or "Output" not in components:
+            raise Unprocessable("The schema must have components.schemas.Input and Output.",
+                                field="openapi_schema")
+        version_id = image.rsplit("@sha256:", 1)[1]
+        version = Version(id=version_id, owner=owner, name=name, created_at=self.clock.now(),
+                          openapi_schema=schema, cog_version=cog_version or "0.23.1", kind="image",
+                          image=image)
         stored, created = self.state.put_version(version)
         if created:
             model = model.replace(latest_version_id=stored.id, latest_version_created_at=stored.created_at)

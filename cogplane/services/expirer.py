@@ -6,6 +6,13 @@ a scan) and on runners that stopped heartbeating.
 - `deadline` (Cancel-After): not started → `aborted`; running → `canceled` (the runner stops it).
 - `timeout`: still running past the install's/deployment's timeout → `failed`.
 - lost runners: no heartbeat for `lost_after` seconds → their in-flight predictions `failed`.
+- reconcile (only with a dispatcher that has `keep_warm`, i.e. the deployed EcsDispatcher; the
+  local ProcessDispatcher keeps its own pools): deployments' `min_instances` are kept warm, and
+  pools with queued work but no runner (a lost wake) are woken again. No table scans: warm
+  deployments come from their sparse index (`list_warm_deployments`), and the pools checked
+  for lost wakes are a bounded set: pools of live runner records, pools of runners this pass
+  found lost, warm pools, and the dispatcher's `recent_pools()` (ECS: tasks stopped in the last
+  hour, which ECS keeps listing) — one queue-depth call per pool, at most `max_pools`.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ RECHECK_SECONDS = 300.0
 
 
 class Expirer:
-    def __init__(self, services, *, lost_after: float = 30.0):
+    def __init__(self, services, *, lost_after: float = 30.0, max_pools: int = 100):
         self.services = services
         self.lost_after = lost_after  # 6 missed heartbeats (runners beat every 5 s)
+        self.max_pools = max_pools  # pools checked for lost wakes per run (one depth call each)
+        self.lost_pools: set[str] = set()
 
     def run_once(self, limit: int = 500) -> dict[str, int]:
         counts = {"remove": 0, "deadline": 0, "timeout": 0, "lost": 0}
@@ -40,6 +49,47 @@ class Expirer:
             if handled is not None:
                 counts[timer] = counts.get(timer, 0) + int(handled)
         counts["lost"] = self.lost_runners(now)
+        counts.update(self.reconcile())
+        return counts
+
+    # --- reconcile: warm pools and lost wakes ------------------------------------------------
+    def reconcile(self) -> dict[str, int]:
+        """Keep deployments' min_instances warm and wake pools whose queued work has no runner.
+        A no-op for dispatchers without `keep_warm` (they manage their pools themselves)."""
+        dispatcher = self.services.dispatcher
+        keep_warm = getattr(dispatcher, "keep_warm", None)
+        lost_pools, self.lost_pools = self.lost_pools, set()
+        if keep_warm is None:
+            return {}
+        from cogplane.services.deployments import deployment_pool
+
+        counts = {"warm_started": 0, "woken": 0}
+        warm: set[str] = set()
+        for deployment in self.services.state.list_warm_deployments(limit=self.max_pools):
+            pool = deployment_pool(deployment)
+            warm.add(pool)
+            try:
+                started = keep_warm(pool, min(deployment.min_instances, deployment.max_instances))
+            except Exception:  # noqa: BLE001 - one pool's failure must not stop the others
+                log.exception("could not keep pool %s warm", pool)
+                continue
+            counts["warm_started"] += len(started or [])
+        candidates = {r.pool for r in self.services.state.list_runners()} | lost_pools | warm
+        recent = getattr(dispatcher, "recent_pools", None)
+        if recent is not None:
+            try:
+                candidates |= set(recent(limit=self.max_pools))
+            except Exception:  # noqa: BLE001
+                log.exception("could not list recently active pools")
+        for pool in sorted(candidates)[: self.max_pools]:
+            try:
+                if self.services.queue.depth(pool) > 0:
+                    # wake() starts a runner when the pool has none (a lost wake) and adds one
+                    # while the backlog outgrows them; with enough runners it does nothing
+                    dispatcher.wake(pool)
+                    counts["woken"] += 1
+            except Exception:  # noqa: BLE001
+                log.exception("could not check pool %s", pool)
         return counts
 
     def _update(self, prediction_id: str, changes: dict, expect: list[str]) -> bool:
@@ -104,6 +154,7 @@ class Expirer:
             if not runner.heartbeat_at or seconds_between(runner.heartbeat_at, now) < self.lost_after:
                 continue
             log.warning("runner %s stopped heartbeating at %s", runner.id, runner.heartbeat_at)
+            self.lost_pools.add(runner.pool)
             for prediction_id in runner.in_flight:
                 prediction = services.state.get_prediction(prediction_id)
                 if prediction and prediction.status == "processing" and prediction.runner_id == runner.id:

@@ -52,6 +52,11 @@ class Workers(Construct):
         self.execution_role = iam.Role(self, "RunnerExecutionRole",
                                        assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
         self.log_group.grant_write(self.execution_role)
+        # image versions: model images live in this account's ECR repositories `cogplane/<owner>/<name>`
+        self.execution_role.add_to_policy(iam.PolicyStatement(
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            resources=[stack.format_arn(service="ecr", resource="repository",
+                                        resource_name=f"{c.MODEL_REPOSITORY_PREFIX}*")]))
         image_config = image  # bound once per task definition (adds ECR pull rights to the execution role)
 
         environment = {
@@ -181,6 +186,11 @@ class Workers(Construct):
         cluster_condition = {"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}}
         families = [stack.format_arn(service="ecs", resource="task-definition", resource_name=f"{td.family}:*")
                     for td in self.task_definitions.values()]
+        # image versions: `{family}-image-{digest12}` definitions registered on first dispatch
+        image_families = [stack.format_arn(service="ecs", resource="task-definition",
+                                           resource_name=f"{td.family}-image-*:*")
+                          for td in self.task_definitions.values()]
+        families += image_families
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
             actions=["ecs:RunTask"], resources=families, conditions=cluster_condition))
         tasks = stack.format_arn(service="ecs", resource="task", resource_name=f"{self.cluster.cluster_name}/*")
@@ -192,5 +202,11 @@ class Workers(Construct):
         # ListTasks is authorised on container instances; scope it to the cluster by condition.
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
             actions=["ecs:ListTasks"], resources=["*"], conditions=cluster_condition))
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
+            actions=["ecs:TagResource"], resources=image_families,
+            conditions={"StringEquals": {"ecs:CreateAction": "RegisterTaskDefinition"}}))
+        # Register/DescribeTaskDefinition have no resource-level permissions
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
+            actions=["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition"], resources=["*"]))
         self.task_role.grant_pass_role(grantee)
         self.execution_role.grant_pass_role(grantee)

@@ -449,6 +449,45 @@ def test_deployments_are_listed_per_owner_in_pages(store):
     assert store.list_deployments("nobody").items == []
 
 
+def test_warm_deployments_are_listed_across_owners(store):
+    store.create_deployment(deployment("cold"))
+    store.create_deployment(deployment("w2", owner="zed").replace(min_instances=2, max_instances=3))
+    store.create_deployment(deployment("w1").replace(min_instances=1))
+    store.create_deployment(deployment("w0", owner="bob").replace(min_instances=1))
+    assert [(d.owner, d.name) for d in store.list_warm_deployments()] == [
+        ("acme", "w1"), ("bob", "w0"), ("zed", "w2")]
+    assert [d.name for d in store.list_warm_deployments(limit=2)] == ["w1", "w0"]
+    assert store.list_warm_deployments()[2].min_instances == 2
+
+    cooled = store.get_deployment("acme", "w1")
+    store.update_deployment(cooled.replace(min_instances=0, release_number=2), expect_release=1)
+    warmed = store.get_deployment("acme", "cold")
+    store.update_deployment(warmed.replace(min_instances=1, release_number=2), expect_release=1)
+    store.delete_deployment("zed", "w2")
+    assert [(d.owner, d.name) for d in store.list_warm_deployments()] == [("acme", "cold"), ("bob", "w0")]
+
+
+def test_warm_deployment_listing_is_a_query_not_a_scan(state):
+    if state.name != "aws":
+        pytest.skip("Scan is a DynamoDB notion")
+    store = state.store
+    calls: list[str] = []
+    query = store.client.query
+
+    def forbidden_scan(**kwargs: Any) -> Any:
+        raise AssertionError("list_warm_deployments must not Scan")
+
+    def counting_query(**kwargs: Any) -> Any:
+        calls.append(kwargs.get("IndexName", ""))
+        return query(**kwargs)
+
+    store.client.scan = forbidden_scan
+    store.client.query = counting_query
+    store.create_deployment(deployment("w").replace(min_instances=1))
+    assert [d.name for d in store.list_warm_deployments()] == ["w"]
+    assert calls == ["gsi2"]
+
+
 # --- runners ------------------------------------------------------------------------------------
 
 

@@ -155,3 +155,68 @@ def test_pool_hardware_comes_from_the_model_or_the_deployment(services):
     assert hardware(POOL) == "gpu-a10g"
     assert hardware("d-acme.fast." + "ab" * 32) == "gpu-l4"
     assert hardware("v-unknown") == "cpu"
+
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cogplane/acme/sd@sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize("sku", ["gpu-t4", "cpu"])
+def test_image_versions_get_a_two_container_task_definition_on_demand(aws, cluster, sku):
+    from cogplane.adapters.aws.ecs import IMAGE_RUNNER_HTTP_PORT, MODEL_CONTAINER
+
+    ecs = aws["ecs"]
+    dispatcher = EcsDispatcher.from_config(ecs, cluster, hardware_for=lambda pool: sku,
+                                           image_for=lambda pool: IMAGE if pool == POOL else None)
+    dispatcher.wake(POOL)
+    (task,) = _tasks(ecs)
+    base_family = f"runner-{sku}"
+    td = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    assert td["family"] == f"{base_family}-image-{'ab' * 6}"
+    containers = {c["name"]: c for c in td["containerDefinitions"]}
+    assert set(containers) == {"runner", MODEL_CONTAINER}
+    model, runner = containers[MODEL_CONTAINER], containers["runner"]
+    assert model["image"] == IMAGE and runner["image"] == "runner:latest"
+    assert f"http://127.0.0.1:{IMAGE_RUNNER_HTTP_PORT}/upload/" in model["command"]
+    env = {e["name"]: e["value"] for e in runner["environment"]}
+    assert env["COG_URL"] == "http://127.0.0.1:5000"
+    assert env["COGPLANE_RUNNER_HTTP_PORT"] == str(IMAGE_RUNNER_HTTP_PORT)
+    if sku == "gpu-t4":
+        assert td["networkMode"] == "host"  # the containers share localhost on EC2
+        assert model["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+        assert not runner.get("resourceRequirements")
+        assert task["capacityProviderName"] == "cogplane-gpu-t4"
+    else:
+        assert td["networkMode"] == "awsvpc" and task["launchType"] == "FARGATE"
+    # the override still targets the runner container
+    assert task["overrides"]["containerOverrides"][0]["name"] == "runner"
+
+    # cached: no second registration, in this dispatcher or a fresh one (found by family)
+    registered = []
+    fresh = EcsDispatcher.from_config(ecs, cluster, hardware_for=lambda pool: sku,
+                                      image_for=lambda pool: IMAGE, queue=FakeQueue(depth=5))
+    real_register = ecs.register_task_definition
+    ecs.register_task_definition = lambda **kw: registered.append(kw) or real_register(**kw)
+    try:
+        assert fresh.image_task_definition(IMAGE, sku) == task["taskDefinitionArn"]
+        fresh.wake(POOL)
+        dispatcher.image_task_definition(IMAGE, sku)
+    finally:
+        ecs.register_task_definition = real_register
+    assert registered == []
+    # a source version of another pool still runs the plain runner definition
+    dispatcher.wake("v-other")
+    other = [t for t in _tasks(ecs) if t["startedBy"] == started_by("v-other")]
+    assert other[0]["taskDefinitionArn"] == cluster.task_definitions[sku]
+
+
+def test_pool_image_is_that_of_image_versions_only(services):
+    state = services.state
+    state.create_model(Model(owner="acme", name="sd", hardware="gpu-a10g", created_at="t"))
+    state.put_version(Version(id="ab" * 32, owner="acme", name="sd", created_at="t", openapi_schema={},
+                              kind="image", image=IMAGE))
+    state.put_version(Version(id="cd" * 32, owner="acme", name="sd", created_at="t", openapi_schema={}))
+    pools = StatePoolHardware(state)
+    assert pools.image(POOL) == IMAGE
+    assert pools.image("d-acme.fast." + "ab" * 32) == IMAGE
+    assert pools.image("v-" + "cd" * 32) is None
+    assert pools.image("v-unknown") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 import signal
 import struct
 import time
@@ -66,7 +67,9 @@ def test_tts_wav_fed_to_whisper_gives_the_sentence_back(stack):
 
 
 def test_a_predictor_that_raises_makes_run_raise_model_error(stack, model_copy):
-    stack.cli("push", str(model_copy("raises")), "local/raises")
+    folder = model_copy("raises")
+    (folder / "nonce.txt").write_text(uuid.uuid4().hex)  # a version of its own: its pool starts cold
+    stack.cli("push", str(folder), "local/raises")
     with pytest.raises(ModelError) as info:
         stack.replicate().run("local/raises", input={"message": "the predictor's own words"})
     assert "the predictor's own words" in str(info.value)
@@ -93,7 +96,9 @@ def test_setup_failure_fails_the_predictions_with_the_setup_error(stack, model_c
 def test_cancel_of_a_long_prediction_ends_canceled(stack, model_copy):
     """The model run itself stops: the same single-slot runner takes the next job long before
     the canceled 60 s run could have finished on its own."""
-    stack.cli("push", str(model_copy("sleeper")), "local/sleeper-cancel")
+    folder = model_copy("sleeper")
+    (folder / "nonce.txt").write_text(uuid.uuid4().hex)  # a pool of its own: one runner, one slot
+    stack.cli("push", str(folder), "local/sleeper-cancel")
     with stack.client() as c:
         pid = c.post("/v1/models/local/sleeper-cancel/predictions", json={"input": {"seconds": 60}}).json()["id"]
         wait_for(lambda: c.get(f"/v1/predictions/{pid}").json()["status"] == "processing", timeout=120)

@@ -38,6 +38,7 @@ _PUBLIC_MODELS = "PUBLIC_MODELS"
 _PUBLIC_MODELS_BY_LATEST = "PUBLIC_MODELS_BY_LATEST"
 _OUTBOX_PARTITION = "OUTBOX"
 _RUNNERS_PARTITION = "RUNNERS"
+_WARM_DEPLOYMENTS = "WARM_DEPLOYMENTS"
 
 
 # --- item helpers ---------------------------------------------------------------------------
@@ -170,6 +171,9 @@ def _deployment_item(deployment: Deployment) -> dict[str, dict[str, Any]]:
         r.RELEASE: _n(deployment.release_number),
         r.DATA: _s(_dumps(deployment.to_dict())),
     }
+    if deployment.min_instances > 0:  # sparse: only deployments the expirer keeps warm
+        item[r.GSI2_PK] = _s(_WARM_DEPLOYMENTS)
+        item[r.GSI2_SK] = _s(f"{deployment.owner} {deployment.name}")
     _check_size(item, f"Deployment {deployment.owner}/{deployment.name}")
     return item
 
@@ -635,6 +639,15 @@ class DynamoStateStore:
             limit=limit,
         )
         return Page(items=[Deployment.from_dict(_data(i)) for i in items], next_cursor=nxt)
+
+    def list_warm_deployments(self, limit: int = 100) -> list[Deployment]:
+        if limit < 1:
+            return []
+        items, _ = self._table.query(index=r.GSI2, partition=_WARM_DEPLOYMENTS, forward=True,
+                                     cursor=None, limit=limit)
+        # the index is eventually consistent: trust the record, not its presence in the index
+        found = [Deployment.from_dict(_data(i)) for i in items]
+        return [d for d in found if d.min_instances > 0]
 
     # --- runners ------------------------------------------------------------------------
     # One item per runner; the gsi1 partition RUNNERS sorted by pool#id lists them without a

@@ -9,6 +9,14 @@ the expirer through `keep_warm`, whose tasks carry a separate `startedBy`.
 
 GPU SKUs run on their EC2 capacity provider (bridge networking: the container goes out through
 the instance); `cpu` runs on Fargate (awsvpc with a public IP: no NAT gateway in the stack).
+
+Image versions (`cogplane push --image`) run as a two-container task: the model image serving cog
+on 127.0.0.1:5000 and the runner as its sidecar (COG_URL). ECS cannot override a container's image
+in RunTask, so the first dispatch of such a version registers a task definition for it, derived
+from the SKU's runner task definition (roles, runner image, environment, logs, GPU count moved to
+the model container): family `{runner family}-image-{digest[:12]}`, cached by family name (a
+DescribeTaskDefinition finds it after a cold start). EC2 image tasks use `host` networking, so
+the two containers share localhost (bridge would not); Fargate's awsvpc already does.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ RUNNER_CONTAINER = "runner"
 STARTED_BY_MAX = 36  # ECS limit on `startedBy`
 _DEPLOYMENT_POOL_PREFIX = "d-"  # pools of deployments: d-{owner}.{name}.{version}
 _TAG_VALUE_MAX = 256
+MODEL_CONTAINER = "model"
+COG_PORT = 5000  # where cog serves in a model image (cog's default)
+IMAGE_RUNNER_HTTP_PORT = 5099  # the runner's webhook/upload server in image tasks (fixed: cog's --upload-url)
 
 
 def started_by(pool: str, *, warm: bool = False) -> str:
@@ -69,11 +80,26 @@ class EcsConfig:
 
 
 class StatePoolHardware:
-    """The hardware SKU a pool runs on: its deployment's, or its version's model's."""
+    """The hardware SKU a pool runs on: its deployment's, or its version's model's; and the image
+    of its version when that is an image version (`image(pool)`)."""
 
     def __init__(self, state: StateStore):
         self.state = state
         self._cache: dict[str, str] = {}
+        self._images: dict[str, str | None] = {}
+
+    def image(self, pool: str) -> str | None:
+        if pool not in self._images:
+            version = None
+            if pool.startswith(_DEPLOYMENT_POOL_PREFIX):
+                rest, _, version_id = pool[len(_DEPLOYMENT_POOL_PREFIX):].rpartition(".")
+                found = self.state.find_versions(version_id) if version_id else []
+                version = found[0] if found else None
+            elif pool.startswith("v-"):
+                found = self.state.find_versions(pool[2:])
+                version = found[0] if found else None
+            self._images[pool] = version.image if version is not None and version.kind == "image" else None
+        return self._images[pool]
 
     def __call__(self, pool: str) -> str:
         if pool not in self._cache:
@@ -99,7 +125,7 @@ class EcsDispatcher:
                  capacity_providers: dict[str, str], subnets: list[str], security_groups: list[str],
                  max_per_pool: int = 4, hardware_for: Callable[[str], str] | None = None,
                  queue: JobQueue | None = None, container: str = RUNNER_CONTAINER,
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.time, image_for: Callable[[str], str | None] | None = None):
         self.ecs = ecs_client
         self.cluster = cluster
         self.task_definitions = dict(task_definitions)
@@ -111,6 +137,8 @@ class EcsDispatcher:
         self.queue = queue
         self.container = container
         self.now = now
+        self.image_for = image_for or (lambda pool: None)
+        self._image_task_definitions: dict[str, str] = {}  # family -> ARN
 
     @classmethod
     def from_config(cls, ecs_client: Any, config: EcsConfig, **kwargs: Any) -> EcsDispatcher:
@@ -149,6 +177,48 @@ class EcsDispatcher:
                 started.append(arn)
         return started
 
+    def recent_pools(self, limit: int = 100) -> list[str]:
+        """Pools of runner tasks that stopped recently (ECS lists stopped tasks for about an hour):
+        where a wake may have been lost (a runner idled out just as work arrived, a task that
+        crashed or never got capacity). One ListTasks and one DescribeTasks, whatever the cluster."""
+        arns = self.ecs.list_tasks(cluster=self.cluster, desiredStatus="STOPPED",
+                                   maxResults=max(1, min(100, limit))).get("taskArns", [])
+        if not arns:
+            return []
+        tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns, include=["TAGS"]).get("tasks", [])
+        pools: list[str] = []
+        for task in tasks:
+            pool = _task_pool(task)
+            if pool and pool not in pools:
+                pools.append(pool)
+        return pools
+
+    def image_task_definition(self, image: str, hardware: str) -> str:
+        """The task definition that runs `image` (REPO@sha256:...) with the runner as sidecar on
+        `hardware`: registered on first use, then found by family name."""
+        base_arn = self.task_definitions[hardware]
+        base_family = base_arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+        digest = image.rsplit("@sha256:", 1)[-1]
+        family = f"{base_family}-image-{digest[:12]}"
+        cached = self._image_task_definitions.get(family)
+        if cached:
+            return cached
+        try:
+            found = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+        except ClientError:
+            found = None
+        if found and found.get("status", "ACTIVE") == "ACTIVE" and any(
+                c.get("name") == MODEL_CONTAINER and c.get("image") == image
+                for c in found.get("containerDefinitions", [])):
+            arn = found["taskDefinitionArn"]
+        else:
+            base = self.ecs.describe_task_definition(taskDefinition=base_arn)["taskDefinition"]
+            arn = self.ecs.register_task_definition(**image_task_kwargs(base, family, image, self.container))[
+                "taskDefinition"]["taskDefinitionArn"]
+            log.info("registered %s for image %s on %s", arn, image, hardware)
+        self._image_task_definitions[family] = arn
+        return arn
+
     def count(self, pool: str, *, warm: bool = False) -> int:
         """Tasks of the pool that are pending or running (desired status RUNNING)."""
         total = 0
@@ -167,6 +237,9 @@ class EcsDispatcher:
         task_definition = self.task_definitions.get(hardware)
         if task_definition is None:
             raise ValueError(f"No runner task definition for hardware {hardware!r} (pool {pool})")
+        image = self.image_for(pool)
+        if image:
+            task_definition = self.image_task_definition(image, hardware)
         runner_id = "r-" + uuid.uuid4().hex[:12]
         command = ["python", "-m", "gpu_runner", "--pool", pool, "--runner-id", runner_id,
                    "--spawned-at", repr(self.now())]
@@ -209,3 +282,62 @@ class EcsDispatcher:
         arn = tasks[0]["taskArn"]
         log.info("started runner %s for pool %s on %s (%s)", runner_id, pool, hardware, arn)
         return arn
+
+
+def _task_pool(task: dict[str, Any]) -> str | None:
+    """The pool a runner task serves: its `--pool` argument, else its pool tag."""
+    for override in (task.get("overrides") or {}).get("containerOverrides") or []:
+        command = override.get("command") or []
+        if "--pool" in command[:-1]:
+            return command[command.index("--pool") + 1]
+    for tag in task.get("tags") or []:
+        if tag.get("key") == POOL_TAG:
+            return tag.get("value")
+    return None
+
+
+def image_task_kwargs(base: dict[str, Any], family: str, image: str, runner_name: str = RUNNER_CONTAINER
+                      ) -> dict[str, Any]:
+    """RegisterTaskDefinition arguments for an image version, from the SKU's runner definition."""
+    runner = dict(next(c for c in base["containerDefinitions"] if c["name"] == runner_name))
+    gpu = [r for r in runner.pop("resourceRequirements", []) or [] if r.get("type") == "GPU"]
+    fargate = "FARGATE" in (base.get("requiresCompatibilities") or [])
+    model: dict[str, Any] = {
+        "name": MODEL_CONTAINER,
+        "image": image,
+        "essential": True,
+        # cog's server, on loopback only, uploading file outputs to the runner (as CogServer does)
+        "command": ["python", "-m", "cog.server.http", "--host", "127.0.0.1",
+                    "--upload-url", f"http://127.0.0.1:{IMAGE_RUNNER_HTTP_PORT}/upload/"],
+        "environment": [{"name": "PORT", "value": str(COG_PORT)}],  # never the runner's settings
+    }
+    if gpu:
+        model["resourceRequirements"] = gpu
+    if "logConfiguration" in runner:
+        model["logConfiguration"] = runner["logConfiguration"]
+    if not fargate:  # on EC2 the model gets the runner definition's reservation; the runner a little
+        for key in ("cpu", "memoryReservation", "memory"):
+            if runner.get(key):
+                model[key] = runner[key]
+        runner.update(cpu=256, memoryReservation=512)
+        runner.pop("memory", None)
+    else:  # Fargate shares the task's memory; soft reservations only
+        model["memoryReservation"] = 1024
+    runner["environment"] = [e for e in runner.get("environment", []) or []
+                             if e["name"] not in ("COG_URL", "COGPLANE_RUNNER_HTTP_PORT")] + [
+        {"name": "COG_URL", "value": f"http://127.0.0.1:{COG_PORT}"},
+        {"name": "COGPLANE_RUNNER_HTTP_PORT", "value": str(IMAGE_RUNNER_HTTP_PORT)},
+    ]
+    runner.pop("portMappings", None)
+    kwargs: dict[str, Any] = {
+        "family": family,
+        "containerDefinitions": [runner, model],
+        # EC2: host networking so the two containers share localhost (bridge gives each its own)
+        "networkMode": base.get("networkMode", "awsvpc") if fargate else "host",
+        "tags": [{"key": "cogplane:image", "value": image[:_TAG_VALUE_MAX]}],
+    }
+    for key in ("taskRoleArn", "executionRoleArn", "requiresCompatibilities", "cpu", "memory",
+                "ephemeralStorage", "runtimePlatform"):
+        if base.get(key):
+            kwargs[key] = base[key]
+    return kwargs

@@ -156,8 +156,11 @@ async def push_version(owner: str, name: str, request: Request, services: Servic
     The version id is the sha256 of the bundle: pushing the same content again answers 200 with
     the existing version."""
     content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        return await _push_image_version(owner, name, request, services, account)
     if not content_type.startswith("multipart/form-data"):
-        raise HTTPProblem(415, "Upload a version as multipart/form-data (bundle, schema, config).")
+        raise HTTPProblem(415, "Upload a version as multipart/form-data (bundle, schema, config), or "
+                               "register an image as JSON (image, openapi_schema, cog_version).")
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BUNDLE_BYTES:
         raise HTTPProblem(413, f"The bundle is larger than {MAX_BUNDLE_BYTES // (1024 * 1024)} MiB.")
@@ -187,5 +190,29 @@ async def push_version(owner: str, name: str, request: Request, services: Servic
     version, created = await run_in_threadpool(
         services.catalog.push_version, account, owner, name, bundle=bundle, schema=schema, config=config,
         cog_version=cog_version if isinstance(cog_version, str) else "0.23.1",
+    )
+    return JSONResponse(version_json(version), status_code=201 if created else 200)
+
+
+async def _push_image_version(owner: str, name: str, request: Request, services: ServicesDep,
+                              account: AccountDep) -> JSONResponse:
+    """Register an image version: `{"image": "REGISTRY/REPO@sha256:<id>", "openapi_schema": {...},
+    "cog_version": "..."}` (`cogplane push --image` reads the schema from the image's labels).
+    The version id is the digest's hex: registering the same image again answers 200."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise Unprocessable("The body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise Unprocessable("The body must be a JSON object.")
+    schema = body.get("openapi_schema")
+    if not isinstance(schema, dict):
+        raise Unprocessable("`openapi_schema` is required (a JSON object).", field="openapi_schema")
+    cog_version = body.get("cog_version")
+    from fastapi.concurrency import run_in_threadpool
+
+    version, created = await run_in_threadpool(
+        services.catalog.push_image_version, account, owner, name, image=body.get("image"), schema=schema,
+        cog_version=cog_version if isinstance(cog_version, str) else None,
     )
     return JSONResponse(version_json(version), status_code=201 if created else 200)

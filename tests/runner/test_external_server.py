@@ -1,0 +1,113 @@
+"""Image versions: the runner drives a cog server it did not start (the model container's, at
+COG_URL), here a real cog server (examples/hello) started by the test on a free port; and the
+ECS cold-boot phases (a fake task metadata endpoint) reach the waiting prediction."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from cogplane.domain.entities import Model, Version
+from cogplane.schema import generate_schema
+from gpu_runner.cog_server import CogServer, free_port, write_schema
+from gpu_runner.external_server import ExternalCogServer
+from gpu_runner.runner import RunnerConfig, RunnerProcess
+from tests.runner.test_cog_server import MODELS, base_env, wait_until  # noqa: F401 - the fixture
+from tests.unit.test_ecs_metadata import SPAWNED, TASK
+
+VERSION = "ee" * 32
+
+
+def _run(runner: RunnerProcess) -> int:
+    """RunnerProcess.run without installing signal handlers (we are not the main thread)."""
+    runner.serve_http()
+    runner.open_doorbell()
+    runner.set_state("booting")
+    try:
+        return runner._run()
+    finally:
+        runner.shutdown()
+
+
+def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):  # noqa: F811
+    model_dir = tmp_path / "image"
+    shutil.copytree(MODELS["hello"], model_dir)
+    schema = generate_schema(model_dir)
+    write_schema(model_dir, schema)
+    runner_port = free_port()
+    # the "model container": cog started with the runner's fixed upload URL, as the task does
+    cog = CogServer(model_dir, base_env, log_path=tmp_path / "cog.log",
+                    upload_url=f"http://127.0.0.1:{runner_port}/upload/").start()
+    try:
+        state = services.state
+        services.accounts.ensure_account("alice")
+        alice = state.get_account("alice")
+        state.create_model(Model(owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z"))
+        version = Version(id=VERSION, owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z",
+                          openapi_schema=schema, kind="image",
+                          image="123456789012.dkr.ecr.us-east-1.amazonaws.com/x@sha256:" + VERSION)
+        state.put_version(version)
+        model = state.get_model("alice", "hello")
+        prediction = services.predictions.create(alice, model, version, {"input": {"prompt": "sidecar"}})
+
+        work = tmp_path / "work"
+        runner = RunnerProcess(services, RunnerConfig(
+            pool=prediction.pool, work_root=work, env_cache=tmp_path / "no-envs", idle_timeout=0.5,
+            cog_url=cog.url, http_port=runner_port, spawned_at=spawned_at))
+        result: list[int] = []
+        thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
+        thread.start()
+        assert wait_until(lambda: state.get_prediction(prediction.id).status == "succeeded", 30), \
+            state.get_prediction(prediction.id)
+        thread.join(15)
+        assert result == [0]  # idled out; the model container's server is left running
+        assert cog.alive()
+        # no source was unpacked and no environment built
+        assert not (work / "versions").exists() and not (tmp_path / "no-envs").exists()
+        return state.get_prediction(prediction.id)
+    finally:
+        cog.kill()
+
+
+def test_external_server_reports_starting_until_something_listens():
+    server = ExternalCogServer(f"http://127.0.0.1:{free_port()}")
+    assert server.health(timeout=0.2).status == "STARTING"
+    result = server.wait_ready(timeout=0.3, interval=0.05)
+    assert result.status == "TIMEOUT" and "not ready" in result.error
+
+
+def test_runner_uses_the_model_containers_cog_server_for_image_versions(services, base_env, tmp_path,  # noqa: F811
+                                                                          monkeypatch):
+    monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4", raising=False)
+    done = _predict_on_image(services, base_env, tmp_path)
+    assert done.output == "hello sidecar"
+    assert "Waiting for the model image's cog server" in done.logs
+    assert "capacity_time" not in done.metrics  # not on ECS
+
+
+def test_cold_boot_phases_from_ecs_reach_the_prediction(services, base_env, tmp_path, monkeypatch):  # noqa: F811
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            return
+
+        def do_GET(self):  # noqa: N802
+            body = json.dumps(TASK).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    meta = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=meta.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", f"http://127.0.0.1:{meta.server_address[1]}/v4/x")
+    try:
+        done = _predict_on_image(services, base_env, tmp_path, spawned_at=SPAWNED)
+    finally:
+        meta.shutdown()
+        meta.server_close()
+    assert done.output == "hello sidecar"
+    assert done.metrics["capacity_time"] == 90.25 and done.metrics["image_pull_time"] == 40.5
+    assert "Capacity provisioning" in done.logs and "Image pull: 40.50 s" in done.logs
+    assert done.metrics["queue_time"] >= 0
