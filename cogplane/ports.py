@@ -61,6 +61,9 @@ class StateStore(Protocol):
     def update_model(self, model: Model) -> None:
         """Replace the stored model. Raises NotFound if it does not exist."""
 
+    def increment_run_count(self, owner: str, name: str) -> None:
+        """Atomically add one to the model's run_count (no-op if the model is gone)."""
+
     def delete_model(self, owner: str, name: str) -> None:
         """Raises NotFound if it does not exist."""
 
@@ -221,6 +224,9 @@ class BlobStore(Protocol):
 
 class Outbox(Protocol):
     """Events written atomically with state changes (StateStore's `outbox=`), delivered later."""
+
+    def add(self, events: Sequence[OutboxEvent]) -> None:
+        """Schedule events that belong to no prediction change (e.g. a file's expiry)."""
 
     def due(self, now: str, *, kind: str, limit: int = 100) -> list[OutboxEvent]:
         """Events of this kind (`webhook` | `timer`) with due_at <= now, oldest first."""

@@ -48,7 +48,7 @@ class Services:
         self.accounts = AccountService(self.state, self.clock)
         self.catalog = CatalogService(self.state, self.blobs, self.clock, self.hardware)
         self.files = FileService(self.state, self.blobs, self.clock, max_bytes=self.settings.max_file_bytes,
-                                 ttl_seconds=self.settings.file_ttl_seconds)
+                                 ttl_seconds=self.settings.file_ttl_seconds, outbox=self.outbox)
         self.predictions = PredictionService(
             self.state, self.queue, self.dispatcher, self.clock, self.ids,
             retention_seconds=self.settings.data_retention_seconds, files=self.files,

@@ -37,7 +37,7 @@ class Expirer:
         self.lost_pools: set[str] = set()
 
     def run_once(self, limit: int = 500) -> dict[str, int]:
-        counts = {"remove": 0, "deadline": 0, "timeout": 0, "lost": 0}
+        counts = {"remove": 0, "deadline": 0, "timeout": 0, "file_expiry": 0, "lost": 0}
         now = self.services.clock.now()
         for event in self.services.outbox.due(now, kind=TIMER, limit=limit):
             timer = event.payload.get("timer", "")
@@ -114,6 +114,17 @@ class Expirer:
                             [str(s) for s in TERMINAL])
         services.outbox.complete(event.id)
         return done
+
+    def _file_expiry(self, event, now: str) -> bool:
+        """A files-API upload is deleted (bytes and record) when it expires, 24 h after upload."""
+        services = self.services
+        record = services.state.get_file(event.payload.get("file_id", ""))
+        services.outbox.complete(event.id)
+        if record is None or record.expires_at > now:
+            return False
+        services.blobs.delete(record.blob_key)
+        services.state.delete_file(record.id)
+        return True
 
     def _deadline(self, event, now: str) -> bool:
         services = self.services

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from typing import Any
 
-from cogplane.domain.entities import Account, File, Page
+from cogplane.domain.entities import Account, File, OutboxEvent, Page
 from cogplane.domain.errors import DomainError, NotFound, Unprocessable
 from cogplane.domain.ids import new_prediction_id
+from cogplane.domain.lifecycle import TIMER
 from cogplane.domain.timefmt import add_seconds
 from cogplane.ports import BlobStore, Clock, StateStore
 
@@ -30,7 +32,9 @@ def file_id_from_url(value: Any) -> str | None:
 
 
 class FileService:
-    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, *, max_bytes: int, ttl_seconds: int):
+    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, *, max_bytes: int, ttl_seconds: int,
+                 outbox=None):
+        self.outbox = outbox  # schedules each upload's removal when it expires
         self.state = state
         self.blobs = blobs
         self.clock = clock
@@ -55,6 +59,10 @@ class FileService:
                       metadata=metadata or {}, created_at=now, expires_at=add_seconds(now, self.ttl_seconds),
                       blob_key=key)
         self.state.create_file(record)
+        if self.outbox is not None:
+            self.outbox.add([OutboxEvent(id=uuid.uuid4().hex, kind=TIMER, prediction_id="",
+                                         payload={"timer": "file_expiry", "file_id": record.id},
+                                         due_at=record.expires_at, created_at=now)])
         return record
 
     def get(self, viewer: Account, file_id: str) -> File:

@@ -187,3 +187,9 @@ def test_iterator_model_predictions_carry_stream_url(client, schema):
     v = push(client, "alice", "streamer", schema, files={"cog.yaml": "predict: p.py:P\n"})
     body = client.post("/v1/predictions", json={"version": v["id"], "input": {"prompt": "x"}}).json()
     assert body["urls"]["stream"].endswith(f"/v1/predictions/{body['id']}/stream")
+
+
+def test_each_prediction_counts_as_a_run_of_the_model(client, version):
+    for _ in range(2):
+        client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}})
+    assert client.get("/v1/models/alice/hello").json()["run_count"] == 2

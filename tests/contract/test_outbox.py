@@ -57,3 +57,12 @@ def test_reschedule_of_a_completed_event_does_nothing(store, outbox):
     outbox.complete("ev-001")
     outbox.reschedule("ev-001", due_at=ts(2), attempts=1)
     assert outbox.due(ts(100), kind="webhook") == []
+
+
+def test_add_schedules_events_without_a_state_change(outbox):
+    outbox.add([event(1, due=5), OutboxEvent(id="ev-timer", kind="timer", prediction_id="",
+                                             payload={"timer": "file_expiry"}, due_at=ts(3), created_at=ts(0))])
+    assert [e.id for e in outbox.due(ts(10), kind="webhook")] == ["ev-001"]
+    (timer,) = outbox.due(ts(10), kind="timer")
+    assert timer.payload == {"timer": "file_expiry"} and timer.due_at == ts(3)
+    assert outbox.due(ts(2), kind="timer") == []

@@ -557,3 +557,18 @@ def test_runner_listing_is_queries_not_scans(state):
     store.list_runners()
     store.list_runners("v-a")
     assert calls == ["gsi1", "gsi1"]
+
+
+def test_run_count_increments_atomically_and_survives_model_updates(store):
+    from cogplane.domain.entities import Model
+
+    store.create_model(Model(owner="alice", name="counted", created_at="2026-01-01T00:00:00.000000Z"))
+    for _ in range(3):
+        store.increment_run_count("alice", "counted")
+    assert store.get_model("alice", "counted").run_count == 3
+    model = store.get_model("alice", "counted")
+    store.update_model(model.replace(description="now described"))
+    store.increment_run_count("alice", "counted")
+    again = store.get_model("alice", "counted")
+    assert again.run_count == 4 and again.description == "now described"
+    store.increment_run_count("alice", "missing")  # a deleted model: nothing happens

@@ -114,3 +114,15 @@ def test_removal_waits_for_a_prediction_still_running(local, made, clock):
     clock.advance(301)
     Expirer(local).run_once()
     assert local.state.get_prediction(p.id).data_removed is True
+
+
+def test_files_api_uploads_are_deleted_when_they_expire(local, clock):
+    alice = local.state.get_account("alice")
+    record = local.files.create(alice, b"bytes", filename="a.txt", content_type="text/plain")
+    assert local.blobs.head(record.blob_key) is not None
+    clock.advance(24 * 3600 - 1)
+    Expirer(local).run_once()
+    assert local.state.get_file(record.id) is not None
+    clock.advance(2)
+    assert Expirer(local).run_once()["file_expiry"] == 1
+    assert local.state.get_file(record.id) is None and local.blobs.head(record.blob_key) is None

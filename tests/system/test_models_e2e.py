@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import uuid
 import signal
 import struct
 import time
+import uuid
 
 import pytest
 from replicate.exceptions import ModelError

@@ -126,8 +126,12 @@ def _outbox_key(event_id: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"OUTBOX#{event_id}"), r.SK: _s("OUTBOX")}
 
 
+_RUNS = "runs"  # run_count lives in its own attribute: increments are atomic ADDs
+
+
 def _model_item(model: Model) -> dict[str, dict[str, Any]]:
-    item = {**_model_key(model.owner, model.name), r.DATA: _s(_dumps(model.to_dict()))}
+    item = {**_model_key(model.owner, model.name), r.DATA: _s(_dumps(model.to_dict())),
+            _RUNS: _n(int(model.run_count or 0))}
     if model.visibility == "public":
         item[r.GSI1_PK] = _s(_PUBLIC_MODELS)
         item[r.GSI1_SK] = _s(_model_sort(model.created_at, model.owner, model.name))
@@ -136,6 +140,13 @@ def _model_item(model: Model) -> dict[str, dict[str, Any]]:
             item[r.GSI2_SK] = _s(_model_sort(model.latest_version_created_at, model.owner, model.name))
     _check_size(item, f"Model {model.owner}/{model.name}")
     return item
+
+
+def _model(item: dict[str, dict[str, Any]]) -> Model:
+    model = Model.from_dict(_data(item))
+    if _RUNS in item:
+        model.run_count = int(item[_RUNS]["N"])
+    return model
 
 
 def _version_item(version: Version) -> dict[str, dict[str, Any]]:
@@ -350,7 +361,7 @@ class DynamoStateStore:
 
     def get_model(self, owner: str, name: str) -> Model | None:
         item = self._table.get(_model_key(owner, name))
-        return Model.from_dict(_data(item)) if item else None
+        return _model(item) if item else None
 
     def update_model(self, model: Model) -> None:
         try:
@@ -364,6 +375,18 @@ class DynamoStateStore:
             if _code(exc) == "ConditionalCheckFailedException":
                 raise NotFound(f"Model {model.owner}/{model.name} not found.") from exc
             raise
+
+    def increment_run_count(self, owner: str, name: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key=_model_key(owner, name),
+                UpdateExpression="ADD #runs :one", ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#runs": _RUNS, "#pk": r.PK},
+                ExpressionAttributeValues={":one": _n(1)},
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
 
     def delete_model(self, owner: str, name: str) -> None:
         try:
@@ -395,7 +418,7 @@ class DynamoStateStore:
         items, nxt = self._table.query(
             index=index, partition=partition, forward=not descending, cursor=cursor, limit=limit
         )
-        return Page(items=[Model.from_dict(_data(i)) for i in items], next_cursor=nxt)
+        return Page(items=[_model(i) for i in items], next_cursor=nxt)
 
     # --- versions -----------------------------------------------------------------------
     def put_version(self, version: Version) -> tuple[Version, bool]:
@@ -689,6 +712,10 @@ class DynamoOutbox:
         self.client = client
         self.table_name = table_name
         self._table = _Table(client, table_name)
+
+    def add(self, events: Sequence[OutboxEvent]) -> None:
+        for event in events:
+            self.client.put_item(TableName=self.table_name, Item=_outbox_item(event))
 
     def due(self, now: str, *, kind: str, limit: int = 100) -> list[OutboxEvent]:
         # sort key = due_at#id; `$` sorts right after `#`, so this is due_at <= now

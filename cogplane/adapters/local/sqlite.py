@@ -190,6 +190,14 @@ class SqliteStateStore:
             if cur.rowcount == 0:
                 raise NotFound(f"Model {model.owner}/{model.name} not found.")
 
+    def increment_run_count(self, owner: str, name: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE models SET data = json_set(data, '$.run_count',"
+                " COALESCE(json_extract(data, '$.run_count'), 0) + 1) WHERE owner = ? AND name = ?",
+                (owner, name),
+            )
+
     def delete_model(self, owner: str, name: str) -> None:
         with self.db.write() as conn:
             cur = conn.execute("DELETE FROM models WHERE owner = ? AND name = ?", (owner, name))
@@ -505,6 +513,10 @@ class SqliteJobQueue:
 class SqliteOutbox:
     def __init__(self, db: Database):
         self.db = db
+
+    def add(self, events: Sequence[OutboxEvent]) -> None:
+        with self.db.write() as conn:
+            _insert_outbox(conn, events)
 
     def due(self, now: str, *, kind: str, limit: int = 100) -> list[OutboxEvent]:
         rows = self.db.read(
