@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     # The absolute URL clients reach the API at; urls.* and next/previous are built from it.
     # Empty: taken from each request's Host.
     public_url: str = ""
+    # Base URL of `urls.stream` links (SSE). Empty: the same as the API's. Deployed: the stream
+    # function's Lambda Function URL (API Gateway buffers responses and cuts them at 29 s).
+    stream_url: str = ""
     user: str = "local"
     token: str | None = None
 
@@ -45,7 +48,7 @@ class Settings(BaseSettings):
     max_input_fetch_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # http(s) file inputs
     input_fetch_timeout_seconds: float = Field(default=60.0, gt=0)
 
-    @field_validator("public_url")
+    @field_validator("public_url", "stream_url")
     @classmethod
     def _strip(cls, v: str) -> str:
         return v.rstrip("/")

@@ -14,6 +14,9 @@ CTX_GPU_WARM_POOL = "cogplane:gpuWarmPool"  # "true": stopped, pre-initialised i
 CTX_RUNNER_IMAGE = "cogplane:runnerImage"  # "asset" (build gpu_runner/Dockerfile) or an image URI
 CTX_LAMBDA_ASSET = "cogplane:lambdaAsset"  # folder staged by scripts/package_lambda.sh
 CTX_MAX_PER_POOL = "cogplane:maxPerPool"
+# The Lambda Web Adapter layer of the stream function: one layer version ARN (every region), or a
+# JSON object {region: ARN} merged over LWA_LAYER_ARNS below.
+CTX_LWA_LAYER = "cogplane:lwaLayerArn"
 
 # --- hardware: SKU -> EC2 instance type (all one-GPU sizes; the GPU count below is per task) ----
 CPU_SKU = "cpu"
@@ -55,6 +58,27 @@ STREAM_BATCH_SIZE = 100
 STREAM_MAX_BATCHING_WINDOW = Duration.seconds(1)
 STREAM_RETRY_ATTEMPTS = 3  # then the record is skipped; the scheduled sweep still delivers it
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+# The stream function: the API app's SSE routes under the AWS Lambda Web Adapter (LWA) layer,
+# behind a Lambda Function URL in RESPONSE_STREAM mode (API Gateway REST buffers responses and cuts
+# them at 29 s). One invocation per open stream, billed while it is open; nothing when idle.
+STREAM_MEMORY_MB = 512
+STREAM_TIMEOUT = Duration.minutes(15)  # Lambda's maximum: a stream still open then is cut
+STREAM_HANDLER = "functions/stream/run.sh"  # executed by the layer's /opt/bootstrap
+STREAM_PORT = 8080  # uvicorn on 127.0.0.1; LWA's default port
+STREAM_READINESS_PATH = "/healthz"  # 200 without auth or a state-store call
+# aws-lambda-web-adapter's public layer (x86_64: the staged wheels are manylinux x86_64).
+# Version 30 = LWA v1.1.0 (the upstream README's "Zip Packages" ARN when this was written); the
+# readiness check path and the env vars used here work the same on 0.8.x (layer 20+) and 1.x.
+LWA_LAYER_ACCOUNT = "753240598075"
+LWA_LAYER_NAME = "LambdaAdapterLayerX86"
+LWA_LAYER_VERSION = 30
+# Regions whose layer is published from another account or partition than the one above; every
+# other region gets arn:aws:lambda:<region>:753240598075:layer:LambdaAdapterLayerX86:<version>.
+LWA_LAYER_ARNS: dict[str, str] = {
+    "cn-north-1": f"arn:aws-cn:lambda:cn-north-1:041581134020:layer:{LWA_LAYER_NAME}:{LWA_LAYER_VERSION}",
+    "cn-northwest-1": f"arn:aws-cn:lambda:cn-northwest-1:069767869989:layer:{LWA_LAYER_NAME}:{LWA_LAYER_VERSION}",
+}
 API_STAGE = "api"  # clients' base URL: https://{id}.execute-api.{region}.amazonaws.com/api
 API_THROTTLE_RATE = 100  # requests/s, steady (stage-wide); the burst below
 API_THROTTLE_BURST = 200

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, Aspects, CfnOutput, IgnoreMode, Stack
+from aws_cdk import Annotations, Aspects, CfnOutput, IgnoreMode, Stack, Token
 from aws_cdk import aws_ecs as ecs
+from aws_cdk.region_info import RegionInfo
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
@@ -17,6 +18,7 @@ from infra.constructs.data import Data
 from infra.constructs.expirer import Expirer
 from infra.constructs.functions import REPO_ROOT, shared_code
 from infra.constructs.network import Network
+from infra.constructs.streams import Streams
 from infra.constructs.webhooks import Webhooks
 from infra.constructs.workers import Workers
 
@@ -57,6 +59,29 @@ def runner_image(scope: Construct) -> ecs.ContainerImage:
                                             exclude=_IMAGE_EXCLUDES, ignore_mode=IgnoreMode.DOCKER)
 
 
+def lwa_layer_arn(scope: Construct) -> str:
+    """The Lambda Web Adapter layer for the stream function: the context's ARN, else the region's
+    entry in the map (constants, merged with a context JSON object), else the public layer in the
+    stack's region (a CloudFormation reference when the stack is environment-agnostic)."""
+    stack = Stack.of(scope)
+    value = scope.node.try_get_context(c.CTX_LWA_LAYER)
+    arns = dict(c.LWA_LAYER_ARNS)
+    if isinstance(value, str) and value.strip().startswith("{"):
+        value = json.loads(value)
+    if isinstance(value, dict):
+        arns.update(value)
+    elif value:
+        return str(value)
+    region = stack.region
+    partition = stack.partition
+    if not Token.is_unresolved(region):
+        if region in arns:
+            return arns[region]
+        partition = RegionInfo.get(region).partition or "aws"
+    return (f"arn:{partition}:lambda:{region}:{c.LWA_LAYER_ACCOUNT}:layer:"
+            f"{c.LWA_LAYER_NAME}:{c.LWA_LAYER_VERSION}")
+
+
 class CogplaneStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -78,12 +103,16 @@ class CogplaneStack(Stack):
             warm_pool=_context(self, c.CTX_GPU_WARM_POOL, False),
             max_per_pool=_context(self, c.CTX_MAX_PER_POOL, c.MAX_PER_POOL),
         )
-        api = Api(self, "Api", code=code, data=data, workers=workers)
-        Webhooks(self, "Webhooks", code=code, data=data, public_url=api.public_url)
+        # Built before the API: the API's env refers to the stream URL (never the other way round).
+        streams = Streams(self, "Streams", code=code, data=data, layer_arn=lwa_layer_arn(self))
+        api = Api(self, "Api", code=code, data=data, workers=workers, stream_url=streams.url)
+        Webhooks(self, "Webhooks", code=code, data=data, public_url=api.public_url, stream_url=streams.url)
         Expirer(self, "Expirer", code=code, data=data, workers=workers)
 
         CfnOutput(self, "ApiUrl", value=api.public_url,
                   description="REPLICATE_BASE_URL (Python client) / baseUrl + '/v1' (JS client)")
+        CfnOutput(self, "StreamUrl", value=streams.url,
+                  description="Where urls.stream points (SSE through the stream function; no setup needed)")
         CfnOutput(
             self, "AdminTokenCommand",
             value=f"aws secretsmanager get-secret-value --secret-id {data.admin_token_secret.secret_arn} "

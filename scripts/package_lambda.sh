@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage the one Lambda asset the three functions share: cogplane + functions + their Linux wheels.
+# Stage the one Lambda asset the four functions share: cogplane + functions + their Linux wheels.
 # No Docker: pip downloads manylinux wheels for the Lambda runtime (Python 3.12, x86_64).
 # boto3/botocore are left out on purpose: the Lambda runtime provides them (saves ~25 MB).
 # Usage: scripts/package_lambda.sh [OUT_DIR]   (default .build/lambda; infra reads cogplane:lambdaAsset)
@@ -10,10 +10,11 @@ PY="${PYTHON:-.venv/bin/python}"
 PYVER="${LAMBDA_PYTHON_VERSION:-3.12}"
 PLATFORM="${LAMBDA_PLATFORM:-manylinux2014_x86_64}"
 
-# What the API, webhooks and expirer import (pyproject's runtime deps minus boto3, uvicorn, cog).
+# What the API, webhooks and expirer import (pyproject's runtime deps minus boto3, cog), and
+# uvicorn (no extras: pure Python) for the stream function behind the Lambda Web Adapter.
 DEPS=(
   "fastapi>=0.115" "mangum>=0.19" "httpx>=0.27" "pydantic>=2.7" "pydantic-settings>=2.3"
-  "python-multipart>=0.0.9" "aws-lambda-powertools>=3.0" "pyyaml>=6"
+  "python-multipart>=0.0.9" "aws-lambda-powertools>=3.0" "pyyaml>=6" "uvicorn>=0.30"
 )
 
 rm -rf "$OUT"
@@ -22,6 +23,7 @@ mkdir -p "$OUT"
   --platform "$PLATFORM" --implementation cp --python-version "$PYVER" \
   --only-binary=:all: --target "$OUT" "${DEPS[@]}"
 cp -r cogplane functions "$OUT"/
+chmod 755 "$OUT"/functions/stream/run.sh  # the stream function's handler: the LWA layer execs it
 # Nothing the functions never read: caches, tests of dependencies, the web UI's sources stay.
 find "$OUT" -name '__pycache__' -type d -prune -exec rm -rf {} +
 find "$OUT" -name '*.dist-info' -type d -prune -exec sh -c 'rm -rf "$1"/RECORD' _ {} \;

@@ -36,17 +36,19 @@ def blob_keys(value: Any) -> list[str]:
 
 
 def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool = False,
-                    file_stream: bool = False) -> dict[str, Any]:
+                    file_stream: bool = False, stream_base_url: str = "") -> dict[str, Any]:
     """`file_stream`: the model outputs files, so the stream URL lives under /v1/files/ (JS makes
-    FileOutput objects from a stream's output events only there)."""
+    FileOutput objects from a stream's output events only there). `stream_base_url`: where stream
+    links point (COGPLANE_STREAM_URL; the deployed stack's streaming function); empty: `base_url`."""
     urls = {
         "get": f"{base_url}/v1/predictions/{p.id}",
         "cancel": f"{base_url}/v1/predictions/{p.id}/cancel",
         "web": f"{base_url}/p/{p.id}",
     }
     if has_stream or p.stream:
-        urls["stream"] = (f"{base_url}/v1/files/streams/{p.id}" if file_stream
-                          else f"{base_url}/v1/predictions/{p.id}/stream")
+        stream_base = stream_base_url.rstrip("/") or base_url
+        urls["stream"] = (f"{stream_base}/v1/files/streams/{p.id}" if file_stream
+                          else f"{stream_base}/v1/predictions/{p.id}/stream")
     output = p.output
     if sign is not None and output is not None:
         output = resolve_blob_refs(output, sign)
@@ -125,3 +127,28 @@ def deployment_json(d: Deployment, created_by: dict[str, Any]) -> dict[str, Any]
             },
         },
     }
+
+
+def _output_schema(version) -> dict[str, Any]:
+    if version is None:
+        return {}
+    return version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
+
+
+def present_prediction(services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
+    """What GET /v1/predictions/{id} returns — also every webhook's body, so they cannot differ:
+    fresh signed output URLs, and `urls.stream` for iterator models (under /v1/files/ when the
+    model outputs files, which is how the JS client knows to make FileOutputs)."""
+    settings = services.settings
+
+    def sign(key: str) -> str:
+        return services.blobs.signed_url(key, expires_in=settings.output_url_ttl_seconds)
+
+    if version is None:
+        owner, _, name = p.model.partition("/")
+        version = services.state.get_version(owner, name, p.version)
+    output = _output_schema(version)
+    iterator = output.get("x-cog-array-type") == "iterator"
+    files = output.get("format") == "uri" or (output.get("items") or {}).get("format") == "uri"
+    return prediction_json(p, base, sign, has_stream=iterator, file_stream=files,
+                           stream_base_url=settings.stream_url)

@@ -22,7 +22,7 @@ from cogplane.domain.entities import OutboxEvent
 from cogplane.domain.lifecycle import WEBHOOK
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import add_seconds, seconds_between
-from cogplane.services.presenters import prediction_json
+from cogplane.services.presenters import present_prediction
 
 log = logging.getLogger("cogplane.webhooks")
 
@@ -61,13 +61,9 @@ class WebhookSender:
         return len(events)
 
     def body_for(self, prediction) -> bytes:
-        settings = self.services.settings
-        prediction_json_body = prediction_json(
-            prediction, self.base_url,
-            lambda key: self.services.blobs.signed_url(key, expires_in=settings.output_url_ttl_seconds),
-            has_stream=False,
-        )
-        return json.dumps(prediction_json_body, separators=(",", ":")).encode()
+        """Exactly what GET /v1/predictions/{id} returns now (the same presenter)."""
+        body = present_prediction(self.services, prediction, self.base_url)
+        return json.dumps(body, separators=(",", ":")).encode()
 
     def deliver(self, event: OutboxEvent) -> None:
         services = self.services

@@ -35,6 +35,13 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app = FastAPI(title="cogplane", version="0.1.0", description="A self-hosted, Replicate-compatible API.")
     app.state.services = services or build(settings or Settings())
     errors.install(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """Liveness for process managers (the stream function's Lambda Web Adapter readiness
+        check): no auth, no state-store call."""
+        return {"status": "ok"}
+
     app.include_router(streams.router)  # before files: /v1/files/streams/{id}
     app.include_router(collections.router)
     app.include_router(predictions.router)

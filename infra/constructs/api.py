@@ -22,7 +22,7 @@ from infra.constructs.workers import Workers
 
 class Api(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code, data: Data,
-                 workers: Workers) -> None:
+                 workers: Workers, stream_url: str = "") -> None:
         super().__init__(scope, construct_id)
         self.function = python_function(
             self, "ApiFunction", code=code, handler="functions.api.handler.handler",
@@ -85,3 +85,5 @@ class Api(Construct):
         self.public_url = (f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}."
                            f"{stack.url_suffix}/{c.API_STAGE}")
         self.function.add_environment("COGPLANE_PUBLIC_URL", self.public_url)
+        if stream_url:  # urls.stream: the stream function's Function URL (infra/constructs/streams.py)
+            self.function.add_environment("COGPLANE_STREAM_URL", stream_url)

@@ -1,5 +1,5 @@
-"""The three Lambda functions share one code asset (cogplane + functions + Linux wheels) and
-differ only in their handler, environment and grants."""
+"""The Lambda functions share one code asset (cogplane + functions + Linux wheels) and
+differ only in their handler, environment and grants (and the stream function's LWA layer)."""
 
 from __future__ import annotations
 

@@ -18,11 +18,13 @@ from infra.constructs.nag import suppress
 
 class Webhooks(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code, data: Data,
-                 public_url: str) -> None:
+                 public_url: str, stream_url: str = "") -> None:
         super().__init__(scope, construct_id)
         self.function = python_function(
             self, "WebhooksFunction", code=code, handler="functions.webhooks.handler.handler",
             environment={**data.environment(), "COGPLANE_PUBLIC_URL": public_url,
+                         # webhook bodies equal GET's, urls.stream included
+                         **({"COGPLANE_STREAM_URL": stream_url} if stream_url else {}),
                          "COGPLANE_SIGNING_SECRET_ARN": data.signing_secret.secret_arn},
             memory_mb=c.WORKER_MEMORY_MB, timeout=c.WEBHOOKS_TIMEOUT,
             description="cogplane webhooks: deliver due outbox events",

@@ -51,6 +51,7 @@ def _env(template: Template, handler: str) -> dict:
 API = "functions.api.handler.handler"
 WEBHOOKS = "functions.webhooks.handler.handler"
 EXPIRER = "functions.expirer.handler.handler"
+STREAM = c.STREAM_HANDLER
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -191,6 +192,102 @@ def test_log_groups_have_retention(template):
     groups = template.find_resources("AWS::Logs::LogGroup")
     assert len(groups) >= 5  # 3 functions, access logs, runners
     assert all(g["Properties"].get("RetentionInDays") == 30 for g in groups.values())
+
+
+# --- the stream function (SSE through the Lambda Web Adapter) -----------------------------------
+
+
+def test_stream_function_runs_the_app_under_the_web_adapter_with_a_long_timeout(template):
+    _, fn = _function(template, STREAM)
+    props = fn["Properties"]
+    assert props["Runtime"] == "python3.12" and props["Architectures"] == ["x86_64"]
+    assert props["Timeout"] == 900  # 15 min: Lambda's maximum
+    env = props["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["PORT"] == "8080"
+    assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
+    assert env["COGPLANE_BACKEND"] == "aws" and "COGPLANE_TABLE_NAME" in env
+    assert "COGPLANE_ECS_DISPATCH" not in env  # streams never start runners
+    # the public LWA layer, in the stack's region (environment-agnostic here: a reference)
+    (layer,) = props["Layers"]
+    layer_json = json.dumps(layer)
+    assert '{"Ref": "AWS::Region"}' in layer_json
+    assert f":{c.LWA_LAYER_ACCOUNT}:layer:{c.LWA_LAYER_NAME}:{c.LWA_LAYER_VERSION}" in layer_json
+    # the same code asset as the other functions
+    _, api = _function(template, API)
+    assert props["Code"]["S3Key"] == api["Properties"]["Code"]["S3Key"]
+
+
+def test_stream_constants_match_the_entry_point():
+    import os
+
+    from functions.stream import server
+    from infra.constructs.functions import REPO_ROOT
+
+    handler = REPO_ROOT / c.STREAM_HANDLER
+    assert handler.is_file() and os.access(handler, os.X_OK)  # /opt/bootstrap execs it
+    assert c.STREAM_READINESS_PATH == server.HEALTH_PATH
+    assert c.STREAM_PORT == server.DEFAULT_PORT
+
+
+def test_stream_function_url_streams_responses_without_auth(template):
+    fn_id, _ = _function(template, STREAM)
+    template.has_resource_properties("AWS::Lambda::Url", {
+        "AuthType": "NONE",
+        "InvokeMode": "RESPONSE_STREAM",
+        "TargetFunctionArn": {"Fn::GetAtt": [fn_id, "Arn"]},
+    })
+    template.resource_count_is("AWS::Lambda::Url", 1)
+    template.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunctionUrl", "FunctionUrlAuthType": "NONE", "Principal": "*",
+        "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]},
+    })
+    assert "StreamUrl" in template.find_outputs("*")
+
+
+def test_stream_function_may_only_read(template):
+    actions = _actions(_statements(template, STREAM))
+    assert _allows(actions, "dynamodb:GetItem", "dynamodb:Query", "s3:GetObject")
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+              "s3:PutObject", "s3:DeleteObject", "secretsmanager:GetSecretValue", "ecs:RunTask",
+              "iam:PassRole", "sqs:SendMessage"}
+    assert not any(_allows(actions, w) for w in writes), actions
+    assert not any(a.startswith(("sqs:", "ecs:", "iam:", "secretsmanager:", "kms:")) for a in actions)
+
+
+def test_api_and_webhooks_point_urls_stream_at_the_function_url(template):
+    (url_id,) = template.find_resources("AWS::Lambda::Url").keys()
+    for handler in (API, WEBHOOKS):
+        assert _env(template, handler)["COGPLANE_STREAM_URL"] == {"Fn::GetAtt": [url_id, "FunctionUrl"]}
+    # and never the other way round (no cycle): the stream function knows nothing of the API
+    assert "COGPLANE_STREAM_URL" not in _env(template, STREAM)
+    assert "COGPLANE_PUBLIC_URL" not in _env(template, STREAM)
+
+
+def test_web_adapter_layer_is_configurable_per_region(tmp_path_factory):
+    from aws_cdk import App, Stack
+
+    from infra.stack import lwa_layer_arn
+
+    def arn(region: str | None, context: dict | None = None) -> str:
+        app = App(context=context or {})
+        env = {"env": {"account": "123456789012", "region": region}} if region else {}
+        stack = Stack(app, "S", **env)
+        return stack.resolve(lwa_layer_arn(stack))
+
+    default = f":753240598075:layer:LambdaAdapterLayerX86:{c.LWA_LAYER_VERSION}"
+    assert arn("eu-west-1").endswith(":lambda:eu-west-1" + default)
+    assert arn("cn-north-1") == c.LWA_LAYER_ARNS["cn-north-1"]
+    one = "arn:aws:lambda:us-east-1:111122223333:layer:MyAdapter:3"
+    assert arn("us-east-1", {c.CTX_LWA_LAYER: one}) == one
+    per_region = json.dumps({"eu-west-1": one})
+    assert arn("eu-west-1", {c.CTX_LWA_LAYER: per_region}) == one
+    assert arn("us-west-2", {c.CTX_LWA_LAYER: per_region}).endswith(":lambda:us-west-2" + default)
+    # through the stack, by context
+    stack = synth(tmp_path_factory, **{c.CTX_LWA_LAYER: one})
+    _, fn = _function(Template.from_stack(stack), STREAM)
+    assert fn["Properties"]["Layers"] == [one]
 
 
 # --- ECS -------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ def test_real_run_delivers_signed_webhooks_in_order(stack, model_copy, receiver)
     bodies = [r["json"] for r in receiver.requests]
     assert bodies[-1]["status"] == "succeeded", "the terminal event is the last delivered"
     assert bodies[-1]["output"] == final["output"] == ["a ", "b ", "c ", "d ", "e ", "f"]
+    assert bodies[-1] == final, "the terminal webhook's body is exactly what GET returns"
+    assert final["urls"]["stream"]  # an iterator model's stream URL is in both
     # `start` is due when the prediction is created; its body is the prediction at delivery time
     assert bodies[0]["status"] in ("starting", "processing")
     assert any(b["status"] == "processing" and b["output"] for b in bodies), "output events arrive as it runs"

@@ -13,7 +13,7 @@ from cogplane.domain.entities import Account, Model, Prediction, Version
 from cogplane.domain.errors import InvalidRequest
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import iso, parse
-from cogplane.services.presenters import prediction_json
+from cogplane.services.presenters import present_prediction
 from cogplane.wiring import Services
 from functions.api.deps import AccountDep, BaseUrlDep, JsonBody, ServicesDep, page_url
 
@@ -34,32 +34,8 @@ def parse_prefer(header: str | None, cap: int) -> int | None:
     return None
 
 
-def has_stream(services: Services, version: Version | None) -> bool:
-    if version is None:
-        return False
-    output = version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
-    return output.get("x-cog-array-type") == "iterator"
-
-
-def outputs_files(version: Version | None) -> bool:
-    """The model's output is a file or a list/iterator of files (`format: uri`)."""
-    if version is None:
-        return False
-    output = version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
-    return output.get("format") == "uri" or (output.get("items") or {}).get("format") == "uri"
-
-
 def present(services: Services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
-    ttl = services.settings.output_url_ttl_seconds
-
-    def sign(key: str) -> str:
-        return services.blobs.signed_url(key, expires_in=ttl)
-
-    if version is None:
-        models = p.model.split("/", 1)
-        version = services.state.get_version(models[0], models[-1], p.version)
-    return prediction_json(p, base, sign, has_stream=has_stream(services, version),
-                           file_stream=outputs_files(version))
+    return present_prediction(services, p, base, version)
 
 
 async def _create(request: Request, services: Services, account: Account, base: str, model: Model,

@@ -1,0 +1,67 @@
+"""The stream function's web server: the same FastAPI app (functions.api.app) under uvicorn, for
+the Lambda Web Adapter. Started by functions/stream/run.sh; runs anywhere (`python -m ...`).
+
+Only the SSE routes and the readiness check are served: the Function URL in front of it has no
+authorisation of its own (stream URLs are capability URLs) and no API Gateway throttling, and the
+function may only read the table, so every other route answers 404 here instead of reaching the
+app. The API itself stays behind API Gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import uvicorn
+
+HOST = "127.0.0.1"  # only the adapter, in the same execution environment, talks to it
+DEFAULT_PORT = 8080  # the adapter's default (AWS_LWA_PORT, falling back to PORT)
+HEALTH_PATH = "/healthz"
+STREAM_PATHS = re.compile(r"^/v1/(?:predictions/[^/]+/stream|files/streams/[^/]+)/?$")
+_NOT_FOUND = json.dumps({"type": "about:blank", "title": "Not found", "status": 404,
+                         "detail": "This endpoint serves prediction streams only."}).encode()
+
+
+class StreamRoutesOnly:
+    """Pure ASGI: GET/HEAD of the stream routes and the health check reach the app; nothing else."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            allowed = scope.get("method") in ("GET", "HEAD") and (
+                path == HEALTH_PATH or STREAM_PATHS.match(path) is not None)
+            if not allowed:
+                await send({"type": "http.response.start", "status": 404,
+                            "headers": [(b"content-type", b"application/problem+json"),
+                                        (b"content-length", str(len(_NOT_FOUND)).encode())]})
+                await send({"type": "http.response.body", "body": _NOT_FOUND})
+                return
+        await self.app(scope, receive, send)
+
+
+def create_stream_app():
+    """uvicorn factory: the API app (functions.api.app.create_app), restricted to the streams."""
+    from functions.api.app import create_app
+
+    return StreamRoutesOnly(create_app())
+
+
+def port() -> int:
+    return int(os.environ.get("AWS_LWA_PORT") or os.environ.get("PORT") or DEFAULT_PORT)
+
+
+def main() -> None:
+    uvicorn.run(
+        "functions.stream.server:create_stream_app", factory=True, host=HOST, port=port(),
+        lifespan="off", access_log=False, log_level=os.environ.get("COGPLANE_LOG_LEVEL", "warning").lower(),
+        # One request at a time per Lambda execution environment; keep-alive from the adapter only.
+        timeout_keep_alive=60,
+    )
+
+
+if __name__ == "__main__":
+    main()
