@@ -119,6 +119,7 @@ class Deployment(_Record):
     release_number: int = 1
     release_created_at: str = ""
     created_by: str = ""
+    timeout: float | None = None  # seconds a prediction may run (None: the install's default)
 
 
 @dataclass

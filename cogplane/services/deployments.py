@@ -19,7 +19,8 @@ from cogplane.services.catalog import MODEL_NAME, CatalogService
 DEPLOYMENT_POOL_PREFIX = "d-"
 MIN_INSTANCES = (0, 5)
 MAX_INSTANCES = (1, 20)
-PATCH_FIELDS = ("version", "hardware", "min_instances", "max_instances")
+PATCH_FIELDS = ("version", "hardware", "min_instances", "max_instances", "timeout")
+MAX_TIMEOUT = 24 * 3600  # a prediction may run at most a day, whatever the deployment says
 CREATE_FIELDS = ("name", "model", "version", "hardware", "min_instances", "max_instances")
 _UPDATE_RETRIES = 5
 
@@ -101,6 +102,17 @@ class DeploymentService:
                 field=field,
             )
 
+    @staticmethod
+    def _timeout(value: Any) -> float | None:
+        """Optional (an extension of Replicate's API): seconds a prediction of this deployment may
+        run before it is failed; null means the install's default (30 min)."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= MAX_TIMEOUT:
+            raise Unprocessable(f"`timeout` must be a number of seconds from 1 to {MAX_TIMEOUT}, or null.",
+                                field="timeout")
+        return float(value)
+
     # --- create -------------------------------------------------------------------------
     def create(self, viewer: Account, body: dict[str, Any]) -> Deployment:
         """The caller owns the deployment; the model must be visible to them."""
@@ -125,6 +137,7 @@ class DeploymentService:
             owner=viewer.username, name=name, model=model.full_name, version=version.id,
             hardware=hardware, min_instances=min_instances, max_instances=max_instances,
             release_number=1, release_created_at=now, created_by=viewer.username,
+            timeout=self._timeout(body.get("timeout")),
         )
         self.state.create_deployment(deployment)  # Conflict (409) if the name is taken
         return deployment
@@ -180,6 +193,8 @@ class DeploymentService:
                 changes["min_instances"] = self._count(body, "min_instances", MIN_INSTANCES)
             if "max_instances" in body:
                 changes["max_instances"] = self._count(body, "max_instances", MAX_INSTANCES)
+            if "timeout" in body:
+                changes["timeout"] = self._timeout(body["timeout"])
             updated = current.replace(
                 **changes,
                 release_number=current.release_number + 1,

@@ -124,6 +124,7 @@ def deployment_json(d: Deployment, created_by: dict[str, Any]) -> dict[str, Any]
                 "hardware": d.hardware,
                 "min_instances": d.min_instances,
                 "max_instances": d.max_instances,
+                "timeout": d.timeout,
             },
         },
     }

@@ -282,3 +282,16 @@ def test_hardware_lists_what_deployments_accept(client, version):
     for sku in skus:
         r = client.post("/v1/deployments", json=body(version["id"], name=f"on-{sku}", hardware=sku))
         assert r.status_code == 201, r.text
+
+
+def test_a_deployment_can_set_its_own_prediction_timeout(client, services, version):
+    body = {"name": "timed", "model": "alice/hello", "version": version["id"], "hardware": "cpu",
+            "min_instances": 0, "max_instances": 1, "timeout": 90}
+    r = client.post("/v1/deployments", json=body)
+    assert r.status_code == 201 and r.json()["current_release"]["configuration"]["timeout"] == 90
+    p = client.post("/v1/deployments/alice/timed/predictions", json={"input": {"prompt": "x"}}).json()
+    assert services.state.get_prediction(p["id"]).timeout == 90
+    assert client.patch("/v1/deployments/alice/timed", json={"timeout": 0}).status_code == 422
+    assert client.patch("/v1/deployments/alice/timed", json={"timeout": None}).status_code == 200
+    p = client.post("/v1/deployments/alice/timed/predictions", json={"input": {"prompt": "x"}}).json()
+    assert services.state.get_prediction(p["id"]).timeout == services.settings.prediction_timeout_seconds

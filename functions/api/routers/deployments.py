@@ -77,4 +77,5 @@ async def create_deployment_prediction(owner: str, name: str, request: Request, 
         services.deployments.target, account, owner, name
     )
     return await _create(request, services, account, base, model, version, body,
-                         deployment=f"{deployment.owner}/{deployment.name}", pool=pool)
+                         deployment=f"{deployment.owner}/{deployment.name}", pool=pool,
+                         timeout=deployment.timeout)
