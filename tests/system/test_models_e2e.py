@@ -156,3 +156,23 @@ def test_kill_9_of_a_runner_fails_its_prediction_and_the_queue_moves_on(stack, m
             assert done["output"].startswith("slept 0")
         # none ran twice: every queued prediction was started exactly once, by a runner still alive
         assert c.get(f"/v1/predictions/{running['id']}").json()["status"] == "failed"
+
+
+def test_a_crashed_worker_fails_its_prediction_and_the_server_is_restarted(stack, model_copy):
+    """cog never recovers from a worker crash (UNHEALTHY, 409 for good): the runner fails the
+    prediction with a reason and restarts the cog server, so the next prediction runs."""
+    folder = model_copy("crashy")
+    (folder / "nonce.txt").write_text(uuid.uuid4().hex)
+    stack.cli("push", str(folder), "local/crashy")
+    with stack.client() as c:
+        crashed = c.post("/v1/models/local/crashy/predictions", json={"input": {"crash": True}}).json()
+        failed = wait_for(lambda: (p := c.get(f"/v1/predictions/{crashed['id']}").json())["status"]
+                          not in ("starting", "processing") and p, timeout=120)
+        assert failed["status"] == "failed" and failed["error"], failed
+        runner = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (crashed["id"],))[0]["runner_id"]
+        after = c.post("/v1/models/local/crashy/predictions", json={"input": {"crash": False}}).json()
+        done = wait_for(lambda: (p := c.get(f"/v1/predictions/{after['id']}").json())["status"]
+                        not in ("starting", "processing") and p, timeout=120)
+        assert done["status"] == "succeeded" and done["output"] == "still standing"
+        taken_by = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (after["id"],))[0]["runner_id"]
+        assert taken_by == runner, "the same runner restarted its cog server and went on"
