@@ -59,3 +59,15 @@ def services(settings):
 @pytest.fixture
 def schema():
     return json.loads(json.dumps(HELLO_SCHEMA))
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on 127.0.0.1 that records what it gets (see tests/receiver.py)."""
+    from tests.receiver import Receiver
+
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()

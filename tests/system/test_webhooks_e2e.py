@@ -6,19 +6,9 @@ from __future__ import annotations
 import pytest
 from replicate.webhook import Webhooks, WebhookSigningSecret
 
-from tests.services.conftest import Receiver
 from tests.system.conftest import wait_for
 
 pytestmark = pytest.mark.system
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def test_real_run_delivers_signed_webhooks_in_order(stack, model_copy, receiver):

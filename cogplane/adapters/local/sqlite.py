@@ -130,6 +130,22 @@ def _insert_outbox(conn: sqlite3.Connection, events: Sequence[OutboxEvent]) -> N
         )
 
 
+def _newest_first(db: Database, cls, sql: str, params: list[Any], cursor: str | None, limit: int) -> Page:
+    """A keyset page, newest first, over a query whose rows have `data`, `created_at` and `id`
+    (the WHERE clause is in `sql`; an index on (..., created_at, id) serves it)."""
+    if cursor:
+        pos = cursors.decode(cursor)
+        sql += " AND (created_at, id) < (?, ?)"
+        params = [*params, pos.get("c"), pos.get("i")]
+    rows = db.read(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", [*params, limit + 1])
+    items = [cls.from_dict(json.loads(r["data"])) for r in rows[:limit]]
+    nxt = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        nxt = cursors.encode({"c": last["created_at"], "i": last["id"]})
+    return Page(items=items, next_cursor=nxt)
+
+
 class SqliteStateStore:
     def __init__(self, db: Database, clock=None):
         self.db = db
@@ -253,21 +269,9 @@ class SqliteStateStore:
 
     def list_versions(self, owner: str, name: str, *, cursor: str | None = None,
                       limit: int = 100) -> Page[Version]:
-        sql = "SELECT data, created_at, id FROM versions WHERE owner = ? AND name = ?"
-        params: list[Any] = [owner, name]
-        if cursor:
-            pos = cursors.decode(cursor)
-            sql += " AND (created_at, id) < (?, ?)"
-            params += [pos.get("c"), pos.get("i")]
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        params.append(limit + 1)
-        rows = self.db.read(sql, params)
-        items = [Version.from_dict(json.loads(r["data"])) for r in rows[:limit]]
-        nxt = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            nxt = cursors.encode({"c": last["created_at"], "i": last["id"]})
-        return Page(items=items, next_cursor=nxt)
+        return _newest_first(self.db, Version,
+                             "SELECT data, created_at, id FROM versions WHERE owner = ? AND name = ?",
+                             [owner, name], cursor, limit)
 
     def delete_version(self, owner: str, name: str, version_id: str) -> None:
         with self.db.write() as conn:
@@ -330,19 +334,7 @@ class SqliteStateStore:
         if created_before:
             sql += " AND created_at < ?"
             params.append(created_before)
-        if cursor:
-            pos = cursors.decode(cursor)
-            sql += " AND (created_at, id) < (?, ?)"
-            params += [pos.get("c"), pos.get("i")]
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        params.append(limit + 1)
-        rows = self.db.read(sql, params)
-        items = [Prediction.from_dict(json.loads(r["data"])) for r in rows[:limit]]
-        nxt = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            nxt = cursors.encode({"c": last["created_at"], "i": last["id"]})
-        return Page(items=items, next_cursor=nxt)
+        return _newest_first(self.db, Prediction, sql, params, cursor, limit)
 
     def delete_prediction(self, prediction_id: str) -> None:
         with self.db.write() as conn:
@@ -416,20 +408,8 @@ class SqliteStateStore:
         return File.from_dict(json.loads(rows[0]["data"])) if rows else None
 
     def list_files(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[File]:
-        sql = "SELECT data, created_at, id FROM files WHERE owner = ?"
-        params: list[Any] = [owner]
-        if cursor:
-            pos = cursors.decode(cursor)
-            sql += " AND (created_at, id) < (?, ?)"
-            params += [pos.get("c"), pos.get("i")]
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        params.append(limit + 1)
-        rows = self.db.read(sql, params)
-        items = [File.from_dict(json.loads(r["data"])) for r in rows[:limit]]
-        nxt = None
-        if len(rows) > limit:
-            nxt = cursors.encode({"c": rows[limit - 1]["created_at"], "i": rows[limit - 1]["id"]})
-        return Page(items=items, next_cursor=nxt)
+        return _newest_first(self.db, File, "SELECT data, created_at, id FROM files WHERE owner = ?",
+                             [owner], cursor, limit)
 
     def delete_file(self, file_id: str) -> None:
         with self.db.write() as conn:
