@@ -642,13 +642,10 @@ class RunnerProcess:
                 log.warning("heartbeat failed", exc_info=True)
 
     def _run(self) -> int:
+        # Claim first, so the prediction that caused this cold boot shows the boot in its logs;
+        # its lease is extended while we boot (environment builds can take minutes).
         first = self.queue.claim(self.config.pool, lease_seconds=self.config.lease_seconds)
-        if first:
-            with self.lock:  # hold its lease while we boot
-                self.record.in_flight = [first.prediction_id]
-        booting_flight = first
         if first is not None:
-            # extend the lease during a long boot
             self._boot_job = first
             threading.Thread(target=self._keep_lease, args=(first,), daemon=True).start()
         ok, reason = self.boot(first.prediction_id if first else None)
@@ -659,9 +656,8 @@ class RunnerProcess:
             return EXIT_SETUP_FAILED
         self.set_state("ready")
         threading.Thread(target=self.watch_cancels, name="cancels", daemon=True).start()
-        cold_job = booting_flight
-        if cold_job is not None:
-            self.start_job(cold_job, cold=True)
+        if first is not None:
+            self.start_job(first, cold=True)
         self.last_work = time.monotonic()
         while not self.stopping.is_set():
             if self.restart_needed.is_set() or (self.server and not self.server.alive()):
