@@ -134,6 +134,8 @@ class RunnerProcess:
         self.concurrency = 1
         self.iterator_output = False
         self.restart_needed = threading.Event()
+        self.server_restarts = 0
+        self._boot_job: Job | None = None  # the job whose lease is kept while we boot
         self.wakeup = threading.Event()  # rung by the doorbell and by finished predictions
         self.beat_now = threading.Event()  # asks the heartbeat thread for an immediate beat
         self.doorbell: socket.socket | None = None
@@ -265,7 +267,6 @@ class RunnerProcess:
         on_log.flush()
         return ok, reason
 
-    server_restarts = 0
 
     def start_server(self, on_log) -> tuple[bool, str]:
         assert self.version and self.httpd
@@ -700,7 +701,6 @@ class RunnerProcess:
 
         threading.Thread(target=listen, name="doorbell", daemon=True).start()
 
-    _boot_job: Job | None = None
 
     def _keep_lease(self, job: Job) -> None:
         while self._boot_job is job and not self.stopping.is_set():
