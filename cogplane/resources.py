@@ -13,7 +13,8 @@ joined by a space (it sorts below every name character, so ties order like (owne
     prediction  PREDICTION#{id} / PREDICTION      PREDICTIONS#{owner} / {t}#{id}
     deployment  DEPLOYMENTS#{owner} / DEPLOYMENT#{name}   (listed by a base-table Query)   (2)
     runner      RUNNER#{id} / RUNNER              RUNNERS / {pool}#{id}
-    outbox      OUTBOX#{id} / OUTBOX              OUTBOX / {due_at}#{id}
+    file        FILE#{id} / FILE                  FILES#{owner} / {t}#{id}
+    outbox      OUTBOX#{id} / OUTBOX              OUTBOX#{kind} / {due_at}#{id}
 
 (1) public models only; public models that have a version also carry
     gsi2 = PUBLIC_MODELS_BY_LATEST / {latest_version_created_at}#{o} {n} (sparse index).
@@ -94,7 +95,8 @@ INDEX_PURPOSES: dict[str, list[str]] = {
         "PREDICTIONS#{owner}: an owner's predictions by created_at#id (newest first)",
         "VERSIONS#{owner}/{name}: a model's versions by created_at#id (newest first)",
         "PUBLIC_MODELS: public models by created_at#owner/name",
-        "OUTBOX: outbox events by due_at#id (oldest first)",
+        "OUTBOX#{kind}: outbox events of a kind (webhook | timer) by due_at#id (oldest first)",
+        "FILES#{owner}: an owner's files-API uploads by created_at#id (newest first)",
         "RUNNERS: live runner records by pool#id (one pool: begins_with pool#)",
     ],
     GSI2: [

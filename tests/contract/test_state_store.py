@@ -10,6 +10,7 @@ import pytest
 from cogplane.domain.entities import (
     Account,
     Deployment,
+    File,
     Model,
     OutboxEvent,
     Page,
@@ -572,3 +573,56 @@ def test_run_count_increments_atomically_and_survives_model_updates(store):
     again = store.get_model("alice", "counted")
     assert again.run_count == 4 and again.description == "now described"
     store.increment_run_count("alice", "missing")  # a deleted model: nothing happens
+
+
+def _file(n: int, *, owner: str = "alice") -> File:
+    return File(id=f"file{n:06d}", owner=owner, name=f"f{n}.txt", content_type="text/plain", size=n,
+                etag="e", checksums={"md5": "e"}, metadata={"n": n}, created_at=ts(n),
+                expires_at=ts(n + 1000), blob_key=f"files/{owner}/file{n:06d}/f{n}.txt")
+
+
+def test_files_create_once_get_delete(store):
+    store.create_file(_file(1))
+    assert store.get_file("file000001") == _file(1)
+    with pytest.raises(Conflict):
+        store.create_file(_file(1))
+    store.delete_file("file000001")
+    assert store.get_file("file000001") is None
+    store.delete_file("file000001")  # idempotent
+
+
+def test_files_are_listed_newest_first_per_owner_over_pages(store):
+    for n in range(1, 8):
+        store.create_file(_file(n))
+    store.create_file(_file(50, owner="bob"))
+    seen, cursor = [], None
+    while True:
+        page = store.list_files("alice", cursor=cursor, limit=3)
+        seen += [f.id for f in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"file{n:06d}" for n in range(7, 0, -1)]
+    assert [f.id for f in store.list_files("bob").items] == ["file000050"]
+
+
+def test_every_adapter_implements_every_port_method():
+    """A port method added to one adapter set only would pass every other contract test."""
+    import inspect
+
+    from cogplane import ports
+    from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoStateStore
+    from cogplane.adapters.aws.s3 import S3BlobStore
+    from cogplane.adapters.aws.sqs import SqsJobQueue
+    from cogplane.adapters.local.disk import DiskBlobStore
+    from cogplane.adapters.local.sqlite import SqliteJobQueue, SqliteOutbox, SqliteStateStore
+
+    def methods(cls) -> set[str]:
+        return {n for n, _ in inspect.getmembers(cls, inspect.isfunction) if not n.startswith("_")}
+
+    for port, adapters in ((ports.StateStore, (SqliteStateStore, DynamoStateStore)),
+                           (ports.Outbox, (SqliteOutbox, DynamoOutbox)),
+                           (ports.JobQueue, (SqliteJobQueue, SqsJobQueue)),
+                           (ports.BlobStore, (DiskBlobStore, S3BlobStore))):
+        for adapter in adapters:
+            assert methods(port) <= methods(adapter), (adapter.__name__, sorted(methods(port) - methods(adapter)))

@@ -19,6 +19,7 @@ from cogplane.adapters import cursor as cursors
 from cogplane.domain.entities import (
     Account,
     Deployment,
+    File,
     Model,
     OutboxEvent,
     Page,
@@ -120,6 +121,21 @@ def _deployment_key(owner: str, name: str) -> dict[str, dict[str, str]]:
 
 def _runner_key(runner_id: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"RUNNER#{runner_id}"), r.SK: _s("RUNNER")}
+
+
+def _file_key(file_id: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"FILE#{file_id}"), r.SK: _s("FILE")}
+
+
+def _file_item(file: File) -> dict[str, dict[str, Any]]:
+    item = {
+        **_file_key(file.id),
+        r.GSI1_PK: _s(f"FILES#{file.owner}"),
+        r.GSI1_SK: _s(f"{file.created_at}#{file.id}"),
+        r.DATA: _s(_dumps(file.to_dict())),
+    }
+    _check_size(item, f"File {file.id}")
+    return item
 
 
 def _outbox_key(event_id: str) -> dict[str, dict[str, str]]:
@@ -599,6 +615,33 @@ class DynamoStateStore:
 
     def delete_prediction(self, prediction_id: str) -> None:
         self.client.delete_item(TableName=self.table_name, Key=_prediction_key(prediction_id))
+
+    # --- files --------------------------------------------------------------------------
+    def create_file(self, file: File) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_file_item(file),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": r.PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(f"File {file.id} already exists.") from exc
+            raise
+
+    def get_file(self, file_id: str) -> File | None:
+        item = self._table.get(_file_key(file_id))
+        return File.from_dict(_data(item)) if item else None
+
+    def list_files(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[File]:
+        items, nxt = self._table.query(
+            index=r.GSI1, partition=f"FILES#{owner}", forward=False, cursor=cursor, limit=limit
+        )
+        return Page(items=[File.from_dict(_data(i)) for i in items], next_cursor=nxt)
+
+    def delete_file(self, file_id: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key=_file_key(file_id))
 
     # --- deployments --------------------------------------------------------------------
     def create_deployment(self, deployment: Deployment) -> None:
