@@ -332,19 +332,34 @@ class DynamoStateStore:
     def _now(self) -> str:
         return self.clock.now() if self.clock is not None else _now()
 
+    def _conditional(self, call, condition: str, error: Exception, **kwargs: Any) -> None:
+        """One put/delete under `attribute_(not_)exists(pk)`; raise `error` when it fails."""
+        try:
+            call(TableName=self.table_name, ConditionExpression=condition,
+                 ExpressionAttributeNames={"#pk": r.PK}, **kwargs)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise error from exc
+            raise
+
+    def _put_new(self, item: dict[str, Any], conflict: str) -> None:
+        """Write an item that must not exist yet (else Conflict)."""
+        self._conditional(self.client.put_item, "attribute_not_exists(#pk)", Conflict(conflict), Item=item)
+
+    def _put_existing(self, item: dict[str, Any], missing: str) -> None:
+        """Replace an item that must exist (else NotFound)."""
+        self._conditional(self.client.put_item, "attribute_exists(#pk)", NotFound(missing), Item=item)
+
+    def _delete_existing(self, key: dict[str, Any], missing: str) -> None:
+        """Delete an item that must exist (else NotFound)."""
+        self._conditional(self.client.delete_item, "attribute_exists(#pk)", NotFound(missing), Key=key)
+
     # --- accounts and tokens --------------------------------------------------------------
     def create_account(self, account: Account) -> bool:
         try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item={**_account_key(account.username), r.DATA: _s(_dumps(account.to_dict()))},
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": r.PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
+            self._put_new({**_account_key(account.username), r.DATA: _s(_dumps(account.to_dict()))}, "")
+        except Conflict:
+            return False
         return True
 
     def get_account(self, username: str) -> Account | None:
@@ -363,34 +378,14 @@ class DynamoStateStore:
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, model: Model) -> None:
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=_model_item(model),
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": r.PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise Conflict(f"A model named {model.owner}/{model.name} already exists.") from exc
-            raise
+        self._put_new(_model_item(model), f"A model named {model.owner}/{model.name} already exists.")
 
     def get_model(self, owner: str, name: str) -> Model | None:
         item = self._table.get(_model_key(owner, name))
         return _model(item) if item else None
 
     def update_model(self, model: Model) -> None:
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=_model_item(model),
-                ConditionExpression="attribute_exists(#pk)",
-                ExpressionAttributeNames={"#pk": r.PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise NotFound(f"Model {model.owner}/{model.name} not found.") from exc
-            raise
+        self._put_existing(_model_item(model), f"Model {model.owner}/{model.name} not found.")
 
     def increment_run_count(self, owner: str, name: str) -> None:
         try:
@@ -405,17 +400,7 @@ class DynamoStateStore:
                 raise
 
     def delete_model(self, owner: str, name: str) -> None:
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=_model_key(owner, name),
-                ConditionExpression="attribute_exists(#pk)",
-                ExpressionAttributeNames={"#pk": r.PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise NotFound(f"Model {owner}/{name} not found.") from exc
-            raise
+        self._delete_existing(_model_key(owner, name), f"Model {owner}/{name} not found.")
 
     def list_models(
         self,
@@ -474,17 +459,8 @@ class DynamoStateStore:
         return Page(items=[Version.from_dict(_data(i)) for i in items], next_cursor=nxt)
 
     def delete_version(self, owner: str, name: str, version_id: str) -> None:
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=_version_key(owner, name, version_id),
-                ConditionExpression="attribute_exists(#pk)",
-                ExpressionAttributeNames={"#pk": r.PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise NotFound(f"Version {version_id} of {owner}/{name} not found.") from exc
-            raise
+        self._delete_existing(_version_key(owner, name, version_id),
+                              f"Version {version_id} of {owner}/{name} not found.")
 
     # --- predictions --------------------------------------------------------------------
     def _write(self, put: dict[str, Any], outbox: Sequence[OutboxEvent]) -> None:
@@ -618,17 +594,7 @@ class DynamoStateStore:
 
     # --- files --------------------------------------------------------------------------
     def create_file(self, file: File) -> None:
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=_file_item(file),
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": r.PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise Conflict(f"File {file.id} already exists.") from exc
-            raise
+        self._put_new(_file_item(file), f"File {file.id} already exists.")
 
     def get_file(self, file_id: str) -> File | None:
         item = self._table.get(_file_key(file_id))
@@ -645,19 +611,8 @@ class DynamoStateStore:
 
     # --- deployments --------------------------------------------------------------------
     def create_deployment(self, deployment: Deployment) -> None:
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=_deployment_item(deployment),
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": r.PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise Conflict(
-                    f"A deployment named {deployment.owner}/{deployment.name} already exists."
-                ) from exc
-            raise
+        self._put_new(_deployment_item(deployment),
+                      f"A deployment named {deployment.owner}/{deployment.name} already exists.")
 
     def get_deployment(self, owner: str, name: str) -> Deployment | None:
         item = self._table.get(_deployment_key(owner, name))
@@ -680,17 +635,7 @@ class DynamoStateStore:
             raise
 
     def delete_deployment(self, owner: str, name: str) -> None:
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=_deployment_key(owner, name),
-                ConditionExpression="attribute_exists(#pk)",
-                ExpressionAttributeNames={"#pk": r.PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise NotFound(f"Deployment {owner}/{name} not found.") from exc
-            raise
+        self._delete_existing(_deployment_key(owner, name), f"Deployment {owner}/{name} not found.")
 
     def list_deployments(
         self, owner: str, *, cursor: str | None = None, limit: int = 100
