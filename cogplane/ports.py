@@ -61,9 +61,6 @@ class StateStore(Protocol):
     def update_model(self, model: Model) -> None:
         """Replace the stored model. Raises NotFound if it does not exist."""
 
-    def increment_run_count(self, owner: str, name: str) -> None:
-        """Atomically add one to the model's run_count (no-op if the model is gone)."""
-
     def delete_model(self, owner: str, name: str) -> None:
         """Raises NotFound if it does not exist."""
 
@@ -100,7 +97,8 @@ class StateStore(Protocol):
     # --- predictions --------------------------------------------------------------------
     def create_prediction(self, prediction: Prediction, outbox: Sequence[OutboxEvent] = ()) -> None:
         """Raises Conflict if the id exists. Outbox events — the given ones and those
-        `cogplane.domain.lifecycle.derive` yields — are written in the same transaction."""
+        `cogplane.domain.lifecycle.derive` yields — are written in the same transaction, and so
+        is one more run on the model's `run_count` (if the model `prediction.model` exists)."""
 
     def get_prediction(self, prediction_id: str) -> Prediction | None: ...
 

@@ -115,10 +115,6 @@ class PredictionService:
             self._fail(prediction.id, f"Could not queue the prediction: {exc}")
             raise
         self.dispatcher.wake(prediction.pool)
-        try:
-            self.state.increment_run_count(model.owner, model.name)
-        except Exception:  # noqa: BLE001 - a missed count must never fail a created prediction
-            pass
         return prediction
 
     def _check_target(self, url: str, field: str) -> None:

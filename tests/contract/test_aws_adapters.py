@@ -81,13 +81,15 @@ def test_prediction_over_the_item_limit_is_an_invalid_request(ddb):
 def test_concurrent_update_is_retried_without_losing_either_change(ddb):
     recording = Recording(ddb)
     store = DynamoStateStore(recording, TABLE)
+    store.create_model(Model(owner="alice", name="m", created_at="2026-01-01T00:00:00.000000Z"))
     store.create_prediction(prediction())
     other = DynamoStateStore(ddb, TABLE)
     # another writer slips in between our read and our conditional write
     recording.before["put_item"] = lambda: other.update_prediction("p1", {"logs": "from the runner"})
     updated = store.update_prediction("p1", {"metrics": {"predict_time": 1.5}})
-    # create; read, write (lost the race: the other writer went first), read again, write
-    assert recording.calls == ["put_item", "get_item", "put_item", "get_item", "put_item"]
+    # create model; create (one transaction: the prediction and its model's run count);
+    # read, write (lost the race: the other writer went first), read again, write
+    assert recording.calls == ["put_item", "transact_write_items", "get_item", "put_item", "get_item", "put_item"]
     assert updated.logs == "from the runner"
     assert updated.metrics == {"predict_time": 1.5}
     assert store.get_prediction("p1") == updated

@@ -561,18 +561,21 @@ def test_runner_listing_is_queries_not_scans(state):
 
 
 def test_run_count_increments_atomically_and_survives_model_updates(store):
+    """Each created prediction adds one run to its model, in the same write."""
     from cogplane.domain.entities import Model
 
     store.create_model(Model(owner="alice", name="counted", created_at="2026-01-01T00:00:00.000000Z"))
-    for _ in range(3):
-        store.increment_run_count("alice", "counted")
+    for n in range(3):
+        store.create_prediction(prediction(100 + n, model="alice/counted"))
     assert store.get_model("alice", "counted").run_count == 3
     model = store.get_model("alice", "counted")
     store.update_model(model.replace(description="now described"))
-    store.increment_run_count("alice", "counted")
+    store.create_prediction(prediction(110, model="alice/counted"))
     again = store.get_model("alice", "counted")
     assert again.run_count == 4 and again.description == "now described"
-    store.increment_run_count("alice", "missing")  # a deleted model: nothing happens
+    # a prediction of a model that is gone is stored, uncounted
+    store.create_prediction(prediction(111, model="alice/missing"))
+    assert store.get_prediction(pid(111)) is not None and store.get_model("alice", "missing") is None
 
 
 def _file(n: int, *, owner: str = "alice") -> File:

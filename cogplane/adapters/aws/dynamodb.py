@@ -387,18 +387,6 @@ class DynamoStateStore:
     def update_model(self, model: Model) -> None:
         self._put_existing(_model_item(model), f"Model {model.owner}/{model.name} not found.")
 
-    def increment_run_count(self, owner: str, name: str) -> None:
-        try:
-            self.client.update_item(
-                TableName=self.table_name, Key=_model_key(owner, name),
-                UpdateExpression="ADD #runs :one", ConditionExpression="attribute_exists(#pk)",
-                ExpressionAttributeNames={"#runs": _RUNS, "#pk": r.PK},
-                ExpressionAttributeValues={":one": _n(1)},
-            )
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
-
     def delete_model(self, owner: str, name: str) -> None:
         self._delete_existing(_model_key(owner, name), f"Model {owner}/{name} not found.")
 
@@ -463,15 +451,16 @@ class DynamoStateStore:
                               f"Version {version_id} of {owner}/{name} not found.")
 
     # --- predictions --------------------------------------------------------------------
-    def _write(self, put: dict[str, Any], outbox: Sequence[OutboxEvent]) -> None:
-        """Put one item (with its condition) and the outbox events in one transaction.
-        Raises the ClientError; for a transaction its first reason is the main item's."""
-        if not outbox:
+    def _write(self, put: dict[str, Any], outbox: Sequence[OutboxEvent], also: Sequence[dict] = ()) -> None:
+        """Put one item (with its condition), then `also` (more transaction items) and the outbox
+        events, in one transaction. Raises the ClientError; for a transaction its reasons come
+        in that order (the main item's first)."""
+        if not outbox and not also:
             self.client.put_item(TableName=self.table_name, **put)
             return
-        if len(outbox) + 1 > _MAX_TRANSACTION_ITEMS:
+        if len(outbox) + len(also) + 1 > _MAX_TRANSACTION_ITEMS:
             raise InvalidRequest(f"At most {_MAX_TRANSACTION_ITEMS - 1} outbox events per write.")
-        items = [{"Put": {"TableName": self.table_name, **put}}]
+        items = [{"Put": {"TableName": self.table_name, **put}}, *also]
         for event in outbox:
             items.append(
                 {
@@ -502,14 +491,25 @@ class DynamoStateStore:
             "ConditionExpression": "attribute_not_exists(#pk)",
             "ExpressionAttributeNames": {"#pk": r.PK},
         }
-        try:
-            self._write(put, outbox)
-        except ClientError as exc:
-            if self._main_item_failed(exc):
-                raise Conflict(f"Prediction {prediction.id} already exists.") from exc
-            if _code(exc) == "TransactionCanceledException":
+        owner, _, name = prediction.model.partition("/")
+        count_run = {"Update": {  # the model's run_count, in the same transaction (no extra call)
+            "TableName": self.table_name, "Key": _model_key(owner, name),
+            "UpdateExpression": "ADD #runs :one", "ConditionExpression": "attribute_exists(#pk)",
+            "ExpressionAttributeNames": {"#runs": _RUNS, "#pk": r.PK},
+            "ExpressionAttributeValues": {":one": _n(1)},
+        }}
+        for also in ([count_run], []):
+            try:
+                self._write(put, outbox, also)
+                return
+            except ClientError as exc:
+                if self._main_item_failed(exc):
+                    raise Conflict(f"Prediction {prediction.id} already exists.") from exc
+                if _code(exc) != "TransactionCanceledException":
+                    raise
+                if also and _cancellation_codes(exc)[1:2] == ["ConditionalCheckFailed"]:
+                    continue  # no such model (it was deleted): store the prediction uncounted
                 raise Conflict(f"An outbox event of prediction {prediction.id} already exists.") from exc
-            raise
 
     def get_prediction(self, prediction_id: str) -> Prediction | None:
         item = self._table.get(_prediction_key(prediction_id))

@@ -206,14 +206,6 @@ class SqliteStateStore:
             if cur.rowcount == 0:
                 raise NotFound(f"Model {model.owner}/{model.name} not found.")
 
-    def increment_run_count(self, owner: str, name: str) -> None:
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE models SET data = json_set(data, '$.run_count',"
-                " COALESCE(json_extract(data, '$.run_count'), 0) + 1) WHERE owner = ? AND name = ?",
-                (owner, name),
-            )
-
     def delete_model(self, owner: str, name: str) -> None:
         with self.db.write() as conn:
             cur = conn.execute("DELETE FROM models WHERE owner = ? AND name = ?", (owner, name))
@@ -292,6 +284,12 @@ class SqliteStateStore:
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"Prediction {prediction.id} already exists.") from exc
+            owner, _, name = prediction.model.partition("/")
+            conn.execute(  # the model's run_count, in the same transaction
+                "UPDATE models SET data = json_set(data, '$.run_count',"
+                " COALESCE(json_extract(data, '$.run_count'), 0) + 1) WHERE owner = ? AND name = ?",
+                (owner, name),
+            )
             _insert_outbox(conn, [*outbox, *derive(None, prediction, self._now())])
 
     def get_prediction(self, prediction_id: str) -> Prediction | None:
