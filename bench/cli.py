@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -66,6 +67,24 @@ def run_section(results: dict[str, Any], name: str, fn, *args, **kwargs) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def running(results: dict[str, Any], stack, label: str, key: str):
+    """Start the stack, run the block, always stop it; a failure is recorded, not raised."""
+    say(f"starting {label} (COGPLANE_MAX_RUNNERS={stack.max_runners}) ...")
+    try:
+        stack.start()
+        results["stacks"][key] = {"startup_s": stack.startup_seconds, "url": stack.url}
+        yield
+    except Exception as exc:  # noqa: BLE001 - the other stack's figures still count
+        results["errors"].append({"section": label, "error": f"{type(exc).__name__}: {exc}"})
+        say(f"{label} FAILED: {exc}")
+    finally:
+        say(f"stopping {label} ...")
+        t0 = time.monotonic()
+        stack.stop()
+        results["stacks"].setdefault(key, {})["stop_s"] = time.monotonic() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations (about a minute)")
@@ -116,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # Stack 1: one runner per pool, short idle timeout (cold boots by idle exit).
         stack = Stack(env_cache=env_cache, max_runners=1, idle_timeout=IDLE_TIMEOUT, tls=tls)
-        say("starting stack 1 (COGPLANE_MAX_RUNNERS=1) ...")
-        try:
-            stack.start()
-            results["stacks"]["max_runners_1"] = {"startup_s": stack.startup_seconds, "url": stack.url}
+        with running(results, stack, "stack 1", "max_runners_1"):
             results["meta"]["api_scheme"] = stack.scheme
             idle_wait = IDLE_TIMEOUT + 30
             for example, inputs in (("hello", scenarios.HELLO_INPUT),
@@ -140,21 +156,10 @@ def main(argv: list[str] | None = None) -> int:
                                     cfg["throughput_n"], cfg["clients"])
                 if value:
                     results["throughput"].append({"runners": 1, **value})
-        except Exception as exc:  # noqa: BLE001
-            results["errors"].append({"section": "stack 1", "error": f"{type(exc).__name__}: {exc}"})
-            say(f"stack 1 FAILED: {exc}")
-        finally:
-            say("stopping stack 1 ...")
-            t0 = time.monotonic()
-            stack.stop()
-            results["stacks"].setdefault("max_runners_1", {})["stop_s"] = time.monotonic() - t0
 
         # Stack 2: up to two runners for the pool.
         stack = Stack(env_cache=env_cache, max_runners=2, idle_timeout=30, tls=tls)
-        say("starting stack 2 (COGPLANE_MAX_RUNNERS=2) ...")
-        try:
-            stack.start()
-            results["stacks"]["max_runners_2"] = {"startup_s": stack.startup_seconds, "url": stack.url}
+        with running(results, stack, "stack 2", "max_runners_2"):
             serving = run_section(results, "warming 2 runners", scenarios.ensure_serving_runners, stack, 2)
             results["stacks"]["max_runners_2"]["serving_runners"] = serving
             for fn in (scenarios.closed_loop, scenarios.open_burst):
@@ -162,14 +167,6 @@ def main(argv: list[str] | None = None) -> int:
                                     cfg["throughput_n"], cfg["clients"])
                 if value:
                     results["throughput"].append({"runners": serving or 2, **value})
-        except Exception as exc:  # noqa: BLE001
-            results["errors"].append({"section": "stack 2", "error": f"{type(exc).__name__}: {exc}"})
-            say(f"stack 2 FAILED: {exc}")
-        finally:
-            say("stopping stack 2 ...")
-            t0 = time.monotonic()
-            stack.stop()
-            results["stacks"].setdefault("max_runners_2", {})["stop_s"] = time.monotonic() - t0
 
     results["meta"]["bench_seconds"] = round(time.monotonic() - started, 1)
     print(report.render(results))

@@ -129,7 +129,21 @@ def process_env(pid: int) -> dict[str, str]:
 
 
 # --- the stack ---------------------------------------------------------------------------------
-class Stack:
+class _Started:
+    """`with X(...) as x:` starts it and always stops it, also when starting fails half way."""
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Stack(_Started):
     """`cogplane up` in a fresh COGPLANE_HOME (a temp folder) with a shared environment cache."""
 
     def __init__(self, *, env_cache: Path, max_runners: int = 2, idle_timeout: float = 300.0,
@@ -162,16 +176,6 @@ class Stack:
             verify = ssl.create_default_context(cafile=str(self.ca))
         return httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
                             headers={"Authorization": f"Bearer {TOKEN}"})
-
-    def __enter__(self) -> Stack:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self, timeout: float = 180.0) -> Stack:
         self.root = Path(tempfile.mkdtemp(prefix="cogplane-bench-"))
@@ -353,7 +357,7 @@ def latest_schema(client: httpx.Client, model: str) -> dict:
 
 
 # --- a cog server of our own ---------------------------------------------------------------------
-class DirectCog:
+class DirectCog(_Started):
     """A real cog server for an example (a copy of its folder, with the schema cogplane generated)
     in the same cached environment the runners use. The reference for the warm path."""
 
@@ -368,16 +372,6 @@ class DirectCog:
         self.hooks: ThreadingHTTPServer | None = None
         self._done: dict[str, threading.Event] = {}
         self._events: dict[str, list[str]] = {}
-
-    def __enter__(self) -> DirectCog:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self, timeout: float = 120.0) -> DirectCog:
         from gpu_runner.cog_server import CogServer, read_cog_config, write_schema

@@ -85,16 +85,9 @@ def push(args: argparse.Namespace) -> int:
     with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(30, write=None),
                       verify=ssl_context(home)) as client:
         try:
-            found = client.get(f"/v1/models/{owner}/{name}")
-            if found.status_code == 404:
-                created = client.post("/v1/models", json={
-                    "owner": owner, "name": name, "visibility": "public" if args.public else "private",
-                    "hardware": args.hardware, "description": args.description})
-                if created.status_code != 201:
-                    return _err(f"could not create {owner}/{name}: {created.text}")
-                print(f"Created model {owner}/{name} ({'public' if args.public else 'private'})", file=sys.stderr)
-            elif found.status_code != 200:
-                return _err(f"could not read {owner}/{name}: {found.status_code} {found.text}")
+            problem = _ensure_model(client, args, owner, name)
+            if problem:
+                return _err(problem)
             content_type, parts = _multipart(
                 {"schema": json.dumps(prepared.schema), "config": json.dumps(prepared.config),
                  "cog_version": "0.23.1"}, "bundle", "bundle.tar.gz", prepared.bundle)
@@ -102,10 +95,15 @@ def push(args: argparse.Namespace) -> int:
                             content=_progress_chunks(parts, "Uploading"))
         except httpx.HTTPError as exc:
             return _err(f"cannot reach {url}: {exc}")
+    return _pushed(r, f"Pushed {owner}/{name}", "upload failed")
+
+
+def _pushed(r: httpx.Response, done: str, failed: str) -> int:
+    """Report a version upload: 201 is a new version, 200 the existing one; its id on stdout."""
     if r.status_code not in (200, 201):
-        return _err(f"upload failed: {r.status_code} {r.text}")
+        return _err(f"{failed}: {r.status_code} {r.text}")
     state = "new version" if r.status_code == 201 else "unchanged, existing version"
-    print(f"Pushed {owner}/{name} ({state})", file=sys.stderr)
+    print(f"{done} ({state})", file=sys.stderr)
     print(r.json()["id"])
     return 0
 
@@ -152,12 +150,7 @@ def push_image(args: argparse.Namespace, *, url: str, token: str, home: Path,
                 "image": info.image, "openapi_schema": schema, "cog_version": info.cog_version})
         except httpx.HTTPError as exc:
             return _err(f"cannot reach {url}: {exc}")
-    if r.status_code not in (200, 201):
-        return _err(f"registration failed: {r.status_code} {r.text}")
-    state = "new version" if r.status_code == 201 else "unchanged, existing version"
-    print(f"Registered {info.image} as {owner}/{name} ({state})", file=sys.stderr)
-    print(r.json()["id"])
-    return 0
+    return _pushed(r, f"Registered {info.image} as {owner}/{name}", "registration failed")
 
 
 def up(args: argparse.Namespace) -> int:

@@ -72,6 +72,13 @@ def is_iterator_output(schema: dict) -> bool:
     return out.get("type") == "array" and out.get("x-cog-array-type") == "iterator"
 
 
+def is_file_output(schema: dict) -> bool:
+    """The model outputs a file, or a list or iterator of files (`format: uri`)."""
+    out = output_schema(schema)
+    items = out.get("items") if isinstance(out.get("items"), dict) else {}
+    return out.get("format") == "uri" or items.get("format") == "uri"
+
+
 def is_concatenate_output(schema: dict) -> bool:
     """The pieces are text to be joined (ConcatenateIterator[str]), e.g. LLM tokens."""
     return is_iterator_output(schema) and output_schema(schema).get("x-cog-array-display") == "concatenate"
@@ -122,8 +129,16 @@ def _is_file_prop(prop: dict) -> bool:
     return prop.get("type") == "array" and isinstance(items, dict) and items.get("format") == "uri"
 
 
+def file_inputs(schema: dict) -> dict[str, bool]:
+    """Inputs that take files (cog.Path / cog.File, or lists of them), in x-order -> is it a list."""
+    found = {}
+    for name, prop in input_properties_ordered(schema):
+        resolved = resolve_prop(schema, prop)
+        if _is_file_prop(resolved):
+            found[name] = resolved.get("type") == "array"
+    return found
+
+
 def file_input_names(schema: dict) -> list[str]:
     """Inputs that take files (cog.Path / cog.File, or lists of them), in x-order."""
-    return [
-        name for name, prop in input_properties_ordered(schema) if _is_file_prop(resolve_prop(schema, prop))
-    ]
+    return list(file_inputs(schema))

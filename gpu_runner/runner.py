@@ -34,6 +34,7 @@ from cogplane.domain.entities import Job, Prediction, Runner, Version
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import parse, seconds_between
+from cogplane.schema import file_inputs, is_iterator_output
 from cogplane.services.files import file_id_from_url
 from cogplane.services.presenters import blob_ref
 from gpu_runner.cog_server import CogServer, write_schema
@@ -252,8 +253,7 @@ class RunnerProcess:
             on_log.flush()
             log.exception("boot failed")
             return False, f"The model could not be prepared: {exc}"
-        output = self.version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
-        self.iterator_output = output.get("x-cog-array-type") == "iterator"
+        self.iterator_output = is_iterator_output(self.version.openapi_schema or {})
         t1 = time.monotonic()
         ok, reason = self.start_server(on_log)
         t2 = time.monotonic()
@@ -399,10 +399,8 @@ class RunnerProcess:
           size and time limits, no redirects to unchecked hosts), stored in the blob store under
           the prediction, and served from there;
         - `data:` URIs go to cog unchanged. A failed fetch fails the prediction (InputFetchError)."""
-        from cogplane.services.predictions import uri_inputs
-
         schema = self.version.openapi_schema if self.version else {}
-        files = uri_inputs(schema)
+        files = file_inputs(schema)
         out = dict(value)
         for name, is_list in files.items():
             if out.get(name) is None:

@@ -12,6 +12,7 @@ from cogplane.domain.errors import InvalidRequest, NotFound, Unprocessable
 from cogplane.domain.status import TERMINAL, Status, sources_for
 from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
+from cogplane.schema import file_inputs
 
 EVENTS = ("start", "output", "logs", "completed")
 NOT_FOUND = "The requested resource could not be found."
@@ -19,18 +20,6 @@ NOT_FOUND = "The requested resource could not be found."
 
 def pool_for_version(version: Version) -> str:
     return f"v-{version.id}"
-
-
-def uri_inputs(schema: dict[str, Any]) -> dict[str, bool]:
-    """Input names whose values are files (`format: uri`) -> whether the input is a list."""
-    props = schema.get("components", {}).get("schemas", {}).get("Input", {}).get("properties", {})
-    found = {}
-    for name, prop in props.items():
-        if prop.get("format") == "uri":
-            found[name] = False
-        elif prop.get("type") == "array" and (prop.get("items") or {}).get("format") == "uri":
-            found[name] = True
-    return found
 
 
 class PredictionService:
@@ -127,7 +116,7 @@ class PredictionService:
             raise Unprocessable(f"`{field}` is not allowed: {exc}", field=field) from exc
 
     def _check_file_inputs(self, viewer: Account, schema: dict[str, Any], clean: dict[str, Any]) -> None:
-        for name, is_list in uri_inputs(schema).items():
+        for name, is_list in file_inputs(schema).items():
             if name not in clean or clean[name] is None:
                 continue
             values = clean[name] if is_list else [clean[name]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cogplane.domain.entities import Deployment, Model, Prediction, Version
+from cogplane.schema import is_file_output, is_iterator_output
 
 BLOB_PREFIX = "cogplane-blob:"  # how stored outputs refer to files in the blob store
 
@@ -130,10 +131,27 @@ def deployment_json(d: Deployment, created_by: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _output_schema(version) -> dict[str, Any]:
-    if version is None:
-        return {}
-    return version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
+_OUTPUT_KINDS_MAX = 4096
+
+
+def output_kind(services, model: str, version_id: str, version: Version | None = None) -> tuple[bool, bool]:
+    """(iterator output, file output) of a model version. Versions never change, so this is
+    read once per process (kept with the services), not on every poll of every prediction."""
+    cache: dict[tuple[str, str], tuple[bool, bool]] = services.extras.setdefault("output_kinds", {})
+    key = (model, version_id)
+    kind = cache.get(key)
+    if kind is None:
+        if version is None:
+            owner, _, name = model.partition("/")
+            version = services.state.get_version(owner, name, version_id)
+        if version is None:
+            return False, False  # unknown (or deleted): not cached, it may appear
+        schema = version.openapi_schema or {}
+        kind = (is_iterator_output(schema), is_file_output(schema))
+        if len(cache) >= _OUTPUT_KINDS_MAX:
+            cache.clear()
+        cache[key] = kind
+    return kind
 
 
 def present_prediction(services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
@@ -145,11 +163,6 @@ def present_prediction(services, p: Prediction, base: str, version: Version | No
     def sign(key: str) -> str:
         return services.blobs.signed_url(key, expires_in=settings.output_url_ttl_seconds)
 
-    if version is None:
-        owner, _, name = p.model.partition("/")
-        version = services.state.get_version(owner, name, p.version)
-    output = _output_schema(version)
-    iterator = output.get("x-cog-array-type") == "iterator"
-    files = output.get("format") == "uri" or (output.get("items") or {}).get("format") == "uri"
+    iterator, files = output_kind(services, p.model, p.version, version)
     return prediction_json(p, base, sign, has_stream=iterator, file_stream=files,
                            stream_base_url=settings.stream_url)

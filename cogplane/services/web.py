@@ -14,7 +14,7 @@ from cogplane.domain.entities import Account, Model, Page, Prediction, Version
 from cogplane.domain.errors import Conflict, Forbidden, NotFound, Unprocessable
 from cogplane.domain.status import TERMINAL
 from cogplane.ports import BlobStore, StateStore
-from cogplane.schema import file_input_names, is_iterator_output, output_schema
+from cogplane.schema import file_input_names, is_file_output, is_iterator_output
 
 MAX_EXAMPLES = 12
 
@@ -40,13 +40,11 @@ def collections_of(version: Version | None) -> set[str]:
     if version is None:
         return set()
     schema = version.openapi_schema or {}
-    out = output_schema(schema)
     found = set()
     takes_files = bool(file_input_names(schema))
     if takes_files:
         found.add("takes-files")
-    items = out.get("items") if isinstance(out.get("items"), dict) else {}
-    makes_files = out.get("format") == "uri" or items.get("format") == "uri"
+    makes_files = is_file_output(schema)
     if makes_files:
         found.add("makes-files")
     if not takes_files and not makes_files:

@@ -3,7 +3,6 @@ disk) and on the AWS adapters (DynamoDB, SQS, S3 under moto's in-process `mock_a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +10,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from cogplane import clock
+from cogplane.adapters.local import disk as local_disk
+from cogplane.adapters.local import sqlite as local_sqlite
 from cogplane.ports import BlobStore, JobQueue, Outbox, StateStore
+from tests.conftest import fake_aws_credentials
 
 BACKENDS = ["local", "aws"]
 REGION = "us-east-1"
@@ -22,29 +25,11 @@ QUEUE_PREFIX = "cogplane-test-pool-"
 
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fake credentials, so no test can ever reach a real AWS account."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-
-
-def _local(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:  # the local adapters are written separately
-        pytest.skip(f"local adapter module {module} is not importable yet: {exc}")
+    fake_aws_credentials(monkeypatch, REGION)
 
 
 def _clock() -> Any:
-    return _local("cogplane.clock").SystemClock()
+    return clock.SystemClock()
 
 
 def _boto_client(service: str, **config: Any) -> Any:
@@ -64,7 +49,7 @@ class StateBackend:
 @pytest.fixture(params=BACKENDS)
 def state(request: pytest.FixtureRequest, tmp_path) -> Iterator[StateBackend]:
     if request.param == "local":
-        sqlite = _local("cogplane.adapters.local.sqlite")
+        sqlite = local_sqlite
         db = sqlite.Database(str(tmp_path / "state.db"))
         yield StateBackend("local", sqlite.SqliteStateStore(db), sqlite.SqliteOutbox(db))
         return
@@ -93,7 +78,7 @@ def outbox(state: StateBackend) -> Outbox:
 @pytest.fixture(params=BACKENDS)
 def job_queue(request: pytest.FixtureRequest, tmp_path) -> Iterator[JobQueue]:
     if request.param == "local":
-        sqlite = _local("cogplane.adapters.local.sqlite")
+        sqlite = local_sqlite
         db = sqlite.Database(str(tmp_path / "queue.db"))
         yield sqlite.SqliteJobQueue(db, _clock())
         return
@@ -122,7 +107,7 @@ class BlobBackend:
 @pytest.fixture(params=BACKENDS)
 def blob_backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[BlobBackend]:
     if request.param == "local":
-        disk = _local("cogplane.adapters.local.disk")
+        disk = local_disk
         store = disk.DiskBlobStore(str(tmp_path / "blobs"), "http://127.0.0.1:9", b"secret" * 6, _clock())
 
         def verify_local(url: str, key: str) -> bool:

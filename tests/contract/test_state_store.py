@@ -468,25 +468,31 @@ def test_warm_deployments_are_listed_across_owners(store):
     assert [(d.owner, d.name) for d in store.list_warm_deployments()] == [("acme", "cold"), ("bob", "w0")]
 
 
-def test_warm_deployment_listing_is_a_query_not_a_scan(state):
+@pytest.fixture
+def dynamo_queries(state) -> list[str]:
+    """DynamoDB only: the index of every Query the store makes; any Scan fails the test."""
     if state.name != "aws":
         pytest.skip("Scan is a DynamoDB notion")
-    store = state.store
     calls: list[str] = []
-    query = store.client.query
+    query = state.store.client.query
 
     def forbidden_scan(**kwargs: Any) -> Any:
-        raise AssertionError("list_warm_deployments must not Scan")
+        raise AssertionError("listing must not Scan")
 
     def counting_query(**kwargs: Any) -> Any:
         calls.append(kwargs.get("IndexName", ""))
         return query(**kwargs)
 
-    store.client.scan = forbidden_scan
-    store.client.query = counting_query
+    state.store.client.scan = forbidden_scan
+    state.store.client.query = counting_query
+    return calls
+
+
+def test_warm_deployment_listing_is_a_query_not_a_scan(state, dynamo_queries):
+    store = state.store
     store.create_deployment(deployment("w").replace(min_instances=1))
     assert [d.name for d in store.list_warm_deployments()] == ["w"]
-    assert calls == ["gsi2"]
+    assert dynamo_queries == ["gsi2"]
 
 
 # --- runners ------------------------------------------------------------------------------------
@@ -538,26 +544,12 @@ def test_many_runners_are_all_listed(store):
     assert len(store.list_runners("v-" + vid(1))) == 65
 
 
-def test_runner_listing_is_queries_not_scans(state):
-    if state.name != "aws":
-        pytest.skip("Scan is a DynamoDB notion")
+def test_runner_listing_is_queries_not_scans(state, dynamo_queries):
     store = state.store
-    calls: list[str] = []
-    query = store.client.query
-
-    def forbidden_scan(**kwargs: Any) -> Any:
-        raise AssertionError("list_runners must not Scan")
-
-    def counting_query(**kwargs: Any) -> Any:
-        calls.append(kwargs.get("IndexName", ""))
-        return query(**kwargs)
-
-    store.client.scan = forbidden_scan
-    store.client.query = counting_query
     store.put_runner(runner(1, "v-a"))
     store.list_runners()
     store.list_runners("v-a")
-    assert calls == ["gsi1", "gsi1"]
+    assert dynamo_queries == ["gsi1", "gsi1"]
 
 
 def test_run_count_increments_atomically_and_survives_model_updates(store):

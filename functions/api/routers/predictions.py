@@ -99,14 +99,7 @@ def list_predictions(services: ServicesDep, account: AccountDep, base: BaseUrlDe
     after, before = _timestamp(created_after, "created_after"), _timestamp(created_before, "created_before")
     page = services.predictions.list(account, created_after=after, created_before=before, cursor=cursor,
                                      limit=services.settings.page_size)
-    versions: dict[tuple[str, str], Version | None] = {}
-    results = []
-    for p in page.items:
-        key = (p.model, p.version)
-        if key not in versions:
-            owner, _, name = p.model.partition("/")
-            versions[key] = services.state.get_version(owner, name, p.version)
-        results.append(present(services, p, base, versions[key]))
+    results = [present(services, p, base) for p in page.items]
     return {
         "previous": None,
         "next": page_url(base, "/v1/predictions", page.next_cursor, created_after=created_after,

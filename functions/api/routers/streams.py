@@ -31,7 +31,7 @@ from fastapi.responses import StreamingResponse
 
 from cogplane.domain.errors import NotFound
 from cogplane.domain.status import TERMINAL
-from cogplane.services.presenters import resolve_blob_refs
+from cogplane.services.presenters import output_kind, resolve_blob_refs
 from cogplane.wiring import Services
 from functions.api.deps import ServicesDep
 
@@ -53,20 +53,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _is_iterator(services: Services, model: str, version_id: str) -> bool:
-    owner, _, name = model.partition("/")
-    version = services.state.get_version(owner, name, version_id)
-    if version is None:
-        return False
-    output = version.openapi_schema.get("components", {}).get("schemas", {}).get("Output", {})
-    return output.get("x-cog-array-type") == "iterator"
-
-
 async def events(services: Services, prediction_id: str) -> AsyncIterator[str]:
     prediction = await run_in_threadpool(services.state.get_prediction, prediction_id)
     if prediction is None:
         return
-    iterator = await run_in_threadpool(_is_iterator, services, prediction.model, prediction.version)
+    iterator, _ = await run_in_threadpool(output_kind, services, prediction.model, prediction.version)
     ttl = services.settings.output_url_ttl_seconds
 
     def sign(key: str) -> str:

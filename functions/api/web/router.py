@@ -24,7 +24,7 @@ from cogplane.domain.errors import DomainError, Forbidden, InputValidationError,
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import parse, seconds_between
 from cogplane.domain.validation import validate_input
-from cogplane.schema import is_concatenate_output, is_iterator_output, output_schema
+from cogplane.schema import is_concatenate_output, is_file_output, is_iterator_output
 from cogplane.services.files import file_id_from_url
 from cogplane.services.web import WebService
 from functions.api.deps import base_url
@@ -324,9 +324,7 @@ def output_view(p: Prediction, version: Version | None, sign) -> dict[str, Any]:
     value = resolve_blob_refs(p.output, sign) if p.output is not None else None
     if value is None:
         return {"kind": "empty"}
-    out = output_schema(schema)
-    items = out.get("items") if isinstance(out.get("items"), dict) else {}
-    uri_out = out.get("format") == "uri" or items.get("format") == "uri"
+    uri_out = is_file_output(schema)
     values = value if isinstance(value, list) else [value]
     if values and all(isinstance(v, str) for v in values) and (uri_out or all(_is_file_url(v) for v in values)):
         return {"kind": "files", "files": [{"url": v, "kind": media_kind(v), "name": file_name(v)} for v in values]}
