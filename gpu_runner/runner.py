@@ -350,7 +350,12 @@ class RunnerProcess:
                 self.inflight.pop(job.prediction_id, None)
             self.queue.ack(job)
             return
-        self.send(prediction, flight)
+        try:
+            self.send(prediction, flight)
+        except Exception as exc:  # noqa: BLE001 - one prediction's bug must not take the runner down
+            log.exception("could not start prediction %s", prediction.id)
+            self.finish(prediction.id, {"status": "failed",
+                                        "error": f"The runner could not start the prediction: {exc}"})
 
     def send(self, prediction: Prediction, flight: InFlight) -> None:
         assert self.server and self.httpd

@@ -111,3 +111,50 @@ def test_cold_boot_phases_from_ecs_reach_the_prediction(services, base_env, tmp_
     assert done.metrics["capacity_time"] == 90.25 and done.metrics["image_pull_time"] == 40.5
     assert "Capacity provisioning" in done.logs and "Image pull: 40.50 s" in done.logs
     assert done.metrics["queue_time"] >= 0
+
+
+def test_a_prediction_the_runner_cannot_start_fails_and_the_runner_goes_on(services, base_env, tmp_path,  # noqa: F811
+                                                                            monkeypatch):
+    """An unexpected error while starting one prediction fails that prediction with the reason;
+    the runner keeps serving (it used to die and be restarted, again and again)."""
+    monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4", raising=False)
+    real = RunnerProcess.model_input
+
+    def flaky(self, value, prediction_id):
+        if value.get("prompt") == "boom":
+            raise RuntimeError("input preparation broke")
+        return real(self, value, prediction_id)
+
+    monkeypatch.setattr(RunnerProcess, "model_input", flaky)
+    model_dir = tmp_path / "image"
+    shutil.copytree(MODELS["hello"], model_dir)
+    schema = generate_schema(model_dir)
+    write_schema(model_dir, schema)
+    runner_port = free_port()
+    cog = CogServer(model_dir, base_env, log_path=tmp_path / "cog.log",
+                    upload_url=f"http://127.0.0.1:{runner_port}/upload/").start()
+    try:
+        state = services.state
+        services.accounts.ensure_account("alice")
+        alice = state.get_account("alice")
+        state.create_model(Model(owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z"))
+        version = Version(id=VERSION, owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z",
+                          openapi_schema=schema, kind="image", image="r/x@sha256:" + VERSION)
+        state.put_version(version)
+        model = state.get_model("alice", "hello")
+        bad = services.predictions.create(alice, model, version, {"input": {"prompt": "boom"}})
+        good = services.predictions.create(alice, model, version, {"input": {"prompt": "fine"}})
+        runner = RunnerProcess(services, RunnerConfig(
+            pool=bad.pool, work_root=tmp_path / "work", env_cache=tmp_path / "no-envs", idle_timeout=0.5,
+            cog_url=cog.url, http_port=runner_port))
+        result: list[int] = []
+        thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
+        thread.start()
+        assert wait_until(lambda: state.get_prediction(good.id).status == "succeeded", 30)
+        thread.join(15)
+        failed = state.get_prediction(bad.id)
+        assert failed.status == "failed" and "input preparation broke" in failed.error
+        assert state.get_prediction(good.id).output == "hello fine"
+        assert result == [0]
+    finally:
+        cog.kill()
