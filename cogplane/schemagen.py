@@ -50,6 +50,13 @@ def title_case(name: str) -> str:
     return " ".join(p[:1].upper() + p[1:] for p in name.split("_"))
 
 
+def go_number(value: Any) -> Any:
+    """A bound as Go's encoding/json writes cog's float64 bounds: `1` for 1.0 (and for 1), 20.5 as is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _go_order(value: Any) -> Any:
     if isinstance(value, _Ordered):
         return {k: _go_order(v) for k, v in value.items()}
@@ -264,9 +271,9 @@ def build_input(info: Any, fn: Any) -> tuple[dict, list[tuple[str, dict]]]:
         if field.description is not None:
             prop["description"] = field.description
         if field.ge is not None:
-            prop["minimum"] = field.ge
+            prop["minimum"] = go_number(field.ge)
         if field.le is not None:
-            prop["maximum"] = field.le
+            prop["maximum"] = go_number(field.le)
         if field.min_length is not None:
             prop["minLength"] = field.min_length
         if field.max_length is not None:

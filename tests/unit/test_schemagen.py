@@ -71,6 +71,13 @@ def test_schema_matches_golden(generated, name):
     assert text == path.read_text(), f"schema for {name} drifted from {path}"
 
 
+def test_go_number_writes_integral_bounds_as_integers():
+    from cogplane.schemagen import go_number
+
+    assert json.dumps([go_number(1.0), go_number(0.0), go_number(-3.0), go_number(20.5), go_number(7),
+                       go_number(True)]) == "[1, 0, -3, 20.5, 7, true]"
+
+
 def test_document_skeleton_is_cogs(generated):
     doc = generated["output_int"]
     assert list(doc) == ["components", "info", "openapi", "paths"]
@@ -109,7 +116,12 @@ def test_input_rules_follow_cogs_generator(generated):
     props = inp["properties"]
     # Required: no default and not Optional. Path with default=None counts as "no default".
     assert inp["required"] == ["prompt", "image", "images", "mask"]
-    assert props["steps"]["minimum"] == 1.0 and props["steps"]["maximum"] == 10.0
+    # Bounds are written the way Go's encoding/json writes cog's float64 bounds: integral ones as
+    # integers (`"minimum": 1`, also `ge=0` on a float input), the rest as they are.
+    assert props["steps"]["minimum"] == 1 and props["steps"]["maximum"] == 10
+    assert type(props["steps"]["minimum"]) is int and type(props["steps"]["maximum"]) is int
+    assert type(props["scale"]["minimum"]) is int and props["scale"]["maximum"] == 20.5
+    assert '"minimum": 1,' in golden_text(generated["inputs_all"])
     assert props["story"]["minLength"] == 1 and props["story"]["maxLength"] == 5000
     assert props["slug"]["pattern"] == "^[a-z]+$"
     assert props["api_key"] == {
@@ -201,7 +213,7 @@ def test_base_runner_run_style(generated):
     assert inp["required"] == ["text"]
     assert inp["properties"]["times"] == {
         "default": 1,
-        "minimum": 1.0,
+        "minimum": 1,
         "title": "Times",
         "type": "integer",
         "x-order": 1,
