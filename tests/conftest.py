@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -36,7 +37,8 @@ HELLO_SCHEMA = {
 
 def make_bundle(files: dict[str, str]) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    # gzip's header carries a time too: 0, so that the same files give the same bytes (and version id)
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         for name, text in sorted(files.items()):
             data = text.encode()
             info = tarfile.TarInfo(name)
