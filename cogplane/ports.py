@@ -48,7 +48,9 @@ class StateStore(Protocol):
     def get_account(self, username: str) -> Account | None: ...
 
     def put_token(self, token_hash: str, username: str, created_at: str) -> None:
-        """Store a token by its hash (never the token itself)."""
+        """Store a token by its hash (never the token itself). Storing it again for the same
+        account changes nothing; a hash that belongs to another account raises Conflict (a token
+        is never moved from one account to another)."""
 
     def get_token_owner(self, token_hash: str) -> str | None: ...
 

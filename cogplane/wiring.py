@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cogplane.clock import RandomIds, SystemClock
+from cogplane.homedir import secure_home
 from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, StateStore
 from cogplane.services.accounts import AccountService
 from cogplane.services.catalog import CatalogService
@@ -61,7 +62,7 @@ class Services:
 def local_secret(settings: Settings) -> bytes:
     """The install's signing secret (blob URLs), created once and kept under COGPLANE_HOME."""
     path = settings.secret_path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    secure_home(path.parent)
     try:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
@@ -80,6 +81,7 @@ def build_local(settings: Settings, *, clock: Clock | None = None, ids: IdSource
     from cogplane.adapters.local.sqlite import Database, SqliteJobQueue, SqliteOutbox, SqliteStateStore
 
     clock = clock or SystemClock()
+    secure_home(settings.home)
     db = Database(str(settings.db_path))
     blobs = DiskBlobStore(str(settings.blob_root), base_url or settings.public_url or "http://127.0.0.1:8000",
                           local_secret(settings), clock)

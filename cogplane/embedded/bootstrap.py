@@ -27,7 +27,7 @@ def ensure_token(services: Services, username: str, home: Path, given: str | Non
     path = home / "token"
     token = given or (path.read_text().strip() if path.is_file() else None)
     token = services.accounts.issue_token(username, token)
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")

@@ -68,7 +68,9 @@ def run() -> int:
     port = int(os.environ.get("PORT", "8000"))
     host = "127.0.0.1"
     settings = Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    from cogplane.homedir import secure_home
+
+    secure_home(settings.home)  # 0700, state files 0600 (also a home made by an older version)
     tls = None
     if settings.tls:
         from cogplane.tls import ensure_certificates

@@ -7,7 +7,7 @@ import re
 import secrets
 
 from cogplane.domain.entities import Account
-from cogplane.domain.errors import InvalidRequest, Unauthenticated
+from cogplane.domain.errors import Conflict, InvalidRequest, Unauthenticated
 from cogplane.domain.ids import hash_token, new_token
 from cogplane.ports import Clock, StateStore
 
@@ -43,7 +43,11 @@ class AccountService:
         token = token or new_token()
         if len(token) < 16:
             raise InvalidRequest("A token must be at least 16 characters long.")
-        self.state.put_token(hash_token(token), username, self.clock.now())
+        try:
+            self.state.put_token(hash_token(token), username, self.clock.now())
+        except Conflict as exc:  # never move a token from one account to another
+            raise Conflict(f"This token already belongs to another account; it was not issued to "
+                           f"{username!r}. Use another token.") from exc
         return token
 
     def authenticate(self, authorization: str | None) -> Account:

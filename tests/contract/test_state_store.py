@@ -117,6 +117,14 @@ def test_token_is_found_by_its_hash(store):
     assert store.get_token_owner("hash-3") is None
 
 
+def test_a_token_is_never_moved_to_another_account(store):
+    store.put_token("hash-1", "alice", ts(1))
+    store.put_token("hash-1", "alice", ts(2))  # the same account again: no change, no error
+    with pytest.raises(Conflict):
+        store.put_token("hash-1", "mallory", ts(3))
+    assert store.get_token_owner("hash-1") == "alice"
+
+
 # --- models -----------------------------------------------------------------------------------
 
 

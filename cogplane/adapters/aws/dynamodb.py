@@ -99,6 +99,9 @@ def _account_key(username: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"ACCOUNT#{username}"), r.SK: _s("ACCOUNT")}
 
 
+TOKEN_TAKEN = "This token already belongs to another account."
+
+
 def _token_key(token_hash: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"TOKEN#{token_hash}"), r.SK: _s("TOKEN")}
 
@@ -368,9 +371,11 @@ class DynamoStateStore:
 
     def put_token(self, token_hash: str, username: str, created_at: str) -> None:
         data = {"token_hash": token_hash, "username": username, "created_at": created_at}
-        self.client.put_item(
-            TableName=self.table_name, Item={**_token_key(token_hash), r.DATA: _s(_dumps(data))}
-        )
+        try:
+            self._put_new({**_token_key(token_hash), r.DATA: _s(_dumps(data))}, TOKEN_TAKEN)
+        except Conflict:
+            if self.get_token_owner(token_hash) != username:
+                raise
 
     def get_token_owner(self, token_hash: str) -> str | None:
         item = self._table.get(_token_key(token_hash))

@@ -84,7 +84,10 @@ class Database:
     def __init__(self, path: str):
         self.path = str(path)
         if self.path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            from cogplane.homedir import HOME_MODE, create_private
+
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=HOME_MODE, exist_ok=True)
+            create_private(self.path)  # 0600 from the start; SQLite gives -wal/-shm the same mode
         self._local = threading.local()
         self._pid = os.getpid()
         self.connection().executescript(_SCHEMA)
@@ -169,8 +172,13 @@ class SqliteStateStore:
 
     def put_token(self, token_hash: str, username: str, created_at: str) -> None:
         with self.db.write() as conn:
+            row = conn.execute("SELECT username FROM tokens WHERE token_hash = ?", (token_hash,)).fetchone()
+            if row is not None:
+                if row["username"] != username:
+                    raise Conflict("This token already belongs to another account.")
+                return  # already this account's: nothing changes
             conn.execute(
-                "INSERT OR REPLACE INTO tokens (token_hash, username, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO tokens (token_hash, username, created_at) VALUES (?, ?, ?)",
                 (token_hash, username, created_at),
             )
 
