@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     dlq_arn: str | None = None  # dead-letter queue of the pool queues (deployed)
     ecs_dispatch: str | None = None  # JSON EcsConfig written by the stack: where runners start
 
+    # Key material for secret inputs (cogplane.sealing) and stream tokens. Local: empty, the
+    # install's COGPLANE_HOME/secret is used. Deployed: the SigningKeys secret (its ARN), or a value.
+    secrets_key: str = ""
+    signing_secret_arn: str = ""
+
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # JSON request bodies
     max_wait_seconds: int = Field(default=60, ge=1, le=60)  # Prefer: wait cap (deployed: ~25)
     data_retention_seconds: int = Field(default=3600, ge=60)  # API predictions' data removal

@@ -57,6 +57,16 @@ class Services:
             timeout_seconds=self.settings.prediction_timeout_seconds,
         )
         self.deployments = DeploymentService(self.state, self.catalog, self.clock, self.hardware)
+        self.predictions.secret_box = self.secret_box
+
+    def secret_box(self):
+        """Seals secret inputs for the runner (cogplane.sealing); the key is read on first use."""
+        box = self.extras.get("secret_box")
+        if box is None:
+            from cogplane.sealing import SecretBox, key_material
+
+            box = self.extras["secret_box"] = SecretBox(key_material(self.settings))
+        return box
 
 
 def local_secret(settings: Settings) -> bytes:

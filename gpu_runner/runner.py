@@ -35,6 +35,7 @@ from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import parse, seconds_between
 from cogplane.schema import file_inputs, is_iterator_output
+from cogplane.sealing import scrub
 from cogplane.services.files import file_id_from_url
 from cogplane.services.presenters import blob_ref
 from gpu_runner.cog_server import CogServer, write_schema
@@ -65,6 +66,7 @@ class InFlight:
     metrics: dict[str, Any]
     iterator: bool
     cancel_sent_at: float | None = None
+    secrets: dict[str, Any] = field(default_factory=dict)  # decrypted secret inputs (memory only)
     done: threading.Event = field(default_factory=threading.Event)
     written: dict[str, Any] = field(default_factory=dict)  # what progress() last stored
 
@@ -350,6 +352,14 @@ class RunnerProcess:
                 self.inflight.pop(job.prediction_id, None)
             self.queue.ack(job)
             return
+        if job.sealed:  # secret inputs: decrypted here, kept in memory for this run only
+            try:
+                flight.secrets = self.services.secret_box().open(prediction.id, job.sealed)
+            except Exception as exc:  # noqa: BLE001 - SealError, or no key configured
+                log.error("could not open the secret inputs of %s: %s", prediction.id, exc)
+                self.finish(prediction.id, {"status": "failed",
+                                            "error": f"The prediction's secret inputs could not be read: {exc}"})
+                return
         try:
             self.send(prediction, flight)
         except Exception as exc:  # noqa: BLE001 - one prediction's bug must not take the runner down
@@ -361,7 +371,7 @@ class RunnerProcess:
         assert self.server and self.httpd
         hook = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/{prediction.id}"
         try:
-            model_input = self.model_input(prediction.input or {}, prediction.id)
+            model_input = self.model_input({**(prediction.input or {}), **flight.secrets}, prediction.id)
         except InputFetchError as exc:
             self.finish(prediction.id, {"status": "failed", "error": str(exc), "logs": "", "metrics": {}})
             return
@@ -390,6 +400,7 @@ class RunnerProcess:
                 reason = _validation_message(text)
             else:
                 reason = f"The model server refused the prediction ({status or 'no answer'}): {text[:500]}"
+            reason = scrub(reason, flight.secrets) or reason
             self.finish(prediction.id, {"status": "failed", "error": reason, "logs": "", "metrics": {}})
             if status != 422:
                 self.restart_needed.set()
@@ -466,7 +477,7 @@ class RunnerProcess:
         if flight is None:
             return
         changes: dict[str, Any] = {}
-        logs = flight.log_prefix + (body.get("logs") or "")
+        logs = flight.log_prefix + (scrub(body.get("logs"), flight.secrets) or "")
         if logs != flight.written.get("logs", flight.log_prefix):
             changes["logs"] = logs
         if flight.iterator and isinstance(body.get("output"), list):
@@ -498,9 +509,9 @@ class RunnerProcess:
             "status": status,
             "completed_at": now,
             "metrics": metrics,
-            "logs": flight.log_prefix + (body.get("logs") or ""),
+            "logs": flight.log_prefix + (scrub(body.get("logs"), flight.secrets) or ""),
             "output": self.map_output(body.get("output")),
-            "error": clean_error(body.get("error")) if status == "failed" else None,
+            "error": scrub(clean_error(body.get("error")), flight.secrets) if status == "failed" else None,
         }
         try:
             self.state.update_prediction(prediction_id, changes, expect_status=["processing"])

@@ -131,6 +131,7 @@ class Job(_Record):
     enqueued_at: str
     receipt: str | None = None  # adapter-specific handle of a claimed job
     attempts: int = 0
+    sealed: str | None = None  # the prediction's secret inputs, encrypted for the runner (cogplane.sealing)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from cogplane.domain.status import TERMINAL, Status, sources_for
 from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
 from cogplane.schema import file_inputs
+from cogplane.sealing import split_secrets
 
 EVENTS = ("start", "output", "logs", "completed")
 NOT_FOUND = "The requested resource could not be found."
@@ -35,6 +36,7 @@ class PredictionService:
         self.files = files
         self.allow_networks = list(allow_networks or [])  # netguard allow-list: webhooks, http(s) inputs
         self.timeout_seconds = timeout_seconds
+        self.secret_box = None  # () -> cogplane.sealing.SecretBox (set by Services)
 
     # --- create -------------------------------------------------------------------------
     def create(self, viewer: Account, model: Model, version: Version, body: dict[str, Any], *,
@@ -49,6 +51,8 @@ class PredictionService:
             raise Unprocessable("`input` must be a JSON object.", field="input")
         clean = validate_input(version.openapi_schema, raw_input)
         self._check_file_inputs(viewer, version.openapi_schema, clean)
+        # Secret inputs are stored as `**********`; the values travel encrypted in the job only.
+        clean, secrets = split_secrets(version.openapi_schema, clean)
 
         webhook = body.get("webhook")
         if webhook is None and isinstance(body.get("webhook_completed"), str):
@@ -97,14 +101,21 @@ class PredictionService:
             remove_at=add_seconds(now, self.retention_seconds) if source == "api" else None,
             timeout=timeout or self.timeout_seconds,
         )
+        sealed = self._seal(prediction.id, secrets) if secrets else None
         self.state.create_prediction(prediction)
         try:
-            self.queue.enqueue(Job(prediction_id=prediction.id, pool=prediction.pool, enqueued_at=now))
+            self.queue.enqueue(Job(prediction_id=prediction.id, pool=prediction.pool, enqueued_at=now,
+                                   sealed=sealed))
         except Exception as exc:  # never leave a prediction that nothing will ever run
             self._fail(prediction.id, f"Could not queue the prediction: {exc}")
             raise
         self.dispatcher.wake(prediction.pool)
         return prediction
+
+    def _seal(self, prediction_id: str, secrets: dict[str, Any]) -> str:
+        if self.secret_box is None:
+            raise RuntimeError("secret inputs need a key (PredictionService.secret_box)")
+        return self.secret_box().seal(prediction_id, secrets)
 
     def _check_target(self, url: str, field: str) -> None:
         """No server-side request to private, loopback or link-local addresses (unless allowed)."""

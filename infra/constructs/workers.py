@@ -48,6 +48,7 @@ class Workers(Construct):
         data.table.grant_read_write_data(self.task_role)
         data.bucket.grant_read_write(self.task_role)
         data.grant_pool_queues(self.task_role)
+        data.signing_secret.grant_read(self.task_role)  # opens predictions' sealed secret inputs
 
         self.execution_role = iam.Role(self, "RunnerExecutionRole",
                                        assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
@@ -63,6 +64,7 @@ class Workers(Construct):
             **data.environment(),
             "COGPLANE_HOME": "/var/cogplane",
             "COGPLANE_IDLE_TIMEOUT": str(c.RUNNER_IDLE_TIMEOUT_S),
+            "COGPLANE_SIGNING_SECRET_ARN": data.signing_secret.secret_arn,
         }
 
         self.task_definitions: dict[str, ecs.TaskDefinition] = {}

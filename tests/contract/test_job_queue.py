@@ -86,3 +86,11 @@ def test_pools_are_independent(job_queue):
     assert job_queue.claim(weird) is None
     assert job_queue.claim("pool-b").prediction_id == "p3"
     assert job_queue.claim("pool-a").prediction_id == "p1"
+
+
+def test_a_jobs_sealed_secret_inputs_travel_with_it(job_queue):
+    job_queue.enqueue(Job(prediction_id="p1", pool="pool-a", enqueued_at=job(1).enqueued_at, sealed="v1.abc"))
+    job_queue.enqueue(job(2))
+    first, second = job_queue.claim("pool-a"), job_queue.claim("pool-a")
+    assert (first.prediction_id, first.sealed) == ("p1", "v1.abc")
+    assert (second.prediction_id, second.sealed) == ("p2", None)

@@ -81,10 +81,10 @@ class SqsJobQueue:
 
     # --- JobQueue -----------------------------------------------------------------------------
     def enqueue(self, job: Job) -> None:
-        body = json.dumps(
-            {"prediction_id": job.prediction_id, "pool": job.pool, "enqueued_at": job.enqueued_at},
-            separators=(",", ":"),
-        )
+        message = {"prediction_id": job.prediction_id, "pool": job.pool, "enqueued_at": job.enqueued_at}
+        if job.sealed:
+            message["sealed"] = job.sealed
+        body = json.dumps(message, separators=(",", ":"))
         self._on_queue(job.pool, lambda url: self.client.send_message(QueueUrl=url, MessageBody=body))
 
     def claim(self, pool: str, *, lease_seconds: float = 60.0) -> Job | None:

@@ -1,0 +1,41 @@
+"""Secret inputs on the deployed adapters (DynamoDB, SQS, Secrets Manager under moto): the key
+comes from the stack's SigningKeys secret; neither the table nor the queue holds the plain value."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from cogplane.domain.entities import Account, Model, Version
+from cogplane.sealing import REDACTED
+from cogplane.settings import Settings
+from cogplane.wiring import build_aws
+from tests.api.test_secret_inputs_api import PLAIN, secret_schema
+from tests.functions.conftest import REGION, TABLE
+
+VERSION = "ab" * 32
+
+
+def test_secret_inputs_are_sealed_with_the_signing_key_on_aws(aws):
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="SigningKeys", SecretString="k" * 64)["ARN"]
+    services = build_aws(Settings(signing_secret_arn=arn), clients=aws)
+    account = Account(username="alice")
+    services.state.create_account(account)
+    model = Model(owner="alice", name="secret")
+    services.state.create_model(model)
+    version = Version(id=VERSION, owner="alice", name="secret", created_at="2026-01-01T00:00:00.000000Z",
+                      openapi_schema=secret_schema())
+    services.state.put_version(version)
+
+    p = services.predictions.create(account, model, version, {"input": {"prompt": "p", "api_key": PLAIN}})
+    assert p.input["api_key"] == REDACTED
+
+    table = json.dumps(aws["dynamodb"].scan(TableName=TABLE)["Items"])
+    assert REDACTED in table and PLAIN not in table
+    job = services.queue.claim(p.pool)
+    assert job is not None and job.sealed and PLAIN not in job.sealed
+    # a runner (its own process, its own services over the same secret) opens it
+    runner_side = build_aws(Settings(signing_secret_arn=arn), clients=aws)
+    assert runner_side.secret_box().open(p.id, job.sealed) == {"api_key": PLAIN}
