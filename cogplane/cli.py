@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -153,6 +154,123 @@ def push_image(args: argparse.Namespace, *, url: str, token: str, home: Path,
     return _pushed(r, f"Registered {info.image} as {owner}/{name}", "registration failed")
 
 
+def _api(home: Path) -> tuple[str, dict]:
+    """The API's URL and httpx options (the local CA of `make up`), as `push` finds them."""
+    from cogplane.tls import client_ca, ssl_context
+
+    https = os.environ.get("COGPLANE_TLS", "1") != "0" and client_ca(home) is not None
+    url = os.environ.get("COGPLANE_URL", f"{'https' if https else 'http'}://127.0.0.1:8000").rstrip("/")
+    return url, {"verify": ssl_context(home)}
+
+
+ADMIN_ROUTES = {  # command -> (method, path template, body/query builder)
+    ("users", "create"): ("POST", "/v1/admin/users", lambda a: {"username": a.name}),
+    ("users", "list"): ("GET", "/v1/admin/users", lambda a: None),
+    ("orgs", "create"): ("POST", "/v1/admin/orgs", lambda a: {"name": a.name, "owner": a.owner}),
+    ("orgs", "add"): ("POST", "/v1/admin/orgs/{org}/members", lambda a: {"username": a.user, "role": a.role}),
+    ("orgs", "remove"): ("DELETE", "/v1/admin/orgs/{org}/members/{user}", lambda a: None),
+    ("orgs", "members"): ("GET", "/v1/admin/orgs/{org}/members", lambda a: None),
+    ("tokens", "create"): ("POST", "/v1/admin/tokens", lambda a: {"account": a.account, "name": a.name}),
+    ("tokens", "list"): ("GET", "/v1/admin/tokens?account={account}", lambda a: None),
+    ("tokens", "revoke"): ("DELETE", "/v1/admin/tokens/{token_id}", lambda a: None),
+    ("usage", None): ("GET", "/v1/admin/usage", lambda a: None),
+}
+
+
+def _admin_text(args: argparse.Namespace, data: dict) -> str:
+    """Plain-text output of an admin command (--json prints the API's object instead)."""
+    if "token" in data:  # a new user or token: the token is shown this once
+        who = data.get("username") or data.get("account")
+        return f"{who}: token {data['token']} (id {data['token_id']}); it is shown only this once"
+    if "results" in data and args.group == "usage":
+        lines = [f"{r['day']}  {r['hardware']:<10} {r['predict_time']:>12.3f} s  {r['predictions']:>6} predictions"
+                 + (f"  {r['cost']:.4f}" if "cost" in r else "") for r in data["results"]]
+        return "\n".join(lines + [f"total {data['total']['predict_time']:.3f} s"])
+    if "results" in data:
+        rows = []
+        for r in data["results"]:
+            if "orgs" in r or r.get("type") == "organization":
+                orgs = ", ".join(f"{o['org']} ({o['role']})" for o in r.get("orgs", []))
+                rows.append(f"{r['username']:<20} {r['type']:<13} {'admin' if r.get('admin') else '':<6} {orgs}")
+            elif "role" in r:
+                rows.append(f"{r['username']:<20} {r['role']}")
+            else:
+                rows.append(f"{r['id']:<26} {r['name']:<20} created {r['created_at']}  last used "
+                            f"{r.get('last_used_at') or 'never'}")
+        return "\n".join(rows)
+    return json.dumps(data)
+
+
+def admin(args: argparse.Namespace) -> int:
+    """`cogplane admin ...`: a client of /v1/admin/ with an admin token (COGPLANE_TOKEN, or the
+    token `make up` wrote), against COGPLANE_URL (make up's API by default, or a deployed one)."""
+    home = Path(os.environ.get("COGPLANE_HOME", ".cogplane"))
+    token = os.environ.get("COGPLANE_ADMIN_TOKEN") or _token(home)
+    if not token:
+        return _err(f"no token: set COGPLANE_TOKEN to an admin token or run `make up` (it writes {home}/token)")
+    url, options = _api(home)
+    method, path, build = ADMIN_ROUTES[(args.group, getattr(args, "action", None))]
+    values = {k: v for k, v in vars(args).items() if isinstance(v, str)}
+    path = path.format(**{k: quote(v, safe="") for k, v in values.items()})
+    params = None
+    if args.group == "usage":
+        params = {k: v for k, v in (("account", args.account), ("since", args.since), ("until", args.until)) if v}
+    body = build(args)
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30, **options) as c:
+            r = c.request(method, path, json=body, params=params)
+    except httpx.HTTPError as exc:
+        return _err(f"cannot reach {url}: {exc}")
+    try:
+        data = r.json()
+    except ValueError:
+        data = {"status": r.status_code, "detail": r.text}
+    if r.status_code >= 400:
+        if args.json:
+            print(json.dumps({"error": data, "status": r.status_code}))
+        return _err(f"{r.status_code}: {data.get('detail') or data}" if isinstance(data, dict) else r.text)
+    print(json.dumps(data) if args.json else _admin_text(args, data))
+    return 0
+
+
+def _admin_parser(sub) -> None:
+    a = sub.add_parser("admin", help="administer users, organizations, tokens and usage (an admin token)")
+    groups = a.add_subparsers(dest="group", required=True)
+
+    def cmd(group, action, help_text):
+        p = group.add_parser(action, help=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        return p
+
+    users = groups.add_parser("users", help="user accounts").add_subparsers(dest="action", required=True)
+    cmd(users, "create", "create a user (prints their first token)").add_argument("name")
+    cmd(users, "list", "list every account")
+    orgs = groups.add_parser("orgs", help="organizations").add_subparsers(dest="action", required=True)
+    p = cmd(orgs, "create", "create an organization owned by a user")
+    p.add_argument("name")
+    p.add_argument("--owner", required=True)
+    p = cmd(orgs, "add", "add a user to an organization (or change their role)")
+    p.add_argument("org")
+    p.add_argument("user")
+    p.add_argument("--role", choices=["owner", "member"], default="member")
+    p = cmd(orgs, "remove", "remove a user from an organization")
+    p.add_argument("org")
+    p.add_argument("user")
+    cmd(orgs, "members", "list an organization's members").add_argument("org")
+    tokens = groups.add_parser("tokens", help="API tokens").add_subparsers(dest="action", required=True)
+    p = cmd(tokens, "create", "create a token of an account (prints it)")
+    p.add_argument("account")
+    p.add_argument("--name", default=None)
+    cmd(tokens, "list", "list an account's tokens").add_argument("account")
+    cmd(tokens, "revoke", "revoke a token by its id").add_argument("token_id")
+    u = groups.add_parser("usage", help="billable predict time of an account, by day and hardware")
+    u.add_argument("account")
+    u.add_argument("--since", default=None, help="YYYY-MM-DD")
+    u.add_argument("--until", default=None, help="YYYY-MM-DD")
+    u.add_argument("--json", action="store_true", help="print one JSON object")
+    a.set_defaults(func=admin)
+
+
 def up(args: argparse.Namespace) -> int:
     from cogplane.embedded.stack import run
 
@@ -174,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=push)
     u = sub.add_parser("up", help="run the single-machine stack (API, runners, pumps) in the foreground")
     u.set_defaults(func=up)
+    _admin_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

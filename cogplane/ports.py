@@ -19,16 +19,20 @@ from typing import Any, Protocol, runtime_checkable
 
 from cogplane.domain.entities import (
     Account,
+    ApiToken,
     Deployment,
     File,
     Job,
+    Membership,
     Model,
     OutboxEvent,
     Page,
     Prediction,
     Runner,
+    UsageRecord,
     Version,
 )
+from cogplane.domain.ratelimit import RateDecision
 
 
 @runtime_checkable
@@ -47,12 +51,48 @@ class StateStore(Protocol):
 
     def get_account(self, username: str) -> Account | None: ...
 
-    def put_token(self, token_hash: str, username: str, created_at: str) -> None:
-        """Store a token by its hash (never the token itself). Storing it again for the same
-        account changes nothing; a hash that belongs to another account raises Conflict (a token
-        is never moved from one account to another)."""
+    def update_account(self, account: Account) -> None:
+        """Replace the stored account. Raises NotFound if it does not exist."""
 
-    def get_token_owner(self, token_hash: str) -> str | None: ...
+    def list_accounts(self, *, cursor: str | None = None, limit: int = 100) -> Page[Account]:
+        """Every account (users and organizations), by username."""
+
+    def put_token(self, token: ApiToken) -> bool:
+        """Store a token record (its hash, never the token itself); False (and no change) if a
+        token with this hash exists."""
+
+    def get_token(self, token_hash: str) -> ApiToken | None: ...
+
+    def list_tokens(self, account: str) -> list[ApiToken]:
+        """The account's tokens, oldest first."""
+
+    def touch_token(self, token_hash: str, used_at: str) -> None:
+        """Set last_used_at = used_at unless it is already as late (never moves back). No-op if
+        the token is gone."""
+
+    def delete_token(self, token_id: str) -> ApiToken | None:
+        """Revoke: remove the token with this id for good; returns it, or None if there was none."""
+
+    # --- organization members -----------------------------------------------------------
+    def put_member(self, membership: Membership) -> None:
+        """Add the user to the org, or change their role."""
+
+    def get_member(self, org: str, username: str) -> Membership | None: ...
+
+    def delete_member(self, org: str, username: str) -> bool:
+        """False if the user was not a member."""
+
+    def list_members(self, org: str) -> list[Membership]:
+        """By username."""
+
+    def list_memberships(self, username: str) -> list[Membership]:
+        """The orgs the user belongs to, by org name."""
+
+    # --- usage --------------------------------------------------------------------------
+    def list_usage(self, account: str, *, since: str, until: str) -> list[UsageRecord]:
+        """The account's usage rows with since <= day <= until (YYYY-MM-DD), by day then hardware.
+        Rows are written by update_prediction (cogplane.domain.usage.billable), in the same
+        transaction as the change that makes a prediction terminal."""
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, model: Model) -> None:
@@ -114,7 +154,8 @@ class StateStore(Protocol):
     ) -> Prediction:
         """Apply `changes` only if the stored status is in `expect_status` (default: any
         non-terminal status), together with the outbox events (given, plus those
-        `cogplane.domain.lifecycle.derive(before, after, now)` yields), atomically.
+        `cogplane.domain.lifecycle.derive(before, after, now)` yields) and the usage
+        `cogplane.domain.usage.billable(before, after)` adds, atomically.
         Returns the updated prediction. Raises NotFound if missing, Conflict if the
         condition fails (e.g. the prediction is already terminal)."""
 
@@ -235,6 +276,14 @@ class Outbox(Protocol):
         """Delivered (or given up): remove it."""
 
     def reschedule(self, event_id: str, *, due_at: str, attempts: int) -> None: ...
+
+
+class RateLimiter(Protocol):
+    """Token buckets shared by every API process (cogplane.domain.ratelimit does the arithmetic;
+    the adapter makes each take atomic)."""
+
+    def take(self, key: str, *, per_minute: int, now: float) -> RateDecision:
+        """Take one token from bucket `key` at unix time `now` (or be refused)."""
 
 
 class IdSource(Protocol):

@@ -6,8 +6,11 @@ table or a GSI, never a Scan. `{t}` is a fixed-width timefmt timestamp, `{o} {n}
 joined by a space (it sorts below every name character, so ties order like (owner, name)).
 
     item        pk / sk                           gsi1pk / gsi1sk                     gsi2pk / gsi2sk
-    account     ACCOUNT#{username} / ACCOUNT
-    token       TOKEN#{sha256} / TOKEN
+    account     ACCOUNT#{username} / ACCOUNT      ACCOUNTS / {username}
+    token       TOKEN#{sha256} / TOKEN            TOKENS#{account} / {t}#{id}         TOKENID#{id} / TOKEN
+    member      ORG#{org} / MEMBER#{username}     MEMBERSHIPS#{username} / {org}
+    usage       USAGE#{account} / {day}#{hw}      (predict_time, predictions: atomic ADDs)
+    rate bucket RATE#{key} / RATE                 (tokens, updated: conditional puts; TTL)
     model       MODEL#{o}/{n} / MODEL             PUBLIC_MODELS / {t}#{o} {n}   (1)
     version     MODEL#{o}/{n} / VERSION#{id}      VERSIONS#{o}/{n} / {t}#{id}         VERSION#{id} / {o}/{n}
     prediction  PREDICTION#{id} / PREDICTION      PREDICTIONS#{owner} / {t}#{id}
@@ -98,11 +101,15 @@ INDEX_PURPOSES: dict[str, list[str]] = {
         "OUTBOX#{kind}: outbox events of a kind (webhook | timer) by due_at#id (oldest first)",
         "FILES#{owner}: an owner's files-API uploads by created_at#id (newest first)",
         "RUNNERS: live runner records by pool#id (one pool: begins_with pool#)",
+        "ACCOUNTS: every account by username",
+        "TOKENS#{account}: an account's API tokens by created_at#id",
+        "MEMBERSHIPS#{username}: the orgs a user belongs to",
     ],
     GSI2: [
         "VERSION#{id}: every model version with this id (global lookup)",
         "PUBLIC_MODELS_BY_LATEST: public models with a version, by latest_version_created_at#owner/name",
         "WARM_DEPLOYMENTS: deployments with min_instances > 0, by owner name (sparse)",
+        "TOKENID#{id}: a token by its public id (revocation)",
     ],
 }
 

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     file_ttl_seconds: int = Field(default=24 * 3600, ge=60)  # files API uploads expire after 24 h
     page_size: int = Field(default=100, ge=1, le=1000)
     prediction_timeout_seconds: float = Field(default=1800, gt=0)  # a run longer than this fails
+    # Per-account token buckets (Replicate's documented limits); a whole minute's worth may burst.
+    rate_create_per_minute: int = Field(default=600, ge=1)  # prediction/training creates
+    rate_other_per_minute: int = Field(default=3000, ge=1)  # every other authenticated request
+    # Optional prices per hardware-second for the usage cost column: "cpu=0.0001,gpu-t4=0.000225".
+    prices: str = ""
 
     # The single-machine stack serves HTTPS with a generated local CA (cogplane/tls.py); 0 = plain HTTP.
     tls: bool = True
@@ -53,6 +58,19 @@ class Settings(BaseSettings):
     max_input_fetch_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # http(s) file inputs
     input_fetch_timeout_seconds: float = Field(default=60.0, gt=0)
 
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, v: str) -> str:
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            sku, sep, price = part.partition("=")
+            try:
+                ok = bool(sep and sku.strip()) and float(price) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"COGPLANE_PRICES: {part!r} is not SKU=PRICE_PER_SECOND")
+        return v
+
     @field_validator("public_url", "stream_url")
     @classmethod
     def _strip(cls, v: str) -> str:
@@ -61,6 +79,14 @@ class Settings(BaseSettings):
     @property
     def allowed_networks(self) -> list[str]:
         return [part.strip() for part in self.allow_networks.split(",") if part.strip()]
+
+    @property
+    def hardware_prices(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in self.prices.split(","))):
+            sku, _, price = part.partition("=")
+            out[sku.strip()] = float(price)
+        return out
 
     @property
     def db_path(self) -> Path:

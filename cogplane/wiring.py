@@ -9,12 +9,13 @@ from typing import Any
 
 from cogplane.clock import RandomIds, SystemClock
 from cogplane.homedir import secure_home
-from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, StateStore
+from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, RateLimiter, StateStore
 from cogplane.services.accounts import AccountService
 from cogplane.services.catalog import CatalogService
 from cogplane.services.deployments import DeploymentService
 from cogplane.services.files import FileService
 from cogplane.services.predictions import PredictionService
+from cogplane.services.ratelimits import RateLimitService
 from cogplane.settings import Settings
 
 LOCAL_HARDWARE = {"cpu": "CPU"}
@@ -38,7 +39,9 @@ class Services:
     ids: IdSource
     dispatcher: Dispatcher
     hardware: dict[str, str]
+    limiter: RateLimiter
     accounts: AccountService = field(init=False)
+    ratelimits: RateLimitService = field(init=False)
     catalog: CatalogService = field(init=False)
     predictions: PredictionService = field(init=False)
     files: FileService = field(init=False)
@@ -47,15 +50,19 @@ class Services:
 
     def __post_init__(self) -> None:
         self.accounts = AccountService(self.state, self.clock)
-        self.catalog = CatalogService(self.state, self.blobs, self.clock, self.hardware)
+        self.catalog = CatalogService(self.state, self.blobs, self.clock, self.hardware, access=self.accounts)
         self.files = FileService(self.state, self.blobs, self.clock, max_bytes=self.settings.max_file_bytes,
-                                 ttl_seconds=self.settings.file_ttl_seconds, outbox=self.outbox)
+                                 ttl_seconds=self.settings.file_ttl_seconds, outbox=self.outbox,
+                                 access=self.accounts)
         self.predictions = PredictionService(
             self.state, self.queue, self.dispatcher, self.clock, self.ids,
             retention_seconds=self.settings.data_retention_seconds, files=self.files,
             allow_networks=self.settings.allowed_networks,
-            timeout_seconds=self.settings.prediction_timeout_seconds,
+            timeout_seconds=self.settings.prediction_timeout_seconds, access=self.accounts,
         )
+        self.ratelimits = RateLimitService(self.limiter, self.clock,
+                                           create_per_minute=self.settings.rate_create_per_minute,
+                                           other_per_minute=self.settings.rate_other_per_minute)
         self.deployments = DeploymentService(self.state, self.catalog, self.clock, self.hardware)
         self.predictions.secret_box = self.secret_box
 
@@ -88,7 +95,13 @@ def local_secret(settings: Settings) -> bytes:
 def build_local(settings: Settings, *, clock: Clock | None = None, ids: IdSource | None = None,
                 dispatcher: Dispatcher | None = None, base_url: str | None = None) -> Services:
     from cogplane.adapters.local.disk import DiskBlobStore
-    from cogplane.adapters.local.sqlite import Database, SqliteJobQueue, SqliteOutbox, SqliteStateStore
+    from cogplane.adapters.local.sqlite import (
+        Database,
+        SqliteJobQueue,
+        SqliteOutbox,
+        SqliteRateLimiter,
+        SqliteStateStore,
+    )
 
     clock = clock or SystemClock()
     secure_home(settings.home)
@@ -98,14 +111,14 @@ def build_local(settings: Settings, *, clock: Clock | None = None, ids: IdSource
     return Services(
         settings=settings, state=SqliteStateStore(db, clock), queue=SqliteJobQueue(db, clock), blobs=blobs,
         outbox=SqliteOutbox(db), clock=clock, ids=ids or RandomIds(),
-        dispatcher=dispatcher or NoDispatcher(), hardware=dict(LOCAL_HARDWARE),
+        dispatcher=dispatcher or NoDispatcher(), hardware=dict(LOCAL_HARDWARE), limiter=SqliteRateLimiter(db),
     )
 
 
 def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, clock: Clock | None = None,
               dispatcher: Dispatcher | None = None) -> Services:
     """Adapters over boto3 clients built once per process (or given, for tests)."""
-    from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoStateStore
+    from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoRateLimiter, DynamoStateStore
     from cogplane.adapters.aws.s3 import S3BlobStore
     from cogplane.adapters.aws.sqs import SqsJobQueue
 
@@ -131,6 +144,7 @@ def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, cloc
         clock=clock,
         ids=RandomIds(),
         dispatcher=dispatcher or NoDispatcher(),
+        limiter=DynamoRateLimiter(clients["dynamodb"], settings.table_name),
         hardware={"cpu": "CPU", "gpu-t4": "Nvidia T4 GPU", "gpu-a10g": "Nvidia A10G GPU",
                   "gpu-l4": "Nvidia L4 GPU", "gpu-l40s": "Nvidia L40S GPU"},
     )

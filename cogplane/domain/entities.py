@@ -31,6 +31,40 @@ class Account(_Record):
     avatar_url: str | None = None
     created_at: str = ""
     webhook_secret: str = ""  # "whsec_" + base64 of the signing key
+    admin: bool = False  # may use /v1/admin/ (the install's first user)
+
+
+@dataclass
+class ApiToken(_Record):
+    """An API token of one account (user or organization). Only its sha256 is stored."""
+
+    id: str  # public handle ("tok_…"), for listing and revoking
+    account: str
+    name: str
+    token_hash: str
+    created_at: str
+    last_used_at: str | None = None  # refreshed at most once a minute
+
+
+@dataclass
+class Membership(_Record):
+    """A user's place in an organization."""
+
+    org: str
+    username: str
+    role: str = "member"  # owner | member
+    created_at: str = ""
+
+
+@dataclass
+class UsageRecord(_Record):
+    """Billable predict time of one account on one hardware on one UTC day."""
+
+    account: str
+    day: str  # YYYY-MM-DD
+    hardware: str
+    predict_time: float = 0.0
+    predictions: int = 0
 
 
 @dataclass
@@ -105,6 +139,7 @@ class Prediction(_Record):
     remove_at: str | None = None  # when input/output/logs are removed (API predictions: +1 h)
     timeout: float | None = None  # seconds a run may take before it is failed (install/deployment)
     hooks: dict[str, str] = field(default_factory=dict)  # webhook throttle: kind -> last scheduled due_at
+    hardware: str = ""  # the SKU it runs on (usage is recorded per account and hardware)
 
 
 @dataclass

@@ -54,3 +54,14 @@ class InputValidationError(Unprocessable):
         self.errors = errors
         detail = "; ".join(f"{e['field']}: {e['msg']}" if e.get("field") else e["msg"] for e in errors)
         super().__init__(detail, field=errors[0].get("field") if errors else None)
+
+
+class RateLimited(DomainError):
+    """Too many requests: answered 429 with Retry-After and the rate-limit headers."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, headers: dict[str, str]):
+        super().__init__(detail)
+        self.headers = headers

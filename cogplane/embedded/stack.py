@@ -96,7 +96,7 @@ def run() -> int:
                                    log_dir=settings.home / "logs", env=env)
     services.dispatcher = dispatcher
     services.predictions.dispatcher = dispatcher
-    services.accounts.ensure_account(settings.user)
+    services.accounts.ensure_account(settings.user, admin=True)  # the first user of an install
     token = ensure_token(services, settings.user, settings.home, settings.token)
     examples_dir = Path(os.environ.get("COGPLANE_EXAMPLES", str(EXAMPLES)))
     results = push_examples(services, examples_dir) if examples_dir.is_dir() else []

@@ -9,6 +9,7 @@ from cogplane.domain.entities import Account, Model, Page, Version
 from cogplane.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unprocessable
 from cogplane.domain.ids import is_version_id, version_id_for
 from cogplane.ports import BlobStore, Clock, StateStore
+from cogplane.services.accounts import AccountService
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 MODEL_FIELDS = ("description", "github_url", "paper_url", "license_url", "cover_image_url")
@@ -22,11 +23,13 @@ def bundle_key(version_id: str) -> str:
 
 
 class CatalogService:
-    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, hardware: dict[str, str]):
+    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, hardware: dict[str, str],
+                 access: AccountService | None = None):
         self.state = state
         self.blobs = blobs
         self.clock = clock
         self.hardware = hardware
+        self.access = access or AccountService(state, clock)
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, viewer: Account, body: dict[str, Any]) -> Model:
@@ -39,8 +42,9 @@ class CatalogService:
                 "letter or digit.",
                 field="name",
             )
-        if owner != viewer.username:
-            raise Forbidden(f"You can only create models in your own account ({viewer.username}).")
+        if not self.access.can_act_for(viewer, owner):
+            raise Forbidden(f"You can only create models in your own account ({viewer.username}) "
+                            "or an organization you belong to.")
         visibility = body.get("visibility", "private")
         if visibility not in ("public", "private"):
             raise Unprocessable("`visibility` must be `public` or `private`.", field="visibility")
@@ -62,15 +66,16 @@ class CatalogService:
         return model
 
     def get_model(self, viewer: Account | None, owner: str, name: str) -> Model:
-        """A private model is visible only to its owner; others get 404, as if it did not exist."""
+        """A private model is visible only to its owner (and, for an org, its members); others
+        get 404, as if it did not exist."""
         model = self.state.get_model(owner, name)
-        if model is None or (model.visibility != "public" and (viewer is None or viewer.username != owner)):
+        if model is None or (model.visibility != "public" and not self.access.can_act_for(viewer, owner)):
             raise NotFound(f"Model {owner}/{name} not found.")
         return model
 
     def update_model(self, viewer: Account, owner: str, name: str, body: dict[str, Any]) -> Model:
         model = self.get_model(viewer, owner, name)
-        if viewer.username != owner:
+        if not self.access.can_act_for(viewer, owner):
             raise Forbidden("Only the owner can change a model.")
         changes = {}
         for key, value in body.items():
@@ -87,7 +92,7 @@ class CatalogService:
 
     def delete_model(self, viewer: Account, owner: str, name: str) -> None:
         model = self.get_model(viewer, owner, name)
-        if viewer.username != owner:
+        if not self.access.can_act_for(viewer, owner):
             raise Forbidden("Only the owner can delete a model.")
         if self.state.list_versions(owner, name, limit=1).items:
             raise Conflict("Delete every version of the model first; only models without versions can go.")
@@ -125,7 +130,7 @@ class CatalogService:
                      schema: dict[str, Any], config: dict[str, Any], cog_version: str) -> tuple[Version, bool]:
         """Store a source bundle as a version (id = sha256 of the bundle: same content, same id)."""
         model = self.get_model(viewer, owner, name)
-        if viewer.username != owner:
+        if not self.access.can_act_for(viewer, owner):
             raise NotFound(f"Model {owner}/{name} not found.")
         components = schema.get("components", {}).get("schemas", {}) if isinstance(schema, dict) else {}
         if "Input" not in components or "Output" not in components:
@@ -150,7 +155,7 @@ class CatalogService:
         """Register an image built by `cog build` (`IMAGE@sha256:<id>`, pinned by its manifest
         digest; the CLI read the schema from its `run.cog.openapi_schema` label). Id = the hex."""
         model = self.get_model(viewer, owner, name)
-        if viewer.username != owner:
+        if not self.access.can_act_for(viewer, owner):
             raise NotFound(f"Model {owner}/{name} not found.")
         if not isinstance(image, str) or not IMAGE_PINNED.match(image):
             raise Unprocessable("`image` must be pinned by digest: REGISTRY/REPOSITORY@sha256:<64 hex>.",
@@ -183,7 +188,7 @@ class CatalogService:
 
     def delete_version(self, viewer: Account, owner: str, name: str, version_id: str) -> None:
         model = self.get_model(viewer, owner, name)
-        if viewer.username != owner:
+        if not self.access.can_act_for(viewer, owner):
             raise Forbidden("Only the owner can delete a version.")
         self.state.delete_version(owner, name, version_id)
         if model.latest_version_id == version_id:
@@ -227,6 +232,6 @@ class CatalogService:
             raise invalid
         for version in self.state.find_versions(ref):
             model = self.state.get_model(version.owner, version.name)
-            if model and (model.visibility == "public" or model.owner == viewer.username):
+            if model and (model.visibility == "public" or self.access.can_act_for(viewer, model.owner)):
                 return model, version
         raise invalid

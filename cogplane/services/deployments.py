@@ -144,8 +144,9 @@ class DeploymentService:
 
     # --- read ---------------------------------------------------------------------------
     def get(self, viewer: Account, owner: str, name: str) -> Deployment:
-        """Deployments are private to their owner: anyone else gets 404, as if it did not exist."""
-        if viewer.username != owner:
+        """Deployments are private to their owner (an org's: to its members too): anyone else
+        gets 404, as if it did not exist."""
+        if not self.catalog.access.can_act_for(viewer, owner):
             raise _not_found(owner, name)
         deployment = self.state.get_deployment(owner, name)
         if deployment is None:

@@ -13,6 +13,7 @@ from cogplane.domain.ids import new_prediction_id
 from cogplane.domain.lifecycle import TIMER
 from cogplane.domain.timefmt import add_seconds
 from cogplane.ports import BlobStore, Clock, StateStore
+from cogplane.services.accounts import AccountService
 
 FILE_URL = re.compile(r"^https?://[^/]+(?:/[^/]+)*?/v1/files/([a-z0-9]{10,40})/?$")
 NOT_FOUND = "The requested file could not be found."
@@ -33,7 +34,8 @@ def file_id_from_url(value: Any) -> str | None:
 
 class FileService:
     def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, *, max_bytes: int, ttl_seconds: int,
-                 outbox=None):
+                 outbox=None, access: AccountService | None = None):
+        self.access = access or AccountService(state, clock)
         self.outbox = outbox  # schedules each upload's removal when it expires
         self.state = state
         self.blobs = blobs
@@ -67,7 +69,7 @@ class FileService:
 
     def get(self, viewer: Account, file_id: str) -> File:
         record = self.state.get_file(file_id)
-        if record is None or record.owner != viewer.username or record.expires_at <= self.clock.now():
+        if record is None or not self.access.can_act_for(viewer, record.owner) or record.expires_at <= self.clock.now():
             raise NotFound(NOT_FOUND)
         return record
 
@@ -86,7 +88,7 @@ class FileService:
         if file_id is None:
             return False
         record = self.state.get_file(file_id)
-        if record is None or record.owner != viewer.username or record.expires_at <= self.clock.now():
+        if record is None or not self.access.can_act_for(viewer, record.owner) or record.expires_at <= self.clock.now():
             raise Unprocessable(f"The file {url} does not exist, has expired, or is not yours.")
         return True
 

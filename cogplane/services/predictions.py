@@ -14,6 +14,7 @@ from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
 from cogplane.schema import file_inputs
 from cogplane.sealing import split_secrets
+from cogplane.services.accounts import AccountService
 
 EVENTS = ("start", "output", "logs", "completed")
 NOT_FOUND = "The requested resource could not be found."
@@ -26,8 +27,10 @@ def pool_for_version(version: Version) -> str:
 class PredictionService:
     def __init__(self, state: StateStore, queue: JobQueue, dispatcher: Dispatcher, clock: Clock,
                  ids: IdSource, *, retention_seconds: int = 3600, files=None,
-                 allow_networks: list[str] | None = None, timeout_seconds: float = 1800):
+                 allow_networks: list[str] | None = None, timeout_seconds: float = 1800,
+                 access: AccountService | None = None):
         self.state = state
+        self.access = access or AccountService(state, clock)
         self.queue = queue
         self.dispatcher = dispatcher
         self.clock = clock
@@ -41,7 +44,8 @@ class PredictionService:
     # --- create -------------------------------------------------------------------------
     def create(self, viewer: Account, model: Model, version: Version, body: dict[str, Any], *,
                source: str = "api", cancel_after: str | None = None, deployment: str | None = None,
-               pool: str | None = None, timeout: float | None = None) -> Prediction:
+               pool: str | None = None, timeout: float | None = None,
+               hardware: str | None = None) -> Prediction:
         from cogplane.domain.validation import validate_input
 
         raw_input = body.get("input", {})
@@ -100,6 +104,7 @@ class PredictionService:
             pool=pool or pool_for_version(version),
             remove_at=add_seconds(now, self.retention_seconds) if source == "api" else None,
             timeout=timeout or self.timeout_seconds,
+            hardware=hardware or model.hardware or "cpu",
         )
         sealed = self._seal(prediction.id, secrets) if secrets else None
         self.state.create_prediction(prediction)
@@ -167,17 +172,16 @@ class PredictionService:
 
     # --- read ---------------------------------------------------------------------------
     def get(self, viewer: Account | None, prediction_id: str) -> Prediction:
-        """Predictions are private to their creator (shared web predictions excepted)."""
+        """Predictions are private to the account that made them (an org's: to its members too;
+        shared web predictions excepted)."""
         prediction = self.state.get_prediction(prediction_id)
-        if prediction is None or (
-            (viewer is None or prediction.owner != viewer.username) and not prediction.shared
-        ):
+        if prediction is None or (not prediction.shared and not self.access.can_act_for(viewer, prediction.owner)):
             raise NotFound(NOT_FOUND)
         return prediction
 
     def get_own(self, viewer: Account, prediction_id: str) -> Prediction:
         prediction = self.state.get_prediction(prediction_id)
-        if prediction is None or prediction.owner != viewer.username:
+        if prediction is None or not self.access.can_act_for(viewer, prediction.owner):
             raise NotFound(NOT_FOUND)
         return prediction
 

@@ -7,14 +7,14 @@ from fastapi import FastAPI
 from cogplane.settings import Settings
 from cogplane.wiring import Services, build
 from functions.api import errors
-from functions.api.routers import collections, deployments, files, misc, models, predictions, streams
+from functions.api.routers import admin, collections, deployments, files, misc, models, predictions, streams
 from functions.api.web.router import router as web_router
-
-RATE_HEADERS = [(b"ratelimit-remaining", b"2999"), (b"ratelimit-reset", b"1")]
+from functions.api.web.teams import router as teams_router
 
 
 class RateLimitHeaders:
-    """Adds `ratelimit-*` headers to every response (pure ASGI: no per-request overhead to speak of)."""
+    """Adds the caller's rate-limit headers (what its bucket holds after this request, put in the
+    request state by the authentication dependency) to the response (pure ASGI)."""
 
     def __init__(self, app):
         self.app = app
@@ -25,7 +25,12 @@ class RateLimitHeaders:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + RATE_HEADERS
+                extra = (scope.get("state") or {}).get("ratelimit_headers")
+                if extra:
+                    present = {k.lower() for k, _ in message.get("headers", [])}
+                    message["headers"] = list(message.get("headers", [])) + [
+                        (k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()
+                        if k.lower().encode("latin-1") not in present]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -49,6 +54,8 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app.include_router(deployments.router)
     app.include_router(files.router)
     app.include_router(misc.router)
+    app.include_router(admin.router)
+    app.include_router(teams_router)  # /account/...: before the web UI's `/{owner}/{name}`
     app.include_router(web_router)  # the web UI; last: `/{owner}/{name}` matches broadly
     app.add_middleware(RateLimitHeaders)
     return app

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from cogplane.domain.entities import Account
+from cogplane.services.ratelimits import headers_for
 from cogplane.wiring import Services
 from functions.api.errors import HTTPProblem
 
@@ -19,9 +20,18 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def _kind(request: Request) -> str:
+    """Which rate-limit bucket a request draws from: prediction/training creates, or the rest."""
+    if request.method == "POST" and request.url.path.rstrip("/").endswith(("/predictions", "/trainings")):
+        return "create"
+    return "other"
+
+
 def current_account(request: Request, services: ServicesDep) -> Account:
     account = services.accounts.authenticate(request.headers.get("authorization"))
     request.state.account = account
+    decision = services.ratelimits.check(account.username, _kind(request))  # RateLimited: 429
+    request.state.ratelimit_headers = headers_for(decision)
     return account
 
 

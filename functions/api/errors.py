@@ -43,7 +43,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         extra = {"field": exc.field} if exc.field else {}
-        return problem(exc.status, exc.detail, title=exc.title, **extra)
+        return problem(exc.status, exc.detail, title=exc.title, headers=getattr(exc, "headers", None), **extra)
 
     @app.exception_handler(HTTPProblem)
     async def _edge(_: Request, exc: HTTPProblem) -> JSONResponse:

@@ -17,7 +17,7 @@ _expirer = None
 
 def bootstrap_admin(services, token: str) -> None:
     """The admin account and its token (idempotent: the token's hash is simply written again)."""
-    services.accounts.ensure_account(ADMIN_USERNAME, name="Administrator")
+    services.accounts.ensure_account(ADMIN_USERNAME, name="Administrator", admin=True)
     services.accounts.issue_token(ADMIN_USERNAME, token)
 
 

@@ -65,6 +65,23 @@ def state(request: pytest.FixtureRequest, tmp_path) -> Iterator[StateBackend]:
         yield StateBackend("aws", DynamoStateStore(client, TABLE), DynamoOutbox(client, TABLE))
 
 
+@pytest.fixture(params=BACKENDS)
+def limiter(request: pytest.FixtureRequest, tmp_path) -> Iterator[Any]:
+    if request.param == "local":
+        db = local_sqlite.Database(str(tmp_path / "rate.db"))
+        yield local_sqlite.SqliteRateLimiter(db)
+        return
+    from moto import mock_aws
+
+    from cogplane import resources
+    from cogplane.adapters.aws.dynamodb import DynamoRateLimiter
+
+    with mock_aws():
+        client = _boto_client("dynamodb")
+        client.create_table(**resources.create_table_kwargs(TABLE))
+        yield DynamoRateLimiter(client, TABLE)
+
+
 @pytest.fixture
 def store(state: StateBackend) -> StateStore:
     return state.store

@@ -109,22 +109,6 @@ def test_account_is_created_once(store):
     assert store.get_account("nobody") is None
 
 
-def test_token_is_found_by_its_hash(store):
-    store.put_token("hash-1", "alice", ts(1))
-    store.put_token("hash-2", "bob", ts(2))
-    assert store.get_token_owner("hash-1") == "alice"
-    assert store.get_token_owner("hash-2") == "bob"
-    assert store.get_token_owner("hash-3") is None
-
-
-def test_a_token_is_never_moved_to_another_account(store):
-    store.put_token("hash-1", "alice", ts(1))
-    store.put_token("hash-1", "alice", ts(2))  # the same account again: no change, no error
-    with pytest.raises(Conflict):
-        store.put_token("hash-1", "mallory", ts(3))
-    assert store.get_token_owner("hash-1") == "alice"
-
-
 # --- models -----------------------------------------------------------------------------------
 
 
@@ -614,11 +598,11 @@ def test_every_adapter_implements_every_port_method():
     import inspect
 
     from cogplane import ports
-    from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoStateStore
+    from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoRateLimiter, DynamoStateStore
     from cogplane.adapters.aws.s3 import S3BlobStore
     from cogplane.adapters.aws.sqs import SqsJobQueue
     from cogplane.adapters.local.disk import DiskBlobStore
-    from cogplane.adapters.local.sqlite import SqliteJobQueue, SqliteOutbox, SqliteStateStore
+    from cogplane.adapters.local.sqlite import SqliteJobQueue, SqliteOutbox, SqliteRateLimiter, SqliteStateStore
 
     def methods(cls) -> set[str]:
         return {n for n, _ in inspect.getmembers(cls, inspect.isfunction) if not n.startswith("_")}
@@ -626,6 +610,7 @@ def test_every_adapter_implements_every_port_method():
     for port, adapters in ((ports.StateStore, (SqliteStateStore, DynamoStateStore)),
                            (ports.Outbox, (SqliteOutbox, DynamoOutbox)),
                            (ports.JobQueue, (SqliteJobQueue, SqsJobQueue)),
-                           (ports.BlobStore, (DiskBlobStore, S3BlobStore))):
+                           (ports.BlobStore, (DiskBlobStore, S3BlobStore)),
+                           (ports.RateLimiter, (SqliteRateLimiter, DynamoRateLimiter))):
         for adapter in adapters:
             assert methods(port) <= methods(adapter), (adapter.__name__, sorted(methods(port) - methods(adapter)))

@@ -18,19 +18,24 @@ from cogplane import resources as r
 from cogplane.adapters import cursor as cursors
 from cogplane.domain.entities import (
     Account,
+    ApiToken,
     Deployment,
     File,
+    Membership,
     Model,
     OutboxEvent,
     Page,
     Prediction,
     Runner,
+    UsageRecord,
     Version,
 )
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound
 from cogplane.domain.lifecycle import derive
+from cogplane.domain.ratelimit import RateDecision, take
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import iso
+from cogplane.domain.usage import billable
 
 _NON_TERMINAL = frozenset(str(s) for s in Status) - frozenset(str(s) for s in TERMINAL)
 _UPDATE_RETRIES = 20  # optimistic-concurrency retries when another writer changed a prediction
@@ -99,11 +104,52 @@ def _account_key(username: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"ACCOUNT#{username}"), r.SK: _s("ACCOUNT")}
 
 
-TOKEN_TAKEN = "This token already belongs to another account."
-
-
 def _token_key(token_hash: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"TOKEN#{token_hash}"), r.SK: _s("TOKEN")}
+
+
+_ACCOUNTS = "ACCOUNTS"
+_LAST_USED = "last_used_at"  # tokens: a plain attribute, so touching one is a conditional SET
+_PREDICT_TIME = "predict_time"  # usage rows: ADDed atomically
+_PREDICTIONS = "predictions"
+
+
+def _account_item(account: Account) -> dict[str, dict[str, Any]]:
+    return {**_account_key(account.username), r.GSI1_PK: _s(_ACCOUNTS), r.GSI1_SK: _s(account.username),
+            r.DATA: _s(_dumps(account.to_dict()))}
+
+
+def _token_item(token: ApiToken) -> dict[str, dict[str, Any]]:
+    data = token.to_dict()
+    used = data.pop("last_used_at", None)
+    item = {**_token_key(token.token_hash), r.GSI1_PK: _s(f"TOKENS#{token.account}"),
+            r.GSI1_SK: _s(f"{token.created_at}#{token.id}"), r.GSI2_PK: _s(f"TOKENID#{token.id}"),
+            r.GSI2_SK: _s("TOKEN"), r.DATA: _s(_dumps(data))}
+    if used:
+        item[_LAST_USED] = _s(used)
+    return item
+
+
+def _token(item: dict[str, dict[str, Any]]) -> ApiToken:
+    data = _data(item)
+    if "id" not in data:  # written before tokens had names: {token_hash, username, created_at}
+        data = {"id": "tok_" + data["token_hash"][:20], "account": data["username"], "name": "default",
+                "token_hash": data["token_hash"], "created_at": data["created_at"]}
+    token = ApiToken.from_dict(data)
+    token.last_used_at = item[_LAST_USED]["S"] if _LAST_USED in item else None
+    return token
+
+
+def _member_key(org: str, username: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"ORG#{org}"), r.SK: _s(f"MEMBER#{username}")}
+
+
+def _usage_key(account: str, day: str, hardware: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"USAGE#{account}"), r.SK: _s(f"{day}#{hardware}")}
+
+
+def _rate_key(key: str) -> dict[str, dict[str, str]]:
+    return {r.PK: _s(f"RATE#{key}"), r.SK: _s("RATE")}
 
 
 def _model_key(owner: str, name: str) -> dict[str, dict[str, str]]:
@@ -360,7 +406,7 @@ class DynamoStateStore:
     # --- accounts and tokens --------------------------------------------------------------
     def create_account(self, account: Account) -> bool:
         try:
-            self._put_new({**_account_key(account.username), r.DATA: _s(_dumps(account.to_dict()))}, "")
+            self._put_new(_account_item(account), "")
         except Conflict:
             return False
         return True
@@ -369,17 +415,100 @@ class DynamoStateStore:
         item = self._table.get(_account_key(username))
         return Account.from_dict(_data(item)) if item else None
 
-    def put_token(self, token_hash: str, username: str, created_at: str) -> None:
-        data = {"token_hash": token_hash, "username": username, "created_at": created_at}
+    def update_account(self, account: Account) -> None:
+        self._put_existing(_account_item(account), f"Account {account.username} not found.")
+
+    def list_accounts(self, *, cursor: str | None = None, limit: int = 100) -> Page[Account]:
+        items, nxt = self._table.query(index=r.GSI1, partition=_ACCOUNTS, forward=True, cursor=cursor,
+                                       limit=limit)
+        return Page(items=[Account.from_dict(_data(i)) for i in items], next_cursor=nxt)
+
+    def put_token(self, token: ApiToken) -> bool:
         try:
-            self._put_new({**_token_key(token_hash), r.DATA: _s(_dumps(data))}, TOKEN_TAKEN)
+            self._put_new(_token_item(token), "")
         except Conflict:
-            if self.get_token_owner(token_hash) != username:
+            return False
+        return True
+
+    def get_token(self, token_hash: str) -> ApiToken | None:
+        item = self._table.get(_token_key(token_hash))
+        return _token(item) if item else None
+
+    def list_tokens(self, account: str) -> list[ApiToken]:
+        items = self._table.query_all(index=r.GSI1, partition=f"TOKENS#{account}", forward=True)
+        return [_token(i) for i in items]
+
+    def touch_token(self, token_hash: str, used_at: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key=_token_key(token_hash),
+                UpdateExpression="SET #used = :at",
+                ConditionExpression="attribute_exists(#pk) AND (attribute_not_exists(#used) OR #used < :at)",
+                ExpressionAttributeNames={"#pk": r.PK, "#used": _LAST_USED},
+                ExpressionAttributeValues={":at": _s(used_at)},
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    def get_token_owner(self, token_hash: str) -> str | None:
-        item = self._table.get(_token_key(token_hash))
-        return _data(item)["username"] if item else None
+    def delete_token(self, token_id: str) -> ApiToken | None:
+        # the id index (gsi2) finds the hash; the delete itself is on the base table, conditional
+        items, _ = self._table.query(index=r.GSI2, partition=f"TOKENID#{token_id}", forward=True,
+                                     cursor=None, limit=10)
+        for item in items:
+            token = _token(item)
+            try:
+                resp = self.client.delete_item(
+                    TableName=self.table_name, Key=_token_key(token.token_hash),
+                    ConditionExpression="attribute_exists(#pk)", ExpressionAttributeNames={"#pk": r.PK},
+                    ReturnValues="ALL_OLD")
+            except ClientError as exc:
+                if _code(exc) == "ConditionalCheckFailedException":
+                    continue
+                raise
+            return _token(resp["Attributes"]) if resp.get("Attributes") else token
+        return None
+
+    # --- organization members -----------------------------------------------------------
+    def put_member(self, membership: Membership) -> None:
+        self.client.put_item(TableName=self.table_name, Item={
+            **_member_key(membership.org, membership.username),
+            r.GSI1_PK: _s(f"MEMBERSHIPS#{membership.username}"), r.GSI1_SK: _s(membership.org),
+            r.DATA: _s(_dumps(membership.to_dict()))})
+
+    def get_member(self, org: str, username: str) -> Membership | None:
+        item = self._table.get(_member_key(org, username))
+        return Membership.from_dict(_data(item)) if item else None
+
+    def delete_member(self, org: str, username: str) -> bool:
+        try:
+            self._delete_existing(_member_key(org, username), "")
+        except NotFound:
+            return False
+        return True
+
+    def list_members(self, org: str) -> list[Membership]:
+        items = self._table.query_all(index=None, partition=f"ORG#{org}", sort_condition="begins_with(#sk, :p)",
+                                      sort_values={":p": _s("MEMBER#")}, forward=True)
+        return [Membership.from_dict(_data(i)) for i in items]
+
+    def list_memberships(self, username: str) -> list[Membership]:
+        items = self._table.query_all(index=r.GSI1, partition=f"MEMBERSHIPS#{username}", forward=True)
+        # the index trails writes by a moment: confirm each on the base table (consistent read)
+        return [m for m in (Membership.from_dict(_data(i)) for i in items)
+                if self._table.get(_member_key(m.org, m.username)) is not None]
+
+    # --- usage --------------------------------------------------------------------------
+    def list_usage(self, account: str, *, since: str, until: str) -> list[UsageRecord]:
+        if since > until:
+            return []
+        items = self._table.query_all(index=None, partition=f"USAGE#{account}",
+                                      sort_condition="#sk BETWEEN :lo AND :hi",
+                                      sort_values={":lo": _s(since), ":hi": _s(until + "$")}, forward=True)
+        return [UsageRecord(account=account, day=i[r.SK]["S"].partition("#")[0],
+                            hardware=i[r.SK]["S"].partition("#")[2],
+                            predict_time=float(i[_PREDICT_TIME]["N"]), predictions=int(i[_PREDICTIONS]["N"]))
+                for i in items]
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, model: Model) -> None:
@@ -552,8 +681,15 @@ class DynamoStateStore:
                 "ExpressionAttributeNames": {"#rev": r.REV, "#status": r.STATUS},
                 "ExpressionAttributeValues": {":rev": _n(rev), **status_values},
             }
+            delta = billable(before, updated)
+            usage = [] if delta is None else [{"Update": {  # billable time, in the same transaction
+                "TableName": self.table_name, "Key": _usage_key(delta.account, delta.day, delta.hardware),
+                "UpdateExpression": "ADD #t :t, #n :one",
+                "ExpressionAttributeNames": {"#t": _PREDICT_TIME, "#n": _PREDICTIONS},
+                "ExpressionAttributeValues": {":t": {"N": repr(delta.predict_time)}, ":one": _n(1)},
+            }}]
             try:
-                self._write(put, events)
+                self._write(put, events, usage)
             except ClientError as exc:
                 if self._main_item_failed(exc):
                     continue  # changed meanwhile: read again (and maybe find it terminal)
@@ -749,3 +885,47 @@ class DynamoOutbox:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
             # completed meanwhile: nothing to reschedule
+
+
+class DynamoRateLimiter:
+    """Token buckets on the same table, one item per bucket. Each take is a read and a put
+    conditional on the bucket being unchanged since the read (optimistic concurrency: two API
+    Lambdas never both spend the same token); a lost race reads again. TTL removes idle buckets."""
+
+    _RETRIES = 20
+
+    def __init__(self, client: Any, table_name: str):
+        self.client = client
+        self.table_name = table_name
+        self._table = _Table(client, table_name)
+
+    def take(self, key: str, *, per_minute: int, now: float) -> RateDecision:
+        decision = None
+        for _ in range(self._RETRIES):
+            item = self._table.get(_rate_key(key))
+            tokens = float(item["tokens"]["N"]) if item else None
+            updated = float(item["updated"]["N"]) if item else None
+            level, decision = take(tokens, updated, now, per_minute)
+            condition, values = "attribute_not_exists(#pk)", {}
+            if item is not None:
+                condition, values = "#updated = :prev AND #tokens = :prev_tokens", {
+                    ":prev": item["updated"], ":prev_tokens": item["tokens"]}
+            stamp = max(now, updated) if updated is not None else now
+            try:
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item={**_rate_key(key), "tokens": {"N": repr(level)}, "updated": {"N": repr(stamp)},
+                          r.TTL_ATTRIBUTE: _n(int(stamp) + 3600)},
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#pk": r.PK} if item is None else {
+                        "#updated": "updated", "#tokens": "tokens"},
+                    **({"ExpressionAttributeValues": values} if values else {}),
+                )
+                return decision
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+        # constant contention: refuse rather than let requests through uncounted
+        assert decision is not None
+        return RateDecision(allowed=False, limit=decision.limit, remaining=0, reset_seconds=decision.reset_seconds,
+                            retry_after=max(1, decision.retry_after))

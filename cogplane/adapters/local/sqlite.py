@@ -20,20 +20,25 @@ from cogplane.adapters import cursor as cursors
 from cogplane.clock import epoch
 from cogplane.domain.entities import (
     Account,
+    ApiToken,
     Deployment,
     File,
     Job,
+    Membership,
     Model,
     OutboxEvent,
     Page,
     Prediction,
     Runner,
+    UsageRecord,
     Version,
 )
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.lifecycle import derive
+from cogplane.domain.ratelimit import RateDecision, take
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import iso
+from cogplane.domain.usage import billable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (username TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -71,6 +76,27 @@ CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner, created_at, id);
 CREATE TABLE IF NOT EXISTS outbox (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, due_at TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (kind, due_at, id);
+CREATE TABLE IF NOT EXISTS api_tokens (
+  id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, account TEXT NOT NULL, created_at TEXT NOT NULL,
+  data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS api_tokens_by_account ON api_tokens (account, created_at, id);
+CREATE TABLE IF NOT EXISTS members (
+  org TEXT NOT NULL, username TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (org, username));
+CREATE INDEX IF NOT EXISTS members_by_user ON members (username, org);
+CREATE TABLE IF NOT EXISTS usage (
+  account TEXT NOT NULL, day TEXT NOT NULL, hardware TEXT NOT NULL, predict_time REAL NOT NULL,
+  predictions INTEGER NOT NULL, PRIMARY KEY (account, day, hardware));
+CREATE TABLE IF NOT EXISTS rate_buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL);
+"""
+
+# Installs made before named tokens kept bare hashes in `tokens`: move them over once.
+_MIGRATE_TOKENS = """
+INSERT OR IGNORE INTO api_tokens (id, token_hash, account, created_at, data)
+  SELECT 'tok_' || substr(token_hash, 1, 20), token_hash, username, created_at,
+         json_object('id', 'tok_' || substr(token_hash, 1, 20), 'account', username, 'name', 'default',
+                     'token_hash', token_hash, 'created_at', created_at, 'last_used_at', NULL)
+  FROM tokens;
+DELETE FROM tokens;
 """
 
 
@@ -90,7 +116,10 @@ class Database:
             create_private(self.path)  # 0600 from the start; SQLite gives -wal/-shm the same mode
         self._local = threading.local()
         self._pid = os.getpid()
-        self.connection().executescript(_SCHEMA)
+        conn = self.connection()
+        conn.executescript(_SCHEMA)
+        if conn.execute("SELECT 1 FROM tokens LIMIT 1").fetchone():
+            conn.executescript("BEGIN IMMEDIATE;" + _MIGRATE_TOKENS + "COMMIT;")
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -170,21 +199,85 @@ class SqliteStateStore:
         rows = self.db.read("SELECT data FROM accounts WHERE username = ?", (username,))
         return Account.from_dict(json.loads(rows[0]["data"])) if rows else None
 
-    def put_token(self, token_hash: str, username: str, created_at: str) -> None:
+    def update_account(self, account: Account) -> None:
         with self.db.write() as conn:
-            row = conn.execute("SELECT username FROM tokens WHERE token_hash = ?", (token_hash,)).fetchone()
-            if row is not None:
-                if row["username"] != username:
-                    raise Conflict("This token already belongs to another account.")
-                return  # already this account's: nothing changes
+            cur = conn.execute("UPDATE accounts SET data = ? WHERE username = ?",
+                               (_dumps(account.to_dict()), account.username))
+            if cur.rowcount == 0:
+                raise NotFound(f"Account {account.username} not found.")
+
+    def list_accounts(self, *, cursor: str | None = None, limit: int = 100) -> Page[Account]:
+        sql, params = "SELECT data, username FROM accounts", []
+        if cursor:
+            sql += " WHERE username > ?"
+            params.append(cursors.decode(cursor).get("u"))
+        rows = self.db.read(sql + " ORDER BY username LIMIT ?", [*params, limit + 1])
+        items = [Account.from_dict(json.loads(r["data"])) for r in rows[:limit]]
+        nxt = cursors.encode({"u": rows[limit - 1]["username"]}) if len(rows) > limit else None
+        return Page(items=items, next_cursor=nxt)
+
+    def put_token(self, token: ApiToken) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO api_tokens (id, token_hash, account, created_at, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (token.id, token.token_hash, token.account, token.created_at, _dumps(token.to_dict())),
+            )
+            return cur.rowcount == 1
+
+    def get_token(self, token_hash: str) -> ApiToken | None:
+        rows = self.db.read("SELECT data FROM api_tokens WHERE token_hash = ?", (token_hash,))
+        return ApiToken.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def list_tokens(self, account: str) -> list[ApiToken]:
+        rows = self.db.read("SELECT data FROM api_tokens WHERE account = ? ORDER BY created_at, id", (account,))
+        return [ApiToken.from_dict(json.loads(r["data"])) for r in rows]
+
+    def touch_token(self, token_hash: str, used_at: str) -> None:
+        with self.db.write() as conn:
             conn.execute(
-                "INSERT INTO tokens (token_hash, username, created_at) VALUES (?, ?, ?)",
-                (token_hash, username, created_at),
+                "UPDATE api_tokens SET data = json_set(data, '$.last_used_at', ?) WHERE token_hash = ?"
+                " AND (json_extract(data, '$.last_used_at') IS NULL OR json_extract(data, '$.last_used_at') < ?)",
+                (used_at, token_hash, used_at),
             )
 
-    def get_token_owner(self, token_hash: str) -> str | None:
-        rows = self.db.read("SELECT username FROM tokens WHERE token_hash = ?", (token_hash,))
-        return rows[0]["username"] if rows else None
+    def delete_token(self, token_id: str) -> ApiToken | None:
+        with self.db.write() as conn:
+            row = conn.execute("DELETE FROM api_tokens WHERE id = ? RETURNING data", (token_id,)).fetchone()
+        return ApiToken.from_dict(json.loads(row["data"])) if row else None
+
+    # --- organization members -----------------------------------------------------------
+    def put_member(self, membership: Membership) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO members (org, username, data) VALUES (?, ?, ?)",
+                         (membership.org, membership.username, _dumps(membership.to_dict())))
+
+    def get_member(self, org: str, username: str) -> Membership | None:
+        rows = self.db.read("SELECT data FROM members WHERE org = ? AND username = ?", (org, username))
+        return Membership.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def delete_member(self, org: str, username: str) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute("DELETE FROM members WHERE org = ? AND username = ?", (org, username))
+            return cur.rowcount == 1
+
+    def list_members(self, org: str) -> list[Membership]:
+        rows = self.db.read("SELECT data FROM members WHERE org = ? ORDER BY username", (org,))
+        return [Membership.from_dict(json.loads(r["data"])) for r in rows]
+
+    def list_memberships(self, username: str) -> list[Membership]:
+        rows = self.db.read("SELECT data FROM members WHERE username = ? ORDER BY org", (username,))
+        return [Membership.from_dict(json.loads(r["data"])) for r in rows]
+
+    # --- usage --------------------------------------------------------------------------
+    def list_usage(self, account: str, *, since: str, until: str) -> list[UsageRecord]:
+        rows = self.db.read(
+            "SELECT account, day, hardware, predict_time, predictions FROM usage"
+            " WHERE account = ? AND day >= ? AND day <= ? ORDER BY day, hardware",
+            (account, since, until),
+        )
+        return [UsageRecord(account=r["account"], day=r["day"], hardware=r["hardware"],
+                            predict_time=r["predict_time"], predictions=r["predictions"]) for r in rows]
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, model: Model) -> None:
@@ -327,6 +420,14 @@ class SqliteStateStore:
                 (updated.status, _dumps(updated.to_dict()), prediction_id),
             )
             _insert_outbox(conn, [*outbox, *events])
+            delta = billable(before, updated)
+            if delta is not None:
+                conn.execute(
+                    "INSERT INTO usage (account, day, hardware, predict_time, predictions) VALUES (?, ?, ?, ?, 1)"
+                    " ON CONFLICT (account, day, hardware) DO UPDATE SET"
+                    " predict_time = predict_time + excluded.predict_time, predictions = predictions + 1",
+                    (delta.account, delta.day, delta.hardware, delta.predict_time),
+                )
             return updated
 
     def list_predictions(self, owner: str, *, created_after: str | None = None,
@@ -530,3 +631,20 @@ class SqliteOutbox:
             conn.execute(
                 "UPDATE outbox SET due_at = ?, data = ? WHERE id = ?", (due_at, _dumps(data), event_id)
             )
+
+
+class SqliteRateLimiter:
+    """Token buckets in the shared database: every API worker process takes from the same bucket,
+    one `BEGIN IMMEDIATE` transaction per request."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def take(self, key: str, *, per_minute: int, now: float) -> RateDecision:
+        with self.db.write() as conn:
+            row = conn.execute("SELECT tokens, updated FROM rate_buckets WHERE key = ?", (key,)).fetchone()
+            level, decision = take(row["tokens"] if row else None, row["updated"] if row else None, now,
+                                   per_minute)
+            conn.execute("INSERT OR REPLACE INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)",
+                         (key, level, max(now, row["updated"]) if row else now))
+        return decision

@@ -78,4 +78,4 @@ async def create_deployment_prediction(owner: str, name: str, request: Request, 
     )
     return await _create(request, services, account, base, model, version, body,
                          deployment=f"{deployment.owner}/{deployment.name}", pool=pool,
-                         timeout=deployment.timeout)
+                         timeout=deployment.timeout, hardware=deployment.hardware)

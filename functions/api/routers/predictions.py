@@ -40,11 +40,13 @@ def present(services: Services, p: Prediction, base: str, version: Version | Non
 
 async def _create(request: Request, services: Services, account: Account, base: str, model: Model,
                   version: Version, body: dict[str, Any], *, deployment: str | None = None,
-                  pool: str | None = None, timeout: float | None = None) -> JSONResponse:
+                  pool: str | None = None, timeout: float | None = None,
+                  hardware: str | None = None) -> JSONResponse:
     wait = parse_prefer(request.headers.get("prefer"), services.settings.max_wait_seconds)
     prediction = await run_in_threadpool(
         services.predictions.create, account, model, version, body,
         cancel_after=request.headers.get("cancel-after"), deployment=deployment, pool=pool, timeout=timeout,
+        hardware=hardware,
     )
     headers: dict[str, str] = {}
     if wait is not None:

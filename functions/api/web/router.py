@@ -38,6 +38,7 @@ PAGE_SIZE = 20
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg", ".avif")
 AUDIO_EXT = (".wav", ".mp3", ".ogg", ".flac", ".m4a", ".aac", ".opus")
 VIDEO_EXT = (".mp4", ".webm", ".mov", ".m4v", ".mkv")
+ACTING_COOKIE = "cogplane_as"  # the org a signed-in user acts as (functions/api/web/teams.py)
 NOT_FOUND_WORDS = "There is nothing here. The page may have been deleted, or it may be private to someone else."
 
 
@@ -135,6 +136,30 @@ def viewer_of(request: Request) -> Account | None:
     return current_session(request)[0]
 
 
+def acting_of(request: Request) -> Account | None:
+    """The account the signed-in user acts as: an org of theirs (the switcher's choice) or themselves."""
+    if hasattr(request.state, "web_acting"):
+        return request.state.web_acting
+    viewer = viewer_of(request)
+    acting = viewer
+    chosen = request.cookies.get(ACTING_COOKIE)
+    if viewer is not None and chosen and chosen != viewer.username:
+        services = services_of(request)
+        if services.accounts.can_act_for(viewer, chosen):
+            acting = services.state.get_account(chosen) or viewer
+    request.state.web_acting = acting
+    return acting
+
+
+def switcher(request: Request) -> dict[str, Any]:
+    """Template context of the account switcher (rendered by base.html)."""
+    viewer = viewer_of(request)
+    if viewer is None or viewer.type != "user":
+        return {"acting": viewer, "orgs": []}
+    orgs = [m.org for m in services_of(request).accounts.memberships(viewer.username)]
+    return {"acting": acting_of(request), "orgs": orgs}
+
+
 def require_viewer(request: Request) -> Account:
     account = viewer_of(request)
     if account is None:
@@ -166,7 +191,7 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
     viewer = viewer_of(request)
     html = env().get_template(template).render(
         request=request, root=root(request), viewer=viewer, csrf=sess.csrf_token(key_of(request), _nonce(request)),
-        notice=request.query_params.get("notice"), **context)
+        notice=request.query_params.get("notice"), **switcher(request), **context)
     response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
     fresh = getattr(request.state, "anon_nonce", None)
     if fresh and viewer is None:
@@ -263,8 +288,9 @@ async def explore(request: Request, q: str = "", collection: str = "") -> HTMLRe
 
 @router.get("/dashboard")
 async def dashboard(request: Request, cursor: str | None = None) -> HTMLResponse:
-    viewer = require_viewer(request)
-    page = await run_in_threadpool(web_service(request).dashboard, viewer, cursor=cursor, limit=PAGE_SIZE)
+    require_viewer(request)
+    acting = acting_of(request)  # the switcher scopes the dashboard to yourself or one of your orgs
+    page = await run_in_threadpool(web_service(request).dashboard, acting, cursor=cursor, limit=PAGE_SIZE)
     return render(request, "dashboard.html", page=page, first=cursor is None)
 
 
@@ -504,7 +530,7 @@ def model_context(request: Request, owner: str, name: str, version_id: str | Non
 
 
 def _reserved(owner: str) -> bool:
-    return owner in ("v1", "static", "p")
+    return owner in ("v1", "static", "p", "account")
 
 
 @router.get("/{owner}/{name}")
@@ -551,7 +577,9 @@ def plain_error(f: Field | None, error: dict[str, Any]) -> str:
 @router.post("/{owner}/{name}/run")
 async def run_model(request: Request, owner: str, name: str) -> Response:
     form = await check_csrf(request)
-    viewer = require_viewer(request)
+    require_viewer(request)
+    viewer = acting_of(request)  # new predictions (and their uploads) belong to the acting account
+    assert viewer is not None
     services = services_of(request)
     version_id = form.get("version") if isinstance(form.get("version"), str) else None
     ctx = await run_in_threadpool(model_context, request, owner, name, version_id or None)
