@@ -150,13 +150,14 @@ def test_teams_end_to_end(teams_stack, tmp_path):
         stack.replicate(tokens["c"]).run("t/secret-model", input={"count": 1})
     assert denied.value.status == 404
 
-    # --- the JS client's own retry on a throttled create (b's create bucket) ------------------------
+    # --- the JS client on a throttled create (b's create bucket; see tests/js/teams.test.mjs) ---------
     node = shutil.which("node")
     assert node and (REPO / "node_modules" / "replicate").is_dir()
     env = node_env(stack, COGPLANE_TOKEN=tokens["b"], MODEL="t/secret-model")
     js = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "teams.test.mjs")], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
     assert js.returncode == 0 and "# pass 1" in js.stdout, js.stdout + js.stderr
+    print(next(line for line in js.stdout.splitlines() if "POST attempts" in line))
 
     # --- rate limits are per account: d's creates run out, a is unaffected ----------------------------
     with stack.client(tokens["d"]) as c, stack.client(tokens["a"]) as a:
