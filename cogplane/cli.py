@@ -102,7 +102,11 @@ def push(args: argparse.Namespace) -> int:
 def _pushed(r: httpx.Response, done: str, failed: str) -> int:
     """Report a version upload: 201 is a new version, 200 the existing one; its id on stdout."""
     if r.status_code not in (200, 201):
-        return _err(f"{failed}: {r.status_code} {r.text}")
+        try:  # a problem+json: its detail is the sentence for the user
+            detail = r.json()["detail"]
+        except (ValueError, KeyError, TypeError):
+            detail = r.text
+        return _err(f"{failed}: {r.status_code} {detail}")
     state = "new version" if r.status_code == 201 else "unchanged, existing version"
     print(f"{done} ({state})", file=sys.stderr)
     print(r.json()["id"])

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cogplane.bundle import make_bundle, read_config
+from cogplane.bundle import BundleError, make_bundle, read_config
+from cogplane.cogconfig import ConfigError, parse_environment, with_decorator_concurrency
 from cogplane.domain.ids import version_id_for
 from cogplane.schema import SchemaError, generate_schema
 
@@ -31,6 +32,12 @@ def prepare(model_dir: str | Path, *, with_schema: bool = True, env_cache: Path 
     one the runner uses) and the schema is generated there."""
     model_dir = Path(model_dir).resolve()
     config = read_config(model_dir)
+    try:  # refused here before the upload; the API checks again (and checks system packages)
+        parse_environment(config)
+        # the decorator's max folded into `concurrency`, as in cog's run.cog.config label
+        config = with_decorator_concurrency(config, model_dir)
+    except ConfigError as exc:
+        raise BundleError(str(exc)) from exc
     bundle = make_bundle(model_dir)
     schema = None
     if with_schema:

@@ -50,7 +50,8 @@ class Services:
 
     def __post_init__(self) -> None:
         self.accounts = AccountService(self.state, self.clock)
-        self.catalog = CatalogService(self.state, self.blobs, self.clock, self.hardware, access=self.accounts)
+        self.catalog = CatalogService(self.state, self.blobs, self.clock, self.hardware, access=self.accounts,
+                                      **_system_packages(self.settings))
         self.files = FileService(self.state, self.blobs, self.clock, max_bytes=self.settings.max_file_bytes,
                                  ttl_seconds=self.settings.file_ttl_seconds, outbox=self.outbox,
                                  access=self.accounts)
@@ -74,6 +75,16 @@ class Services:
 
             box = self.extras["secret_box"] = SecretBox(key_material(self.settings))
         return box
+
+
+def _system_packages(settings: Settings) -> dict[str, Any]:
+    """Where source versions' `build.system_packages` must exist: deployed runners run in the runner
+    image (a fixed set), local ones on this host (dpkg)."""
+    from cogplane import cogconfig
+
+    if settings.backend == "aws":
+        return {"missing_packages": cogconfig.missing_in_runner_image, "packages_where": cogconfig.RUNNER_IMAGE}
+    return {"missing_packages": cogconfig.missing_on_host, "packages_where": cogconfig.HOST}
 
 
 def local_secret(settings: Settings) -> bytes:

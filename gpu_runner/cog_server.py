@@ -5,7 +5,9 @@ How it is started (see cog-contract.md for why each point matters):
   folder (coglet reads `.cog/openapi_schema.json` relative to the cwd: `write_schema`), PORT = a
   free port, `<env>/bin` first on PATH (coglet spawns its Python worker as a bare `python` looked
   up on PATH), COG_PREDICT_TYPE_STUB from cog.yaml `run`/`predict`, COG_MAX_CONCURRENCY from
-  `concurrency.max` (coglet ignores cog.yaml and `@cog.concurrent` at run time), COG_SETUP_TIMEOUT.
+  `concurrency.max` or else `@concurrent(max=N)` in the source (coglet reads neither at run time:
+  cog's CLI bakes them in at build time; cogplane.cogconfig), COG_SETUP_TIMEOUT, and cog.yaml's
+  `environment:` (what cog's image sets with ENV; platform names refused at push, see cogconfig).
 - In its own session / process group (`start_new_session=True`). coglet's worker
   (`python -c "import coglet; coglet.server._run_worker()"`) is its child and stays in that
   group, so `stop()`/`kill()` signal the whole group and leave no orphan.
@@ -45,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from cogplane.cogconfig import effective_concurrency, parse_environment
 
 SCHEMA_PATH = Path(".cog") / "openapi_schema.json"
 
@@ -207,7 +211,8 @@ class CogServer:
         self.host = host
         self.extra_env = dict(env or {})
         self.die_with_parent = die_with_parent
-        self.concurrency = concurrency if concurrency is not None else _config_concurrency(self.config)
+        self.concurrency = (concurrency if concurrency is not None
+                            else effective_concurrency(self.config, self.model_dir))
         self.predict_ref = self.config.get("run") or self.config.get("predict")
         if not self.predict_ref:
             raise ValueError("cog.yaml has neither `run` nor `predict`")
@@ -244,6 +249,7 @@ class CogServer:
 
     def environment(self, port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW or k.startswith(_ENV_ALLOW_PREFIXES)}
+        env.update(parse_environment(self.config))  # cog.yaml `environment:` (the platform's own win below)
         env.update(self.extra_env)
         env["PATH"] = os.pathsep.join([str(self.env_dir / "bin"), env.get("PATH") or os.defpath])
         env["VIRTUAL_ENV"] = str(self.env_dir)
@@ -398,11 +404,6 @@ class CogServer:
         code = self._proc.poll() if self._proc else None
         tail = self.log_tail(2000).strip()
         return f"cog server exited with code {code}" + (f": {tail}" if tail else "")
-
-
-def _config_concurrency(config: dict) -> int:
-    value = (config.get("concurrency") or {}).get("max")
-    return int(value) if value else 1
 
 
 def _health_from_body(body: dict) -> HealthResult:

@@ -140,9 +140,9 @@ def environment_spec(config: dict, model_dir: Path, on_log: LogFn = lambda s: No
         if not requirements_file.is_file():
             raise EnvironmentBuildError(f"python_requirements file not found: {build['python_requirements']}")
         requirements = requirements_file.read_text()
-    for unsupported in ("system_packages", "run"):
-        if build.get(unsupported):
-            on_log(f"cogplane: build.{unsupported} is not applied to source versions; ignoring it")
+    # build.system_packages were checked at push against what the runners' machine provides
+    if build.get("run"):
+        on_log("cogplane: build.run is not applied to source versions; ignoring it")
     executable, python_version = find_python(build.get("python_version"), on_log)
     return EnvironmentSpec(
         python_version=python_version,

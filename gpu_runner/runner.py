@@ -11,6 +11,8 @@ blob store, and are recorded as blob references that the API turns into signed U
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.client
 import itertools
 import json
@@ -30,11 +32,12 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from cogplane.bundle import unpack_bundle
+from cogplane.cogconfig import ConfigError, effective_concurrency
 from cogplane.domain.entities import Job, Prediction, Runner, Version
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import parse, seconds_between
-from cogplane.schema import file_inputs, is_iterator_output
+from cogplane.schema import file_inputs, is_iterator_output, output_schema, resolve_prop
 from cogplane.sealing import scrub
 from cogplane.services.files import file_id_from_url
 from cogplane.services.presenters import blob_ref
@@ -69,6 +72,7 @@ class InFlight:
     secrets: dict[str, Any] = field(default_factory=dict)  # decrypted secret inputs (memory only)
     done: threading.Event = field(default_factory=threading.Event)
     written: dict[str, Any] = field(default_factory=dict)  # what progress() last stored
+    stored: dict[tuple, str] = field(default_factory=dict)  # output files already in the blob store
 
 
 @dataclass
@@ -273,14 +277,18 @@ class RunnerProcess:
     def start_server(self, on_log) -> tuple[bool, str]:
         assert self.version and self.httpd
         config = self.version.config or {}
-        self.concurrency = int((config.get("concurrency") or {}).get("max") or 1)
-        upload = f"http://127.0.0.1:{self.httpd.server_address[1]}/upload/"
+        # concurrency.max, else @concurrent(max=N) read from the source as cog's CLI reads it
+        try:
+            self.concurrency = effective_concurrency(config, self.model_dir if self.version.kind != "image" else None)
+        except ConfigError as exc:  # refused at push by the CLI and the API; not expected here
+            return False, f"The model's cog.yaml is invalid: {exc}"
         if self.version.kind == "image":
             self.server = ExternalCogServer(self.config.cog_url)
         else:
             assert self.model_dir and self.env_dir
+            # no upload URL: file outputs come back as data URIs in the model's order (map_output)
             self.server = CogServer(self.model_dir, self.env_dir, concurrency=self.concurrency,
-                                    setup_timeout=self.config.setup_timeout, upload_url=upload,
+                                    setup_timeout=self.config.setup_timeout,
                                     log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config)
         self.server.start()
         health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
@@ -460,16 +468,71 @@ class RunnerProcess:
         safe = os.path.basename(name.replace("\\", "/")) or "input"
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/input/{token}/{quote(safe)}"
 
-    def map_output(self, value: Any) -> Any:
+    def map_output(self, value: Any, flight: InFlight | None = None) -> Any:
+        """cog's output with every file in it stored in the blob store (as a blob reference).
+
+        Source versions' cog servers run without `--upload-url`: coglet then puts each file in the
+        output as a `data:` URI, in the model's order (with an upload URL it uploads the files of a
+        list in parallel and lists them in the order the uploads finish). Each one is stored here,
+        named by its place in the output (`output.png`, `output_0.png`, ...; a data URI carries no
+        file name). A `data:` string where the schema says plain `string` is the model's own text
+        and stays as it is. Upload URLs (`/blob/...`, from image versions' cog) map to their blobs."""
         assert self.httpd
-        prefix = f"http://127.0.0.1:{self.httpd.server_address[1]}/blob/"
+        node = output_schema(self.version.openapi_schema or {}) if self.version else {}
+        return self._map_output(value, node, (), flight)
+
+    def _map_output(self, value: Any, node: dict, path: tuple, flight: InFlight | None) -> Any:
+        assert self.httpd
+        schema = self.version.openapi_schema or {} if self.version else {}
+        if isinstance(node, dict) and "$ref" in node:
+            node = resolve_prop(schema, node)
+        node = node if isinstance(node, dict) else {}
         if isinstance(value, str):
-            return blob_ref(unquote(value[len(prefix):])) if value.startswith(prefix) else value
+            prefix = f"http://127.0.0.1:{self.httpd.server_address[1]}/blob/"
+            if value.startswith(prefix):
+                return blob_ref(unquote(value[len(prefix):]))
+            if value.startswith("data:") and (node.get("format") == "uri" or not node.get("type")):
+                return self._store_data_uri(value, path, flight) or value
+            return value
         if isinstance(value, list):
-            return [self.map_output(v) for v in value]
+            items = node.get("items")
+            return [self._map_output(v, items if isinstance(items, dict) else {}, (*path, i), flight)
+                    for i, v in enumerate(value)]
         if isinstance(value, dict):
-            return {k: self.map_output(v) for k, v in value.items()}
+            props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+            extra = node.get("additionalProperties")
+            return {k: self._map_output(v, props.get(k) or (extra if isinstance(extra, dict) else {}),
+                                        (*path, k), flight) for k, v in value.items()}
         return value
+
+    def _store_data_uri(self, uri: str, path: tuple, flight: InFlight | None) -> str | None:
+        """Store one `data:[mime][;base64],...` output file; None if it is not a valid data URI.
+        An iterator's output is sent again with every webhook: each file is stored once per flight."""
+        cache_key = (path, len(uri), hash(uri))
+        if flight is not None and cache_key in flight.stored:
+            return flight.stored[cache_key]
+        header, sep, payload = uri.partition(",")
+        if not sep:
+            return None
+        params = header[len("data:"):].split(";")
+        mime = params[0].strip().lower() or "text/plain"
+        try:
+            data = base64.b64decode(payload, validate=True) if "base64" in params[1:] else \
+                unquote(payload).encode("latin-1", errors="replace")
+        except (ValueError, binascii.Error):
+            return None
+        name = "output" + "".join(f"_{_safe_part(p)}" for p in path) + _extension(mime)
+        prediction_id = flight.prediction_id if flight else "unknown"
+        ref = self.store_output(prediction_id, name, data, mime)
+        if flight is not None:
+            flight.stored[cache_key] = ref
+        return ref
+
+    def store_output(self, prediction_id: str, name: str, data: bytes, content_type: str | None) -> str:
+        """Put one output file in the blob store; its blob key."""
+        key = f"predictions/{prediction_id}/{next(self.upload_counter)}/{name}"
+        self.blobs.put(key, data, content_type=content_type)
+        return blob_ref(key)
 
     def progress(self, prediction_id: str, body: dict[str, Any]) -> None:
         with self.lock:
@@ -481,7 +544,7 @@ class RunnerProcess:
         if logs != flight.written.get("logs", flight.log_prefix):
             changes["logs"] = logs
         if flight.iterator and isinstance(body.get("output"), list):
-            output = self.map_output(body["output"])
+            output = self.map_output(body["output"], flight)
             if output != flight.written.get("output"):
                 changes["output"] = output
         if not changes:
@@ -510,7 +573,7 @@ class RunnerProcess:
             "completed_at": now,
             "metrics": metrics,
             "logs": flight.log_prefix + (scrub(body.get("logs"), flight.secrets) or ""),
-            "output": self.map_output(body.get("output")),
+            "output": self.map_output(body.get("output"), flight),
             "error": scrub(clean_error(body.get("error")), flight.secrets) if status == "failed" else None,
         }
         try:
@@ -620,8 +683,8 @@ class RunnerProcess:
                     return self._reply(404)
                 name = os.path.basename(unquote(self.path[len("/upload/"):])) or "output"
                 prediction_id = self.headers.get("x-prediction-id") or "unknown"
-                key = f"predictions/{prediction_id}/{next(runner.upload_counter)}/{name}"
-                runner.blobs.put(key, data, content_type=self.headers.get("content-type"))
+                key = runner.store_output(prediction_id, name, data, self.headers.get("content-type"))
+                key = key[len(blob_ref("")):]
                 port = runner.httpd.server_address[1]
                 self._reply(201, {"Location": f"http://127.0.0.1:{port}/blob/{key}"})
 
@@ -760,6 +823,20 @@ class RunnerProcess:
 
 class InputFetchError(Exception):
     """A file input could not be fetched or served: the prediction fails with this message."""
+
+
+_EXTENSIONS = {"audio/wav": ".wav", "audio/wave": ".wav", "audio/x-wav": ".wav", "audio/mp3": ".mp3",
+               "image/jpeg": ".jpg", "text/plain": ".txt", "application/octet-stream": ".bin"}
+
+
+def _extension(mime: str) -> str:
+    import mimetypes
+
+    return _EXTENSIONS.get(mime) or mimetypes.guess_extension(mime) or ".bin"
+
+
+def _safe_part(part: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(part))[:40] or "_"
 
 
 def _validation_message(text: str) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
+from cogplane import cogconfig
 from cogplane.domain.entities import Account, Model, Page, Version
 from cogplane.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unprocessable
 from cogplane.domain.ids import is_version_id, version_id_for
@@ -24,12 +26,18 @@ def bundle_key(version_id: str) -> str:
 
 class CatalogService:
     def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, hardware: dict[str, str],
-                 access: AccountService | None = None):
+                 access: AccountService | None = None, *,
+                 missing_packages: Callable[[list[str]], list[str]] = cogconfig.missing_on_host,
+                 packages_where: tuple[str, str] = cogconfig.HOST):
         self.state = state
         self.blobs = blobs
         self.clock = clock
         self.hardware = hardware
         self.access = access or AccountService(state, clock)
+        # which `build.system_packages` the runners' machines lack: the host's dpkg locally, the
+        # runner image's fixed set when deployed (cogplane.cogconfig)
+        self.missing_packages = missing_packages
+        self.packages_where = packages_where
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, viewer: Account, body: dict[str, Any]) -> Model:
@@ -137,6 +145,12 @@ class CatalogService:
             raise Unprocessable("The schema must have components.schemas.Input and Output.", field="schema")
         if not bundle:
             raise Unprocessable("The bundle is empty.", field="bundle")
+        if not isinstance(config, dict):
+            raise Unprocessable("`config` must be the cog.yaml as a JSON object.", field="config")
+        try:  # what cog's CLI would refuse at build time, and system packages the runners lack
+            cogconfig.check_config(config, missing_packages=self.missing_packages, where=self.packages_where)
+        except cogconfig.ConfigError as exc:
+            raise Unprocessable(str(exc), title="Invalid cog.yaml", field="config") from exc
         version_id = version_id_for(bundle)
         key = bundle_key(version_id)
         if self.blobs.head(key) is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cogplane.cogconfig import environment_names
 from cogplane.domain.entities import Deployment, Model, Prediction, Version
 from cogplane.schema import is_file_output, is_iterator_output
 
@@ -87,6 +88,8 @@ def version_json(v: Version) -> dict[str, Any]:
         "created_at": v.created_at,
         "cog_version": v.cog_version or "0.23.1",
         "openapi_schema": v.openapi_schema or {},
+        # extension: the names (never the values) cog.yaml `environment:` sets in the model's process
+        "environment": environment_names(v.config),
     }
 
 

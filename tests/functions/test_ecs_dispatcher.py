@@ -176,7 +176,7 @@ def test_image_versions_get_a_two_container_task_definition_on_demand(aws, clust
     assert set(containers) == {"runner", MODEL_CONTAINER}
     model, runner = containers[MODEL_CONTAINER], containers["runner"]
     assert model["image"] == IMAGE and runner["image"] == "runner:latest"
-    assert f"http://127.0.0.1:{IMAGE_RUNNER_HTTP_PORT}/upload/" in model["command"]
+    assert model["command"] == ["python", "-m", "cog.server.http", "--host", "127.0.0.1"]  # no --upload-url
     env = {e["name"]: e["value"] for e in runner["environment"]}
     assert env["COG_URL"] == "http://127.0.0.1:5000"
     assert env["COGPLANE_RUNNER_HTTP_PORT"] == str(IMAGE_RUNNER_HTTP_PORT)

@@ -37,9 +37,8 @@ def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):  # noqa
     schema = generate_schema(model_dir)
     write_schema(model_dir, schema)
     runner_port = free_port()
-    # the "model container": cog started with the runner's fixed upload URL, as the task does
-    cog = CogServer(model_dir, base_env, log_path=tmp_path / "cog.log",
-                    upload_url=f"http://127.0.0.1:{runner_port}/upload/").start()
+    # the "model container": cog started as the task starts it (no upload URL: data URIs)
+    cog = CogServer(model_dir, base_env, log_path=tmp_path / "cog.log").start()
     try:
         state = services.state
         services.accounts.ensure_account("alice")
@@ -131,8 +130,7 @@ def test_a_prediction_the_runner_cannot_start_fails_and_the_runner_goes_on(servi
     schema = generate_schema(model_dir)
     write_schema(model_dir, schema)
     runner_port = free_port()
-    cog = CogServer(model_dir, base_env, log_path=tmp_path / "cog.log",
-                    upload_url=f"http://127.0.0.1:{runner_port}/upload/").start()
+    cog = CogServer(model_dir, base_env, log_path=tmp_path / "cog.log").start()
     try:
         state = services.state
         services.accounts.ensure_account("alice")

@@ -306,9 +306,10 @@ def image_task_kwargs(base: dict[str, Any], family: str, image: str, runner_name
         "name": MODEL_CONTAINER,
         "image": image,
         "essential": True,
-        # cog's server, on loopback only, uploading file outputs to the runner (as CogServer does)
-        "command": ["python", "-m", "cog.server.http", "--host", "127.0.0.1",
-                    "--upload-url", f"http://127.0.0.1:{IMAGE_RUNNER_HTTP_PORT}/upload/"],
+        # cog's server, on loopback only, without --upload-url: file outputs come back as data URIs
+        # in the model's order, and the runner stores them (with an upload URL coglet lists the
+        # files of a list output in the order their parallel uploads finish)
+        "command": ["python", "-m", "cog.server.http", "--host", "127.0.0.1"],
         "environment": [{"name": "PORT", "value": str(COG_PORT)}],  # never the runner's settings
     }
     if gpu:

@@ -1,0 +1,98 @@
+"""The Cog behaviours real models rely on, through the real runner (in-process) and a real cog 0.23.1
+server: cog.yaml `environment:`, `@concurrent(max=N)`, and a list of file outputs in the model's order."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from cogplane.domain.status import TERMINAL
+from cogplane.domain.timefmt import parse
+from cogplane.push import prepare
+from cogplane.services.presenters import BLOB_PREFIX
+from gpu_runner.cog_server import CogServer
+from gpu_runner.runner import RunnerConfig, RunnerProcess
+from tests.runner.test_cog_server import base_env, wait_until  # noqa: F401 - the fixture
+from tests.runner.test_external_server import _run
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runner_models"
+
+
+def _predict(services, base_env: Path, tmp_path: Path, model: str, inputs: list[dict],  # noqa: F811
+             timeout: float = 120) -> list:
+    """Push the fixture model as a source version (as `cogplane push` does), create one prediction
+    per input, run one runner for its pool until it idles out, and return the finished predictions."""
+    prepared = prepare(FIXTURES / model)
+    alice = services.accounts.ensure_account("alice")
+    services.catalog.create_model(alice, {"owner": "alice", "name": model})
+    version, _ = services.catalog.push_version(alice, "alice", model, bundle=prepared.bundle,
+                                               schema=prepared.schema, config=prepared.config,
+                                               cog_version="0.23.1")
+    record = services.state.get_model("alice", model)
+    predictions = [services.predictions.create(alice, record, version, {"input": i}) for i in inputs]
+    runner = RunnerProcess(services, RunnerConfig(pool=predictions[0].pool, work_root=tmp_path / "work",
+                                                  env_cache=base_env.parent, idle_timeout=1.0))
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: all(services.state.get_prediction(p.id).status in TERMINAL for p in predictions),
+                          timeout), [services.state.get_prediction(p.id) for p in predictions]
+    finally:
+        runner.stopping.set()
+        thread.join(30)
+    assert result == [0]
+    return [services.state.get_prediction(p.id) for p in predictions]
+
+
+def test_environment_from_cog_yaml_reaches_the_model(services, base_env, tmp_path):  # noqa: F811
+    """cog's own env_vars integration test: a model reading os.environ gets cog.yaml's values."""
+    test_var, name, path = _predict(services, base_env, tmp_path, "envvars",
+                                    [{"name": "TEST_VAR"}, {"name": "NAME"}, {"name": "COGPLANE_TOKEN"}])
+    assert [p.status for p in (test_var, name, path)] == ["succeeded"] * 3, test_var.error
+    assert test_var.output == "ENV[TEST_VAR]=test_value"
+    assert name.output == "ENV[NAME]=michael"
+    assert path.output == "ENV[COGPLANE_TOKEN]=None"  # the platform's own never reach the model
+
+
+def test_concurrent_decorator_runs_four_predictions_at_once(services, base_env, tmp_path):  # noqa: F811
+    """cog 0.23's `@concurrent(max=4)` (hello-concurrency): the runner sends four predictions to its
+    cog server at once and they overlap in time, in the platform's records and in the model itself."""
+    done = _predict(services, base_env, tmp_path, "concurrency", [{"seconds": 3}] * 4)
+    assert [p.status for p in done] == ["succeeded"] * 4, [p.error for p in done]
+    # the platform's intervals: every prediction started before any of them completed
+    starts = [parse(p.started_at) for p in done]
+    ends = [parse(p.completed_at) for p in done]
+    assert max(starts) < min(ends), list(zip(starts, ends, strict=True))
+    # the model's own intervals (what cog really ran at once)
+    model = [tuple(float(x) for x in p.output.split()) for p in done]
+    assert max(s for s, _ in model) < min(e for _, e in model), model
+
+
+def test_concurrency_comes_from_the_decorator_unless_cog_yaml_says(base_env, tmp_path):  # noqa: F811
+    folder = FIXTURES / "concurrency"
+    assert CogServer(folder, base_env, log_path=tmp_path / "log").environment(5000)["COG_MAX_CONCURRENCY"] == "4"
+    config = {"run": "run.py:Runner", "concurrency": {"max": 2}}
+    server = CogServer(folder, base_env, log_path=tmp_path / "log", config=config)
+    assert server.environment(5000)["COG_MAX_CONCURRENCY"] == "2"
+    assert prepare(folder, with_schema=False).config["concurrency"] == {"max": 4}  # as run.cog.config
+
+
+@pytest.mark.slow
+def test_a_list_of_files_comes_back_in_the_models_order(services, base_env, tmp_path):  # noqa: F811
+    """coglet uploads the files of a list in parallel when it has an --upload-url and lists them as
+    the uploads finish (with the runner started that way, this model's lists came back as
+    [baz, bar, qux, foo] three times out of three); the runner takes them as data URIs instead, in
+    the model's order. Three predictions, each checked file by file."""
+    done = _predict(services, base_env, tmp_path, "filelist", [{"tag": f"t{i}"} for i in range(3)])
+    for i, prediction in enumerate(done):
+        assert prediction.status == "succeeded", prediction.error
+        assert all(isinstance(o, str) and o.startswith(BLOB_PREFIX) for o in prediction.output)
+        keys = [o[len(BLOB_PREFIX):] for o in prediction.output]
+        heads = [services.blobs.get(k).split(b"\n", 1)[0].decode() for k in keys]
+        assert heads == [f"{n} t{i}" for n in ("foo", "bar", "baz", "qux")]
+        assert [len(services.blobs.get(k)) for k in keys] == [20_000_000, 10, 200_000, 1_000]
+        assert [k.rsplit("/", 1)[1] for k in keys] == [f"output_{n}.txt" for n in range(4)]
+        assert services.blobs.head(keys[0]).content_type.startswith("text/plain")
