@@ -5,8 +5,9 @@ claim job -> conditional write starting→processing (the exactly-once guard) ->
 /predictions/{id}` with `Prefer: respond-async` and a webhook back to this runner -> record logs
 and growing output as webhooks arrive -> record the terminal state with metrics -> ack the job.
 
-File outputs reach us through cog's `--upload-url` (a PUT per file to this runner), go to the
-blob store, and are recorded as blob references that the API turns into signed URLs.
+File outputs reach us as `data:` URIs in cog's output (cog runs without `--upload-url`, so a list
+keeps the model's order: map_output), go to the blob store, and are recorded as blob references
+that the API turns into signed URLs.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ class RunnerConfig:
     spawned_at: float | None = None
     # image versions: the model container's cog server (a sidecar's neighbour), not one we start
     cog_url: str = field(default_factory=lambda: os.environ.get("COG_URL", DEFAULT_COG_URL))
-    # the port of the runner's webhook/upload server (0 = any); an image's cog is started with
-    # `--upload-url http://127.0.0.1:<port>/upload/`, so image tasks fix it
+    # the port of the runner's webhook/upload server (0 = any); image tasks fix it (their cog was
+    # once started with `--upload-url http://127.0.0.1:<port>/upload/`, still served for old tasks)
     http_port: int = field(default_factory=lambda: int(os.environ.get("COGPLANE_RUNNER_HTTP_PORT") or 0))
     runner_id: str = field(default_factory=lambda: "r-" + uuid.uuid4().hex[:12])
 
