@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from cogplane.domain.timefmt import parse
-from tests.system.conftest import REPO, db_rows, wait_for
+from tests.system.conftest import REPO, Stack, db_rows, wait_for
 
 pytestmark = pytest.mark.slow
 RUNNER_MODELS = REPO / "tests" / "fixtures" / "runner_models"
@@ -31,7 +31,19 @@ def _finish(client, ids: list[str], timeout: float = 180) -> list[dict]:
     return wait_for(done, timeout=timeout)
 
 
-def test_concurrent_decorator_four_predictions_overlap_on_one_runner(stack, tmp_path):
+@pytest.fixture(scope="module")
+def one_runner_stack(tmp_path_factory):
+    """A stack that starts at most one runner per pool: only the model's own concurrency can make
+    predictions overlap (the default adds a second runner while a backlog persists)."""
+    s = Stack(tmp_path_factory.mktemp("one-runner") / "home", env={"COGPLANE_MAX_RUNNERS": "1"}).start()
+    try:
+        yield s
+    finally:
+        assert not s.stop()
+
+
+def test_concurrent_decorator_four_predictions_overlap_on_one_runner(one_runner_stack, tmp_path):
+    stack = one_runner_stack
     stack.cli("push", str(_copy(tmp_path, "concurrency")), "local/hello-concurrency")
     with stack.client() as c:
         ids = [c.post("/v1/models/local/hello-concurrency/predictions", json={"input": {"seconds": 3}}).json()["id"]
@@ -43,6 +55,8 @@ def test_concurrent_decorator_four_predictions_overlap_on_one_runner(stack, tmp_
     assert len(runners) == 1, "one runner (one cog server) ran all four"
     starts, ends = [parse(p["started_at"]) for p in done], [parse(p["completed_at"]) for p in done]
     assert max(starts) < min(ends), list(zip(starts, ends, strict=True))
+    model = [tuple(float(x) for x in p["output"].split()) for p in done]  # the model's own clock
+    assert max(s for s, _ in model) < min(e for _, e in model), model
 
 
 def test_environment_is_applied_and_its_names_shown(stack, tmp_path):
