@@ -197,3 +197,22 @@ def test_usage_equals_the_sum_of_predict_times(api, services, team, schema):
                                                        "until": "2020-12-31"}).json()["results"] == []
     assert team["root"].get("/v1/admin/usage", params={"account": "a", "since": "yesterday"}).status_code == 400
     assert team["root"].get("/v1/admin/usage", params={"account": "b"}).json()["total"]["predict_time"] == 0
+
+
+def test_the_default_limits_601st_create_in_a_minute_is_refused(tmp_path):
+    """At the real defaults (600 creates, 3000 others a minute), through the service the API uses."""
+    from cogplane.clock import ManualClock
+    from cogplane.domain.errors import RateLimited
+
+    settings = Settings(home=tmp_path / "home")
+    assert (settings.rate_create_per_minute, settings.rate_other_per_minute) == (600, 3000)
+    services = build_local(settings, clock=ManualClock())
+    for _ in range(600):
+        services.ratelimits.check("a", "create")
+    with pytest.raises(RateLimited) as refused:
+        services.ratelimits.check("a", "create")
+    assert refused.value.headers["Retry-After"] == "1" and refused.value.headers["X-RateLimit-Limit"] == "600"
+    services.ratelimits.check("b", "create")  # another account is unaffected
+    services.ratelimits.check("a", "other")  # and so are a's other requests
+    services.clock.advance(0.2)  # 10 tokens a second come back
+    services.ratelimits.check("a", "create")
