@@ -117,6 +117,9 @@ class StateStore(Protocol):
         """Public models. sort_by is `model_created_at` or `latest_version_created_at`; with the
         latter, models without a version are not listed."""
 
+    def list_models_of(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[Model]:
+        """Every model of one owner (public and private), by name."""
+
     # --- versions -----------------------------------------------------------------------
     def put_version(self, version: Version) -> tuple[Version, bool]:
         """Store the version unless (owner, name, id) exists. Returns (stored, created).

@@ -8,6 +8,7 @@ joined by a space (it sorts below every name character, so ties order like (owne
     item        pk / sk                           gsi1pk / gsi1sk                     gsi2pk / gsi2sk
     account     ACCOUNT#{username} / ACCOUNT      ACCOUNTS / {username}
     token       TOKEN#{sha256} / TOKEN            TOKENS#{account} / {t}#{id}         TOKENID#{id} / TOKEN
+    owner index OWNER_MODELS#{owner} / {name}      (written with each model: an owner's models)
     member      ORG#{org} / MEMBER#{username}     MEMBERSHIPS#{username} / {org}
     usage       USAGE#{account} / {day}#{hw}      (predict_time, predictions: atomic ADDs)
     rate bucket RATE#{key} / RATE                 (tokens, updated: conditional puts; TTL)

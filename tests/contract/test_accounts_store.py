@@ -36,6 +36,27 @@ def test_account_update_and_list(store):
     assert rest.items[0].type == "organization"
 
 
+def test_models_of_one_owner_public_and_private(store):
+    from cogplane.domain.entities import Model
+    from cogplane.domain.errors import Conflict as Taken
+
+    for owner, name, visibility in (("team", "b", "private"), ("team", "a", "public"), ("team", "c", "private"),
+                                    ("alice", "x", "private")):
+        store.create_model(Model(owner=owner, name=name, visibility=visibility, created_at=ts(1)))
+    with pytest.raises(Taken):
+        store.create_model(Model(owner="team", name="a", created_at=ts(2)))
+    first = store.list_models_of("team", limit=2)
+    assert [m.name for m in first.items] == ["a", "b"] and first.items[1].visibility == "private"
+    rest = store.list_models_of("team", cursor=first.next_cursor, limit=2)
+    assert [m.name for m in rest.items] == ["c"] and rest.next_cursor is None
+    store.delete_model("team", "b")
+    with pytest.raises(NotFound):
+        store.delete_model("team", "b")
+    assert [m.name for m in store.list_models_of("team").items] == ["a", "c"]
+    assert [m.full_name for m in store.list_models_of("alice").items] == ["alice/x"]
+    assert store.list_models_of("nobody").items == []
+
+
 def test_tokens_by_hash_by_account_and_revoked_by_id(store):
     assert store.put_token(token(1)) is True
     assert store.put_token(token(2)) is True

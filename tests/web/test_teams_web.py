@@ -30,7 +30,8 @@ def test_switcher_scopes_dashboard_and_new_predictions(web, other, web_app, serv
     assert r.status_code == 303, r.text
     pid = r.headers["location"].rsplit("/", 1)[-1]
     assert services.state.get_prediction(pid).owner == "team"  # made as the org
-    assert pid in web.get("/dashboard").text
+    dashboard = web.get("/dashboard").text
+    assert pid in dashboard and 'href="/team/secret"' in dashboard and "Models of team" in dashboard
     # alice (an owner) sees the org's prediction when acting as the org, not in her own dashboard
     other.sign_in(ALICE)
     assert pid not in other.get("/dashboard").text

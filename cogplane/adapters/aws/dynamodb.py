@@ -140,6 +140,11 @@ def _token(item: dict[str, dict[str, Any]]) -> ApiToken:
     return token
 
 
+def _owner_model_key(owner: str, name: str) -> dict[str, dict[str, str]]:
+    """The index item that lists a model under its owner (written with the model)."""
+    return {r.PK: _s(f"OWNER_MODELS#{owner}"), r.SK: _s(name)}
+
+
 def _member_key(org: str, username: str) -> dict[str, dict[str, str]]:
     return {r.PK: _s(f"ORG#{org}"), r.SK: _s(f"MEMBER#{username}")}
 
@@ -512,7 +517,19 @@ class DynamoStateStore:
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, model: Model) -> None:
-        self._put_new(_model_item(model), f"A model named {model.owner}/{model.name} already exists.")
+        # with the owner's index item (listing an owner's models is a Query of that partition)
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table_name, "Item": _model_item(model),
+                         "ConditionExpression": "attribute_not_exists(#pk)",
+                         "ExpressionAttributeNames": {"#pk": r.PK}}},
+                {"Put": {"TableName": self.table_name, "Item": _owner_model_key(model.owner, model.name)}},
+            ])
+        except ClientError as exc:
+            if _code(exc) == "TransactionCanceledException" and _cancellation_codes(exc)[:1] == [
+                    "ConditionalCheckFailed"]:
+                raise Conflict(f"A model named {model.owner}/{model.name} already exists.") from exc
+            raise
 
     def get_model(self, owner: str, name: str) -> Model | None:
         item = self._table.get(_model_key(owner, name))
@@ -522,7 +539,24 @@ class DynamoStateStore:
         self._put_existing(_model_item(model), f"Model {model.owner}/{model.name} not found.")
 
     def delete_model(self, owner: str, name: str) -> None:
-        self._delete_existing(_model_key(owner, name), f"Model {owner}/{name} not found.")
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Delete": {"TableName": self.table_name, "Key": _model_key(owner, name),
+                            "ConditionExpression": "attribute_exists(#pk)",
+                            "ExpressionAttributeNames": {"#pk": r.PK}}},
+                {"Delete": {"TableName": self.table_name, "Key": _owner_model_key(owner, name)}},
+            ])
+        except ClientError as exc:
+            if _code(exc) == "TransactionCanceledException" and _cancellation_codes(exc)[:1] == [
+                    "ConditionalCheckFailed"]:
+                raise NotFound(f"Model {owner}/{name} not found.") from exc
+            raise
+
+    def list_models_of(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[Model]:
+        items, nxt = self._table.query(index=None, partition=f"OWNER_MODELS#{owner}", forward=True,
+                                       cursor=cursor, limit=limit)
+        models = [self.get_model(owner, i[r.SK]["S"]) for i in items]
+        return Page(items=[m for m in models if m is not None], next_cursor=nxt)
 
     def list_models(
         self,

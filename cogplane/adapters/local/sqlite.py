@@ -313,6 +313,16 @@ class SqliteStateStore:
             if cur.rowcount == 0:
                 raise NotFound(f"Model {owner}/{name} not found.")
 
+    def list_models_of(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[Model]:
+        sql, params = "SELECT data, name FROM models WHERE owner = ?", [owner]
+        if cursor:
+            sql += " AND name > ?"
+            params.append(cursors.decode(cursor).get("n"))
+        rows = self.db.read(sql + " ORDER BY name LIMIT ?", [*params, limit + 1])
+        items = [Model.from_dict(json.loads(r["data"])) for r in rows[:limit]]
+        nxt = cursors.encode({"n": rows[limit - 1]["name"]}) if len(rows) > limit else None
+        return Page(items=items, next_cursor=nxt)
+
     def list_models(self, *, sort_by: str = "latest_version_created_at", descending: bool = True,
                     cursor: str | None = None, limit: int = 100) -> Page[Model]:
         column = "created_at" if sort_by == "model_created_at" else "latest_version_created_at"

@@ -291,7 +291,8 @@ async def dashboard(request: Request, cursor: str | None = None) -> HTMLResponse
     require_viewer(request)
     acting = acting_of(request)  # the switcher scopes the dashboard to yourself or one of your orgs
     page = await run_in_threadpool(web_service(request).dashboard, acting, cursor=cursor, limit=PAGE_SIZE)
-    return render(request, "dashboard.html", page=page, first=cursor is None)
+    models = await run_in_threadpool(lambda: services_of(request).state.list_models_of(acting.username, limit=50))
+    return render(request, "dashboard.html", page=page, first=cursor is None, models=models.items)
 
 
 # --- predictions -----------------------------------------------------------------------------
