@@ -7,8 +7,12 @@ HASH := $(shell cat pyproject.toml package.json 2>/dev/null | sha1sum | cut -c1-
 RUNTIME := $(VENV)/.runtime-$(HASH)
 TESTING := $(VENV)/.testing-$(HASH)
 PIP := $(PY) -m pip install -q --disable-pip-version-check
+LAMBDA_ASSET := .build/lambda/.staged
+LAMBDA_SOURCES := $(shell find cogplane functions -type f -not -path '*/__pycache__/*' 2>/dev/null)
+ASSEMBLY := cdk.out/manifest.json
+INFRA_SOURCES := $(shell find infra -name '*.py' 2>/dev/null)
 
-.PHONY: up test test-fast lint bench install clean synth package-lambda
+.PHONY: up sim-aws test test-fast lint bench install clean synth package-lambda
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV)
@@ -33,8 +37,13 @@ install: $(TESTING)
 up: $(RUNTIME)
 	@exec $(VENV)/bin/cogplane up
 
+## The deployed shape, simulated offline on this machine: moto (AWS services made from cdk.out),
+## the packaged Lambda functions under Python 3.12, API Gateway/Function URL/ECS emulators (README)
+sim-aws: $(TESTING) $(ASSEMBLY)
+	@exec $(PY) -m simaws
+
 ## Install what the tests need and run them all (slow real-model tests included)
-test: $(TESTING) synth
+test: $(TESTING) $(ASSEMBLY)
 	$(PY) -m pytest -q
 
 ## The quick loop: everything but the slow real-model tests
@@ -42,19 +51,33 @@ test-fast: $(TESTING)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(TESTING)
-	$(VENV)/bin/ruff check cogplane functions gpu_runner tests bench infra
+	$(VENV)/bin/ruff check cogplane functions gpu_runner tests bench infra simaws
 
 bench: $(TESTING)
 	$(PY) -m bench
 
-## Synthesize the AWS stack offline (no Docker, no AWS account): cdk.out/
-synth: $(TESTING)
-	@echo "Synthesizing the AWS stack (offline) ..."
-	@JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m infra.app > $(VENV)/synth.log 2>&1 || { cat $(VENV)/synth.log; exit 1; }
+## Synthesize the AWS stack offline (no Docker, no AWS account) into cdk.out/, with the staged
+## Lambda asset (CONTEXT='-c key=value ...' adds CDK context, e.g. -c cogplane:alarmEmail=you@example.com)
+synth: $(TESTING) $(LAMBDA_ASSET)
+	@echo "Synthesizing the AWS stack (offline) into cdk.out ..."
+	@JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m infra.app $(CONTEXT) > $(VENV)/synth.log 2>&1 || { cat $(VENV)/synth.log; exit 1; }
+	@touch $(ASSEMBLY)
 
 ## Stage the Lambda asset (cogplane + functions + Linux wheels) under .build/lambda
 package-lambda: $(TESTING)
 	scripts/package_lambda.sh
+	@touch $(LAMBDA_ASSET)
+
+# Rebuilt only when what goes into them changed (sim-aws and test use them).
+$(LAMBDA_ASSET): $(TESTING) scripts/package_lambda.sh $(LAMBDA_SOURCES)
+	@echo "Staging the Lambda asset (.build/lambda) ..."
+	@scripts/package_lambda.sh > $(VENV)/package-lambda.log 2>&1 || { cat $(VENV)/package-lambda.log; exit 1; }
+	@touch $@
+
+$(ASSEMBLY): $(LAMBDA_ASSET) cdk.json $(INFRA_SOURCES)
+	@echo "Synthesizing the AWS stack (offline) into cdk.out ..."
+	@JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m infra.app > $(VENV)/synth.log 2>&1 || { cat $(VENV)/synth.log; exit 1; }
+	@touch $@
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache cdk.out .build

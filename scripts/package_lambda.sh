@@ -15,6 +15,7 @@ PLATFORM="${LAMBDA_PLATFORM:-manylinux2014_x86_64}"
 DEPS=(
   "fastapi>=0.115" "mangum>=0.19" "httpx>=0.27" "pydantic>=2.7" "pydantic-settings>=2.3"
   "python-multipart>=0.0.9" "aws-lambda-powertools>=3.0" "pyyaml>=6" "uvicorn>=0.30"
+  "jinja2>=3.1"
 )
 
 rm -rf "$OUT"

@@ -12,6 +12,14 @@ import pytest
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
 
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--shape", choices=("local", "sim-aws"), default="local",
+        help="which shape the system suites' `stack` fixture starts: `make up` (local) or the simulated "
+             "deployment (`make sim-aws`); tests/system/test_sim_aws.py always runs on sim-aws")
+
+
 HELLO_SCHEMA = {
     "openapi": "3.0.2",
     "info": {"title": "Cog", "version": "0.1.0"},

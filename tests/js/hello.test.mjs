@@ -3,23 +3,26 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import Replicate from "replicate";
 
+// examples/hello on `make up`; the simulated deployment (make sim-aws) pushes it as admin/hello
+const HELLO = process.env.COGPLANE_HELLO_MODEL ?? "examples/hello";
+
 const replicate = new Replicate({
   auth: process.env.COGPLANE_TOKEN,
   baseUrl: `${process.env.COGPLANE_URL}/v1`,
 });
 
 test("run examples/hello (Prefer: wait)", async () => {
-  const output = await replicate.run("examples/hello", { input: { prompt: "from js" } });
+  const output = await replicate.run(HELLO, { input: { prompt: "from js" } });
   assert.equal(output, "hello from js");
 });
 
 test("run examples/hello in poll mode", async () => {
-  const output = await replicate.run("examples/hello", { input: { prompt: "polled" }, wait: { mode: "poll" } });
+  const output = await replicate.run(HELLO, { input: { prompt: "polled" }, wait: { mode: "poll" } });
   assert.equal(output, "hello polled");
 });
 
 test("create, wait and list predictions", async () => {
-  const prediction = await replicate.predictions.create({ model: "examples/hello", input: { prompt: "x" } });
+  const prediction = await replicate.predictions.create({ model: HELLO, input: { prompt: "x" } });
   const done = await replicate.wait(prediction);
   assert.equal(done.status, "succeeded");
   assert.equal(done.output, "hello x");

@@ -82,11 +82,13 @@ class Stack:
         env.update(self.extra_env)
         return env
 
+    command = [str(REPO / ".venv" / "bin" / "cogplane"), "up"]
+
     def start(self, timeout: float = 120) -> Stack:
         ENV_CACHE.mkdir(parents=True, exist_ok=True)
         self.offset = self.output.stat().st_size if self.output.exists() else 0
         with open(self.output, "ab") as out:
-            self.proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "cogplane"), "up"], cwd=REPO, env=self.env,
+            self.proc = subprocess.Popen(self.command, cwd=REPO, env=self.env,
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -166,11 +168,41 @@ class Stack:
         return replicate.Client(api_token=token, base_url=self.url, **kwargs)
 
 
+class SimStack(Stack):
+    """The simulated deployment (`make sim-aws`: `python -m simaws`, needs cdk.out with the staged
+    Lambda asset), plain HTTP, its base URL under the API Gateway stage. Model environments come
+    from the shared cache, standing in for a runner volume (SIMAWS_ENV_CACHE)."""
+
+    command = [str(REPO / ".venv" / "bin" / "python"), "-m", "simaws"]
+    stage = "api"
+
+    def __init__(self, home: Path, *, port: int | None = None, env: dict[str, str] | None = None,
+                 examples: Path | None = None):
+        super().__init__(home, port=port, env={"COGPLANE_TLS": "0", **(env or {})}, examples=examples)
+        self.url = f"http://127.0.0.1:{self.port}/{self.stage}"
+        self.output = home.parent / f"sim-{self.port}.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = super().env
+        env["SIMAWS_ENV_CACHE"] = env.pop("COGPLANE_ENV_CACHE")
+        return env
+
+    def start(self, timeout: float = 300) -> SimStack:
+        return super().start(timeout)
+
+
+def start_stack(config, home: Path, **kwargs) -> Stack:
+    """The shape `--shape` asks for (the local stack by default)."""
+    cls = SimStack if config.getoption("--shape") == "sim-aws" else Stack
+    return cls(home, **kwargs).start()
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """One stack for the system tests of a session (with the examples pushed)."""
+def stack(tmp_path_factory, pytestconfig):
+    """One stack for the system tests of a session (with the examples pushed on `make up`)."""
     home = tmp_path_factory.mktemp("stack") / "home"
-    s = Stack(home, env={"COGPLANE_PAGE_SIZE": "5"}).start()
+    s = start_stack(pytestconfig, home, env={"COGPLANE_PAGE_SIZE": "5"})
     try:
         yield s
     finally:
@@ -212,7 +244,7 @@ def node_env(stack: Stack, **extra: str) -> dict[str, str]:
     return env
 
 
-__all__ = ["Stack", "TOKEN", "REPO", "wait_for", "descendants", "alive", "sys", "node_env"]
+__all__ = ["Stack", "SimStack", "TOKEN", "REPO", "wait_for", "descendants", "alive", "sys", "node_env"]
 
 
 def db_rows(stack: Stack, sql: str, params: tuple = ()) -> list:
