@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     allow_networks: str = ""
     max_input_fetch_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # http(s) file inputs
     input_fetch_timeout_seconds: float = Field(default=60.0, gt=0)
+    # `make up` on SIGTERM/SIGINT: how long in-flight predictions may run on before they are
+    # failed (COGPLANE_STOP_GRACE, seconds); a second signal stops at once.
+    stop_grace: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("prices")
     @classmethod

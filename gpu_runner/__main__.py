@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-warm", action="store_true", help="never exit on idle (min_instances)")
     parser.add_argument("--runner-id", default=None)
     parser.add_argument("--spawned-at", type=float, default=None, help="unix time the dispatcher started us")
+    parser.add_argument("--stop-grace", type=float, default=None,
+                        help="on SIGTERM/SIGINT: seconds in-flight predictions may run on (default 20)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
     settings = Settings()
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         keep_warm=args.keep_warm,
         spawned_at=args.spawned_at,
     )
+    if args.stop_grace is not None:
+        config.stop_grace = args.stop_grace
     if args.runner_id:
         config.runner_id = args.runner_id
     return RunnerProcess(services, config).run()

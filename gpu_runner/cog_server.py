@@ -37,6 +37,7 @@ import ctypes
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -397,6 +398,28 @@ class CogServer:
         except OSError:
             return ""
 
+    def setup_output(self) -> str:
+        """What the model printed while it was loaded and set up (since the server's last start),
+        read from coglet's JSON log lines (target `coglet::setup`); on a setup failure this holds
+        the model's traceback (see pdeathsig/sitecustomize.py), which the health body does not."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_offset)
+                raw = log.read().decode(errors="replace")
+        except OSError:
+            return ""
+        lines = []
+        for line in raw.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("target") == "coglet::setup":
+                message = (record.get("fields") or {}).get("message")
+                if isinstance(message, str) and not _is_cog_noise(message):
+                    lines.append(message)
+        return "\n".join(lines)
+
     def _address_in_use(self) -> bool:
         return _ADDRESS_IN_USE in self.log_tail().encode()
 
@@ -404,6 +427,32 @@ class CogServer:
         code = self._proc.poll() if self._proc else None
         tail = self.log_tail(2000).strip()
         return f"cog server exited with code {code}" + (f": {tail}" if tail else "")
+
+
+# cog's own deprecation warnings about the model's API, printed at load with a bogus location
+_COG_NOISE = re.compile(r"^<string>:\d+: DeprecationWarning: ")
+# coglet's prefixes around a setup error: "worker setup failed: worker setup failed (slot <uuid>):
+# Setup failed: setup failed: RuntimeError: msg"
+_SETUP_PREFIX = re.compile(r"^(?:(?:worker setup failed(?: \(slot [^)]*\))?|setup failed)\s*:\s*)+",
+                           re.IGNORECASE)
+
+
+def _is_cog_noise(message: str) -> bool:
+    return bool(_COG_NOISE.match(message))
+
+
+def model_setup_lines(setup_logs: str) -> str:
+    """The model's own lines in a health body's `setup.logs` (coglet prefixes them
+    `[coglet::setup] `; the rest is coglet's own chatter)."""
+    prefix = "[coglet::setup] "
+    lines = [line[len(prefix):] for line in (setup_logs or "").splitlines() if line.startswith(prefix)]
+    return "\n".join(line for line in lines if not _is_cog_noise(line))
+
+
+def clean_setup_error(error: str | None) -> str:
+    """coglet's setup error without its internal prefixes and slot id: "RuntimeError: msg"."""
+    text = (error or "").strip()
+    return _SETUP_PREFIX.sub("", text).strip() or text or "setup failed"
 
 
 def _health_from_body(body: dict) -> HealthResult:

@@ -45,6 +45,7 @@ from pathlib import Path
 COG_VERSION = "0.23.1"
 READY_MARKER = ".ready"
 METADATA_FILE = "cogplane-env.json"
+BUILD_LOG = "cogplane-build.log"  # the output of the build that made the environment
 KEY_SCHEMA = 1  # bump to invalidate every cached environment (a change in how they are built)
 
 _PIP_FLAGS = ["--no-input", "--disable-pip-version-check", "--progress-bar", "off"]
@@ -168,12 +169,14 @@ def ensure_environment(
     on_log: LogFn = lambda s: None,
     *,
     timeout: float | None = None,
+    on_build_start: Callable[[], None] | None = None,
 ) -> Path:
     """Return the root of a ready environment for this cog.yaml, building it if needed.
 
     `env/bin/python` runs the model; `env/bin` must come first on the cog server's PATH. Build
-    output (pip's, line by line) goes to `on_log`. Raises EnvironmentBuildError if the build fails
-    (or takes longer than `timeout` seconds).
+    output (pip's, line by line) goes to `on_log`, and is kept in the environment as BUILD_LOG.
+    `on_build_start` is called when a build really starts (not for a cached environment). Raises
+    EnvironmentBuildError if the build fails (or takes longer than `timeout` seconds).
     """
     model_dir = Path(model_dir)
     cache_root = Path(cache_root)
@@ -188,6 +191,8 @@ def ensure_environment(
             return final
         if final.exists():  # not ours to reuse: neither complete nor renamed by a build
             shutil.rmtree(final, ignore_errors=True)
+        if on_build_start is not None:
+            on_build_start()
         _build(spec, model_dir, cache_root, final, on_log, timeout)
     return final
 
@@ -240,9 +245,10 @@ def _build(
             "build_seconds": seconds,
         }
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        log(f"cogplane: environment {spec.key[:12]} ready in {seconds} s")
+        (tmp / BUILD_LOG).write_text("\n".join(logs) + "\n")
         (tmp / READY_MARKER).write_text(f"{spec.key}\n")
         os.rename(tmp, final)
-        log(f"cogplane: environment {spec.key[:12]} ready in {seconds} s")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -262,6 +268,7 @@ def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float
         errors="replace",
         bufsize=1,
         start_new_session=True,
+        preexec_fn=_die_with_us(),  # a runner killed mid-build leaves no pip behind
     )
     timed_out = threading.Event()
 
@@ -296,6 +303,12 @@ def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float
         what = "pip install" if "pip" in cmd else "python -m venv"
         tail = next((line for line in reversed(logs) if line.strip()), "")
         raise EnvironmentBuildError(f"{what} failed (exit {code}): {tail}", "\n".join(logs))
+
+
+def _die_with_us():
+    from gpu_runner.cog_server import _pdeathsig_preexec
+
+    return _pdeathsig_preexec()
 
 
 @functools.cache
@@ -342,6 +355,19 @@ def _touch(path: Path) -> None:
     """Record the last use (the marker's mtime), for a future clean-up of unused environments."""
     with contextlib.suppress(OSError):
         os.utime(path)
+
+
+def build_record(env_dir: Path) -> tuple[dict, str]:
+    """(metadata, build log) of a ready environment ({} and "" where unknown, e.g. an older build)."""
+    try:
+        metadata = json.loads((Path(env_dir) / METADATA_FILE).read_text())
+    except (OSError, ValueError):
+        metadata = {}
+    try:
+        log = (Path(env_dir) / BUILD_LOG).read_text(errors="replace")
+    except OSError:
+        log = ""
+    return metadata, log
 
 
 def environment_size(env_dir: Path) -> int:

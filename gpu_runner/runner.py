@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from cogplane.builds import BuildLog
 from cogplane.bundle import unpack_bundle
 from cogplane.cogconfig import ConfigError, effective_concurrency
 from cogplane.domain.entities import Job, Prediction, Runner, Version
@@ -42,8 +43,8 @@ from cogplane.schema import file_inputs, is_iterator_output, output_schema, reso
 from cogplane.sealing import scrub
 from cogplane.services.files import file_id_from_url
 from cogplane.services.presenters import blob_ref
-from gpu_runner.cog_server import CogServer, write_schema
-from gpu_runner.environment import EnvironmentBuildError, ensure_environment
+from gpu_runner.cog_server import SETUP_FAILED, CogServer, clean_setup_error, model_setup_lines, write_schema
+from gpu_runner.environment import EnvironmentBuildError, build_record, ensure_environment
 from gpu_runner.external_server import DEFAULT_COG_URL, ExternalCogServer
 
 log = logging.getLogger("cogplane.runner")
@@ -133,6 +134,8 @@ class RunnerProcess:
         self.spawned_at = config.spawned_at  # unix time the dispatcher started us (for boot_time)
         self.started_at = self.clock.now()
         self.stopping = threading.Event()
+        self.stopped = threading.Event()  # shutdown is over: heartbeats end
+        self.stop_reason = "The runner was stopped before the prediction finished."
         self.inflight: dict[str, InFlight] = {}
         self.lock = threading.Lock()
         self.server: CogServer | ExternalCogServer | None = None
@@ -230,6 +233,32 @@ class RunnerProcess:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
 
+    def prepare_environment(self, version: Version, model_dir: Path, on_log) -> Path:
+        """The version's environment (built, or found in the cache). Its build output goes to the
+        version's build log (cogplane.builds), not to the prediction: that gets one line."""
+        build_log = BuildLog(self.blobs, version.id)
+        started: dict[str, float] = {}
+
+        def on_build_start() -> None:  # the prediction's one line for this phase
+            started["at"] = time.monotonic()
+            build_log.building = True
+            build_log.save("building", started_at=self.clock.now())
+            on_log("Building the model's environment (its log is in the version's build log)")
+
+        try:
+            env_dir = ensure_environment(version.config, model_dir, self.config.env_cache, on_log=build_log,
+                                         on_build_start=on_build_start)
+        except EnvironmentBuildError as exc:
+            build_log.save("failed", error=exc.message, completed_at=self.clock.now())
+            raise
+        metadata, env_log = build_record(env_dir)
+        if "at" not in started and env_log:
+            build_log(f"cogplane: environment {env_dir.name[:12]} was already built; the log of that build:")
+            build_log.lines.extend(env_log.rstrip("\n").splitlines())
+        build_log.save("succeeded", environment=env_dir.name[:12], python_version=metadata.get("python"),
+                       build_seconds=metadata.get("build_seconds"), completed_at=self.clock.now())
+        return env_dir
+
     # --- boot -----------------------------------------------------------------------------
     def boot(self, waiting: str | None) -> tuple[bool, str]:
         """Make the cog server READY. Returns (ok, reason). Boot lines go to the waiting prediction."""
@@ -250,10 +279,10 @@ class RunnerProcess:
                 on_log(f"Waiting for the model image's cog server ({self.version.image})")
             else:
                 self.model_dir = self.prepare_source(self.version, on_log)
-                self.env_dir = ensure_environment(self.version.config, self.model_dir, self.config.env_cache,
-                                                  on_log=on_log)
+                self.env_dir = self.prepare_environment(self.version, self.model_dir, on_log)
                 write_schema(self.model_dir, self.version.openapi_schema)
         except EnvironmentBuildError as exc:
+            on_log("Building the model's environment failed (its log is in the version's build log)")
             on_log.flush()
             return False, f"Building the model's environment failed: {exc}"
         except Exception as exc:  # noqa: BLE001 - any boot failure fails the waiting work, clearly
@@ -293,14 +322,17 @@ class RunnerProcess:
                                     log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config)
         self.server.start()
         health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
+        # what the model printed while loading and in setup() (a failed setup's traceback too)
+        output = (self.server.setup_output() if isinstance(self.server, CogServer)
+                  else model_setup_lines(health.setup_logs))
+        for line in output.splitlines():
+            on_log(line)
         if health.serving:
-            for line in (health.setup_logs or "").splitlines():
-                if "[coglet" not in line:
-                    on_log(line)
             return True, ""
-        detail = health.error or health.status
-        if health.setup_logs and health.setup_logs not in detail:
-            detail = f"{detail}\n{health.setup_logs}"
+        if health.status == SETUP_FAILED:
+            detail = clean_setup_error(health.error)
+        else:
+            detail = health.error or health.status
         self.server.stop(grace=2)
         return False, f"Model setup failed: {detail}"
 
@@ -694,8 +726,14 @@ class RunnerProcess:
         threading.Thread(target=self.httpd.serve_forever, name="runner-http", daemon=True).start()
 
     # --- main loop --------------------------------------------------------------------------
-    def request_stop(self, *_: Any) -> None:
+    def request_stop(self, signum: int | None = None, *_: Any) -> None:
+        """SIGTERM (ECS scale-in, a retired warm runner) or SIGINT (the local dispatcher: the whole
+        platform stops): take no more work, let in-flight predictions finish (shutdown)."""
+        if signum == signal.SIGINT:
+            self.stop_reason = (f"stopped: cogplane was shut down before this prediction finished "
+                                f"(it had {self.config.stop_grace:g} s to finish).")
         self.stopping.set()
+        self.wakeup.set()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -710,10 +748,12 @@ class RunnerProcess:
             self.shutdown()
 
     def _heartbeats(self) -> None:
-        while not self.stopping.is_set():
+        # beats go on while stopping: the in-flight predictions of a stopping runner are still
+        # its own (no "lost runner" while they finish)
+        while not self.stopped.is_set():
             self.beat_now.wait(self.config.heartbeat_seconds)
             self.beat_now.clear()
-            if self.stopping.is_set():
+            if self.stopped.is_set():
                 return
             try:
                 self.heartbeat()
@@ -729,6 +769,10 @@ class RunnerProcess:
             threading.Thread(target=self._keep_lease, args=(first,), daemon=True).start()
         ok, reason = self.boot(first.prediction_id if first else None)
         self._boot_job = None
+        if self.stopping.is_set():  # stopped while booting: the job waits for the next runner
+            if first is not None:
+                self.queue.release(first, delay=0)
+            return 0 if ok else EXIT_SETUP_FAILED
         if not ok:
             log.error("%s", reason)
             self.fail_queued(reason, first)
@@ -809,13 +853,14 @@ class RunnerProcess:
         deadline = time.monotonic() + self.config.stop_grace
         while self.inflight and time.monotonic() < deadline:
             time.sleep(0.05)
-        self.fail_inflight("The runner was stopped before the prediction finished.")
+        self.fail_inflight(self.stop_reason)
         if self.server:
             self.server.stop(grace=3)
         if self.httpd:
             self.httpd.shutdown()
         if self.doorbell:
             self.doorbell.close()
+        self.stopped.set()
         try:
             self.state.delete_runner(self.id)
         except Exception:  # noqa: BLE001

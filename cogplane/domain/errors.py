@@ -45,6 +45,13 @@ class Unprocessable(DomainError):
     title = "Unprocessable"
 
 
+class Unavailable(DomainError):
+    """The platform is stopping (or otherwise not taking new work): try again later."""
+
+    status = 503
+    title = "Service unavailable"
+
+
 class InputValidationError(Unprocessable):
     """The input breaks the version's schema. `errors` lists every problem found."""
 

@@ -1,12 +1,16 @@
-"""`make up`: the whole platform on one machine, in the foreground; Ctrl-C stops everything."""
+"""`make up`: the whole platform on one machine, in the foreground; Ctrl-C (or SIGTERM) stops it
+gracefully, a second Ctrl-C at once (see Stopper)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -63,11 +67,80 @@ Press Ctrl-C to stop.
 """
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: Stopper decides when the server ends (after the
+    runners have drained), and nothing re-raises the signal afterwards (uvicorn does, which kills
+    the process before its clean-up)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Stopper:
+    """SIGTERM/SIGINT: stop taking work (new predictions answer 503), let in-flight ones finish
+    within the grace period (then fail them with a reason), stop every runner, then end the HTTP
+    server (which serves polls meanwhile). A second signal, a second or more after the first,
+    stops at once. (GNU make forwards a SIGTERM that a group kill already delivered: a repeat
+    within the second is that echo, not a second request.)"""
+
+    ECHO = 1.0
+
+    def __init__(self, server: uvicorn.Server, dispatcher, services, grace: float):
+        self.server = server
+        self.dispatcher = dispatcher
+        self.services = services
+        self.grace = grace
+        self.first: float | None = None
+        self.hurried = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, _frame=None) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = now
+            self.services.predictions.refusing = (
+                "cogplane is shutting down and takes no new predictions; try again once it is back.")
+            print(f"\nStopping (Ctrl-C again to stop at once): no new predictions; in-flight ones get "
+                  f"{self.grace:g} s to finish ...", flush=True)
+            threading.Thread(target=self._drain, name="stopper", daemon=True).start()
+        elif not self.hurried and now - self.first >= self.ECHO:
+            self.hurried = True
+            print("Stopping at once: in-flight predictions are failed ...", flush=True)
+            self.dispatcher.hurry()
+
+    def _drain(self) -> None:
+        try:
+            self.dispatcher.stop(self.grace)
+        finally:
+            self.server.should_exit = True
+
+
+def _fail(message: str) -> int:
+    print(f"cogplane: {message}", file=sys.stderr)
+    return 2
+
+
 def run() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    port = int(os.environ.get("PORT", "8000"))
+    from pydantic import ValidationError
+
+    try:
+        port = int(os.environ.get("PORT", "8000"))
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"COGPLANE_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        return _fail(f"bad setting: {problems}")
+    except ValueError:
+        return _fail(f"PORT must be a number, not {os.environ.get('PORT')!r}")
+    if settings.token is not None and len(settings.token) < 16:
+        return _fail("COGPLANE_TOKEN must be at least 16 characters long (or unset it: a token is "
+                     f"made and kept in {settings.home}/token).")
     host = "127.0.0.1"
-    settings = Settings()
     from cogplane.homedir import secure_home
 
     secure_home(settings.home)  # 0700, state files 0600 (also a home made by an older version)
@@ -83,6 +156,7 @@ def run() -> int:
 
     from cogplane.adapters.local.dispatcher import ProcessDispatcher
     from cogplane.adapters.local.sqlite import Database
+    from cogplane.domain.errors import DomainError
     from functions.api.app import create_app
 
     services = build_local(settings, base_url=settings.public_url)
@@ -93,11 +167,14 @@ def run() -> int:
     dispatcher = ProcessDispatcher(Database(str(settings.db_path)), services,
                                    max_per_pool=int(os.environ.get("COGPLANE_MAX_RUNNERS", "2")),
                                    idle_timeout=float(os.environ.get("COGPLANE_IDLE_TIMEOUT", "300")),
-                                   log_dir=settings.home / "logs", env=env)
+                                   log_dir=settings.home / "logs", env=env, grace=settings.stop_grace)
     services.dispatcher = dispatcher
     services.predictions.dispatcher = dispatcher
     services.accounts.ensure_account(settings.user, admin=True)  # the first user of an install
-    token = ensure_token(services, settings.user, settings.home, settings.token)
+    try:
+        token = ensure_token(services, settings.user, settings.home, settings.token)
+    except DomainError as exc:
+        return _fail(f"COGPLANE_TOKEN: {exc.detail}")
     examples_dir = Path(os.environ.get("COGPLANE_EXAMPLES", str(EXAMPLES)))
     results = push_examples(services, examples_dir) if examples_dir.is_dir() else []
 
@@ -106,7 +183,7 @@ def run() -> int:
     # h11: the method `QUERY` (search) must reach the app; h11 accepts any token as a method.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5, http="h11", **ssl)
-    server = uvicorn.Server(config)
+    server = _Server(config)
 
     def announce() -> None:
         while not server.started and not server.should_exit:
@@ -116,18 +193,21 @@ def run() -> int:
                          str(tls.ca.resolve()) if tls else None), flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
+    stopper = Stopper(server, dispatcher, services, settings.stop_grace)
+    stopper.install()
     dispatcher.start()
     from cogplane.embedded.pumps import Pumps
 
     pumps = Pumps(services, base_url=settings.public_url).start()
     try:
-        server.run()  # handles SIGINT/SIGTERM: stops accepting, finishes requests, returns
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; we are stopping anyway
-        pass
+        server.run()  # until Stopper has stopped the runners (or the server could not start)
     finally:
-        print("Stopping runners ...", flush=True)
-        dispatcher.stop()
+        if stopper.first is None:
+            print("Stopping runners ...", flush=True)
+        dispatcher.stop(settings.stop_grace)  # at once when Stopper already did it
         pumps.stop()
+    if stopper.first is not None:
+        print("Stopped.", flush=True)
     return 0 if server.started else 1
 
 

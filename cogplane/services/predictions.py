@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 from cogplane.domain.durations import parse_duration
 from cogplane.domain.entities import Account, Job, Model, Page, Prediction, Version
-from cogplane.domain.errors import InvalidRequest, NotFound, Unprocessable
+from cogplane.domain.errors import InvalidRequest, NotFound, Unavailable, Unprocessable
 from cogplane.domain.status import TERMINAL, Status, sources_for
 from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
@@ -40,6 +40,7 @@ class PredictionService:
         self.allow_networks = list(allow_networks or [])  # netguard allow-list: webhooks, http(s) inputs
         self.timeout_seconds = timeout_seconds
         self.secret_box = None  # () -> cogplane.sealing.SecretBox (set by Services)
+        self.refusing: str | None = None  # set while the platform stops: creates answer 503
 
     # --- create -------------------------------------------------------------------------
     def create(self, viewer: Account, model: Model, version: Version, body: dict[str, Any], *,
@@ -48,6 +49,8 @@ class PredictionService:
                hardware: str | None = None) -> Prediction:
         from cogplane.domain.validation import validate_input
 
+        if self.refusing:
+            raise Unavailable(self.refusing)
         raw_input = body.get("input", {})
         if raw_input is None:
             raw_input = {}

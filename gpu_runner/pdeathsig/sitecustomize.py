@@ -6,8 +6,16 @@ Needed because coglet's worker does not exit when the server dies in the middle 
 finishes the prediction first (observed with cog 0.23.1), which on a GPU can take many minutes.
 
 COGPLANE_PDEATHSIG_PARENT holds the pid each process expects as its parent; a process that finds
-another one (its parent died before prctl took effect) exits at once. Then this module steps aside:
-it leaves sys.path and imports any other sitecustomize the environment has.
+another one (its parent died before prctl took effect) exits at once.
+
+It also makes a failing `setup()` print its traceback (coglet 0.23.1 keeps only the exception's
+one-line message): once `cog` is imported, the setup() of every cog.BaseRunner subclass (that is,
+every BasePredictor) is wrapped so that an exception first goes to stderr with its traceback, then
+propagates unchanged. coglet captures setup's stderr, so the runner finds the traceback in the
+server's log, as lines of the model's own setup output.
+
+Then this module steps aside: it leaves sys.path and imports any other sitecustomize the
+environment has.
 """
 
 import os
@@ -30,6 +38,78 @@ def _arm() -> None:
     os.environ["COGPLANE_PDEATHSIG_PARENT"] = str(os.getpid())  # for our children
 
 
+def _print_setup_tracebacks() -> None:
+    import importlib.abc
+    import importlib.machinery
+
+    class _Finder(importlib.abc.MetaPathFinder):
+        """Patches cog.predictor right after it is first imported, then removes itself."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name != "cog.predictor":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+                return spec
+            loader = spec.loader
+            original = loader.exec_module
+
+            def exec_module(module):
+                original(module)
+                base = getattr(module, "BaseRunner", None)
+                if isinstance(base, type):
+                    _patch(base)
+
+            loader.exec_module = exec_module
+            return spec
+
+    def _patch(base: type) -> None:
+        import functools
+        import inspect
+
+        inherited = base.__dict__.get("__init_subclass__")
+
+        def _traced(setup):
+            def report() -> None:
+                import traceback
+
+                exc = sys.exc_info()[1]
+                tb = exc.__traceback__.tb_next if exc and exc.__traceback__ else None  # not this wrapper
+                text = "".join(traceback.format_exception(type(exc), exc, tb))
+                print(text.rstrip("\n"), file=sys.stderr, flush=True)
+
+            if inspect.iscoroutinefunction(setup):
+                @functools.wraps(setup)
+                async def wrapper(*args, **kwargs):
+                    try:
+                        return await setup(*args, **kwargs)
+                    except BaseException:
+                        report()
+                        raise
+            else:
+                @functools.wraps(setup)
+                def wrapper(*args, **kwargs):
+                    try:
+                        return setup(*args, **kwargs)
+                    except BaseException:
+                        report()
+                        raise
+            wrapper.__cogplane_traced__ = True
+            return wrapper
+
+        def __init_subclass__(cls, **kwargs):
+            if inherited is not None:
+                inherited.__func__(cls, **kwargs)
+            setup = cls.__dict__.get("setup")
+            if callable(setup) and not getattr(setup, "__cogplane_traced__", False):
+                cls.setup = _traced(setup)
+
+        base.__init_subclass__ = classmethod(__init_subclass__)
+
+    sys.meta_path.insert(0, _Finder())
+
+
 def _hand_over() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
@@ -41,4 +121,8 @@ def _hand_over() -> None:
 
 
 _arm()
+try:
+    _print_setup_tracebacks()
+except Exception:  # noqa: BLE001 - a convenience; never stop a model from starting
+    pass
 _hand_over()

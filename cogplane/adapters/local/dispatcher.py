@@ -27,6 +27,10 @@ from cogplane.domain.errors import Conflict, NotFound
 log = logging.getLogger("cogplane.dispatcher")
 
 EXIT_SETUP_FAILED = 3
+STOPPED = "stopped: cogplane was shut down before this prediction finished (its grace period ran out)."
+STOPPED_AT_ONCE = "stopped: cogplane was stopped at once (a second Ctrl-C) before this prediction finished."
+STOPPED_EARLIER = ("stopped: cogplane ended (it was killed) before this prediction finished; "
+                   "found when it started again.")
 
 
 @dataclass
@@ -48,7 +52,7 @@ def _pdeathsig() -> object:
 
 class ProcessDispatcher:
     def __init__(self, db, services, *, max_per_pool: int = 2, idle_timeout: float = 300.0,
-                 log_dir: Path, env: dict[str, str] | None = None, tick: float = 0.25):
+                 log_dir: Path, env: dict[str, str] | None = None, tick: float = 0.25, grace: float = 30.0):
         self.db = db
         self.services = services
         self.max_per_pool = max_per_pool
@@ -65,6 +69,8 @@ class ProcessDispatcher:
         self.thread: threading.Thread | None = None
         self.on_exit = None  # test hook: called with (child, returncode)
         self.bell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.grace = grace  # stop(): how long in-flight predictions may run on
+        self.hurried = threading.Event()
 
     # --- the port -----------------------------------------------------------------------
     def wake(self, pool: str) -> None:
@@ -86,30 +92,65 @@ class ProcessDispatcher:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> ProcessDispatcher:
-        # The thread that spawns runners must live as long as they do (PR_SET_PDEATHSIG is tied to it).
+        self.recover()
+        # The thread that spawns runners must live as long as they do (PR_SET_PDEATHSIG is tied to
+        # it): it also stops them (_drain), and only then ends.
         self.thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self.thread.start()
         return self
 
-    def stop(self, grace: float = 25.0) -> None:
-        """Stop every runner: SIGTERM (they finish or fail in-flight work), then SIGKILL."""
+    def stop(self, grace: float | None = None) -> None:
+        """Stop every runner and return once none is left: they stop taking work, in-flight
+        predictions get `grace` seconds to finish (then they are failed with a reason), and a
+        runner still there after that is killed. `hurry()` (a second Ctrl-C) kills them at once."""
+        if grace is not None:
+            self.grace = grace
         self.stopped.set()
         self.wakeup.set()
-        if self.thread:
-            self.thread.join(timeout=5)
+        if self.thread is None:
+            self._drain()
+        else:
+            self.thread.join()
+
+    def hurry(self) -> None:
+        """Stop now: kill the runners, fail what they were running (a second Ctrl-C)."""
+        self.hurried.set()
+
+    def recover(self) -> None:
+        """At start: runners of an earlier run of this stack are gone (they die with it). Fail the
+        predictions they were running, forget them, and make the jobs they had claimed visible
+        again at once (their predictions, still `starting`, run now instead of after a lease)."""
+        reason = STOPPED_EARLIER
+        for record in self.services.state.list_runners():
+            for prediction_id in record.in_flight:
+                fail_if_held(self.services, prediction_id, record.id, reason)
+            self.services.state.delete_runner(record.id)
+        for row in self.db.read("SELECT id, data FROM predictions WHERE status = 'processing'"):
+            runner_id = json.loads(row["data"]).get("runner_id")
+            if runner_id and runner_id not in self.children:
+                fail_if_held(self.services, row["id"], runner_id, reason)
+        with self.db.write() as conn:
+            conn.execute("UPDATE jobs SET visible_at = ? WHERE visible_at > ?",
+                         (epoch(self.services.clock), epoch(self.services.clock)))
+
+    def _drain(self) -> None:
+        """Runs in the dispatcher's thread once stopped (see start)."""
         with self.lock:
             children = list(self.children.values())
         for child in children:
             if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
+                child.proc.send_signal(signal.SIGINT)  # runner: "the platform stops" (see gpu_runner)
+        # a runner fails what is left after `grace`, stops its cog server (3 s) and exits
+        deadline = time.monotonic() + self.grace + 15
+        while (any(c.proc.poll() is None for c in children) and time.monotonic() < deadline
+               and not self.hurried.is_set()):
+            self.hurried.wait(0.1)
+        at_once = self.hurried.is_set()
         for child in children:
-            try:
-                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-                child.proc.wait()
-            self._reap(child, child.proc.returncode)
+            if child.proc.poll() is None:
+                child.proc.kill()  # its cog server and worker die with it (PR_SET_PDEATHSIG)
+            child.proc.wait()
+            self._reap(child, child.proc.returncode, reason=STOPPED_AT_ONCE if at_once else STOPPED)
 
     # --- the loop -----------------------------------------------------------------------
     def _loop(self) -> None:
@@ -120,6 +161,7 @@ class ProcessDispatcher:
                 log.exception("dispatcher tick failed")
             self.wakeup.wait(self.tick)
             self.wakeup.clear()
+        self._drain()
 
     def pools_with_work(self) -> list[str]:
         rows = self.db.read("SELECT DISTINCT pool FROM jobs WHERE visible_at <= ?",
@@ -199,7 +241,8 @@ class ProcessDispatcher:
         runner_id = "r-" + uuid.uuid4().hex[:12]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "gpu_runner", "--pool", pool, "--runner-id", runner_id,
-               "--spawned-at", repr(time.time()), "--idle-timeout", str(self.idle_timeout)]
+               "--spawned-at", repr(time.time()), "--idle-timeout", str(self.idle_timeout),
+               "--stop-grace", repr(self.grace)]
         if keep_warm:
             cmd.append("--keep-warm")
         env = {**os.environ, **self.env}
@@ -213,13 +256,14 @@ class ProcessDispatcher:
         log.info("started runner %s for pool %s (pid %s)", runner_id, pool, proc.pid)
         return child
 
-    def _reap(self, child: Child, code: int | None) -> None:
+    def _reap(self, child: Child, code: int | None, reason: str | None = None) -> None:
         """A runner exited: fail what it was running, forget it, back off on setup failures."""
         self.children.pop(child.id, None)
         state = self.services.state
         record = state.get_runner(child.id)
-        reason = (f"The runner serving this prediction stopped unexpectedly (exit code {code})."
-                  if code not in (0, EXIT_SETUP_FAILED) else "The runner stopped before the prediction finished.")
+        reason = reason or (f"The runner serving this prediction stopped unexpectedly (exit code {code})."
+                            if code not in (0, EXIT_SETUP_FAILED) else
+                            "The runner stopped before the prediction finished.")
         held = set(record.in_flight) if record else set()
         # also what it took since its last heartbeat: running predictions that name it (an index)
         for row in self.db.read("SELECT id, data FROM predictions WHERE status = 'processing'"):

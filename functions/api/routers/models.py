@@ -136,8 +136,12 @@ def list_versions(owner: str, name: str, services: ServicesDep, account: Account
 @router.get("/models/{owner}/{name}/versions/{version_id}")
 def get_version(owner: str, name: str, version_id: str, services: ServicesDep,
                 account: AccountDep) -> dict[str, Any]:
-    """One version with its OpenAPI schema."""
-    return version_json(services.catalog.get_version(account, owner, name, version_id))
+    """One version with its OpenAPI schema, and (an extension) its `build`: the status and log of
+    its environment build (cogplane.builds)."""
+    from cogplane import builds
+
+    version = services.catalog.get_version(account, owner, name, version_id)
+    return {**version_json(version), "build": builds.read(services.blobs, version)}
 
 
 @router.delete("/models/{owner}/{name}/versions/{version_id}", status_code=202)

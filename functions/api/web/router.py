@@ -525,7 +525,10 @@ def model_context(request: Request, owner: str, name: str, version_id: str | Non
     fields = fields_for(version.openapi_schema) if version else []
     base = base_url(request)
     example_input = examples[0].input if examples else None
-    return {"model": model, "versions": versions, "version": version, "fields": fields,
+    from cogplane import builds
+
+    build = builds.read(services.blobs, version) if version else None
+    return {"model": model, "versions": versions, "version": version, "fields": fields, "build": build,
             "examples": example_views, "is_owner": viewer is not None and viewer.username == owner,
             "snippets": snippets(base, model, version, fields, example_input) if version else None}
 
