@@ -322,18 +322,22 @@ class RunnerProcess:
                                     log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config)
         self.server.start()
         health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
-        # what the model printed while loading and in setup() (a failed setup's traceback too)
-        output = (self.server.setup_output() if isinstance(self.server, CogServer)
-                  else model_setup_lines(health.setup_logs))
-        for line in output.splitlines():
-            on_log(line)
         if health.serving:
+            # what the model printed while it was loaded and in setup()
+            for line in model_setup_lines(health.setup_logs).splitlines():
+                on_log(line)
             return True, ""
         if health.status == SETUP_FAILED:
             detail = clean_setup_error(health.error)
         else:
             detail = health.error or health.status
         self.server.stop(grace=2)
+        # a failed setup's health body holds only the error: the model's output (its traceback
+        # too) is in the server's log, complete once the server has stopped
+        output = (self.server.setup_output() if isinstance(self.server, CogServer)
+                  else model_setup_lines(health.setup_logs))
+        for line in output.splitlines():
+            on_log(line)
         return False, f"Model setup failed: {detail}"
 
     # --- jobs -----------------------------------------------------------------------------

@@ -9,10 +9,11 @@ COGPLANE_PDEATHSIG_PARENT holds the pid each process expects as its parent; a pr
 another one (its parent died before prctl took effect) exits at once.
 
 It also makes a failing `setup()` print its traceback (coglet 0.23.1 keeps only the exception's
-one-line message): once `cog` is imported, the setup() of every cog.BaseRunner subclass (that is,
-every BasePredictor) is wrapped so that an exception first goes to stderr with its traceback, then
-propagates unchanged. coglet captures setup's stderr, so the runner finds the traceback in the
-server's log, as lines of the model's own setup output.
+one-line message, and can lose what setup() printed just before it raised): once `cog` is
+imported, the setup() of every cog.BaseRunner subclass (that is, every BasePredictor) is wrapped
+so that an exception first goes to stderr with its traceback, then propagates unchanged. coglet
+captures setup's stderr, so the runner finds the traceback in the server's log, as lines of the
+model's own setup output.
 
 Then this module steps aside: it leaves sys.path and imports any other sitecustomize the
 environment has.
@@ -75,9 +76,20 @@ def _print_setup_tracebacks() -> None:
                 import traceback
 
                 exc = sys.exc_info()[1]
-                tb = exc.__traceback__.tb_next if exc and exc.__traceback__ else None  # not this wrapper
+                if exc is None or getattr(exc, "__cogplane_reported__", False):
+                    return  # a setup() that calls its base's setup(): printed once, by the inner one
+                try:
+                    exc.__cogplane_reported__ = True
+                except AttributeError:
+                    pass
+                tb = exc.__traceback__.tb_next if exc.__traceback__ else None  # not this wrapper
                 text = "".join(traceback.format_exception(type(exc), exc, tb))
                 print(text.rstrip("\n"), file=sys.stderr, flush=True)
+                import time
+
+                # coglet forwards captured output from a reader of its own; a failure reported at
+                # once can overtake the last lines (cog 0.23.1): give them a moment
+                time.sleep(0.3)
 
             if inspect.iscoroutinefunction(setup):
                 @functools.wraps(setup)

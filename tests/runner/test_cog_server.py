@@ -27,6 +27,8 @@ from gpu_runner.cog_server import (
     TIMEOUT,
     UNHEALTHY,
     CogServer,
+    clean_setup_error,
+    model_setup_lines,
     read_cog_config,
     write_schema,
 )
@@ -224,6 +226,33 @@ def test_setup_failure_is_reported_with_the_error(model, start) -> None:
     # The server log has the failure. (setup()'s own prints are racy in cog 0.23.1: when setup raises
     # right after printing they are often missing from the log and from health's setup.logs alike.)
     assert "setup exploded on purpose" in server.log_tail()
+
+
+def test_a_failed_setup_leaves_the_models_output_and_traceback_once_in_setup_output(model, start) -> None:
+    """Issue 10: coglet's health body has only "worker setup failed (slot <uuid>): ...";
+    pdeathsig/sitecustomize.py prints the traceback, which setup_output() reads from the log."""
+    server = start(model("setup_fails"))
+    health = server.wait_ready(timeout=30)
+    assert health.status == SETUP_FAILED
+    assert clean_setup_error(health.error) == "RuntimeError: setup exploded on purpose"
+    server.stop(grace=2)
+    output = server.setup_output()
+    assert output.count("Traceback (most recent call last):") == 1, output
+    assert output.count("RuntimeError: setup exploded on purpose") == 1, output
+    assert 'raise RuntimeError("setup exploded on purpose")' in output
+    assert "loading weights that are not there" in output and "a stderr line from setup" in output
+    assert "coglet" not in output and "slot" not in output and "sitecustomize" not in output
+    assert "DeprecationWarning" not in output
+
+
+def test_setup_output_helpers() -> None:
+    assert clean_setup_error("worker setup failed: worker setup failed (slot 0b5c2a1e-4c1d-4f0e-9a57-"
+                             "2f1f7e0c9d11): Setup failed: setup failed: ValueError: bad") == "ValueError: bad"
+    assert clean_setup_error("ValueError: setup failed: x") == "ValueError: setup failed: x"
+    assert clean_setup_error(None) == "setup failed"
+    logs = ("[coglet] Spawning worker subprocess\n[coglet::setup] <string>:1: DeprecationWarning: old\n"
+            "[coglet::setup] loading\n[coglet::worker_bridge] Setup complete\n[coglet::setup] done\n")
+    assert model_setup_lines(logs) == "loading\ndone"
 
 
 def test_worker_crash_makes_the_server_unhealthy(model, start) -> None:
