@@ -186,3 +186,33 @@ def test_a_short_token_is_a_one_line_error(tmp_path):
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "COGPLANE_TOKEN must be at least 16 characters" in lines[0], result.stderr
+
+
+@pytest.mark.slow
+def test_after_a_kill_9_of_the_stack_the_next_start_fails_what_ran_and_runs_what_was_queued(tmp_path, model_copy):
+    """The one stop that cannot clean up: the next start does it at once (not after a lease or a
+    missed-heartbeat timeout), and the runners died with the stack (PR_SET_PDEATHSIG)."""
+    stack = _stack(tmp_path, COGPLANE_MAX_RUNNERS="1").start()
+    try:
+        version = _push_sleeper(stack, model_copy, "sleeper-kill")
+        with stack.client() as c:
+            running = c.post("/v1/predictions", json={"version": version, "input": {"seconds": 600}}).json()["id"]
+            _processing_with_ticks(c, running)
+            queued = c.post("/v1/predictions", json={"version": version,
+                                                     "input": {"seconds": 0, "tag": "after"}}).json()["id"]
+        below = descendants(stack.proc.pid)
+        stack.proc.kill()
+        _wait_gone(stack, below, timeout=30)
+    finally:
+        stack.stop()
+    assert _rows(stack)[running]["status"] == "processing"  # nobody could say otherwise meanwhile
+    again = Stack(stack.home, examples=stack.examples, env=stack.extra_env).start()
+    try:
+        with again.client() as c:
+            failed = c.get(f"/v1/predictions/{running}").json()  # failed before the server answered
+            assert failed["status"] == "failed" and failed["error"].startswith("stopped: cogplane ended"), failed
+            done = wait_for(lambda: (p := c.get(f"/v1/predictions/{queued}").json())["status"]
+                            not in ("starting", "processing") and p, timeout=180)
+            assert done["status"] == "succeeded" and done["output"] == "slept 0 after", done
+    finally:
+        assert again.stop() == []
