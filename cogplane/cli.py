@@ -275,6 +275,34 @@ def _admin_parser(sub) -> None:
     a.set_defaults(func=admin)
 
 
+def models_set(args: argparse.Namespace, *, transport: httpx.BaseTransport | None = None) -> int:
+    """`cogplane models set OWNER/NAME --safety-checker web|all|off`: change a model's settings."""
+    home = Path(os.environ.get("COGPLANE_HOME", ".cogplane"))
+    url, options = _api(home)
+    token = _token(home)
+    if not token:
+        return _err(f"no token: set COGPLANE_TOKEN or run `make up` (it writes {home}/token)")
+    owner, _, name = args.model.partition("/")
+    if not owner or not name:
+        return _err("the model must be given as OWNER/NAME")
+    changes = {}
+    if args.safety_checker is not None:
+        changes["safety_checker"] = args.safety_checker
+    if not changes:
+        return _err("nothing to change: give --safety-checker web|all|off")
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                      transport=transport, **options) as client:
+        try:
+            r = client.patch(f"/v1/models/{owner}/{name}", json=changes)
+        except httpx.HTTPError as exc:
+            return _err(f"cannot reach {url}: {exc}")
+    if r.status_code != 200:
+        return _err(f"could not change {owner}/{name}: {r.status_code} {r.text}")
+    model = r.json()
+    print(f"{owner}/{name}: safety checker {model.get('safety_checker')}")
+    return 0
+
+
 def up(args: argparse.Namespace) -> int:
     from cogplane.embedded.stack import run
 
@@ -294,6 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hardware", default="cpu", help="hardware SKU for a newly created model (default cpu)")
     p.add_argument("--description", default=None, help="description for a newly created model")
     p.set_defaults(func=push)
+    m = sub.add_parser("models", help="change a model's settings")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    ms = msub.add_parser("set", help="change settings of a model you own")
+    ms.add_argument("model", help="OWNER/NAME")
+    ms.add_argument("--safety-checker", choices=("web", "all", "off"), default=None,
+                    help="check image outputs with the platform's safety checker: web = predictions "
+                         "created in the web UI, all = API ones too (unless the request sets "
+                         "disable_safety_checker), off = none (the default)")
+    ms.set_defaults(func=models_set)
     u = sub.add_parser("up", help="run the single-machine stack (API, runners, pumps) in the foreground")
     u.set_defaults(func=up)
     _admin_parser(sub)

@@ -16,6 +16,7 @@ from cogplane.services.deployments import DeploymentService
 from cogplane.services.files import FileService
 from cogplane.services.predictions import PredictionService
 from cogplane.services.ratelimits import RateLimitService
+from cogplane.services.safety import SafetyService
 from cogplane.settings import Settings
 
 LOCAL_HARDWARE = {"cpu": "CPU"}
@@ -46,6 +47,7 @@ class Services:
     predictions: PredictionService = field(init=False)
     files: FileService = field(init=False)
     deployments: DeploymentService = field(init=False)
+    safety: SafetyService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,6 +68,8 @@ class Services:
                                            other_per_minute=self.settings.rate_other_per_minute)
         self.deployments = DeploymentService(self.state, self.catalog, self.clock, self.hardware)
         self.predictions.secret_box = self.secret_box
+        self.safety = SafetyService(self.state, self.blobs, self.files, self.predictions,
+                                    base_url=self.settings.public_url)
 
     def secret_box(self):
         """Seals secret inputs for the runner (cogplane.sealing); the key is read on first use."""

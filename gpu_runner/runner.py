@@ -70,6 +70,7 @@ class InFlight:
     log_prefix: str
     metrics: dict[str, Any]
     iterator: bool
+    safety: bool = False  # its image outputs are checked before they are recorded (held until then)
     cancel_sent_at: float | None = None
     secrets: dict[str, Any] = field(default_factory=dict)  # decrypted secret inputs (memory only)
     done: threading.Event = field(default_factory=threading.Event)
@@ -382,7 +383,7 @@ class RunnerProcess:
         metrics["queue_time"] = round(max(0.0, waited - cold), 4)
         flight = InFlight(job=job, prediction_id=prediction.id, created_at=prediction.created_at,
                           started_mono=time.monotonic(), log_prefix=prediction.logs or "", metrics=metrics,
-                          iterator=self.iterator_output)
+                          iterator=self.iterator_output, safety=prediction.safety is not None)
         with self.lock:
             self.inflight[prediction.id] = flight
         # The heartbeat thread records that we hold it within milliseconds (off the warm path);
@@ -580,7 +581,8 @@ class RunnerProcess:
         logs = flight.log_prefix + (scrub(body.get("logs"), flight.secrets) or "")
         if logs != flight.written.get("logs", flight.log_prefix):
             changes["logs"] = logs
-        if flight.iterator and isinstance(body.get("output"), list):
+        # A checked prediction's outputs are held until the check (finish): none is streamed unchecked.
+        if flight.iterator and not flight.safety and isinstance(body.get("output"), list):
             output = self.map_output(body["output"], flight)
             if output != flight.written.get("output"):
                 changes["output"] = output
@@ -613,6 +615,10 @@ class RunnerProcess:
             "output": self.map_output(body.get("output"), flight),
             "error": scrub(clean_error(body.get("error")), flight.secrets) if status == "failed" else None,
         }
+        if flight.safety:
+            self.check_safety(prediction_id, changes)
+            changes["completed_at"] = now = self.clock.now()
+            metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
         try:
             self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
         except (Conflict, NotFound):
@@ -627,6 +633,30 @@ class RunnerProcess:
         self.wakeup.set()
         if body.get("error") == "Worker crashed":
             self.restart_needed.set()
+
+    def check_safety(self, prediction_id: str, changes: dict[str, Any]) -> None:
+        """The platform's safety check of the image outputs, before anything is recorded. If it
+        cannot run, the prediction fails without its output (no unchecked image is ever shown)."""
+        from cogplane.services.safety import SafetyCheckError
+
+        metrics = changes["metrics"]
+        if changes.get("output") is None:
+            changes["safety"] = {"checked": True, "flagged": []}
+            return
+        started = time.monotonic()
+        try:
+            result = self.services.safety.check(prediction_id, changes["output"])
+        except Exception as exc:  # noqa: BLE001 - any failure of the check withholds the output
+            if not isinstance(exc, SafetyCheckError):
+                log.exception("safety check of %s failed", prediction_id)
+            metrics["safety_time"] = round(time.monotonic() - started, 4)
+            changes.update(status="failed", output=None, safety={"checked": False, "flagged": []},
+                           error=f"The safety check of the outputs could not run: {exc}",
+                           logs=changes["logs"] + "Safety checker: the check failed; the outputs are withheld.\n")
+            return
+        metrics["safety_time"] = result.seconds
+        changes.update(output=result.output, safety={"checked": True, "flagged": result.flagged},
+                       logs=changes["logs"] + result.logs)
 
     def fail_inflight(self, reason: str) -> None:
         with self.lock:

@@ -86,6 +86,7 @@ class Model(_Record):
     run_count: int = 0
     default_example_id: str | None = None
     example_ids: list[str] = field(default_factory=list)  # predictions shown as the model's examples
+    safety_checker: str = "off"  # off | web | all: which predictions get the platform's image safety check
 
     @property
     def full_name(self) -> str:
@@ -140,6 +141,9 @@ class Prediction(_Record):
     timeout: float | None = None  # seconds a run may take before it is failed (install/deployment)
     hooks: dict[str, str] = field(default_factory=dict)  # webhook throttle: kind -> last scheduled due_at
     hardware: str = ""  # the SKU it runs on (usage is recorded per account and hardware)
+    # the safety check of image outputs: None = not checked; {"checked": False, "flagged": []} = the
+    # runner checks it before the output is recorded; {"checked": True, "flagged": [i, ...]} = done
+    safety: dict[str, Any] | None = None
 
 
 @dataclass

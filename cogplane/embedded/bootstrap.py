@@ -52,11 +52,22 @@ def summary(markdown: str, limit: int = 200) -> str | None:
     return text[: cut + 1] if cut > 40 else text[: limit - 1].rstrip() + "…"
 
 
-def push_examples(services: Services, examples_dir: Path, *, owner: str = "examples") -> list[PushResult]:
-    """Push every folder of examples/ as a public model owner/<folder> (unchanged ones are skipped)."""
+PLATFORM_MODELS = Path(__file__).resolve().parents[1] / "platform_models"
+PLATFORM_OWNER = "cogplane"  # the platform's own models (cogplane/safety-checker), private to it
+
+
+def push_platform_models(services: Services) -> list[PushResult]:
+    """The platform's own Cog models (the safety checker), served by the runners like any model."""
+    return push_examples(services, PLATFORM_MODELS, owner=PLATFORM_OWNER, visibility="private",
+                         account_name="cogplane")
+
+
+def push_examples(services: Services, examples_dir: Path, *, owner: str = "examples", visibility: str = "public",
+                  account_name: str = "Examples") -> list[PushResult]:
+    """Push every folder of examples/ as a model owner/<folder> (unchanged ones are skipped)."""
     from cogplane.push import prepare
 
-    account = services.accounts.ensure_account(owner, type="organization", name="Examples")
+    account = services.accounts.ensure_account(owner, type="organization", name=account_name)
     results = []
     for folder in sorted(p for p in Path(examples_dir).iterdir() if (p / "cog.yaml").is_file()):
         name = folder.name
@@ -69,7 +80,7 @@ def push_examples(services: Services, examples_dir: Path, *, owner: str = "examp
             readme = folder / "README.md"
             description = summary(readme.read_text()) if readme.is_file() else None
             try:
-                services.catalog.create_model(account, {"owner": owner, "name": name, "visibility": "public",
+                services.catalog.create_model(account, {"owner": owner, "name": name, "visibility": visibility,
                                                         "description": description})
             except Conflict:
                 pass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from cogplane.embedded.bootstrap import ensure_token, push_examples
+from cogplane.embedded.bootstrap import ensure_token, push_examples, push_platform_models
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
 
@@ -177,6 +177,9 @@ def run() -> int:
         return _fail(f"COGPLANE_TOKEN: {exc.detail}")
     examples_dir = Path(os.environ.get("COGPLANE_EXAMPLES", str(EXAMPLES)))
     results = push_examples(services, examples_dir) if examples_dir.is_dir() else []
+    for result in push_platform_models(services):
+        if result.error:
+            print(f"warning: could not push the platform model {result.model}: {result.error}", flush=True)
 
     app = create_app(services)
     ssl = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)} if tls else {}

@@ -16,6 +16,7 @@ from cogplane.services.accounts import AccountService
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 MODEL_FIELDS = ("description", "github_url", "paper_url", "license_url", "cover_image_url")
 PATCH_FIELDS = ("description", "readme", "github_url", "paper_url", "weights_url", "license_url")
+SAFETY_CHECKER = ("off", "web", "all")  # which predictions of a model get the image safety check
 IMAGE_PINNED = re.compile(r"^[a-z0-9][a-z0-9.:_/-]{0,250}@sha256:[0-9a-f]{64}$")
 VERSION_NOT_FOUND = "The specified version does not exist (or perhaps you don't have permission to use it?)"
 
@@ -87,10 +88,12 @@ class CatalogService:
             raise Forbidden("Only the owner can change a model.")
         changes = {}
         for key, value in body.items():
-            if key not in PATCH_FIELDS and key != "visibility":
+            if key not in PATCH_FIELDS and key not in ("visibility", "safety_checker"):
                 raise Unprocessable(f"`{key}` cannot be changed.", field=key)
             if key == "visibility" and value not in ("public", "private"):
                 raise Unprocessable("`visibility` must be `public` or `private`.", field=key)
+            if key == "safety_checker" and value not in SAFETY_CHECKER:
+                raise Unprocessable("`safety_checker` must be `off`, `web` or `all`.", field=key)
             if value is not None and not isinstance(value, str):
                 raise Unprocessable(f"`{key}` must be a string.", field=key)
             changes[key] = value

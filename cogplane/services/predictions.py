@@ -24,6 +24,15 @@ def pool_for_version(version: Version) -> str:
     return f"v-{version.id}"
 
 
+def needs_safety_check(model: Model, source: str, disabled: bool) -> bool:
+    """The model's `safety_checker` setting: `web` checks web predictions; `all` checks API ones
+    too, unless the request set `disable_safety_checker` (the web form never does)."""
+    level = getattr(model, "safety_checker", "off") or "off"
+    if level == "all":
+        return source == "web" or not disabled
+    return level == "web" and source == "web"
+
+
 class PredictionService:
     def __init__(self, state: StateStore, queue: JobQueue, dispatcher: Dispatcher, clock: Clock,
                  ids: IdSource, *, retention_seconds: int = 3600, files=None,
@@ -81,6 +90,9 @@ class PredictionService:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise Unprocessable("`stream` must be a boolean.", field="stream")
+        disable_safety = body.get("disable_safety_checker", False)
+        if not isinstance(disable_safety, bool):
+            raise Unprocessable("`disable_safety_checker` must be a boolean.", field="disable_safety_checker")
 
         now = self.clock.now()
         deadline = None
@@ -108,6 +120,7 @@ class PredictionService:
             remove_at=add_seconds(now, self.retention_seconds) if source == "api" else None,
             timeout=timeout or self.timeout_seconds,
             hardware=hardware or model.hardware or "cpu",
+            safety={"checked": False, "flagged": []} if needs_safety_check(model, source, disable_safety) else None,
         )
         sealed = self._seal(prediction.id, secrets) if secrets else None
         self.state.create_prediction(prediction)

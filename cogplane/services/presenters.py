@@ -71,6 +71,8 @@ def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool
         "urls": urls,
         "metrics": p.metrics or {},
     }
+    if p.safety is not None:  # extension: the platform's safety check of image outputs
+        body["safety"] = {"checked": bool(p.safety.get("checked")), "flagged": list(p.safety.get("flagged") or [])}
     if p.deadline:
         body["deadline"] = p.deadline
     if p.deployment:
@@ -111,6 +113,7 @@ def model_json(m: Model, base_url: str, latest: Version | None = None,
         "created_at": m.created_at,
         "is_official": False,
         "hardware": m.hardware,
+        "safety_checker": m.safety_checker,  # extension: off | web | all
     }
 
 

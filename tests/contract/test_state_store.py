@@ -614,3 +614,25 @@ def test_every_adapter_implements_every_port_method():
                            (ports.RateLimiter, (SqliteRateLimiter, DynamoRateLimiter))):
         for adapter in adapters:
             assert methods(port) <= methods(adapter), (adapter.__name__, sorted(methods(port) - methods(adapter)))
+
+
+def test_safety_fields_round_trip(store):
+    """The safety checker's stored fields: a model's setting, a prediction's check state."""
+    m = model("checked", created=1)
+    assert m.safety_checker == "off"
+    store.create_model(m.replace(safety_checker="web"))
+    assert store.get_model("alice", "checked").safety_checker == "web"
+    store.update_model(store.get_model("alice", "checked").replace(safety_checker="all"))
+    assert store.get_model("alice", "checked").safety_checker == "all"
+
+    p = prediction(7).replace(safety={"checked": False, "flagged": []})
+    store.create_prediction(p)
+    assert store.get_prediction(p.id).safety == {"checked": False, "flagged": []}
+    store.update_prediction(p.id, {"status": "processing", "started_at": ts(2)})
+    done = store.update_prediction(p.id, {"status": "succeeded", "completed_at": ts(3), "output": ["x", "y"],
+                                          "safety": {"checked": True, "flagged": [1]}})
+    assert store.get_prediction(p.id) == done
+    assert done.safety == {"checked": True, "flagged": [1]}
+    assert store.get_prediction(prediction(8).id) is None
+    store.create_prediction(prediction(8))
+    assert store.get_prediction(prediction(8).id).safety is None

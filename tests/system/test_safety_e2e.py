@@ -1,0 +1,149 @@
+"""The safety checker end to end: `cogplane/safety-checker` (open_nsfw, pushed by the stack at
+start) run by the runners as an internal prediction, a model's `safety_checker` setting changed
+with the CLI, web and API predictions read with the real clients (replicate 1.0.7, JS 1.4.0).
+
+The fixture model `painter` returns [a plain blue 320x240 PNG, a 256x256 PNG of blurred
+skin-toned ellipses that open_nsfw scores ~0.91] (tests/fixtures/system_models/painter)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+
+import httpx
+import pytest
+
+from tests.system.conftest import REPO, TOKEN, Stack, node_env, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+
+def png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, the pixel bytes without the per-row filter byte) of an 8-bit RGB PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    assert (depth, color) == (8, 2), "an 8-bit RGB PNG"
+    idat, pos = b"", 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    row = 1 + 3 * width
+    return width, height, b"".join(raw[i * row + 1:(i + 1) * row] for i in range(height))
+
+
+def is_black(data: bytes) -> bool:
+    """Every pixel 0 (whatever each row's filter, differences of zeros are zeros)."""
+    return not any(png_pixels(data)[2])
+
+
+@pytest.fixture(scope="module")
+def safety_stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("safety")
+    (root / "no-examples").mkdir()
+    s = Stack(root / "home", env={"COGPLANE_EXAMPLES": str(root / "no-examples")}).start()
+    try:
+        yield s
+    finally:
+        assert not s.stop(), "processes left behind"
+
+
+@pytest.fixture(scope="module")
+def painter(safety_stack):
+    folder = REPO / "tests" / "fixtures" / "system_models" / "painter"
+    return safety_stack.cli("push", str(folder), "local/painter").stdout.strip()
+
+
+def fetch(stack: Stack, url: str) -> bytes:
+    with stack.client() as c:
+        r = c.get(url)
+        assert r.status_code == 200, r.text
+        return r.content
+
+
+def web_run(stack: Stack, model: str, text: str) -> tuple[str, str]:
+    """Sign in to the web UI and submit the model's run form: (the new prediction's id, the model
+    page's HTML)."""
+    with stack.anon(follow_redirects=False) as web:
+        page = web.get("/signin")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        r = web.post("/signin", data={"token": TOKEN, "csrf": csrf, "next": "/dashboard"})
+        assert r.status_code == 303, r.text
+        page = web.get(f"/{model}")
+        assert page.status_code == 200
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        version = re.search(r'name="version" value="([0-9a-f]+)"', page.text).group(1)
+        r = web.post(f"/{model}/run", data={"csrf": csrf, "version": version, "text": text})
+        assert r.status_code == 303, r.text
+        return r.headers["location"].rsplit("/", 1)[-1], page.text
+
+
+def test_web_predictions_are_checked_and_api_ones_only_with_all(safety_stack, painter):
+    stack = safety_stack
+    client = stack.replicate()
+    assert stack.cli("models", "set", "local/painter", "--safety-checker", "web").stdout.strip() == \
+        "local/painter: safety checker web"
+    with stack.client() as c:
+        assert c.get("/v1/models/local/painter").json()["safety_checker"] == "web"
+
+    # web: checked, the flagged image replaced by a black one of the same size
+    prediction_id, page = web_run(stack, "local/painter", "web")
+    assert "Safety checker: web" in page  # the model page shows the setting
+    done = client.predictions.get(prediction_id)  # replicate 1.0.7's Prediction parses it (`safety` ignored)
+    done.wait()
+    assert done.status == "succeeded", (done.error, done.logs)
+    with stack.client() as c:
+        raw = c.get(f"/v1/predictions/{prediction_id}").json()
+    assert raw["safety"] == {"checked": True, "flagged": [1]}
+    assert raw["metrics"]["safety_time"] > 0
+    assert "output 1 (blobs.png) was flagged" in raw["logs"]
+    plain, flagged = (fetch(stack, url) for url in raw["output"])
+    assert png_pixels(flagged)[:2] == (256, 256) and is_black(flagged)
+    assert png_pixels(plain)[:2] == (320, 240) and not is_black(plain)
+
+    # API with `web`: unchanged, no check
+    api = client.predictions.create(version=painter, input={"text": "api"})
+    api.wait()
+    assert api.status == "succeeded"
+    flagged_api = fetch(stack, api.output[1])
+    assert png_pixels(flagged_api)[:2] == (256, 256) and not is_black(flagged_api)
+    with stack.client() as c:
+        raw = c.get(f"/v1/predictions/{api.id}").json()
+    assert "safety" not in raw and "safety_time" not in raw["metrics"]
+
+    # `all`: API predictions are checked too, unless the request sets disable_safety_checker
+    stack.cli("models", "set", "local/painter", "--safety-checker", "all")
+    checked = client.predictions.create(version=painter, input={"text": "api all"})
+    checked.wait()
+    assert checked.status == "succeeded", (checked.error, checked.logs)
+    assert is_black(fetch(stack, checked.output[1])) and not is_black(fetch(stack, checked.output[0]))
+    with stack.client() as c:  # replicate 1.0.7 drops create params it does not know: sent raw
+        r = c.post("/v1/predictions", json={"version": painter, "input": {"text": "opt out"},
+                                             "disable_safety_checker": True}, headers={"Prefer": "wait"})
+        assert r.status_code in (200, 201), r.text
+        opted = wait_for(lambda: (p := c.get(f"/v1/predictions/{r.json()['id']}").json())["status"] == "succeeded"
+                         and p, timeout=120)
+        assert "safety" not in opted
+        assert not is_black(fetch(stack, opted["output"][1]))
+        bad = c.post("/v1/predictions", json={"version": painter, "input": {}, "disable_safety_checker": "yes"})
+        assert bad.status_code == 422 and "disable_safety_checker" in bad.text
+
+    # the JS client: passes disable_safety_checker through, keeps `safety` as it is
+    node = shutil.which("node")
+    assert node, "node is required for the JS client tests"
+    result = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "safety.test.mjs")], cwd=REPO,
+                            env=node_env(stack, PAINTER_VERSION=painter), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_checker_is_a_private_model_of_the_platform(safety_stack):
+    with safety_stack.client() as c:  # the install's user is not its owner: 404, as for any private model
+        assert c.get("/v1/models/cogplane/safety-checker").status_code == 404
+    anon = httpx.get(f"{safety_stack.url}/v1/models/cogplane/safety-checker", verify=safety_stack.verify)
+    assert anon.status_code in (401, 404)
