@@ -147,3 +147,29 @@ def test_the_checker_is_a_private_model_of_the_platform(safety_stack):
         assert c.get("/v1/models/cogplane/safety-checker").status_code == 404
     anon = httpx.get(f"{safety_stack.url}/v1/models/cogplane/safety-checker", verify=safety_stack.verify)
     assert anon.status_code in (401, 404)
+
+
+def test_an_iterator_models_items_are_held_until_checked(safety_stack):
+    """`frames` yields 10 text files 50 ms apart: a checked prediction shows no item before the
+    check (none is polled, streamed or sent unchecked), then all of them with the terminal state."""
+    stack = safety_stack
+    folder = REPO / "tests" / "fixtures" / "system_models" / "frames"
+    version = stack.cli("push", str(folder), "local/frames").stdout.strip()
+    stack.cli("models", "set", "local/frames", "--safety-checker", "all")
+    snapshots = []
+    with stack.client() as c:
+        r = c.post("/v1/predictions", json={"version": version, "input": {"count": 10}})
+        assert r.status_code == 201, r.text
+        assert r.json()["safety"] == {"checked": False, "flagged": []}
+
+        def done():
+            p = c.get(f"/v1/predictions/{r.json()['id']}").json()
+            snapshots.append(p)
+            return p["status"] in ("succeeded", "failed", "canceled") and p
+
+        final = wait_for(done, timeout=120, interval=0.02)
+    assert final["status"] == "succeeded", final
+    assert all(p["output"] is None for p in snapshots if p["status"] != "succeeded")
+    assert len(final["output"]) == 10
+    assert final["safety"] == {"checked": True, "flagged": []}
+    assert "no image outputs" in final["logs"]
