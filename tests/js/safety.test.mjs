@@ -15,9 +15,9 @@ test("an API prediction is checked: the flagged output is replaced", async () =>
   const created = await replicate.predictions.create({ version, input: { text: "js checked" } });
   const done = await replicate.wait(created);
   assert.equal(done.status, "succeeded");
-  assert.deepEqual(done.safety, { checked: true, flagged: [1] });
+  assert.deepEqual(done.safety, { checked: true, flagged: [1] }); // [plain, blobs]: the second
   assert.ok(done.metrics.safety_time > 0);
-  assert.match(done.logs, /output 1 \(blobs\.png\) was flagged/);
+  assert.match(done.logs, /Safety checker: output 1 \(output_1\.png\) was flagged/);
 });
 
 test("disable_safety_checker: true skips the check", async () => {

@@ -101,7 +101,7 @@ def test_web_predictions_are_checked_and_api_ones_only_with_all(safety_stack, pa
         raw = c.get(f"/v1/predictions/{prediction_id}").json()
     assert raw["safety"] == {"checked": True, "flagged": [1]}
     assert raw["metrics"]["safety_time"] > 0
-    assert "output 1 (blobs.png) was flagged" in raw["logs"]
+    assert "Safety checker: output 1 (output_1.png) was flagged" in raw["logs"]
     plain, flagged = (fetch(stack, url) for url in raw["output"])
     assert png_pixels(flagged)[:2] == (256, 256) and is_black(flagged)
     assert png_pixels(plain)[:2] == (320, 240) and not is_black(plain)
