@@ -306,7 +306,11 @@ def models_set(args: argparse.Namespace, *, transport: httpx.BaseTransport | Non
 def up(args: argparse.Namespace) -> int:
     from cogplane.embedded.stack import run
 
-    return run()
+    try:
+        return run()
+    except KeyboardInterrupt:  # Ctrl-C while starting (before any runner): nothing to drain
+        print("\ncogplane: stopped while starting", file=sys.stderr)
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
