@@ -152,7 +152,8 @@ def push_image(args: argparse.Namespace, *, url: str, token: str, home: Path,
             if problem:
                 return _err(problem)
             r = client.post(f"/v1/models/{owner}/{name}/versions", json={
-                "image": info.image, "openapi_schema": schema, "cog_version": info.cog_version})
+                "image": info.image, "openapi_schema": schema, "cog_version": info.cog_version,
+                "config": info.cog_config})
         except httpx.HTTPError as exc:
             return _err(f"cannot reach {url}: {exc}")
     return _pushed(r, f"Registered {info.image} as {owner}/{name}", "registration failed")

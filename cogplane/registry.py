@@ -34,6 +34,7 @@ LISTS = (OCI_INDEX, DOCKER_LIST)
 
 SCHEMA_LABEL = "run.cog.openapi_schema"
 COG_VERSION_LABEL = "run.cog.version"
+CONFIG_LABELS = ("run.cog.config", "org.cogmodel.config")  # cog.yaml as JSON, decorator concurrency folded in
 DOCKER_HUB = "registry-1.docker.io"
 _ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -123,6 +124,19 @@ class ImageInfo:
     @property
     def version_id(self) -> str:
         return self.digest.split(":", 1)[1]
+
+    @property
+    def cog_config(self) -> dict[str, Any]:
+        """The image's effective cog.yaml (`run.cog.config`; {} if absent or unreadable). Its
+        `concurrency.max` includes `@concurrent(max=N)`: cog folds the decorator in at build time."""
+        for label in CONFIG_LABELS:
+            try:
+                value = json.loads(self.labels.get(label) or "null")
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+        return {}
 
     @property
     def openapi_schema(self) -> dict[str, Any]:

@@ -168,7 +168,8 @@ class CatalogService:
         return stored, created
 
     def push_image_version(self, viewer: Account, owner: str, name: str, *, image: str,
-                           schema: dict[str, Any], cog_version: str | None) -> tuple[Version, bool]:
+                           schema: dict[str, Any], cog_version: str | None,
+                           config: dict[str, Any] | None = None) -> tuple[Version, bool]:
         """Register an image built by `cog build` (`IMAGE@sha256:<id>`, pinned by its manifest
         digest; the CLI read the schema from its `run.cog.openapi_schema` label). Id = the hex."""
         model = self.get_model(viewer, owner, name)
@@ -181,10 +182,14 @@ class CatalogService:
         if "Input" not in components or "Output" not in components:
             raise Unprocessable("The schema must have components.schemas.Input and Output.",
                                 field="openapi_schema")
+        try:  # the runner sends up to concurrency.max predictions at once to the image's cog
+            cogconfig.config_concurrency(config)
+        except cogconfig.ConfigError as exc:
+            raise Unprocessable(str(exc), title="Invalid cog.yaml", field="config") from exc
         version_id = image.rsplit("@sha256:", 1)[1]
         version = Version(id=version_id, owner=owner, name=name, created_at=self.clock.now(),
                           openapi_schema=schema, cog_version=cog_version or "0.23.1", kind="image",
-                          image=image)
+                          image=image, config=config or {})
         stored, created = self.state.put_version(version)
         if created:
             model = model.replace(latest_version_id=stored.id, latest_version_created_at=stored.created_at)

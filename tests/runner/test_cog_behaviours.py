@@ -3,6 +3,7 @@ server: cog.yaml `environment:`, `@concurrent(max=N)`, and a list of file output
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -96,3 +97,43 @@ def test_a_list_of_files_comes_back_in_the_models_order(services, base_env, tmp_
         assert [len(services.blobs.get(k)) for k in keys] == [20_000_000, 10, 200_000, 1_000]
         assert [k.rsplit("/", 1)[1] for k in keys] == [f"output_{n}.txt" for n in range(4)]
         assert services.blobs.head(keys[0]).content_type.startswith("text/plain")
+
+
+def test_image_version_concurrency_from_its_config_label(services, base_env, tmp_path):  # noqa: F811
+    """An image version (the model container's cog, started by someone else) whose run.cog.config
+    says concurrency.max 4: the runner sends four at once and they overlap."""
+    from cogplane.domain.entities import Model, Version
+    from cogplane.schema import generate_schema
+    from gpu_runner.cog_server import free_port, write_schema
+
+    model_dir = tmp_path / "image"
+    shutil.copytree(FIXTURES / "concurrency", model_dir)
+    schema = generate_schema(model_dir)
+    write_schema(model_dir, schema)
+    cog = CogServer(model_dir, base_env, log_path=tmp_path / "cog.log").start()  # COG_MAX_CONCURRENCY=4
+    try:
+        alice = services.accounts.ensure_account("alice")
+        services.state.create_model(Model(owner="alice", name="img", created_at="2026-01-01T00:00:00.000000Z"))
+        version = Version(id="ab" * 32, owner="alice", name="img", created_at="2026-01-01T00:00:00.000000Z",
+                          openapi_schema=schema, kind="image", image="r.example/x@sha256:" + "ab" * 32,
+                          config={"run": "run.py:Runner", "concurrency": {"max": 4}})
+        services.state.put_version(version)
+        record = services.state.get_model("alice", "img")
+        predictions = [services.predictions.create(alice, record, version, {"input": {"seconds": 3}})
+                       for _ in range(4)]
+        runner = RunnerProcess(services, RunnerConfig(pool=predictions[0].pool, work_root=tmp_path / "work",
+                                                      env_cache=tmp_path / "no-envs", idle_timeout=1.0,
+                                                      cog_url=cog.url, http_port=free_port()))
+        thread = threading.Thread(target=lambda: _run(runner), daemon=True)
+        thread.start()
+        assert wait_until(lambda: all(services.state.get_prediction(p.id).status in TERMINAL
+                                      for p in predictions), 120)
+        runner.stopping.set()
+        thread.join(30)
+        done = [services.state.get_prediction(p.id) for p in predictions]
+    finally:
+        cog.kill()
+    assert [p.status for p in done] == ["succeeded"] * 4, [p.error for p in done]
+    assert runner.concurrency == 4
+    starts, ends = [parse(p.started_at) for p in done], [parse(p.completed_at) for p in done]
+    assert max(starts) < min(ends)

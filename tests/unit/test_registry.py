@@ -178,3 +178,37 @@ def test_the_api_refuses_unpinned_images_and_schemaless_bodies(services):
     r = api.post("/v1/models/alice/m/versions", json={"image": f"{HOST}/{REPO}@sha256:" + "a" * 64,
                                                       "openapi_schema": HELLO_SCHEMA})
     assert r.status_code == 201 and r.json()["id"] == "a" * 64
+
+
+def test_an_images_concurrency_comes_from_its_run_cog_config_label(services, tmp_path, monkeypatch, capsys):
+    """`cog build` folds `@concurrent(max=N)` into the `run.cog.config` label (and bakes
+    COG_MAX_CONCURRENCY into the image): the version keeps it, so the runner sends N at once."""
+    from cogplane import cli, registry
+    from cogplane.cogconfig import effective_concurrency
+
+    services.accounts.ensure_account("alice")
+    services.accounts.issue_token("alice", "r8_alice-token-0123456789")
+    services.hardware["gpu-t4"] = "Nvidia T4 GPU"
+    api = TestClient(create_app(services))
+    config = {"build": {"python_version": "3.12"}, "run": "run.py:Runner", "concurrency": {"max": 4},
+              "environment": ["NAME=michael"]}
+    fake = FakeRegistry(labels={"run.cog.openapi_schema": json.dumps(HELLO_SCHEMA), "run.cog.version": "0.23.1",
+                                "run.cog.config": json.dumps(config)})
+    monkeypatch.setattr(registry, "ecr_credentials", lambda host, client=None: ("AWS", "secret"))
+    assert cli.push_image(_args(registry_transport=httpx.MockTransport(fake)), url="http://testserver",
+                          token="r8_alice-token-0123456789", home=tmp_path, transport=api._transport) == 0
+    stored = services.state.get_version("alice", "hello", capsys.readouterr().out.strip())
+    assert stored.config == config and effective_concurrency(stored.config) == 4
+    shown = api.get(f"/v1/models/alice/hello/versions/{stored.id}",
+                    headers={"Authorization": "Bearer r8_alice-token-0123456789"}).json()
+    assert shown["environment"] == ["NAME"] and "michael" not in json.dumps(shown)
+    # a bad concurrency is refused; no config at all is fine (one at a time)
+    api.headers["Authorization"] = "Bearer r8_alice-token-0123456789"
+    image = f"{HOST}/{REPO}@sha256:" + "b" * 64
+    r = api.post("/v1/models/alice/hello/versions", json={"image": image, "openapi_schema": HELLO_SCHEMA,
+                                                          "config": {"concurrency": {"max": 0}}})
+    assert r.status_code == 422 and "concurrency.max" in r.json()["detail"]
+    r = api.post("/v1/models/alice/hello/versions", json={"image": image, "openapi_schema": HELLO_SCHEMA,
+                                                          "config": "x"})
+    assert r.status_code == 422
+    assert services.state.get_version("alice", "hello", "b" * 64) is None

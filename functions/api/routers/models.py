@@ -201,7 +201,8 @@ async def push_version(owner: str, name: str, request: Request, services: Servic
 async def _push_image_version(owner: str, name: str, request: Request, services: ServicesDep,
                               account: AccountDep) -> JSONResponse:
     """Register an image version: `{"image": "REGISTRY/REPO@sha256:<id>", "openapi_schema": {...},
-    "cog_version": "..."}` (`cogplane push --image` reads the schema from the image's labels).
+    "cog_version": "...", "config": {...}}` (`cogplane push --image` reads the schema and the
+    config from the image's labels; the runner takes the image's `concurrency.max` from `config`).
     The version id is the digest's hex: registering the same image again answers 200."""
     try:
         body = await request.json()
@@ -213,10 +214,13 @@ async def _push_image_version(owner: str, name: str, request: Request, services:
     if not isinstance(schema, dict):
         raise Unprocessable("`openapi_schema` is required (a JSON object).", field="openapi_schema")
     cog_version = body.get("cog_version")
+    config = body.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise Unprocessable("`config` (the image's run.cog.config label) must be a JSON object.", field="config")
     from fastapi.concurrency import run_in_threadpool
 
     version, created = await run_in_threadpool(
         services.catalog.push_image_version, account, owner, name, image=body.get("image"), schema=schema,
-        cog_version=cog_version if isinstance(cog_version, str) else None,
+        cog_version=cog_version if isinstance(cog_version, str) else None, config=config,
     )
     return JSONResponse(version_json(version), status_code=201 if created else 200)
