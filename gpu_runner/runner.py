@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from cogplane.builds import BuildLog
 from cogplane.bundle import unpack_bundle
@@ -555,8 +555,8 @@ class RunnerProcess:
         params = header[len("data:"):].split(";")
         mime = params[0].strip().lower() or "text/plain"
         try:
-            data = base64.b64decode(payload, validate=True) if "base64" in params[1:] else \
-                unquote(payload).encode("latin-1", errors="replace")
+            data = (base64.b64decode(payload, validate=True) if "base64" in params[1:]
+                    else unquote_to_bytes(payload))
         except (ValueError, binascii.Error):
             return None
         name = "output" + "".join(f"_{_safe_part(p)}" for p in path) + _extension(mime)
