@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     queue_prefix: str | None = None
     dlq_arn: str | None = None  # dead-letter queue of the pool queues (deployed)
     ecs_dispatch: str | None = None  # JSON EcsConfig written by the stack: where runners start
+    # SQS long polling of runners' claims (deployed): an idle runner asks once per this many seconds
+    queue_wait_seconds: int = Field(default=20, ge=0, le=20)
 
     # Key material for secret inputs (cogplane.sealing) and stream tokens. Local: empty, the
     # install's COGPLANE_HOME/secret is used. Deployed: the SigningKeys secret (its ARN), or a value.

@@ -142,7 +142,8 @@ def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, cloc
     clients = clients or _aws_clients()
     clock = clock or SystemClock()
     state = DynamoStateStore(clients["dynamodb"], settings.table_name, clock)
-    queue = SqsJobQueue(clients["sqs"], settings.queue_prefix, dlq_arn=settings.dlq_arn)
+    queue = SqsJobQueue(clients["sqs"], settings.queue_prefix, dlq_arn=settings.dlq_arn,
+                        wait_seconds=settings.queue_wait_seconds)
     if dispatcher is None and settings.ecs_dispatch:
         from cogplane.adapters.aws.ecs import EcsConfig, EcsDispatcher, StatePoolHardware
 

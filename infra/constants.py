@@ -14,6 +14,12 @@ CTX_GPU_WARM_POOL = "cogplane:gpuWarmPool"  # "true": stopped, pre-initialised i
 CTX_RUNNER_IMAGE = "cogplane:runnerImage"  # "asset" (build gpu_runner/Dockerfile) or an image URI
 CTX_LAMBDA_ASSET = "cogplane:lambdaAsset"  # folder staged by scripts/package_lambda.sh
 CTX_MAX_PER_POOL = "cogplane:maxPerPool"
+CTX_ALARM_EMAIL = "cogplane:alarmEmail"  # subscribes this address to the alarm topic
+# Reserved concurrency: a number, or "none" on accounts whose Lambda quota cannot spare any
+# (Lambda keeps 100 unreserved: new accounts with a quota of 10 must deploy with "none").
+CTX_API_CONCURRENCY = "cogplane:apiConcurrency"
+CTX_STREAM_CONCURRENCY = "cogplane:streamConcurrency"
+CTX_ACCOUNT_CONCURRENCY = "cogplane:accountConcurrency"  # the account's quota: alarm at 80 %
 # The Lambda Web Adapter layer of the stream function: one layer version ARN (every region), or a
 # JSON object {region: ARN} merged over LWA_LAYER_ARNS below.
 CTX_LWA_LAYER = "cogplane:lwaLayerArn"
@@ -51,6 +57,9 @@ API_TIMEOUT = Duration.seconds(29)  # API Gateway REST's default integration tim
 # is answered with its current state (`starting`/`processing`), which both clients then poll.
 API_MAX_WAIT_SECONDS = 25
 WORKER_MEMORY_MB = 512
+API_CONCURRENCY = 100  # the API function's reserved concurrency (also its cap)
+STREAM_CONCURRENCY = 50  # the public stream Function URL: open streams at once, at most
+ACCOUNT_CONCURRENCY = 1000  # Lambda's default regional quota
 WEBHOOKS_TIMEOUT = Duration.seconds(60)
 EXPIRER_TIMEOUT = Duration.seconds(60)
 SCHEDULE_RATE = Duration.minutes(1)  # expirer; webhooks also sweep due retries at this rate

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Annotations, Aspects, CfnOutput, IgnoreMode, Stack, Token
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk.region_info import RegionInfo
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from infra import constants as c
+from infra.constructs.alarms import Alarms
 from infra.constructs.api import Api
 from infra.constructs.data import Data
 from infra.constructs.expirer import Expirer
@@ -55,8 +57,11 @@ def runner_image(scope: Construct) -> ecs.ContainerImage:
     choice = _context(scope, c.CTX_RUNNER_IMAGE, "asset")
     if choice != "asset":
         return ecs.ContainerImage.from_registry(choice)
+    # linux/amd64 whatever the deployer's CPU (an arm64 laptop would otherwise build an image the
+    # x86_64 GPU instances and Fargate tasks cannot run)
     return ecs.ContainerImage.from_asset(str(REPO_ROOT), file="gpu_runner/Dockerfile",
-                                            exclude=_IMAGE_EXCLUDES, ignore_mode=IgnoreMode.DOCKER)
+                                            exclude=_IMAGE_EXCLUDES, ignore_mode=IgnoreMode.DOCKER,
+                                            platform=ecr_assets.Platform.LINUX_AMD64)
 
 
 def lwa_layer_arn(scope: Construct) -> str:
@@ -82,6 +87,17 @@ def lwa_layer_arn(scope: Construct) -> str:
             f"{c.LWA_LAYER_NAME}:{c.LWA_LAYER_VERSION}")
 
 
+def concurrency(scope: Construct, key: str, default: int) -> int | None:
+    """A function's reserved concurrency from context: a number, or `none` for no reservation
+    (accounts whose Lambda quota is too small to reserve anything)."""
+    value = scope.node.try_get_context(key)
+    if value is None:
+        return default
+    if str(value).strip().lower() in ("none", "off", ""):
+        return None
+    return int(value)
+
+
 class CogplaneStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -104,10 +120,18 @@ class CogplaneStack(Stack):
             max_per_pool=_context(self, c.CTX_MAX_PER_POOL, c.MAX_PER_POOL),
         )
         # Built before the API: the API's env refers to the stream URL (never the other way round).
-        streams = Streams(self, "Streams", code=code, data=data, layer_arn=lwa_layer_arn(self))
-        api = Api(self, "Api", code=code, data=data, workers=workers, stream_url=streams.url)
-        Webhooks(self, "Webhooks", code=code, data=data, public_url=api.public_url, stream_url=streams.url)
-        Expirer(self, "Expirer", code=code, data=data, workers=workers)
+        streams = Streams(self, "Streams", code=code, data=data, layer_arn=lwa_layer_arn(self),
+                          reserved_concurrency=concurrency(self, c.CTX_STREAM_CONCURRENCY, c.STREAM_CONCURRENCY))
+        api = Api(self, "Api", code=code, data=data, workers=workers, stream_url=streams.url,
+                  reserved_concurrency=concurrency(self, c.CTX_API_CONCURRENCY, c.API_CONCURRENCY))
+        webhooks = Webhooks(self, "Webhooks", code=code, data=data, public_url=api.public_url,
+                            stream_url=streams.url)
+        expirer = Expirer(self, "Expirer", code=code, data=data, workers=workers)
+        self.alarms = Alarms(self, "Alarms", data=data, api=api, streams=streams, webhooks=webhooks,
+                             expirer=expirer, workers=workers,
+                             email=_context(self, c.CTX_ALARM_EMAIL, "") or None,
+                             account_concurrency=_context(self, c.CTX_ACCOUNT_CONCURRENCY,
+                                                          c.ACCOUNT_CONCURRENCY))
 
         CfnOutput(self, "ApiUrl", value=api.public_url,
                   description="REPLICATE_BASE_URL (Python client) / baseUrl + '/v1' (JS client)")
@@ -119,6 +143,8 @@ class CogplaneStack(Stack):
                   "--query SecretString --output text",
             description="Prints the first admin's API token (active within a minute of the first deploy)",
         )
+        CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn,
+                  description="SNS topic of the stack's alarms (subscribe, or deploy with -c cogplane:alarmEmail=...)")
         CfnOutput(self, "TableName", value=data.table.table_name)
         CfnOutput(self, "BucketName", value=data.bucket.bucket_name)
         CfnOutput(self, "ClusterName", value=workers.cluster.cluster_name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mangum import Mangum
 
 from functions.api.app import create_app
@@ -9,8 +11,34 @@ from functions.api.app import create_app
 _handler = None
 
 
+def base_path(event: dict[str, Any]) -> str:
+    """What API Gateway hides from the app's path: the stage (`/api`) or, under a custom domain, the
+    base path mapping. REST events give both the path the app routes on (`path`) and the one the
+    client asked for (`requestContext.path`); the difference is the prefix every link needs."""
+    requested = (event.get("requestContext") or {}).get("path") or ""
+    path = event.get("path") or ""
+    if requested and path and requested != path and requested.endswith(path):
+        return requested[: len(requested) - len(path)].rstrip("/")
+    return ""
+
+
+class BasePath:
+    """Pure ASGI: sets `root_path` to the event's base path, so links the app builds (the web UI's
+    `/static/...`, `/signin`, redirects) carry it; routing still sees the plain path."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            prefix = base_path(scope.get("aws.event") or {})
+            if prefix:
+                scope = {**scope, "root_path": prefix}
+        await self.app(scope, receive, send)
+
+
 def handler(event, context):
     global _handler
     if _handler is None:  # built once per execution environment, on the first event
-        _handler = Mangum(create_app(), lifespan="off")
+        _handler = Mangum(BasePath(create_app()), lifespan="off")
     return _handler(event, context)

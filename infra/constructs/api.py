@@ -22,7 +22,7 @@ from infra.constructs.workers import Workers
 
 class Api(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code, data: Data,
-                 workers: Workers, stream_url: str = "") -> None:
+                 workers: Workers, stream_url: str = "", reserved_concurrency: int | None = None) -> None:
         super().__init__(scope, construct_id)
         self.function = python_function(
             self, "ApiFunction", code=code, handler="functions.api.handler.handler",
@@ -34,6 +34,7 @@ class Api(Construct):
             },
             memory_mb=c.API_MEMORY_MB, timeout=c.API_TIMEOUT,
             description="cogplane API (Replicate-compatible HTTP API)",
+            reserved_concurrency=reserved_concurrency,
         )
         data.table.grant_read_write_data(self.function)
         data.bucket.grant_read_write(self.function)

@@ -32,7 +32,7 @@ def shared_code(asset_dir: str | None) -> tuple[lambda_.Code, bool]:
 
 def python_function(scope: Construct, construct_id: str, *, code: lambda_.Code, handler: str,
                     environment: dict[str, str], memory_mb: int, timeout: Duration,
-                    description: str) -> lambda_.Function:
+                    description: str, reserved_concurrency: int | None = None) -> lambda_.Function:
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=c.LOG_RETENTION)
     fn = lambda_.Function(
         scope,
@@ -50,6 +50,7 @@ def python_function(scope: Construct, construct_id: str, *, code: lambda_.Code, 
         },
         log_group=log_group,
         description=description,
+        reserved_concurrent_executions=reserved_concurrency,
     )
     suppress(fn, {
         "AwsSolutions-IAM4": "AWSLambdaBasicExecutionRole only grants writing this function's logs.",

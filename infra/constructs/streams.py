@@ -37,13 +37,15 @@ def stream_environment() -> dict[str, str]:
 
 class Streams(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code, data: Data,
-                 layer_arn: str) -> None:
+                 layer_arn: str, reserved_concurrency: int | None = None) -> None:
         super().__init__(scope, construct_id)
         self.function = python_function(
             self, "StreamFunction", code=code, handler=c.STREAM_HANDLER,
             environment={**data.environment(), **stream_environment()},
             memory_mb=c.STREAM_MEMORY_MB, timeout=c.STREAM_TIMEOUT,
             description="cogplane prediction streams (SSE) through the Lambda Web Adapter",
+            # the Function URL is public: this caps how many streams (and their bill) run at once
+            reserved_concurrency=reserved_concurrency,
         )
         self.function.add_layers(lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapter", layer_arn))
         # Streams only read: the prediction (and its model version's schema) from the table, and

@@ -31,6 +31,9 @@ class Webhooks(Construct):
         )
         data.table.grant_read_write_data(self.function)  # outbox: read due, complete, reschedule
         data.signing_secret.grant_read(self.function)
+        # Webhook bodies carry file outputs as URLs presigned by this function: a URL signed with
+        # credentials that may not s3:GetObject answers 403 to the receiver.
+        data.bucket.grant_read(self.function)
         self.function.add_event_source(sources.DynamoEventSource(
             data.table,
             starting_position=lambda_.StartingPosition.LATEST,

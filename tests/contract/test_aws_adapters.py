@@ -14,7 +14,7 @@ from cogplane import resources
 from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoStateStore
 from cogplane.adapters.aws.s3 import S3BlobStore
 from cogplane.adapters.aws.sqs import SqsJobQueue
-from cogplane.domain.entities import Model, Prediction, Version
+from cogplane.domain.entities import Job, Model, Prediction, Version
 from cogplane.domain.errors import Conflict, InvalidRequest
 
 TABLE = "t"
@@ -143,6 +143,28 @@ def test_pool_queue_names_are_valid_and_distinct():
     for name in names:
         assert len(name) <= resources.QUEUE_NAME_MAX
         assert all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
+
+
+def test_claims_long_poll_as_configured_and_the_deployed_wiring_waits_20_seconds():
+    from cogplane.settings import Settings
+    from cogplane.wiring import build_aws
+
+    with mock_aws():
+        client = boto3.client("sqs", region_name="us-east-1")
+        waits: list[int] = []
+        client.meta.events.register("provide-client-params.sqs.ReceiveMessage",
+                                    lambda params, **_: waits.append(params["WaitTimeSeconds"]))
+        queue = SqsJobQueue(client, "cogplane-pool-", wait_seconds=1)
+        assert queue.claim("p") is None  # an empty queue: one long poll, not a busy loop
+        queue.enqueue(Job(prediction_id="x", pool="p", enqueued_at="2026-01-01T00:00:00Z"))
+        assert queue.claim("p").prediction_id == "x"
+        assert waits == [1, 1]
+        assert SqsJobQueue(client, "q").wait_seconds == 0  # tests and one-off callers: short polls
+        assert Settings(backend="aws").queue_wait_seconds == 20
+        services = build_aws(Settings(backend="aws", table_name="t", bucket="b", queue_prefix="cogplane-pool-"),
+                             clients={"sqs": client, "dynamodb": boto3.client("dynamodb", region_name="us-east-1"),
+                                      "s3": boto3.client("s3", region_name="us-east-1")})
+        assert services.queue.wait_seconds == 20
 
 
 def test_pool_queues_are_created_on_demand_with_the_dead_letter_queue():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from pathlib import Path
 
 from aws_cdk.assertions import Annotations, Match, Template
 
@@ -171,10 +172,13 @@ def test_api_grants(template):
     assert f":{r.pool_queue_prefix(c.DEFAULT_STACK_NAME)}*" in json.dumps(queues["Resource"])
 
 
-def test_webhooks_grants_are_the_table_and_the_signing_key_only(template):
-    actions = _actions(_statements(template, WEBHOOKS))
+def test_webhooks_grants_are_the_table_the_signing_key_and_reading_the_bucket(template):
+    statements = _statements(template, WEBHOOKS)
+    actions = _actions(statements)
     assert {"dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:GetRecords"} <= actions
-    assert not any(a.startswith(("s3:", "sqs:", "ecs:", "iam:")) for a in actions)
+    # file links in webhook bodies are presigned by the webhooks function: it must be able to read them
+    assert _allows(actions, "s3:GetObject")
+    assert not any(a.startswith(("s3:Put", "s3:Delete", "sqs:", "ecs:", "iam:")) for a in actions)
 
 
 def test_expirer_grants_and_admin_token_is_readable_only_by_the_expirer(template):
@@ -349,6 +353,33 @@ def test_network_has_no_nat_gateway_and_free_gateway_endpoints(template):
     assert all("SecurityGroupIngress" not in g["Properties"] for g in sg.values())
 
 
+def test_api_and_stream_functions_have_reserved_concurrency(template):
+    assert _function(template, API)[1]["Properties"]["ReservedConcurrentExecutions"] == c.API_CONCURRENCY
+    assert _function(template, STREAM)[1]["Properties"]["ReservedConcurrentExecutions"] == c.STREAM_CONCURRENCY
+    for handler in (WEBHOOKS, EXPIRER):
+        assert "ReservedConcurrentExecutions" not in _function(template, handler)[1]["Properties"]
+
+
+def test_alarms_notify_one_topic_and_a_dashboard_shows_them(template):
+    topics = template.find_resources("AWS::SNS::Topic")
+    assert len(topics) == 1
+    (topic,) = topics
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    names = {a["Properties"].get("MetricName") for a in alarms.values()}
+    assert {"ApproximateNumberOfMessagesVisible", "5XXError", "Latency", "Errors", "Throttles",
+            "ConcurrentExecutions", "IteratorAge"} <= names
+    assert sum(1 for a in alarms.values() if a["Properties"].get("MetricName") == "Errors") == 4
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic}] for a in alarms.values())
+    rules = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()
+             if "EventPattern" in r["Properties"]]
+    sources = {tuple(r["EventPattern"]["source"]) for r in rules}
+    assert {("aws.ecs",), ("aws.autoscaling",)} <= sources
+    assert all(r["Targets"][0]["Arn"] == {"Ref": topic} for r in rules)
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    template.resource_count_is("AWS::SNS::Subscription", 0)  # no e-mail unless -c cogplane:alarmEmail=...
+    assert "AlarmTopicArn" in template.find_outputs("*")
+
+
 def test_outputs_give_the_api_url_and_the_admin_token_command(template):
     outputs = template.find_outputs("*")
     assert "ApiUrl" in outputs
@@ -366,10 +397,22 @@ def test_cdk_nag_finds_nothing_unsuppressed(stack):
     assert [w.entry.data for w in warnings] == []
 
 
-def test_hardware_map_and_warm_pool_are_configurable_by_context(tmp_path_factory):
+def test_hardware_map_warm_pool_alarm_email_concurrency_and_image_by_context(tmp_path_factory):
     stack = synth(tmp_path_factory, **{c.CTX_HARDWARE: json.dumps({"gpu-t4": "g4dn.2xlarge"}),
-                                       c.CTX_GPU_WARM_POOL: "true", c.CTX_GPU_MAX_INSTANCES: "5"})
+                                       c.CTX_GPU_WARM_POOL: "true", c.CTX_GPU_MAX_INSTANCES: "5",
+                                       c.CTX_ALARM_EMAIL: "ops@example.com", c.CTX_API_CONCURRENCY: "none",
+                                       c.CTX_STREAM_CONCURRENCY: "7", c.CTX_RUNNER_IMAGE: "asset"})
     template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+    assert "ReservedConcurrentExecutions" not in _function(template, API)[1]["Properties"]
+    assert _function(template, STREAM)[1]["Properties"]["ReservedConcurrentExecutions"] == 7
+    # the runner image is built for the instances' CPU, whatever the deployer's
+    from aws_cdk import Stage
+
+    outdir = Path(Stage.of(stack).outdir)
+    images = [image for manifest in outdir.glob("*.assets.json")
+              for image in json.loads(manifest.read_text()).get("dockerImages", {}).values()]
+    assert images and all(image["source"].get("platform") == "linux/amd64" for image in images), images
     template.resource_count_is("AWS::ECS::CapacityProvider", 1)
     template.has_resource_properties("AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like(
         {"InstanceType": "g4dn.2xlarge"})})

@@ -123,3 +123,13 @@ def test_synth_context_from_cdk_json_and_flags(tmp_path):
     assert context == {"cogplane:maxPerPool": "8", "other": "x", "cogplane:alarmEmail": "a@b.c"}
     with pytest.raises(SystemExit):
         cli_context(["-c", "novalue"], cdk_json)
+
+
+def test_the_api_handler_sees_the_stage_as_its_root_path():
+    from functions.api.handler import base_path
+
+    assert base_path({"path": "/v1/models", "requestContext": {"path": "/api/v1/models"}}) == "/api"
+    assert base_path({"path": "/", "requestContext": {"path": "/api/"}}) == "/api"
+    assert base_path({"path": "/v1/x", "requestContext": {"path": "/cog/v1/x"}}) == "/cog"  # custom domain
+    assert base_path({"path": "/v1/x", "requestContext": {"path": "/v1/x"}}) == ""  # custom domain, no base path
+    assert base_path({"path": "/v1/x"}) == ""

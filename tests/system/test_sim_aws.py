@@ -67,3 +67,18 @@ def test_file_outputs_are_served_from_s3(sim):
     # http: URLs (replicate 1.0.7 wraps only https: ones in FileOutput): presigned S3 URLs on moto
     assert all(url.startswith("http://127.0.0.1:") and "X-Amz-Signature=" in url for url in outputs), outputs
     assert [httpx.get(url).content for url in outputs] == [b"frame 0\n", b"frame 1\n"]
+
+
+def test_web_ui_pages_and_their_assets_load_under_the_stage_prefix(sim):
+    """Before: 500 (no jinja2 in the Lambda asset), then every link without `/api` (403)."""
+    import re
+
+    with httpx.Client(base_url=sim.url.rsplit("/", 1)[0], timeout=60) as client:
+        for page in ("/api/", "/api/admin/hello", "/api/signin"):
+            r = client.get(page)
+            assert r.status_code == 200, (page, r.status_code, r.text[:300])
+            links = set(re.findall(r'(?:href|src|action)="(/[^"]*)"', r.text))
+            assert links, page
+            assert all(link.startswith("/api/") for link in links), (page, sorted(links))
+            for asset in (link for link in links if "/static/" in link):
+                assert client.get(asset).status_code == 200, asset

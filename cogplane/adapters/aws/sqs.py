@@ -40,8 +40,11 @@ def _seconds(value: float) -> int:
 
 
 class SqsJobQueue:
-    def __init__(self, client: Any, queue_prefix: str, *, dlq_arn: str | None = None):
+    def __init__(self, client: Any, queue_prefix: str, *, dlq_arn: str | None = None, wait_seconds: int = 0):
         self.client = client
+        # SQS long polling: an empty claim waits up to this long for a job (0..20 s) instead of
+        # returning at once, so an idle runner sends one ReceiveMessage per wait, not four a second.
+        self.wait_seconds = max(0, min(int(wait_seconds), 20))
         self.queue_prefix = queue_prefix
         self.dlq_arn = dlq_arn
         self._urls: dict[str, str] = {}
@@ -94,7 +97,7 @@ class SqsJobQueue:
                 QueueUrl=url,
                 MaxNumberOfMessages=1,
                 VisibilityTimeout=_seconds(lease_seconds),
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=self.wait_seconds,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
             ),
         )
