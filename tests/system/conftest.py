@@ -76,6 +76,7 @@ class Stack:
         env.update({
             "PORT": str(self.port), "COGPLANE_HOME": str(self.home), "COGPLANE_TOKEN": TOKEN,
             "COGPLANE_ENV_CACHE": str(ENV_CACHE), "COGPLANE_IDLE_TIMEOUT": "120",
+            "COGPLANE_STOP_GRACE": "5",  # a stack a test stops gives in-flight work 5 s (not 30)
         })
         if self.examples is not None:
             env["COGPLANE_EXAMPLES"] = str(self.examples)
