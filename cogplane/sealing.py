@@ -124,3 +124,46 @@ def key_material(settings) -> bytes:
 
         return local_secret(settings)
     raise RuntimeError("No key for secret inputs: set COGPLANE_SECRETS_KEY or COGPLANE_SIGNING_SECRET_ARN.")
+
+
+# --- stream tokens ----------------------------------------------------------------------------
+STREAM_GRACE_SECONDS = 60  # a stream URL works while its prediction runs and this long after
+
+
+class StreamTokens:
+    """The token in a prediction's stream URL: unguessable without the install's key and unrelated
+    to the prediction id as far as anyone else can tell (AES-256-GCM of the id, with a nonce derived
+    from the id so that every GET and webhook shows the same URL). Only the server opens it."""
+
+    def __init__(self, material: bytes):
+        import hashlib
+        import hmac
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
+                    info=b"cogplane stream tokens v1").derive(material)
+        self._aead = AESGCM(keys[:32])
+        self._nonce_key = keys[32:]
+        self._hmac, self._sha256 = hmac, hashlib.sha256
+
+    def token(self, prediction_id: str) -> str:
+        nonce = self._hmac.new(self._nonce_key, prediction_id.encode(), self._sha256).digest()[:12]
+        data = self._aead.encrypt(nonce, prediction_id.encode(), b"stream")
+        return base64.urlsafe_b64encode(nonce + data).decode().rstrip("=")
+
+    def prediction_id(self, token: str) -> str | None:
+        """The prediction a token names, or None for anything this install did not make."""
+        from cryptography.exceptions import InvalidTag
+
+        if not token or len(token) > 256:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            if len(raw) < 12 + 16 + 1:
+                return None
+            return self._aead.decrypt(raw[:12], raw[12:], b"stream").decode()
+        except (InvalidTag, ValueError, UnicodeDecodeError):
+            return None

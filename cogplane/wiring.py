@@ -80,6 +80,15 @@ class Services:
             box = self.extras["secret_box"] = SecretBox(key_material(self.settings))
         return box
 
+    def stream_tokens(self):
+        """Makes and opens the tokens of stream URLs (cogplane.sealing.StreamTokens)."""
+        tokens = self.extras.get("stream_tokens")
+        if tokens is None:
+            from cogplane.sealing import StreamTokens, key_material
+
+            tokens = self.extras["stream_tokens"] = StreamTokens(key_material(self.settings))
+        return tokens
+
 
 def _system_packages(settings: Settings) -> dict[str, Any]:
     """Where source versions' `build.system_packages` must exist: deployed runners run in the runner

@@ -73,6 +73,7 @@ class InFlight:
     safety: bool = False  # its image outputs are checked before they are recorded (held until then)
     cancel_sent_at: float | None = None
     secrets: dict[str, Any] = field(default_factory=dict)  # decrypted secret inputs (memory only)
+    blob_dir: str = ""  # the prediction's blob folder: predictions/{blob_dir}/… (never its id)
     done: threading.Event = field(default_factory=threading.Event)
     written: dict[str, Any] = field(default_factory=dict)  # what progress() last stored
     stored: dict[tuple, str] = field(default_factory=dict)  # output files already in the blob store
@@ -383,7 +384,8 @@ class RunnerProcess:
         metrics["queue_time"] = round(max(0.0, waited - cold), 4)
         flight = InFlight(job=job, prediction_id=prediction.id, created_at=prediction.created_at,
                           started_mono=time.monotonic(), log_prefix=prediction.logs or "", metrics=metrics,
-                          iterator=self.iterator_output, safety=prediction.safety is not None)
+                          iterator=self.iterator_output, safety=prediction.safety is not None,
+                          blob_dir=prediction.blob_dir or prediction.id)
         with self.lock:
             self.inflight[prediction.id] = flight
         # The heartbeat thread records that we hold it within milliseconds (off the warm path);
@@ -491,9 +493,15 @@ class RunnerProcess:
                 timeout=settings.input_fetch_timeout_seconds, ssl_context=ssl_context(settings.home))
         except ValueError as exc:  # BlockedURL / FetchError
             raise InputFetchError(f"{field}: could not fetch the input file: {exc}") from exc
-        key = f"predictions/{prediction_id or 'unknown'}/inputs/{next(self.upload_counter)}/{filename}"
+        key = f"{self.blob_folder(prediction_id)}inputs/{next(self.upload_counter)}/{filename}"
         self.blobs.put(key, data, content_type=content_type)
         return self._serve_blob(key, filename, prediction_id)
+
+    def blob_folder(self, prediction_id: str | None) -> str:
+        """`predictions/{blob_dir}/` of an in-flight prediction: output URLs never name its id."""
+        with self.lock:
+            flight = self.inflight.get(prediction_id or "")
+        return f"predictions/{flight.blob_dir if flight else 'unclaimed-' + uuid.uuid4().hex}/"
 
     def _serve_blob(self, key: str, name: str, prediction_id: str) -> str:
         """An unguessable URL on this runner's loopback server that serves one blob to cog (until
@@ -568,7 +576,7 @@ class RunnerProcess:
 
     def store_output(self, prediction_id: str, name: str, data: bytes, content_type: str | None) -> str:
         """Put one output file in the blob store; its blob key."""
-        key = f"predictions/{prediction_id}/{next(self.upload_counter)}/{name}"
+        key = f"{self.blob_folder(prediction_id)}{next(self.upload_counter)}/{name}"
         self.blobs.put(key, data, content_type=content_type)
         return blob_ref(key)
 

@@ -144,6 +144,9 @@ class Prediction(_Record):
     # the safety check of image outputs: None = not checked; {"checked": False, "flagged": []} = the
     # runner checks it before the output is recorded; {"checked": True, "flagged": [i, ...]} = done
     safety: dict[str, Any] | None = None
+    # The random folder of its input/output blobs (`predictions/{blob_dir}/…`), so output URLs never
+    # name the prediction. None for predictions made before it existed (their folder is the id).
+    blob_dir: str | None = None
 
 
 @dataclass

@@ -23,6 +23,7 @@ from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.lifecycle import TIMER
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import add_seconds, seconds_between
+from cogplane.services.presenters import blob_prefix
 
 log = logging.getLogger("cogplane.expirer")
 
@@ -109,7 +110,7 @@ class Expirer:
             services.outbox.reschedule(event.id, due_at=add_seconds(now, RECHECK_SECONDS),
                                        attempts=event.attempts + 1)
             return None
-        services.blobs.delete_prefix(f"predictions/{prediction.id}/")
+        services.blobs.delete_prefix(blob_prefix(prediction))
         done = self._update(prediction.id, {"input": {}, "output": None, "logs": "", "data_removed": True},
                             [str(s) for s in TERMINAL])
         services.outbox.complete(event.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlparse
@@ -68,7 +69,7 @@ class PredictionService:
         clean = validate_input(version.openapi_schema, raw_input)
         self._check_file_inputs(viewer, version.openapi_schema, clean)
         # Secret inputs are stored as `**********`; the values travel encrypted in the job only.
-        clean, secrets = split_secrets(version.openapi_schema, clean)
+        clean, secret_values = split_secrets(version.openapi_schema, clean)
 
         webhook = body.get("webhook")
         if webhook is None and isinstance(body.get("webhook_completed"), str):
@@ -121,8 +122,9 @@ class PredictionService:
             timeout=timeout or self.timeout_seconds,
             hardware=hardware or model.hardware or "cpu",
             safety={"checked": False, "flagged": []} if needs_safety_check(model, source, disable_safety) else None,
+            blob_dir=secrets.token_hex(16),  # output URLs name this random folder, never the id
         )
-        sealed = self._seal(prediction.id, secrets) if secrets else None
+        sealed = self._seal(prediction.id, secret_values) if secret_values else None
         self.state.create_prediction(prediction)
         try:
             self.queue.enqueue(Job(prediction_id=prediction.id, pool=prediction.pool, enqueued_at=now,

@@ -12,6 +12,11 @@ from cogplane.schema import is_file_output, is_iterator_output
 BLOB_PREFIX = "cogplane-blob:"  # how stored outputs refer to files in the blob store
 
 
+def blob_prefix(p: Prediction) -> str:
+    """Where a prediction's input and output blobs live (deleted together at data removal)."""
+    return f"predictions/{p.blob_dir or p.id}/"
+
+
 def blob_ref(key: str) -> str:
     return BLOB_PREFIX + key
 
@@ -38,19 +43,23 @@ def blob_keys(value: Any) -> list[str]:
 
 
 def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool = False,
-                    file_stream: bool = False, stream_base_url: str = "") -> dict[str, Any]:
+                    file_stream: bool = False, stream_base_url: str = "",
+                    stream_token=None) -> dict[str, Any]:
     """`file_stream`: the model outputs files, so the stream URL lives under /v1/files/ (JS makes
     FileOutput objects from a stream's output events only there). `stream_base_url`: where stream
-    links point (COGPLANE_STREAM_URL; the deployed stack's streaming function); empty: `base_url`."""
+    links point (COGPLANE_STREAM_URL; the deployed stack's streaming function); empty: `base_url`.
+    `stream_token(prediction_id)`: the stream URL's own token (cogplane.sealing.StreamTokens); the
+    prediction id is never in a stream URL, and without a token there is no stream URL."""
     urls = {
         "get": f"{base_url}/v1/predictions/{p.id}",
         "cancel": f"{base_url}/v1/predictions/{p.id}/cancel",
         "web": f"{base_url}/p/{p.id}",
     }
-    if has_stream or p.stream:
+    if (has_stream or p.stream) and stream_token is not None:
         stream_base = stream_base_url.rstrip("/") or base_url
-        urls["stream"] = (f"{stream_base}/v1/files/streams/{p.id}" if file_stream
-                          else f"{stream_base}/v1/predictions/{p.id}/stream")
+        token = stream_token(p.id)
+        urls["stream"] = (f"{stream_base}/v1/files/streams/{token}" if file_stream
+                          else f"{stream_base}/v1/streams/{token}")
     output = p.output
     if sign is not None and output is not None:
         output = resolve_blob_refs(output, sign)
@@ -171,4 +180,5 @@ def present_prediction(services, p: Prediction, base: str, version: Version | No
 
     iterator, files = output_kind(services, p.model, p.version, version)
     return prediction_json(p, base, sign, has_stream=iterator, file_stream=files,
-                           stream_base_url=settings.stream_url)
+                           stream_base_url=settings.stream_url,
+                           stream_token=services.stream_tokens().token)

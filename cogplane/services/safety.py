@@ -56,6 +56,15 @@ def image_outputs(output: Any, blobs) -> list[tuple[int, str, str]]:
     return found
 
 
+def _folder_of(key: str, prediction_id: str) -> str:
+    """The prediction's blob folder an output lives in (`predictions/<random>/`): replacements go
+    next to the original, so they are removed with it and their URLs name no prediction id."""
+    parts = key.split("/")
+    if len(parts) > 2 and parts[0] == "predictions" and parts[1]:
+        return f"predictions/{parts[1]}/"
+    return f"predictions/{prediction_id}/"
+
+
 def data_uri_bytes(value: str) -> bytes | None:
     """The content of a base64 `data:` URI (how cog returns files inside an object output)."""
     head, sep, payload = value.partition(",")
@@ -123,7 +132,7 @@ class SafetyService:
         lines, flagged = [], []
         for image_index, replacement in zip(flagged_images, replacements, strict=True):
             index, key, ctype = images[image_index]
-            new_key = f"predictions/{prediction_id}/safety/{index}/{key.rsplit('/', 1)[-1]}"
+            new_key = f"{_folder_of(key, prediction_id)}safety/{index}/{key.rsplit('/', 1)[-1]}"
             self.blobs.put(new_key, self._file_bytes(replacement, index), content_type=ctype)
             values[index] = blob_ref(new_key)
             flagged.append(index)

@@ -15,6 +15,7 @@ from cogplane.domain.errors import Conflict, Forbidden, NotFound, Unprocessable
 from cogplane.domain.status import TERMINAL
 from cogplane.ports import BlobStore, StateStore
 from cogplane.schema import file_input_names, is_file_output, is_iterator_output
+from cogplane.services.presenters import blob_prefix
 
 MAX_EXAMPLES = 12
 
@@ -144,7 +145,7 @@ class WebService:
         model = self.state.get_model(owner, name)
         if model is not None and (prediction_id in model.example_ids or model.default_example_id == prediction_id):
             self._set_examples(model, [i for i in model.example_ids if i != prediction_id])
-        self.blobs.delete_prefix(f"predictions/{prediction_id}/")
+        self.blobs.delete_prefix(blob_prefix(prediction))
         self.state.delete_prediction(prediction_id)
 
     # --- examples -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ import uvicorn
 HOST = "127.0.0.1"  # only the adapter, in the same execution environment, talks to it
 DEFAULT_PORT = 8080  # the adapter's default (AWS_LWA_PORT, falling back to PORT)
 HEALTH_PATH = "/healthz"
-STREAM_PATHS = re.compile(r"^/v1/(?:predictions/[^/]+/stream|files/streams/[^/]+)/?$")
+STREAM_PATHS = re.compile(r"^/v1/(?:streams/[^/]+|files/streams/[^/]+)/?$")
 _NOT_FOUND = json.dumps({"type": "about:blank", "title": "Not found", "status": 404,
                          "detail": "This endpoint serves prediction streams only."}).encode()
 

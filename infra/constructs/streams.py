@@ -41,7 +41,8 @@ class Streams(Construct):
         super().__init__(scope, construct_id)
         self.function = python_function(
             self, "StreamFunction", code=code, handler=c.STREAM_HANDLER,
-            environment={**data.environment(), **stream_environment()},
+            environment={**data.environment(), **stream_environment(),
+                         "COGPLANE_SIGNING_SECRET_ARN": data.signing_secret.secret_arn},
             memory_mb=c.STREAM_MEMORY_MB, timeout=c.STREAM_TIMEOUT,
             description="cogplane prediction streams (SSE) through the Lambda Web Adapter",
             # the Function URL is public: this caps how many streams (and their bill) run at once
@@ -52,13 +53,14 @@ class Streams(Construct):
         # output files through URLs presigned with this function's credentials.
         data.table.grant_read_data(self.function)
         data.bucket.grant_read(self.function)
+        data.signing_secret.grant_read(self.function)  # opens stream URLs' tokens (cogplane.sealing)
         suppress(self.function, {
             "AwsSolutions-IAM5": "Read-only wildcards are scoped: the bucket's objects (presigned output URLs) "
                                  "and the table's indexes.",
         })
 
         self.function_url = self.function.add_function_url(
-            # Capability URLs (see the module docstring): the prediction id is the secret; a
+            # Capability URLs (see the module docstring): the stream's own token is the secret; a
             # signed request (AWS_IAM) is something neither official client can send.
             auth_type=lambda_.FunctionUrlAuthType.NONE,
             invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM,

@@ -186,7 +186,7 @@ def test_iterator_model_predictions_carry_stream_url(client, schema):
                                                  "x-cog-array-display": "concatenate"}
     v = push(client, "alice", "streamer", schema, files={"cog.yaml": "predict: p.py:P\n"})
     body = client.post("/v1/predictions", json={"version": v["id"], "input": {"prompt": "x"}}).json()
-    assert body["urls"]["stream"].endswith(f"/v1/predictions/{body['id']}/stream")
+    assert "/v1/streams/" in body["urls"]["stream"] and body["id"] not in body["urls"]["stream"]
 
 
 def test_each_prediction_counts_as_a_run_of_the_model(client, version):

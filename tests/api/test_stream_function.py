@@ -92,7 +92,8 @@ def test_stream_entry_point_serves_the_readiness_check_and_a_finished_stream(fin
     base, ready = stream_function
     assert ready.status_code == 200 and ready.json() == {"status": "ok"}
     pid = finished["id"]
-    for path in (f"/v1/predictions/{pid}/stream", f"/v1/files/streams/{pid}"):
+    token = finished["urls"]["stream"].rsplit("/", 1)[-1]  # the function opens tokens the API made
+    for path in (f"/v1/streams/{token}", f"/v1/files/streams/{token}"):
         with httpx.stream("GET", base + path, headers={"Accept": "text/event-stream"}, timeout=10) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
@@ -102,7 +103,9 @@ def test_stream_entry_point_serves_the_readiness_check_and_a_finished_stream(fin
         assert [e["data"] for e in events if e["event"] == "output"] == ["Hello", " world"]
         assert "".join(e["data"] for e in events if e["event"] == "logs") == "step 1\n"
         assert events[-1]["event"] == "done" and events[-1]["data"] == "{}"
-    assert httpx.get(f"{base}/v1/predictions/nope/stream", timeout=5).status_code == 404
+    assert httpx.get(f"{base}/v1/streams/nope", timeout=5).status_code == 404
+    for path in (f"/v1/predictions/{pid}/stream", f"/v1/files/streams/{pid}", f"/v1/streams/{pid}"):
+        assert httpx.get(base + path, timeout=5).status_code == 404  # the id opens nothing
 
 
 def test_stream_entry_point_answers_nothing_but_streams(finished, stream_function):
@@ -118,5 +121,6 @@ def test_stream_entry_point_answers_nothing_but_streams(finished, stream_functio
 
 def test_stream_routes_only_filter():
     ok = server.STREAM_PATHS.match
-    assert ok("/v1/predictions/abc/stream") and ok("/v1/files/streams/abc")
+    assert ok("/v1/streams/abc") and ok("/v1/files/streams/abc")
     assert not ok("/v1/predictions/abc") and not ok("/v1/files/abc") and not ok("/v1/predictions/a/b/stream")
+    assert not ok("/v1/predictions/abc/stream")  # the old id-derived route is gone

@@ -65,7 +65,7 @@ def test_stream_of_a_finished_iterator_prediction(app, client, services, iterato
     assert "".join(e["data"] for e in events if e["event"] == "logs") == "line 1\nline 2\n"
     assert events[-1] == {"event": "done", "id": events[-1]["id"], "data": "{}"}
     # with a bearer header too (Python sends its own)
-    assert client.get(body["urls"]["stream"]).text == r.text or True
+    assert parse_sse(client.get(body["urls"]["stream"]).text)[1][-1]["event"] == "done"
 
 
 def test_stream_follows_a_running_prediction_piece_by_piece(client, services, iterator_version):
@@ -95,7 +95,7 @@ def test_stream_follows_a_running_prediction_piece_by_piece(client, services, it
 
 def test_stream_true_gives_any_model_a_stream_url_with_the_final_output(client, services, version):
     body = create(client, version, stream=True)
-    assert body["urls"]["stream"].endswith(f"/v1/predictions/{body['id']}/stream")
+    assert "/v1/streams/" in body["urls"]["stream"] and body["id"] not in body["urls"]["stream"]
     plain = create(client, version)
     assert "stream" not in plain["urls"]
     client.post(f"/v1/predictions/{body['id']}/cancel")
@@ -113,17 +113,18 @@ def test_file_models_stream_under_v1_files(client, services, schema):
                                                  "x-cog-array-type": "iterator"}
     v = push(client, "alice", "frames", schema, files={"cog.yaml": "predict: p.py:Q\n"})
     body = create(client, v)
-    assert body["urls"]["stream"] == f"https://cogplane.test/v1/files/streams/{body['id']}"
+    token = services.stream_tokens().token(body["id"])
+    assert body["urls"]["stream"] == f"https://cogplane.test/v1/files/streams/{token}"
     services.blobs.put("predictions/x/1/a.png", b"png", content_type="image/png")
     services.state.update_prediction(body["id"], {"status": "processing",
                                                   "output": ["cogplane-blob:predictions/x/1/a.png"]})
     services.state.update_prediction(body["id"], {"status": "succeeded"})
-    _, events = parse_sse(client.get("/v1/files/streams/" + body["id"]).text)
+    _, events = parse_sse(client.get("/v1/files/streams/" + token).text)
     assert events[0]["event"] == "output" and events[0]["data"].startswith("https://cogplane.test/v1/blobs/")
 
 
 def test_stream_of_unknown_prediction_is_404_and_removed_data_times_out(client, services, version, monkeypatch):
-    assert client.get("/v1/predictions/nosuch0000000000000000000/stream").status_code == 404
+    assert client.get("/v1/streams/nosuch0000000000000000000").status_code == 404
     body = create(client, version, stream=True)
     services.state.update_prediction(body["id"], {"status": "canceled", "data_removed": True})
     monkeypatch.setattr(streams, "REMOVED_TIMEOUT_SECONDS", 0.05)
@@ -172,3 +173,59 @@ def test_collections_and_examples(client, services, version):
     assert model["default_example"]["id"] == p["id"] and model["default_example"]["model"] == "examples/hello"
     examples = client.get("/v1/models/examples/hello/examples").json()
     assert [e["id"] for e in examples["results"]] == [p["id"]]
+
+
+# --- stream URLs are their own capability --------------------------------------------------------
+
+
+def test_a_prediction_id_opens_no_stream_and_the_token_is_not_the_id(app, client, services, iterator_version):
+    from fastapi.testclient import TestClient
+
+    body = create(client, iterator_version)
+    pid, url = body["id"], body["urls"]["stream"]
+    assert pid not in url
+    anon = TestClient(app)
+    for path in (f"/v1/predictions/{pid}/stream", f"/v1/files/streams/{pid}", f"/v1/streams/{pid}"):
+        assert anon.get(path).status_code == 404, path  # the old id-derived URLs are gone
+    # another install's token for the same id is refused
+    from cogplane.sealing import StreamTokens
+
+    assert anon.get(f"/v1/streams/{StreamTokens(b'other').token(pid)}").status_code == 404
+
+
+def test_predictions_without_a_stream_url_have_no_stream(app, client, services, version):
+    from fastapi.testclient import TestClient
+
+    body = create(client, version)  # not an iterator model, no `stream: true`
+    assert "stream" not in body["urls"]
+    token = services.stream_tokens().token(body["id"])
+    assert TestClient(app).get(f"/v1/streams/{token}").status_code == 404
+
+
+def test_a_stream_url_works_while_running_and_for_a_grace_period_after(app, client, services, iterator_version):
+    from fastapi.testclient import TestClient
+
+    from cogplane.clock import ManualClock
+    from cogplane.sealing import STREAM_GRACE_SECONDS
+
+    body = create(client, iterator_version)
+    anon = TestClient(app)
+    services.state.update_prediction(body["id"], {"status": "processing", "output": ["a"]})
+    clock = ManualClock("2026-01-01T00:00:00.000000Z")
+    services.clock = clock
+    services.state.update_prediction(body["id"], {"status": "succeeded", "completed_at": clock.now()})
+    clock.advance(STREAM_GRACE_SECONDS - 1)
+    r = anon.get(body["urls"]["stream"])
+    assert r.status_code == 200 and parse_sse(r.text)[1][-1]["event"] == "done"
+    clock.advance(2)
+    r = anon.get(body["urls"]["stream"])
+    assert r.status_code == 404 and "has ended" in r.json()["detail"]
+
+
+def test_output_urls_do_not_name_the_prediction(client, services, iterator_version):
+    body = create(client, iterator_version)
+    stored = services.state.get_prediction(body["id"])
+    assert stored.blob_dir and body["id"] not in stored.blob_dir
+    from cogplane.services.presenters import blob_prefix
+
+    assert blob_prefix(stored) == f"predictions/{stored.blob_dir}/"

@@ -40,6 +40,10 @@ def _actions(statements: list[dict]) -> set[str]:
     return actions
 
 
+def _as_list(value) -> list:
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _allows(actions: set[str], *wanted: str) -> bool:
     """Every wanted action is granted, literally or through a CDK grant wildcard (s3:GetObject*)."""
     return all(any(fnmatch.fnmatchcase(w, a) for a in actions) for w in wanted)
@@ -254,10 +258,16 @@ def test_stream_function_may_only_read(template):
     actions = _actions(_statements(template, STREAM))
     assert _allows(actions, "dynamodb:GetItem", "dynamodb:Query", "s3:GetObject")
     writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
-              "s3:PutObject", "s3:DeleteObject", "secretsmanager:GetSecretValue", "ecs:RunTask",
-              "iam:PassRole", "sqs:SendMessage"}
+              "s3:PutObject", "s3:DeleteObject", "ecs:RunTask", "iam:PassRole", "sqs:SendMessage"}
     assert not any(_allows(actions, w) for w in writes), actions
-    assert not any(a.startswith(("sqs:", "ecs:", "iam:", "secretsmanager:", "kms:")) for a in actions)
+    assert not any(a.startswith(("sqs:", "ecs:", "iam:", "kms:")) for a in actions)
+    # the signing key (stream URL tokens are opened with it), read-only, and no other secret
+    secret_reads = [s for s in _statements(template, STREAM)
+                    if any(str(a).startswith("secretsmanager:") for a in _as_list(s["Action"]))]
+    assert secret_reads and all(set(_as_list(s["Action"])) <= {"secretsmanager:GetSecretValue",
+                                                                "secretsmanager:DescribeSecret"}
+                                for s in secret_reads)
+    assert all("SigningKeys" in json.dumps(s["Resource"]) for s in secret_reads)
 
 
 def test_api_and_webhooks_point_urls_stream_at_the_function_url(template):

@@ -72,7 +72,7 @@ test("stream: text pieces in order, no Authorization sent", async () => {
   }
   assert.deepEqual(pieces, ["one ", "two ", "three"]);
   assert.equal(done.data, "{}");
-  const streamCall = seen.find(([, p]) => p.endsWith("/stream"));
+  const streamCall = seen.find(([, p]) => p.includes("/v1/streams/"));
   assert.ok(streamCall, "the stream URL was fetched through the client's fetch");
   assert.equal(streamCall[2].Authorization, undefined);
 });

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from cogplane.domain.entities import Runner
 from cogplane.services.expirer import Expirer
-from cogplane.services.presenters import blob_ref
+from cogplane.services.presenters import blob_prefix, blob_ref
 from functions.api.app import create_app
 from tests.services.test_webhooks import make_version
 
@@ -75,7 +75,8 @@ def test_a_runner_that_stopped_heartbeating_has_its_predictions_failed(local, ma
 
 def test_api_predictions_lose_their_data_after_one_hour_and_urls_stop_serving(local, made, clock):
     p = create(local, made)
-    key = f"predictions/{p.id}/1/out.txt"
+    key = f"{blob_prefix(p)}1/out.txt"  # the prediction's random blob folder: no id in output URLs
+    assert p.id not in key
     local.blobs.put(key, b"secret output", content_type="text/plain")
     local.state.update_prediction(p.id, {"status": "succeeded", "output": blob_ref(key), "logs": "some logs",
                                          "completed_at": clock.now()})

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from cogplane.schema import generate_schema
-from cogplane.services.presenters import blob_ref
+from cogplane.services.presenters import blob_prefix, blob_ref
 from cogplane.wiring import build_local
 from functions.api.app import create_app
 from tests.conftest import make_bundle
@@ -133,7 +133,7 @@ def test_predictions_are_private_until_shared_then_deleted_with_their_files(web,
     web.sign_in(ALICE)
     r = run(web, "alice/hello", {"prompt": "hi", "image__url": PNG_URI})
     prediction_id = r.headers["location"].rsplit("/", 1)[1]
-    key = f"predictions/{prediction_id}/0/out.png"
+    key = f"{blob_prefix(services.state.get_prediction(prediction_id))}0/out.png"
     services.blobs.put(key, b"\x89PNG out", content_type="image/png")
     finish(services, prediction_id, blob_ref(key))
     page = web.get(f"/p/{prediction_id}").text

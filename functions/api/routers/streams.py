@@ -1,11 +1,13 @@
 """Server-sent events for a prediction (replicate-api.md §3 "Streaming").
 
-`GET /v1/predictions/{id}/stream` (text models) and `GET /v1/files/streams/{id}` (models whose
-output is files: JS 1.4.0 makes FileOutput objects only when the stream URL's path starts with
+`GET /v1/streams/{token}` (text models) and `GET /v1/files/streams/{token}` (models whose output
+is files: JS 1.4.0 makes FileOutput objects only when the stream URL's path starts with
 `/v1/files/`). Both are capability URLs: JS sends no Authorization header, Python sends its
-bearer; the header is ignored either way. The prediction id is 130 random bits and is only ever
-shown to its creator (and their webhook receiver), so knowing it is the capability; a stream
-gives nothing GET would not give the creator.
+bearer; the header is ignored either way. The token is the stream's own (cogplane.sealing
+.StreamTokens): only the server can make or read it, it does not contain the prediction id in
+any readable form, and it is shown only in `urls.stream` (to the creator and their webhook
+receiver) for predictions that have a stream. A token works while its prediction runs and
+STREAM_GRACE_SECONDS (60 s) after it ends; then 404. The prediction id alone opens nothing.
 
 The stream polls the state store every 100 ms (the same store the runner writes) and sends:
 `: hi` first; `output` (each newly appended item of an iterator output, or the final output of
@@ -31,6 +33,8 @@ from fastapi.responses import StreamingResponse
 
 from cogplane.domain.errors import NotFound
 from cogplane.domain.status import TERMINAL
+from cogplane.domain.timefmt import seconds_between
+from cogplane.sealing import STREAM_GRACE_SECONDS
 from cogplane.services.presenters import output_kind, resolve_blob_refs
 from cogplane.wiring import Services
 from functions.api.deps import ServicesDep
@@ -115,20 +119,39 @@ async def events(services: Services, prediction_id: str) -> AsyncIterator[str]:
         prediction = current
 
 
-async def _stream(services: Services, prediction_id: str) -> StreamingResponse:
-    if await run_in_threadpool(services.state.get_prediction, prediction_id) is None:
-        raise NotFound("The requested resource could not be found.")
-    return StreamingResponse(events(services, prediction_id), media_type="text/event-stream",
+STREAM_NOT_FOUND = "The requested resource could not be found."
+STREAM_ENDED = (f"This stream has ended: a stream URL works while its prediction runs and "
+                f"{STREAM_GRACE_SECONDS} s after it ends. GET the prediction for its output.")
+
+
+def open_stream(services: Services, token: str):
+    """The prediction a stream URL's token names, if the stream may still be read (else NotFound)."""
+    prediction_id = services.stream_tokens().prediction_id(token)
+    prediction = services.state.get_prediction(prediction_id) if prediction_id else None
+    if prediction is None:
+        raise NotFound(STREAM_NOT_FOUND)
+    iterator, _ = output_kind(services, prediction.model, prediction.version)
+    if not (prediction.stream or iterator):  # it never had a stream URL
+        raise NotFound(STREAM_NOT_FOUND)
+    if prediction.status in TERMINAL and prediction.completed_at and \
+            seconds_between(prediction.completed_at, services.clock.now()) > STREAM_GRACE_SECONDS:
+        raise NotFound(STREAM_ENDED)
+    return prediction
+
+
+async def _stream(services: Services, token: str) -> StreamingResponse:
+    prediction = await run_in_threadpool(open_stream, services, token)
+    return StreamingResponse(events(services, prediction.id), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@router.get("/predictions/{prediction_id}/stream")
-async def stream_prediction(prediction_id: str, services: ServicesDep) -> StreamingResponse:
+@router.get("/streams/{token}")
+async def stream_prediction(token: str, services: ServicesDep) -> StreamingResponse:
     """Server-sent events of a prediction's output and logs (no auth needed: a capability URL)."""
-    return await _stream(services, prediction_id)
+    return await _stream(services, token)
 
 
-@router.get("/files/streams/{prediction_id}")
-async def stream_prediction_files(prediction_id: str, services: ServicesDep) -> StreamingResponse:
+@router.get("/files/streams/{token}")
+async def stream_prediction_files(token: str, services: ServicesDep) -> StreamingResponse:
     """The same stream under /v1/files/ (JS turns its outputs into FileOutput objects)."""
-    return await _stream(services, prediction_id)
+    return await _stream(services, token)
