@@ -60,7 +60,9 @@ def test_a_secret_reaches_the_model_and_nothing_else(own_stack, model_copy, rece
     for text in shown:
         assert PLAIN not in text
     assert "event: done" in stream.text and digest in stream.text
-    assert REDACTED in pages[0] or "secret" in pages[0]
+    # signed in for real: the owner's pages show the prediction (its output) and the mask
+    assert digest in pages[0] and "(secret)" in pages[0]
+    assert digest in pages[1] and p["id"] in pages[2]
 
     stack.stop()  # let every writer finish and flush its files, then read them all raw
     for path in stack.home.rglob("*"):
