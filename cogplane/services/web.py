@@ -2,7 +2,7 @@
 
 Everything here goes through the existing ports (no new StateStore methods): a prediction is
 shared with a conditional `update_prediction`, deleted with `delete_prediction` plus its blobs
-(`predictions/{id}/`), and a model's examples are the `example_ids` list on the model record.
+(`predictions/{blob_dir}/`), and a model's examples are the `example_ids` list on the model record.
 """
 
 from __future__ import annotations
