@@ -1,5 +1,7 @@
 """Lambda entry point: the expirer, every minute (EventBridge). On its first run in an execution
-environment it also registers the first admin's token, kept in Secrets Manager by the stack."""
+environment it also registers the first admin's token, kept in Secrets Manager by the stack, and
+installs the platform's own models (cogplane/safety-checker) shipped in this asset, as
+`cogplane up` does at every start (an unchanged version is skipped)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ logging.getLogger().setLevel(logging.INFO)
 ADMIN_USERNAME = "admin"
 
 _expirer = None
+_platform_models_installed = False
 
 
 def bootstrap_admin(services, token: str) -> None:
@@ -42,7 +45,31 @@ def _get_expirer():
     return _expirer
 
 
+def install_platform_models(services) -> bool:
+    """The platform's models, once per execution environment; a failure is logged and tried again
+    on the next event (the expiry itself still runs)."""
+    global _platform_models_installed
+    if _platform_models_installed:
+        return True
+    from cogplane.services.platform_models import install_platform_models as install
+
+    try:
+        results = install(services)
+    except Exception:  # an AWS error: the next event tries again
+        log.exception("could not install the platform models")
+        return False
+    for result in results:
+        if result.error:
+            log.error("could not install the platform model %s: %s", result.model, result.error)
+        elif result.created:
+            log.info("installed the platform model %s:%s", result.model, result.version_id)
+    _platform_models_installed = all(not result.error for result in results)
+    return _platform_models_installed
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    counts = _get_expirer().run_once()
+    expirer = _get_expirer()
+    install_platform_models(expirer.services)
+    counts = expirer.run_once()
     log.info("expirer: %s", counts)
     return counts
