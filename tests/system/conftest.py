@@ -211,6 +211,20 @@ def stack(tmp_path_factory, pytestconfig):
         assert not left, f"processes left behind after Ctrl-C: {left}"
 
 
+@pytest.fixture(scope="session")
+def one_runner_stack(tmp_path_factory, pytestconfig):
+    """A stack that starts at most one runner per pool, for tests about what one runner does: the
+    default adds a second runner while a backlog persists (e.g. during a slow cold boot), and that
+    runner may take the work the test watches."""
+    home = tmp_path_factory.mktemp("one-runner") / "home"
+    s = start_stack(pytestconfig, home, env={"COGPLANE_MAX_RUNNERS": "1"})
+    try:
+        yield s
+    finally:
+        left = s.stop()
+        assert not left, f"processes left behind after Ctrl-C: {left}"
+
+
 @pytest.fixture
 def model_copy(tmp_path):
     """A copy of a fixture model folder (so tests can edit it)."""

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from cogplane.domain.timefmt import parse
-from tests.system.conftest import REPO, Stack, db_rows, wait_for
+from tests.system.conftest import REPO, db_rows, wait_for
 
 pytestmark = pytest.mark.slow
 RUNNER_MODELS = REPO / "tests" / "fixtures" / "runner_models"
@@ -29,17 +29,6 @@ def _finish(client, ids: list[str], timeout: float = 180) -> list[dict]:
         return found if all(p["status"] not in ("starting", "processing") for p in found) else None
 
     return wait_for(done, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def one_runner_stack(tmp_path_factory):
-    """A stack that starts at most one runner per pool: only the model's own concurrency can make
-    predictions overlap (the default adds a second runner while a backlog persists)."""
-    s = Stack(tmp_path_factory.mktemp("one-runner") / "home", env={"COGPLANE_MAX_RUNNERS": "1"}).start()
-    try:
-        yield s
-    finally:
-        assert not s.stop()
 
 
 def test_concurrent_decorator_four_predictions_overlap_on_one_runner(one_runner_stack, tmp_path):

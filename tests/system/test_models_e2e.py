@@ -158,9 +158,10 @@ def test_kill_9_of_a_runner_fails_its_prediction_and_the_queue_moves_on(stack, m
         assert c.get(f"/v1/predictions/{running['id']}").json()["status"] == "failed"
 
 
-def test_a_crashed_worker_fails_its_prediction_and_the_server_is_restarted(stack, model_copy):
+def test_a_crashed_worker_fails_its_prediction_and_the_server_is_restarted(one_runner_stack, model_copy):
     """cog never recovers from a worker crash (UNHEALTHY, 409 for good): the runner fails the
     prediction with a reason and restarts the cog server, so the next prediction runs."""
+    stack = one_runner_stack
     folder = model_copy("crashy")
     (folder / "nonce.txt").write_text(uuid.uuid4().hex)
     stack.cli("push", str(folder), "local/crashy")
