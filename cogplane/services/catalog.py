@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cogplane import cogconfig
+from cogplane.domain import strictjson
 from cogplane.domain.entities import Account, Model, Page, Version
 from cogplane.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unprocessable
 from cogplane.domain.ids import is_version_id, version_id_for
@@ -19,6 +20,25 @@ PATCH_FIELDS = ("description", "readme", "github_url", "paper_url", "weights_url
 SAFETY_CHECKER = ("off", "web", "all")  # which predictions of a model get the image safety check
 IMAGE_PINNED = re.compile(r"^[a-z0-9][a-z0-9.:_/-]{0,250}@sha256:[0-9a-f]{64}$")
 VERSION_NOT_FOUND = "The specified version does not exist (or perhaps you don't have permission to use it?)"
+
+
+def check_schema(schema: Any, field: str) -> None:
+    """A pushed OpenAPI schema has the shape the platform reads (components.schemas.Input with
+    object properties, and Output) and is strict JSON; else 422/400 before anything is stored."""
+    components = schema.get("components") if isinstance(schema, dict) else None
+    schemas = components.get("schemas") if isinstance(components, dict) else None
+    if not isinstance(schemas, dict) or not isinstance(schemas.get("Input"), dict) \
+            or not isinstance(schemas.get("Output"), dict):
+        raise Unprocessable("The schema must have components.schemas.Input and Output (objects).", field=field)
+    properties = schemas["Input"].get("properties", {})
+    required = schemas["Input"].get("required", [])
+    if not isinstance(properties, dict) or not all(isinstance(p, dict) for p in properties.values()) \
+            or not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise Unprocessable("components.schemas.Input must have `properties` (an object of objects) and "
+                            "`required` (a list of names).", field=field)
+    if not strictjson.is_strict(schema):
+        raise InvalidRequest("The schema must be strict JSON: finite numbers, valid Unicode, nested at most "
+                             f"{strictjson.MAX_DEPTH} deep.", field=field)
 
 
 def bundle_key(version_id: str) -> str:
@@ -139,13 +159,16 @@ class CatalogService:
     # --- versions -----------------------------------------------------------------------
     def push_version(self, viewer: Account, owner: str, name: str, *, bundle: bytes,
                      schema: dict[str, Any], config: dict[str, Any], cog_version: str) -> tuple[Version, bool]:
-        """Store a source bundle as a version (id = sha256 of the bundle: same content, same id)."""
+        """Store a source bundle as a version (id = sha256 of the bundle: same content, same id).
+
+        Everything is checked before the first write; the bundle is written before the record that
+        names it, and removed again (if this push wrote it) when the record cannot be stored."""
         model = self.get_model(viewer, owner, name)
         if not self.access.can_act_for(viewer, owner):
             raise NotFound(f"Model {owner}/{name} not found.")
-        components = schema.get("components", {}).get("schemas", {}) if isinstance(schema, dict) else {}
-        if "Input" not in components or "Output" not in components:
-            raise Unprocessable("The schema must have components.schemas.Input and Output.", field="schema")
+        check_schema(schema, "schema")
+        if isinstance(config, dict) and not strictjson.is_strict(config):
+            raise InvalidRequest("`config` must be strict JSON.", field="config")
         if not bundle:
             raise Unprocessable("The bundle is empty.", field="bundle")
         if not isinstance(config, dict):
@@ -156,15 +179,30 @@ class CatalogService:
             raise Unprocessable(str(exc), title="Invalid cog.yaml", field="config") from exc
         version_id = version_id_for(bundle)
         key = bundle_key(version_id)
-        if self.blobs.head(key) is None:
-            self.blobs.put(key, bundle, content_type="application/gzip")
         version = Version(id=version_id, owner=owner, name=name, created_at=self.clock.now(),
                           openapi_schema=schema, cog_version=cog_version or "0.23.1", kind="source",
                           bundle_key=key, config=config, size=len(bundle))
+        wrote_bundle = self.blobs.head(key) is None
+        if wrote_bundle:
+            self.blobs.put(key, bundle, content_type="application/gzip")
+        try:
+            return self._store_version(model, version)
+        except BaseException:
+            if wrote_bundle:
+                self.blobs.delete(key)
+            raise
+
+    def _store_version(self, model: Model, version: Version) -> tuple[Version, bool]:
+        """Record a version and make it the model's latest; a new record is removed again if the
+        model cannot be updated (a version that is stored but not listed as latest is half a push)."""
         stored, created = self.state.put_version(version)
         if created:
-            model = model.replace(latest_version_id=stored.id, latest_version_created_at=stored.created_at)
-            self.state.update_model(model)
+            try:
+                self.state.update_model(model.replace(latest_version_id=stored.id,
+                                                      latest_version_created_at=stored.created_at))
+            except BaseException:
+                self.state.delete_version(version.owner, version.name, version.id)
+                raise
         return stored, created
 
     def push_image_version(self, viewer: Account, owner: str, name: str, *, image: str,
@@ -178,10 +216,11 @@ class CatalogService:
         if not isinstance(image, str) or not IMAGE_PINNED.match(image):
             raise Unprocessable("`image` must be pinned by digest: REGISTRY/REPOSITORY@sha256:<64 hex>.",
                                 field="image")
-        components = schema.get("components", {}).get("schemas", {}) if isinstance(schema, dict) else {}
-        if "Input" not in components or "Output" not in components:
-            raise Unprocessable("The schema must have components.schemas.Input and Output.",
-                                field="openapi_schema")
+        check_schema(schema, "openapi_schema")
+        if cog_version is not None and (not isinstance(cog_version, str) or len(cog_version) > 64):
+            raise Unprocessable("`cog_version` must be a version string.", field="cog_version")
+        if config is not None and (not isinstance(config, dict) or not strictjson.is_strict(config)):
+            raise InvalidRequest("`config` must be a strict JSON object.", field="config")
         try:  # the runner sends up to concurrency.max predictions at once to the image's cog
             cogconfig.config_concurrency(config)
         except cogconfig.ConfigError as exc:
@@ -190,11 +229,7 @@ class CatalogService:
         version = Version(id=version_id, owner=owner, name=name, created_at=self.clock.now(),
                           openapi_schema=schema, cog_version=cog_version or "0.23.1", kind="image",
                           image=image, config=config or {})
-        stored, created = self.state.put_version(version)
-        if created:
-            model = model.replace(latest_version_id=stored.id, latest_version_created_at=stored.created_at)
-            self.state.update_model(model)
-        return stored, created
+        return self._store_version(model, version)
 
     def get_version(self, viewer: Account | None, owner: str, name: str, version_id: str) -> Version:
         self.get_model(viewer, owner, name)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 import uuid
 from typing import Any
 
+from cogplane.domain import strictjson
 from cogplane.domain.entities import Account, File, OutboxEvent, Page
-from cogplane.domain.errors import DomainError, NotFound, Unprocessable
+from cogplane.domain.errors import DomainError, InvalidRequest, NotFound, Unprocessable
 from cogplane.domain.ids import new_prediction_id
 from cogplane.domain.lifecycle import TIMER
 from cogplane.domain.timefmt import add_seconds
 from cogplane.ports import BlobStore, Clock, StateStore
 from cogplane.services.accounts import AccountService
 
+MAX_FILENAME_BYTES = 240  # under the 255 of common file systems, with room for the disk store's `.json` sidecar
+MIME_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:\s*;[\x20-\x7e]*)?$")
 FILE_URL = re.compile(r"^https?://[^/]+(?:/[^/]+)*?/v1/files/([a-z0-9]{10,40})/?$")
 NOT_FOUND = "The requested file could not be found."
 
@@ -22,6 +26,31 @@ NOT_FOUND = "The requested file could not be found."
 class PayloadTooLarge(DomainError):
     status = 413
     title = "Request entity too large"
+
+
+def safe_filename(filename: str | None) -> str:
+    """An upload's name as stored and served: NFC, no control characters or path separators, not
+    `.`/`..`, at most 240 bytes of UTF-8 (the extension kept); `file` when nothing is left."""
+    name = unicodedata.normalize("NFC", filename or "")
+    name = name.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> '?'
+    name = "".join("_" if ch in "/\\" else ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf"))
+    name = name.strip().strip(".") if set(name.strip()) <= {"."} else name.strip()
+    if len(name.encode()) > MAX_FILENAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        if not dot or not stem or len(ext.encode()) > 16:
+            stem, dot, ext = name, "", ""
+        room = MAX_FILENAME_BYTES - len((dot + ext).encode())
+        name = stem.encode()[:room].decode("utf-8", "ignore") + dot + ext
+    return name or "file"
+
+
+def check_content_type(value: str | None) -> str:
+    """A MIME type fit for a Content-Type header, or 400."""
+    if not value:
+        return "application/octet-stream"
+    if len(value) > 255 or not MIME_TYPE.match(value):
+        raise InvalidRequest("`type` must be a MIME type such as image/png.", field="type")
+    return value
 
 
 def file_id_from_url(value: Any) -> str | None:
@@ -45,26 +74,40 @@ class FileService:
 
     def create(self, viewer: Account, content: bytes, *, filename: str | None, content_type: str | None,
                metadata: Any = None) -> File:
+        """Validate everything first, then write the bytes, then the record, then its expiry timer;
+        if a later step fails the earlier ones are undone, so a refused upload stores nothing."""
         if len(content) > self.max_bytes:
             raise PayloadTooLarge(f"The file is larger than the {self.max_bytes // (1024 * 1024)} MiB limit.")
         if metadata is not None and not isinstance(metadata, dict):
             raise Unprocessable("`metadata` must be a JSON object.", field="metadata")
+        if metadata is not None and not strictjson.is_strict(metadata):
+            raise InvalidRequest("`metadata` must be strict JSON: finite numbers, valid Unicode, nested at most "
+                                 f"{strictjson.MAX_DEPTH} deep.", field="metadata")
+        name = safe_filename(filename)
+        ctype = check_content_type(content_type)
         file_id = new_prediction_id()
-        name = (filename or "file").replace("/", "_").replace("\\", "_")[:255] or "file"
         now = self.clock.now()
         md5 = hashlib.md5(content, usedforsecurity=False).hexdigest()
         key = f"files/{viewer.username}/{file_id}/{name}"
-        ctype = content_type or "application/octet-stream"
-        self.blobs.put(key, content, content_type=ctype)
         record = File(id=file_id, owner=viewer.username, name=name, content_type=ctype, size=len(content),
                       etag=md5, checksums={"sha256": hashlib.sha256(content).hexdigest(), "md5": md5},
                       metadata=metadata or {}, created_at=now, expires_at=add_seconds(now, self.ttl_seconds),
                       blob_key=key)
-        self.state.create_file(record)
+        self.blobs.put(key, content, content_type=ctype)
+        try:
+            self.state.create_file(record)
+        except BaseException:
+            self.blobs.delete(key)
+            raise
         if self.outbox is not None:
-            self.outbox.add([OutboxEvent(id=uuid.uuid4().hex, kind=TIMER, prediction_id="",
-                                         payload={"timer": "file_expiry", "file_id": record.id},
-                                         due_at=record.expires_at, created_at=now)])
+            try:
+                self.outbox.add([OutboxEvent(id=uuid.uuid4().hex, kind=TIMER, prediction_id="",
+                                             payload={"timer": "file_expiry", "file_id": record.id},
+                                             due_at=record.expires_at, created_at=now)])
+            except BaseException:  # a file nothing would ever expire: undo it
+                self.state.delete_file(record.id)
+                self.blobs.delete(key)
+                raise
         return record
 
     def get(self, viewer: Account, file_id: str) -> File:

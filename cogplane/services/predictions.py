@@ -7,6 +7,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
+from cogplane.domain import strictjson
 from cogplane.domain.durations import parse_duration
 from cogplane.domain.entities import Account, Job, Model, Page, Prediction, Version
 from cogplane.domain.errors import InvalidRequest, NotFound, Unavailable, Unprocessable
@@ -18,6 +19,7 @@ from cogplane.sealing import split_secrets
 from cogplane.services.accounts import AccountService
 
 EVENTS = ("start", "output", "logs", "completed")
+MAX_CANCEL_AFTER = 24 * 3600  # Cancel-After above a day is refused (predictions are kept an hour by default)
 NOT_FOUND = "The requested resource could not be found."
 
 
@@ -66,6 +68,9 @@ class PredictionService:
             raw_input = {}
         if not isinstance(raw_input, dict):
             raise Unprocessable("`input` must be a JSON object.", field="input")
+        if not strictjson.is_strict(raw_input):  # the API's parser refuses these; other roads (web) too
+            raise InvalidRequest("`input` must be strict JSON: finite numbers, valid Unicode, nested at most "
+                                 f"{strictjson.MAX_DEPTH} deep.", field="input")
         clean = validate_input(version.openapi_schema, raw_input)
         self._check_file_inputs(viewer, version.openapi_schema, clean)
         # Secret inputs are stored as `**********`; the values travel encrypted in the job only.
@@ -99,10 +104,11 @@ class PredictionService:
         deadline = None
         if cancel_after is not None:
             try:
-                deadline = add_seconds(now, parse_duration(cancel_after))
+                deadline = add_seconds(now, parse_duration(cancel_after, maximum=MAX_CANCEL_AFTER))
             except ValueError as exc:
                 raise InvalidRequest(
-                    f"Invalid Cancel-After header {cancel_after!r}: use a duration like 30s, 5m or 1h30m."
+                    f"Invalid Cancel-After header {cancel_after[:100]!r}: use a duration like 30s, 5m or "
+                    "1h30m, at most 24h."
                 ) from exc
         prediction = Prediction(
             id=self.ids.prediction_id(),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from cogplane.domain import strictjson
 from cogplane.domain.entities import Account
 from cogplane.services.ratelimits import headers_for
 from cogplane.wiring import Services
@@ -57,7 +57,8 @@ BaseUrlDep = Annotated[str, Depends(base_url)]
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object: 415 for another content type, 413 when too big, 400 when malformed."""
+    """The request's JSON object: 415 for another content type, 413 when too big, 400 when malformed
+    or not strict JSON (the one parser every JSON body goes through)."""
     limit = request.app.state.services.settings.max_body_bytes
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
@@ -70,16 +71,30 @@ async def json_body(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise HTTPProblem(415, "Send the request body as JSON with `Content-Type: application/json`.")
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPProblem(400, f"The request body is not valid JSON: {exc}") from exc
+    value = parse_json(raw, "The request body")
     if not isinstance(value, dict):
         raise HTTPProblem(400, "The request body must be a JSON object.")
     return value
 
 
+def parse_json(raw: bytes | str, what: str) -> Any:
+    """Strict JSON (no NaN/Infinity, no lone surrogates, bounded nesting) or a 400 naming `what`."""
+    try:
+        return strictjson.loads(raw)
+    except strictjson.StrictJSONError as exc:
+        raise HTTPProblem(400, f"{what} is not valid JSON: {exc}.") from None
+
+
 JsonBody = Annotated[dict[str, Any], Depends(json_body)]
+
+
+def offset_cursor(cursor: str | None) -> int:
+    """The offset in a list's `cursor` (lists paged by position): up to 9 ASCII digits, else 400."""
+    if not cursor:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 9):
+        raise HTTPProblem(400, "The cursor is not valid; use the `next` URL of a previous page.")
+    return int(cursor)
 
 
 def page_url(base: str, path: str, cursor: str | None, **params: str | None) -> str | None:

@@ -339,10 +339,8 @@ class _Table:
         if index:
             kwargs["IndexName"] = index
         if cursor:
-            position = cursors.decode(cursor)
-            if set(position) != set(key_names) or position.get(pk_name) != partition or not all(
-                isinstance(v, str) for v in position.values()
-            ):
+            position = cursors.decode(cursor, key_names)
+            if position[pk_name] != partition:
                 raise InvalidRequest("The cursor is not valid; use the `next` URL of a previous page.")
             kwargs["ExclusiveStartKey"] = {k: _s(v) for k, v in position.items()}
         items: list[dict[str, dict[str, Any]]] = []

@@ -112,4 +112,5 @@ class DiskBlobStore:
         """True if the signature is ours for this key and it has not expired."""
         if expires < epoch(self.clock):
             return False
-        return hmac.compare_digest(self._signature(key, expires), signature)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a 500 for `%C3%9C`).
+        return hmac.compare_digest(self._signature(key, expires).encode(), signature.encode(errors="replace"))

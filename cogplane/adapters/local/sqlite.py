@@ -166,9 +166,9 @@ def _newest_first(db: Database, cls, sql: str, params: list[Any], cursor: str | 
     """A keyset page, newest first, over a query whose rows have `data`, `created_at` and `id`
     (the WHERE clause is in `sql`; an index on (..., created_at, id) serves it)."""
     if cursor:
-        pos = cursors.decode(cursor)
+        pos = cursors.decode(cursor, ("c", "i"))
         sql += " AND (created_at, id) < (?, ?)"
-        params = [*params, pos.get("c"), pos.get("i")]
+        params = [*params, pos["c"], pos["i"]]
     rows = db.read(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", [*params, limit + 1])
     items = [cls.from_dict(json.loads(r["data"])) for r in rows[:limit]]
     nxt = None
@@ -332,9 +332,9 @@ class SqliteStateStore:
         if column == "latest_version_created_at":
             sql += " AND latest_version_created_at IS NOT NULL"
         if cursor:
-            pos = cursors.decode(cursor)
+            pos = cursors.decode(cursor, ("k", "o", "n"))
             sql += f" AND ({column}, owner, name) {op} (?, ?, ?)"
-            params += [pos.get("k"), pos.get("o"), pos.get("n")]
+            params += [pos["k"], pos["o"], pos["n"]]
         sql += f" ORDER BY {column} {order}, owner {order}, name {order} LIMIT ?"
         params.append(limit + 1)
         rows = self.db.read(sql, params)
@@ -496,7 +496,7 @@ class SqliteStateStore:
         params: list[Any] = [owner]
         if cursor:
             sql += " AND name > ?"
-            params.append(cursors.decode(cursor).get("n"))
+            params.append(cursors.decode(cursor, ("n",))["n"])
         sql += " ORDER BY name LIMIT ?"
         params.append(limit + 1)
         rows = self.db.read(sql, params)

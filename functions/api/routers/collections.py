@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from cogplane.services.collections import CollectionService
-from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, page_url
+from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, offset_cursor, page_url
 from functions.api.routers.models import present_model
 
 router = APIRouter(prefix="/v1", tags=["collections"])
@@ -26,7 +26,7 @@ def list_collections(services: ServicesDep, account: AccountDep, base: BaseUrlDe
     """The install's collections (a page; `cursor` is the offset of the next one)."""
     every = _service(services).list()
     size = services.settings.page_size
-    start = int(cursor) if cursor and cursor.isdigit() else 0
+    start = offset_cursor(cursor)
     chunk = every[start:start + size]
     more = start + size < len(every)
     return {"previous": None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from cogplane.domain.errors import Unprocessable
 from cogplane.services.files import PayloadTooLarge, file_json
-from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, page_url
+from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, page_url, parse_json
 from functions.api.errors import HTTPProblem
 
 router = APIRouter(prefix="/v1", tags=["files"])
@@ -37,11 +36,8 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
     raw_meta = form.get("metadata")
     if raw_meta is not None:
         # Python sends a form field holding JSON; JS sends a file part named `metadata` (blob).
-        text = (await raw_meta.read()).decode() if isinstance(raw_meta, UploadFile) else raw_meta
-        try:
-            metadata = json.loads(text) if text.strip() else None
-        except ValueError as exc:
-            raise Unprocessable("`metadata` must be JSON.", field="metadata") from exc
+        raw = await raw_meta.read() if isinstance(raw_meta, UploadFile) else raw_meta
+        metadata = parse_json(raw, "`metadata`") if raw.strip() else None
     filename = form.get("filename")
     content_type = form.get("type")
     record = await run_in_threadpool(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from cogplane.domain import strictjson
 from cogplane.domain.entities import Model
 from cogplane.domain.errors import Unprocessable
 from cogplane.services.presenters import model_json, version_json
@@ -17,7 +17,10 @@ from functions.api.deps import (
     BaseUrlDep,
     JsonBody,
     ServicesDep,
+    json_body,
+    offset_cursor,
     page_url,
+    parse_json,
 )
 from functions.api.errors import HTTPProblem
 
@@ -66,7 +69,7 @@ async def search_models(request: Request, services: ServicesDep, account: Accoun
     raw = (await request.body()).decode("utf-8", errors="replace").strip()
     if raw.startswith('"'):
         try:
-            decoded = json.loads(raw)
+            decoded = strictjson.loads(raw)
             raw = decoded if isinstance(decoded, str) else raw
         except ValueError:
             pass
@@ -113,7 +116,7 @@ def list_examples(owner: str, name: str, services: ServicesDep, account: Account
     ids = list(dict.fromkeys([i for i in [model.default_example_id, *model.example_ids] if i]))
     examples = [e for e in (present_example(services, i, base) for i in ids) if e is not None]
     size = services.settings.page_size
-    start = int(cursor) if cursor and cursor.isdigit() else 0
+    start = offset_cursor(cursor)
     more = start + size < len(examples)
     return {"previous": None,
             "next": page_url(base, f"/v1/models/{owner}/{name}/examples", str(start + size) if more else None),
@@ -178,11 +181,7 @@ async def push_version(owner: str, name: str, request: Request, services: Servic
         value = form.get(field)
         if value is None:
             raise Unprocessable(f"The `{field}` part is required.", field=field)
-        text = value if isinstance(value, str) else (value.file.read().decode())
-        try:
-            parsed = json.loads(text)
-        except ValueError as exc:
-            raise Unprocessable(f"`{field}` is not valid JSON.", field=field) from exc
+        parsed = parse_json(value if isinstance(value, str) else value.file.read(), f"`{field}`")
         if not isinstance(parsed, dict):
             raise Unprocessable(f"`{field}` must be a JSON object.", field=field)
         return parsed
@@ -204,12 +203,7 @@ async def _push_image_version(owner: str, name: str, request: Request, services:
     "cog_version": "...", "config": {...}}` (`cogplane push --image` reads the schema and the
     config from the image's labels; the runner takes the image's `concurrency.max` from `config`).
     The version id is the digest's hex: registering the same image again answers 200."""
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise Unprocessable("The body is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise Unprocessable("The body must be a JSON object.")
+    body = await json_body(request)
     schema = body.get("openapi_schema")
     if not isinstance(schema, dict):
         raise Unprocessable("`openapi_schema` is required (a JSON object).", field="openapi_schema")

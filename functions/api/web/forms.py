@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cogplane.domain import strictjson
 from cogplane.schema import input_properties_ordered, input_schema, resolve_prop
 
 LONG_TEXT_WORDS = ("prompt", "text", "story", "description", "content", "message", "long", "paragraph")
@@ -226,7 +227,7 @@ async def parse_form(form, fields: list[Field], upload) -> tuple[dict[str, Any],
                 values[f.name] = match[0] if match else _convert(f.item_type, text)
             elif f.kind == "json":
                 try:
-                    values[f.name] = json.loads(text)
+                    values[f.name] = strictjson.loads(text)
                 except ValueError:
                     values[f.name] = text
             else:

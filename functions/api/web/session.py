@@ -74,7 +74,7 @@ def read_session(key: bytes, value: str | None, now: float | None = None) -> dic
     if not value or "." not in value:
         return None
     payload, _, signature = value.partition(".")
-    if not hmac.compare_digest(_sign(key, payload), signature):
+    if not hmac.compare_digest(_sign(key, payload).encode(), signature.encode(errors="replace")):
         return None
     try:
         data = json.loads(_unb64(payload))
@@ -91,7 +91,8 @@ def csrf_token(key: bytes, nonce: str) -> str:
 
 
 def csrf_ok(key: bytes, nonce: str | None, token: str | None) -> bool:
-    return bool(nonce) and bool(token) and hmac.compare_digest(csrf_token(key, nonce), token)
+    return bool(nonce) and bool(token) and hmac.compare_digest(csrf_token(key, nonce).encode(),
+                                                           token.encode(errors="replace"))
 
 
 def new_nonce() -> str:
