@@ -36,6 +36,9 @@ class Expirer:
         self.lost_after = lost_after  # 6 missed heartbeats (runners beat every 5 s)
         self.max_pools = max_pools  # pools checked for lost wakes per run (one depth call each)
         self.lost_pools: set[str] = set()
+        # pools always checked for a lost wake: the platform's models' (the safety checker's), whose
+        # work is queued by a runner, which has no dispatcher on the deployed shape
+        self.watched_pools: set[str] = set()
 
     def run_once(self, limit: int = 500) -> dict[str, int]:
         counts = {"remove": 0, "deadline": 0, "timeout": 0, "file_expiry": 0, "lost": 0}
@@ -75,7 +78,7 @@ class Expirer:
                 log.exception("could not keep pool %s warm", pool)
                 continue
             counts["warm_started"] += len(started or [])
-        candidates = {r.pool for r in self.services.state.list_runners()} | lost_pools | warm
+        candidates = {r.pool for r in self.services.state.list_runners()} | lost_pools | warm | self.watched_pools
         recent = getattr(dispatcher, "recent_pools", None)
         if recent is not None:
             try:

@@ -45,31 +45,35 @@ def _get_expirer():
     return _expirer
 
 
-def install_platform_models(services) -> bool:
+def install_platform_models(expirer) -> bool:
     """The platform's models, once per execution environment; a failure is logged and tried again
-    on the next event (the expiry itself still runs)."""
+    on the next event (the expiry itself still runs). Their pools are then watched by the
+    reconcile pass: a runner queues the checker's predictions without waking its pool (runner
+    tasks have no dispatcher), so each run checks them for queued work with no runner."""
     global _platform_models_installed
     if _platform_models_installed:
         return True
     from cogplane.services.platform_models import install_platform_models as install
 
     try:
-        results = install(services)
+        results = install(expirer.services)
     except Exception:  # an AWS error: the next event tries again
         log.exception("could not install the platform models")
         return False
     for result in results:
         if result.error:
             log.error("could not install the platform model %s: %s", result.model, result.error)
-        elif result.created:
+            continue
+        if result.created:
             log.info("installed the platform model %s:%s", result.model, result.version_id)
+        expirer.watched_pools.add(f"v-{result.version_id}")  # its pool (pool_for_version)
     _platform_models_installed = all(not result.error for result in results)
     return _platform_models_installed
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     expirer = _get_expirer()
-    install_platform_models(expirer.services)
+    install_platform_models(expirer)
     counts = expirer.run_once()
     log.info("expirer: %s", counts)
     return counts

@@ -12,9 +12,11 @@ from cogplane.push import prepare
 from cogplane.services.catalog import bundle_key
 from cogplane.services.platform_models import PLATFORM_MODELS, committed_schema, install_platform_models
 from tests.functions.conftest import BUCKET
+from tests.functions.test_ecs_dispatcher import CLUSTER, cluster  # noqa: F401 - the fixture
 
 CHECKER = PLATFORM_MODELS / "safety-checker"
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+NOW = "2026-03-01T12:00:00.000000Z"
 
 
 class LambdaContext:
@@ -84,3 +86,23 @@ def test_a_failed_install_is_retried_on_the_next_event(aws, monkeypatch):
     aws["s3"].create_bucket(Bucket=BUCKET)
     module.handler(event, LambdaContext())
     _assert_installed(_services(), aws["s3"])
+
+
+def test_the_checkers_queued_work_wakes_its_pool_from_the_expirer(aws, cluster, monkeypatch):  # noqa: F811
+    """A runner queues the checker's prediction with no dispatcher (runner tasks have none): the
+    pool never had a runner, so only the expirer's watch of the platform pools starts one."""
+    from cogplane.adapters.aws.ecs import started_by
+    from cogplane.domain.entities import Job
+    from functions.expirer import handler as module
+
+    monkeypatch.setenv("COGPLANE_ECS_DISPATCH", json.dumps(cluster.__dict__))
+    monkeypatch.setattr(module, "_expirer", None)
+    monkeypatch.setattr(module, "_platform_models_installed", False)
+    event = json.loads((EVENTS / "eventbridge_scheduled.json").read_text())
+    assert module.handler(event, LambdaContext())["woken"] == 0  # installed; nothing queued yet
+    pool = "v-" + prepare(CHECKER, with_schema=False).version_id
+    assert module._expirer.watched_pools == {pool}
+    module._expirer.services.queue.enqueue(Job(prediction_id="p-check", pool=pool, enqueued_at=NOW))
+    assert module.handler(event, LambdaContext())["woken"] == 1
+    running = aws["ecs"].list_tasks(cluster=CLUSTER, startedBy=started_by(pool), desiredStatus="RUNNING")
+    assert len(running["taskArns"]) == 1
