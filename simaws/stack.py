@@ -72,6 +72,11 @@ def clients(endpoint: str) -> dict[str, Any]:
     return {n: session.client(n, endpoint_url=endpoint, config=config) for n in names}
 
 
+# Settings an operator may set on a deployment's functions; the simulation takes them from its
+# own environment (tests use low rate limits to stay quick).
+DEPLOYMENT_SETTINGS = ("COGPLANE_RATE_CREATE_PER_MINUTE", "COGPLANE_RATE_OTHER_PER_MINUTE", "COGPLANE_PRICES")
+
+
 # --- state kept across restarts ---------------------------------------------------------------------
 class State:
     """The table's items and the bucket's objects, saved on stop and restored on start (moto has
@@ -191,6 +196,9 @@ class Simulation:
                     "AWS_EC2_METADATA_DISABLED": "true",
                     # everything here is on 127.0.0.1, which a deployment would refuse to fetch from
                     "COGPLANE_ALLOW_NETWORKS": os.environ.get("COGPLANE_ALLOW_NETWORKS", LOOPBACK)}
+        for key in DEPLOYMENT_SETTINGS:  # what an operator may tune on the deployed functions
+            if key in os.environ:
+                base_env[key] = os.environ[key]
         for fn in deployment.functions.values():
             for key, value in fn.environment.items():
                 for deployed, local in mapping.items():
