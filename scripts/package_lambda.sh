@@ -11,11 +11,12 @@ PYVER="${LAMBDA_PYTHON_VERSION:-3.12}"
 PLATFORM="${LAMBDA_PLATFORM:-manylinux2014_x86_64}"
 
 # What the API, webhooks and expirer import (pyproject's runtime deps minus boto3, cog), and
-# uvicorn (no extras: pure Python) for the stream function behind the Lambda Web Adapter.
+# uvicorn (no extras: pure Python) for the stream function behind the Lambda Web Adapter;
+# cryptography: stream URL tokens and sealed secret inputs (cogplane.sealing).
 DEPS=(
   "fastapi>=0.115" "mangum>=0.19" "httpx>=0.27" "pydantic>=2.7" "pydantic-settings>=2.3"
   "python-multipart>=0.0.9" "aws-lambda-powertools>=3.0" "pyyaml>=6" "uvicorn>=0.30"
-  "jinja2>=3.1"
+  "jinja2>=3.1" "cryptography>=42"
 )
 
 rm -rf "$OUT"

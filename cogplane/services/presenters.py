@@ -181,4 +181,4 @@ def present_prediction(services, p: Prediction, base: str, version: Version | No
     iterator, files = output_kind(services, p.model, p.version, version)
     return prediction_json(p, base, sign, has_stream=iterator, file_stream=files,
                            stream_base_url=settings.stream_url,
-                           stream_token=services.stream_tokens().token)
+                           stream_token=lambda prediction_id: services.stream_tokens().token(prediction_id))

@@ -26,6 +26,7 @@ def sim(tmp_path_factory):
         for name in ("hello",):
             s.cli("push", str(REPO / "examples" / name), f"admin/{name}", "--public")
         s.cli("push", str(REPO / "tests" / "fixtures" / "system_models" / "frames"), "admin/frames")
+        s.cli("push", str(REPO / "tests" / "fixtures" / "system_models" / "secret"), "admin/secret")
         yield s
     finally:
         left = s.stop()
@@ -67,6 +68,29 @@ def test_file_outputs_are_served_from_s3(sim):
     # http: URLs (replicate 1.0.7 wraps only https: ones in FileOutput): presigned S3 URLs on moto
     assert all(url.startswith("http://127.0.0.1:") and "X-Amz-Signature=" in url for url in outputs), outputs
     assert [httpx.get(url).content for url in outputs] == [b"frame 0\n", b"frame 1\n"]
+
+
+def test_streams_through_the_stream_function_and_secrets_through_the_runner_task(sim):
+    """The stream function opens the token the API made (both read the SigningKeys secret); the
+    runner task opens the secret input the API sealed; the table holds only the mask."""
+    import hashlib
+
+    client = sim.replicate()
+    prediction = client.models.predictions.create(model="admin/frames", input={"count": 2})
+    stream_url = prediction.urls["stream"]
+    assert "/v1/files/streams/" in stream_url and prediction.id not in stream_url
+    files = [e.data for e in client.stream("admin/frames", input={"count": 2})
+             if getattr(e.event, "value", e.event) == "output"]
+    assert len(files) == 2 and all(prediction.id not in f for f in files)
+    prediction.wait()
+    assert all(prediction.id not in url for url in prediction.output)
+
+    plain = "sk-sim-secret-0123456789abcdef"
+    out = client.run("admin/secret", input={"api_key": plain})
+    assert out == f"hi: len={len(plain)} sha256={hashlib.sha256(plain.encode()).hexdigest()}"
+    with httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as api:
+        listed = api.get("/v1/predictions").text
+    assert plain not in listed and "**********" in listed
 
 
 def test_web_ui_pages_and_their_assets_load_under_the_stage_prefix(sim):
