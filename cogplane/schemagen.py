@@ -72,7 +72,7 @@ def _go_order(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def read_ref(model_dir: Path) -> str:
+def read_config(model_dir: Path) -> dict:
     import yaml
 
     cfg_path = model_dir / "cog.yaml"
@@ -84,11 +84,25 @@ def read_ref(model_dir: Path) -> str:
         raise SchemaGenError(f"cog.yaml is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(cfg, dict):
         raise SchemaGenError("cog.yaml is not a mapping")
-    ref = cfg.get("run") or cfg.get("predict")
+    return cfg
+
+
+def read_ref(model_dir: Path) -> str:
+    ref = read_config(model_dir).get("run") or read_config(model_dir).get("predict")
     if not ref:
         raise SchemaGenError("cog.yaml has no 'predict' or 'run' entry")
     if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
         raise SchemaGenError(f"cog.yaml predict/run must look like 'predict.py:Predictor', got {ref!r}")
+    return ref
+
+
+def read_train_ref(model_dir: Path) -> str | None:
+    """cog.yaml `train:` (a function `train.py:train` or a class with a `train` method), if any."""
+    ref = read_config(model_dir).get("train")
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
+        raise SchemaGenError(f"cog.yaml train must look like 'train.py:train', got {ref!r}")
     return ref
 
 
@@ -410,27 +424,32 @@ def _validation_error_response() -> dict:
 
 
 def build_document(
-    input_schema: dict, enums: list[tuple[str, dict]], output_schema: dict, streaming: bool
+    input_schema: dict, enums: list[tuple[str, dict]], output_schema: dict, streaming: bool,
+    *, train: bool = False, ordered: bool = True,
 ) -> dict:
+    """One mode's document; `train` names things as cog's Go generator does in train mode
+    (TrainingInput/TrainingOutput, TrainingRequest/Response, /trainings)."""
+    kind = "Training" if train else "Prediction"
+    input_key, output_key = ("TrainingInput", "TrainingOutput") if train else ("Input", "Output")
     components = _Ordered()
-    components["Input"] = input_schema
-    components["Output"] = {**output_schema, "title": "Output"}
+    components[input_key] = {**input_schema, "title": input_key}
+    components[output_key] = {**output_schema, "title": "Output"}
     for name, schema in enums:
         components[name] = schema
-    components["PredictionRequest"] = {
-        "title": "PredictionRequest",
+    components[f"{kind}Request"] = {
+        "title": f"{kind}Request",
         "type": "object",
         "properties": {
             "id": {"title": "Id", "type": "string"},
-            "input": {"$ref": "#/components/schemas/Input"},
+            "input": {"$ref": f"#/components/schemas/{input_key}"},
         },
     }
-    components["PredictionResponse"] = {
-        "title": "PredictionResponse",
+    components[f"{kind}Response"] = {
+        "title": f"{kind}Response",
         "type": "object",
         "properties": {
-            "input": {"$ref": "#/components/schemas/Input"},
-            "output": {"$ref": "#/components/schemas/Output"},
+            "input": {"$ref": f"#/components/schemas/{input_key}"},
+            "output": {"$ref": f"#/components/schemas/{output_key}"},
             "id": {"title": "Id", "type": "string"},
             "version": {"title": "Version", "type": "string"},
             "created_at": {"title": "Created At", "type": "string", "format": "date-time"},
@@ -475,20 +494,22 @@ def build_document(
     }
 
     empty_ok = {"200": {"description": "Successful Response", **_json_response({})}}
+    noun = "training" if train else "prediction"
+    endpoint = f"/{noun}s"
     predict: dict[str, Any] = {
-        "summary": "Predict",
-        "description": "Run a single prediction on the model",
-        "operationId": "predict_predictions_post",
-        "requestBody": _json_response({"$ref": "#/components/schemas/PredictionRequest"}),
+        "summary": "Train" if train else "Predict",
+        "description": f"Run a single {noun} on the model",
+        "operationId": "train_trainings_post" if train else "predict_predictions_post",
+        "requestBody": _json_response({"$ref": f"#/components/schemas/{kind}Request"}),
         "responses": {
             "200": {
                 "description": "Successful Response",
-                **_json_response({"$ref": "#/components/schemas/PredictionResponse"}),
+                **_json_response({"$ref": f"#/components/schemas/{kind}Response"}),
             },
             "422": _validation_error_response(),
         },
     }
-    if streaming:
+    if streaming and not train:
         predict["x-cog-streaming"] = True
 
     paths = _Ordered()
@@ -500,16 +521,16 @@ def build_document(
             "responses": empty_ok,
         }
     }
-    paths["/predictions"] = {"post": predict}
-    paths["/predictions/{prediction_id}/cancel"] = {
+    paths[endpoint] = {"post": predict}
+    paths[f"{endpoint}/{{{noun}_id}}/cancel"] = {
         "post": {
             "summary": "Cancel",
-            "operationId": "cancel_predictions__prediction_id__cancel_post",
+            "operationId": f"cancel_{noun}s__{noun}_id__cancel_post",
             "parameters": [
                 {
                     "required": True,
-                    "schema": {"title": "Prediction Id", "type": "string"},
-                    "name": "prediction_id",
+                    "schema": {"title": f"{noun.title()} Id", "type": "string"},
+                    "name": f"{noun}_id",
                     "in": "path",
                 }
             ],
@@ -522,14 +543,16 @@ def build_document(
         "paths": paths,
         "components": {"schemas": components},
     }
-    return _go_order(doc)
+    return _go_order(doc) if ordered else doc
 
 
 def generate(model_dir: Path) -> dict:
-    """The OpenAPI document for the predictor that MODEL_DIR/cog.yaml names."""
+    """The OpenAPI document for the predictor that MODEL_DIR/cog.yaml names, merged with the
+    training interface's when cog.yaml has `train:` (as cog's GenerateCombined/MergeSchemas does:
+    the predict document is the base; train paths and components are added where absent)."""
     model_dir = model_dir.resolve()
     ref = read_ref(model_dir)
-    module_file, target_name = ref.split(":")
+    train_ref = read_train_ref(model_dir)
     os.chdir(model_dir)
     # Run as a script, our own folder is sys.path[0]: the model must not import cogplane's modules.
     here = os.path.dirname(os.path.abspath(__file__))
@@ -537,30 +560,58 @@ def generate(model_dir: Path) -> dict:
     sys.path.insert(0, str(model_dir))
     try:
         import cog
-        from cog._inspector import _unwrap, create_predictor
     except ImportError as e:
         raise SchemaGenError(f"cog is not installed for {sys.executable}: {_describe(e)}") from None
     _install_markers(cog)
-    module_name = load_module(model_dir, module_file)
+    doc = _document(model_dir, ref, train=False)
+    if train_ref is None:
+        return _go_order(doc)
+    train_doc = _document(model_dir, train_ref, train=True)
+    for key, value in train_doc["paths"].items():
+        doc["paths"].setdefault(key, value)
+    schemas = doc["components"]["schemas"]
+    for key, value in train_doc["components"]["schemas"].items():
+        schemas.setdefault(key, value)
+    return _go_order(doc)
 
+
+_LOADED: dict[str, str] = {}  # module file -> module name
+
+
+def _document(model_dir: Path, ref: str, *, train: bool) -> dict:
+    from cog._inspector import _create_predictor_info, _unwrap, _validate_setup, create_predictor
+
+    module_file, target_name = ref.split(":")
+    module_name = _LOADED.get(module_file)
+    if module_name is None:  # predict.py may also hold the train function: import it once
+        module_name = _LOADED[module_file] = load_module(model_dir, module_file)
     target = getattr(sys.modules[module_name], target_name, None)
     if target is None:
         raise SchemaGenError(f"{module_file} has no {target_name!r}")
     try:
-        info = create_predictor(module_name, target_name)
-        fn = _selected_function(target)
+        if train and inspect.isclass(target):
+            # cog serves a training class's `train` method (coglet's TrainKind); setup() as usual
+            if not callable(getattr(target, "train", None)):
+                raise ValueError(f"{module_name}.{target_name} has no train() method")
+            if hasattr(target, "setup"):
+                _validate_setup(_unwrap(target.setup))
+            fn = target.train
+            info = _create_predictor_info(module_name, target_name, _unwrap(fn), "train", True)
+        else:
+            info = create_predictor(module_name, target_name)
+            fn = _selected_function(target)
         hints = typing.get_type_hints(_unwrap(fn), include_extras=True)
         output_schema = output_json(hints["return"])
     except Exception as e:
         raise SchemaGenError(f"{ref} has an unsupported signature: {_describe(e)}") from None
     streaming = bool(getattr(fn, _STREAMING, False) or getattr(_unwrap(fn), _STREAMING, False))
-    if streaming and not is_iterator_output(info.output):
+    if streaming and not train and not is_iterator_output(info.output):
         raise SchemaGenError(
             f"{ref}: @streaming requires an Iterator, AsyncIterator, ConcatenateIterator "
             "or AsyncConcatenateIterator return type"
         )
     input_schema, enums = build_input(info, fn)
-    return build_document(input_schema, enums, output_schema, streaming)
+    return build_document(input_schema, enums, output_schema, streaming, train=train, ordered=False)
 
 
 @contextlib.contextmanager

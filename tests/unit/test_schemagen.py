@@ -404,3 +404,101 @@ def test_real_cog_server_validates_with_our_schema(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+# ---- training interfaces (cog.yaml `train:`) ------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_train_function_adds_cogs_training_components_and_paths():
+    doc = generate_schema(EXAMPLES / "hello-train")
+    schemas = doc["components"]["schemas"]
+    # the predict document is the base; train mode's names are added (cog's MergeSchemas)
+    assert schemas["Input"]["required"] == ["text"]
+    assert schemas["TrainingInput"]["title"] == "TrainingInput"
+    assert schemas["TrainingInput"]["required"] == ["prefix"]
+    assert schemas["TrainingInput"]["properties"]["steps"]["minimum"] == 1.0
+    assert schemas["TrainingOutput"] == {
+        "properties": {"weights": {"format": "uri", "title": "Weights", "type": "string"}},
+        "required": ["weights"], "title": "Output", "type": "object",
+    }
+    assert schemas["TrainingRequest"]["properties"]["input"] == {"$ref": "#/components/schemas/TrainingInput"}
+    assert schemas["TrainingResponse"]["properties"]["output"] == {"$ref": "#/components/schemas/TrainingOutput"}
+    post = doc["paths"]["/trainings"]["post"]
+    assert post["operationId"] == "train_trainings_post" and post["summary"] == "Train"
+    cancel = doc["paths"]["/trainings/{training_id}/cancel"]["post"]
+    assert cancel["parameters"][0]["name"] == "training_id"
+    assert "/predictions" in doc["paths"]
+
+
+def test_train_method_of_a_base_runner_class():
+    doc = generate_schema(PREDICTORS / "train_class")
+    schemas = doc["components"]["schemas"]
+    assert list(schemas["Input"]["properties"]) == ["text"]
+    assert schemas["TrainingInput"]["required"] == ["word"]
+    assert schemas["TrainingInput"]["properties"]["epochs"]["default"] == 1
+    assert schemas["TrainingOutput"] == {"format": "uri", "title": "Output", "type": "string"}
+
+
+def test_bad_train_signature_is_refused_with_the_reason():
+    with pytest.raises(SchemaError) as err:
+        generate_schema(PREDICTORS / "train_bad")
+    assert str(err.value) == "train.py:train has an unsupported signature: ValueError: train() must not have **kwargs"
+
+
+def test_malformed_train_entry(tmp_path):
+    shutil.copytree(PREDICTORS / "runner", tmp_path / "m")
+    (tmp_path / "m" / "cog.yaml").write_text('run: "predict.py:Runner"\ntrain: "train.py"\n')
+    with pytest.raises(SchemaError, match="cog.yaml train must look like 'train.py:train'"):
+        generate_schema(tmp_path / "m")
+
+
+def test_real_cog_server_trains_with_our_schema(tmp_path):
+    """coglet in train mode validates /trainings against our TrainingInput and runs train()."""
+    model = tmp_path / "model"
+    shutil.copytree(EXAMPLES / "hello-train", model)
+    (model / ".cog").mkdir()
+    (model / ".cog" / "openapi_schema.json").write_text(json.dumps(generate_schema(model)))
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PORT": str(port),
+        "COG_PREDICT_TYPE_STUB": "predict.py:Predictor",
+        "COG_TRAIN_TYPE_STUB": "train.py:train",
+        "COG_SETUP_TIMEOUT": "60",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", "--x-mode", "train"],
+        cwd=model, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status != "READY":
+            try:
+                status = _request(f"{base}/health-check")[1].get("status")
+            except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
+                time.sleep(0.1)
+            assert proc.poll() is None, "cog server exited"
+        assert status == "READY"
+        code, body = _request(f"{base}/trainings", {"input": {"prefix": "hey", "steps": 0}})
+        assert code == 422 and body["detail"][0]["loc"] == ["body", "input", "steps"]
+        for _ in range(50):
+            code, body = _request(f"{base}/trainings", {"input": {"prefix": "hey", "steps": 1}})
+            if code != 409:
+                break
+            time.sleep(0.05)
+        assert code == 200, body
+        assert body["status"] == "succeeded"
+        assert body["output"]["weights"].startswith("data:")  # no --upload-url: inline
+        assert "training step 1/1" in body["logs"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
