@@ -170,8 +170,10 @@ class StateStore(Protocol):
         created_before: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        kind: str = "prediction",
     ) -> Page[Prediction]:
-        """The owner's predictions, newest first."""
+        """The owner's predictions of one kind (`prediction` | `training`: each has its own
+        index, so the two lists page separately), newest first."""
 
     def delete_prediction(self, prediction_id: str) -> None:
         """Remove it for good (web predictions deleted by their owner). Idempotent."""

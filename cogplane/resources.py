@@ -97,6 +97,7 @@ GLOBAL_SECONDARY_INDEXES: list[dict[str, Any]] = [
 INDEX_PURPOSES: dict[str, list[str]] = {
     GSI1: [
         "PREDICTIONS#{owner}: an owner's predictions by created_at#id (newest first)",
+        "TRAININGS#{owner}: an owner's trainings by created_at#id (newest first)",
         "VERSIONS#{owner}/{name}: a model's versions by created_at#id (newest first)",
         "PUBLIC_MODELS: public models by created_at#owner/name",
         "OUTBOX#{kind}: outbox events of a kind (webhook | timer) by due_at#id (oldest first)",

@@ -106,6 +106,10 @@ class Version(_Record):
     image: str | None = None  # for image versions
     config: dict[str, Any] = field(default_factory=dict)  # cog.yaml as a dict
     size: int = 0
+    # trained versions: the base version's code with these weights (cog's COG_WEIGHTS)
+    weights_key: str | None = None  # blob key of the weights file, kept while the version exists
+    trained_from: str | None = None  # "owner/name:version" of the base version
+    training_id: str | None = None  # the training that made it
 
     @property
     def model(self) -> str:
@@ -147,6 +151,8 @@ class Prediction(_Record):
     # The random folder of its input/output blobs (`predictions/{blob_dir}/…`), so output URLs never
     # name the prediction. None for predictions made before it existed (their folder is the id).
     blob_dir: str | None = None
+    kind: str = "prediction"  # prediction | training (a run of the version's `train` interface)
+    destination: str | None = None  # trainings: "owner/name" that gets the trained version
 
 
 @dataclass

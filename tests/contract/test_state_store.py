@@ -365,6 +365,32 @@ def test_predictions_are_listed_newest_first_per_owner(store, many_predictions):
     assert store.list_predictions("carol").items == []
 
 
+def test_trainings_are_listed_apart_from_predictions(store, many_predictions):
+    for n in (30, 31, 32):
+        store.create_prediction(prediction(n, created=n, kind="training", destination="alice/tuned"))
+    predictions = flat(walk(lambda c: store.list_predictions("alice", cursor=c, limit=3)))
+    assert [p.id for p in predictions] == [pid(n) for n in range(16, 9, -1)]  # no training among them
+    pages = walk(lambda c: store.list_predictions("alice", kind="training", cursor=c, limit=2))
+    assert [len(p) for p in pages] == [2, 1]
+    trainings = flat(pages)
+    assert [p.id for p in trainings] == [pid(32), pid(31), pid(30)]
+    assert all(t.kind == "training" and t.destination == "alice/tuned" for t in trainings)
+    assert store.list_predictions("bob", kind="training").items == []
+    after = store.list_predictions("alice", kind="training", created_after=ts(30)).items
+    assert [p.id for p in after] == [pid(32), pid(31)]
+
+
+def test_trained_version_fields_round_trip(store):
+    store.create_model(Model(owner="alice", name="tuned", created_at=ts(1)))
+    version = Version(id="b" * 64, owner="alice", name="tuned", created_at=ts(2), openapi_schema={"x": 1},
+                      bundle_key="bundles/base.tar.gz", weights_key="weights/alice/tuned/w.txt",
+                      trained_from="alice/base:" + "a" * 64, training_id="t1")
+    store.put_version(version)
+    got = store.get_version("alice", "tuned", "b" * 64)
+    assert (got.weights_key, got.trained_from, got.training_id) == (
+        "weights/alice/tuned/w.txt", "alice/base:" + "a" * 64, "t1")
+
+
 def test_prediction_list_filters_by_creation_time(store, many_predictions):
     after = flat(walk(lambda c: store.list_predictions("alice", created_after=ts(12), cursor=c, limit=2)))
     assert [p.id for p in after] == [pid(n) for n in (16, 15, 14, 13)]  # created_after is exclusive
@@ -636,3 +662,26 @@ def test_safety_fields_round_trip(store):
     assert store.get_prediction(prediction(8).id) is None
     store.create_prediction(prediction(8))
     assert store.get_prediction(prediction(8).id).safety is None
+
+
+def test_sqlite_database_of_an_older_release_gains_the_kind_column(tmp_path):
+    """State survives upgrades: a predictions table without `kind` is migrated on open."""
+    import sqlite3
+
+    from cogplane.adapters.local.sqlite import Database, SqliteStateStore
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE predictions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at TEXT NOT NULL,"
+        " status TEXT NOT NULL, data TEXT NOT NULL);"
+        "CREATE INDEX predictions_by_owner ON predictions (owner, created_at, id);")
+    old.execute("INSERT INTO predictions VALUES ('p1', 'alice', ?, 'succeeded', ?)",
+                (ts(1), '{"id": "p1", "owner": "alice", "model": "a/b", "version": "v", "input": {},'
+                        f' "created_at": "{ts(1)}", "status": "succeeded"}}'))
+    old.commit()
+    old.close()
+    store = SqliteStateStore(Database(str(path)))
+    assert [p.id for p in store.list_predictions("alice").items] == ["p1"]
+    assert store.list_predictions("alice", kind="training").items == []
+    SqliteStateStore(Database(str(path)))  # opening again is harmless

@@ -233,10 +233,14 @@ def _version_item(version: Version) -> dict[str, dict[str, Any]]:
     return item
 
 
+def _list_partition(kind: str, owner: str) -> str:
+    return f"{'TRAININGS' if kind == 'training' else 'PREDICTIONS'}#{owner}"
+
+
 def _prediction_item(prediction: Prediction, rev: int) -> dict[str, dict[str, Any]]:
     item = {
         **_prediction_key(prediction.id),
-        r.GSI1_PK: _s(f"PREDICTIONS#{prediction.owner}"),
+        r.GSI1_PK: _s(_list_partition(prediction.kind, prediction.owner)),
         r.GSI1_SK: _s(f"{prediction.created_at}#{prediction.id}"),
         r.STATUS: _s(str(prediction.status)),
         r.REV: _n(rev),
@@ -739,6 +743,7 @@ class DynamoStateStore:
         created_before: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        kind: str = "prediction",
     ) -> Page[Prediction]:
         # sort key = created_at#id: `#` follows every timestamp, `$` sorts right after `#`
         condition, values = None, {}
@@ -753,7 +758,7 @@ class DynamoStateStore:
             condition, values = "#sk < :hi", {":hi": _s(created_before)}
         items, nxt = self._table.query(
             index=r.GSI1,
-            partition=f"PREDICTIONS#{owner}",
+            partition=_list_partition(kind, owner),
             sort_condition=condition,
             sort_values=values,
             forward=False,

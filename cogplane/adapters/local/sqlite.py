@@ -56,8 +56,7 @@ CREATE INDEX IF NOT EXISTS versions_by_id ON versions (id);
 CREATE INDEX IF NOT EXISTS versions_by_model ON versions (owner, name, created_at, id);
 CREATE TABLE IF NOT EXISTS predictions (
   id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at TEXT NOT NULL, status TEXT NOT NULL,
-  data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS predictions_by_owner ON predictions (owner, created_at, id);
+  data TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'prediction');
 CREATE INDEX IF NOT EXISTS predictions_by_status ON predictions (status);
 CREATE TABLE IF NOT EXISTS deployments (
   owner TEXT NOT NULL, name TEXT NOT NULL, release_number INTEGER NOT NULL, data TEXT NOT NULL,
@@ -120,6 +119,7 @@ class Database:
         conn.executescript(_SCHEMA)
         if conn.execute("SELECT 1 FROM tokens LIMIT 1").fetchone():
             conn.executescript("BEGIN IMMEDIATE;" + _MIGRATE_TOKENS + "COMMIT;")
+        _migrate(conn)
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -147,6 +147,19 @@ class Database:
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self.connection().execute(sql, params).fetchall()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an older cogplane up to _SCHEMA (state survives upgrades)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}
+    if "kind" not in columns:  # trainings list apart from predictions
+        try:
+            conn.execute("ALTER TABLE predictions ADD COLUMN kind TEXT NOT NULL DEFAULT 'prediction'")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
+    conn.execute("DROP INDEX IF EXISTS predictions_by_owner")
+    conn.execute("CREATE INDEX IF NOT EXISTS predictions_by_owner_kind ON predictions (owner, kind, created_at, id)")
 
 
 def _now() -> str:
@@ -389,9 +402,9 @@ class SqliteStateStore:
         with self.db.write() as conn:
             try:
                 conn.execute(
-                    "INSERT INTO predictions (id, owner, created_at, status, data) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO predictions (id, owner, created_at, status, data, kind) VALUES (?, ?, ?, ?, ?, ?)",
                     (prediction.id, prediction.owner, prediction.created_at, prediction.status,
-                     _dumps(prediction.to_dict())),
+                     _dumps(prediction.to_dict()), prediction.kind),
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"Prediction {prediction.id} already exists.") from exc
@@ -442,9 +455,9 @@ class SqliteStateStore:
 
     def list_predictions(self, owner: str, *, created_after: str | None = None,
                          created_before: str | None = None, cursor: str | None = None,
-                         limit: int = 100) -> Page[Prediction]:
-        sql = "SELECT data, created_at, id FROM predictions WHERE owner = ?"
-        params: list[Any] = [owner]
+                         limit: int = 100, kind: str = "prediction") -> Page[Prediction]:
+        sql = "SELECT data, created_at, id FROM predictions WHERE owner = ? AND kind = ?"
+        params: list[Any] = [owner, kind]
         if created_after:
             sql += " AND created_at > ?"
             params.append(created_after)
