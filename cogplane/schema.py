@@ -142,3 +142,29 @@ def file_inputs(schema: dict) -> dict[str, bool]:
 def file_input_names(schema: dict) -> list[str]:
     """Inputs that take files (cog.Path / cog.File, or lists of them), in x-order."""
     return list(file_inputs(schema))
+
+
+# --- training interfaces (cog.yaml `train:`) --------------------------------------------------
+
+_TRAINING_COMPONENTS = ("TrainingInput", "TrainingOutput", "TrainingRequest", "TrainingResponse")
+
+
+def has_training(schema: dict) -> bool:
+    """The version has a training interface (cog's `TrainingInput` component)."""
+    return isinstance(_schemas(schema).get("TrainingInput"), dict)
+
+
+def training_view(schema: dict) -> dict:
+    """The schema as a training sees it: TrainingInput/TrainingOutput in the places of
+    Input/Output, so input validation, file inputs and forms work unchanged for trainings."""
+    schemas = dict(_schemas(schema))
+    schemas["Input"] = schemas.get("TrainingInput") or {}
+    schemas["Output"] = schemas.get("TrainingOutput") or {}
+    return {**schema, "components": {**(schema.get("components") or {}), "schemas": schemas}}
+
+
+def without_training(schema: dict) -> dict:
+    """The schema minus its training interface (what a trained version inherits: it runs)."""
+    schemas = {k: v for k, v in _schemas(schema).items() if k not in _TRAINING_COMPONENTS}
+    paths = {k: v for k, v in (schema.get("paths") or {}).items() if not k.startswith("/trainings")}
+    return {**schema, "paths": paths, "components": {**(schema.get("components") or {}), "schemas": schemas}}

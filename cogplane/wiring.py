@@ -17,6 +17,7 @@ from cogplane.services.files import FileService
 from cogplane.services.predictions import PredictionService
 from cogplane.services.ratelimits import RateLimitService
 from cogplane.services.safety import SafetyService
+from cogplane.services.trainings import TrainingService
 from cogplane.settings import Settings
 
 LOCAL_HARDWARE = {"cpu": "CPU"}
@@ -48,6 +49,7 @@ class Services:
     files: FileService = field(init=False)
     deployments: DeploymentService = field(init=False)
     safety: SafetyService = field(init=False)
+    trainings: TrainingService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,7 @@ class Services:
                                            create_per_minute=self.settings.rate_create_per_minute,
                                            other_per_minute=self.settings.rate_other_per_minute)
         self.deployments = DeploymentService(self.state, self.catalog, self.clock, self.hardware)
+        self.trainings = TrainingService(self.state, self.blobs, self.clock, self.catalog, self.predictions)
         self.predictions.secret_box = self.secret_box
         self.safety = SafetyService(self.state, self.blobs, self.files, self.predictions,
                                     base_url=self.settings.public_url)

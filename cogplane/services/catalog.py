@@ -247,7 +247,10 @@ class CatalogService:
         model = self.get_model(viewer, owner, name)
         if not self.access.can_act_for(viewer, owner):
             raise Forbidden("Only the owner can delete a version.")
+        version = self.state.get_version(owner, name, version_id)
         self.state.delete_version(owner, name, version_id)
+        if version is not None and version.weights_key:  # a trained version's weights go with it
+            self.blobs.delete(version.weights_key)
         if model.latest_version_id == version_id:
             newest = self.state.list_versions(owner, name, limit=1).items
             model = model.replace(

@@ -58,7 +58,8 @@ class PredictionService:
     def create(self, viewer: Account, model: Model, version: Version, body: dict[str, Any], *,
                source: str = "api", cancel_after: str | None = None, deployment: str | None = None,
                pool: str | None = None, timeout: float | None = None,
-               hardware: str | None = None) -> Prediction:
+               hardware: str | None = None, kind: str = "prediction",
+               destination: str | None = None) -> Prediction:
         from cogplane.domain.validation import validate_input
 
         if self.refusing:
@@ -127,7 +128,10 @@ class PredictionService:
             remove_at=add_seconds(now, self.retention_seconds) if source == "api" else None,
             timeout=timeout or self.timeout_seconds,
             hardware=hardware or model.hardware or "cpu",
-            safety={"checked": False, "flagged": []} if needs_safety_check(model, source, disable_safety) else None,
+            safety={"checked": False, "flagged": []}
+            if kind == "prediction" and needs_safety_check(model, source, disable_safety) else None,
+            kind=kind,
+            destination=destination,
             blob_dir=secrets.token_hex(16),  # output URLs name this random folder, never the id
         )
         sealed = self._seal(prediction.id, secret_values) if secret_values else None

@@ -50,12 +50,14 @@ def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool
     links point (COGPLANE_STREAM_URL; the deployed stack's streaming function); empty: `base_url`.
     `stream_token(prediction_id)`: the stream URL's own token (cogplane.sealing.StreamTokens); the
     prediction id is never in a stream URL, and without a token there is no stream URL."""
+    training = p.kind == "training"
+    noun, page = ("trainings", "t") if training else ("predictions", "p")
     urls = {
-        "get": f"{base_url}/v1/predictions/{p.id}",
-        "cancel": f"{base_url}/v1/predictions/{p.id}/cancel",
-        "web": f"{base_url}/p/{p.id}",
+        "get": f"{base_url}/v1/{noun}/{p.id}",
+        "cancel": f"{base_url}/v1/{noun}/{p.id}/cancel",
+        "web": f"{base_url}/{page}/{p.id}",
     }
-    if (has_stream or p.stream) and stream_token is not None:
+    if (has_stream or p.stream) and stream_token is not None and not training:
         stream_base = stream_base_url.rstrip("/") or base_url
         token = stream_token(p.id)
         urls["stream"] = (f"{stream_base}/v1/files/streams/{token}" if file_stream
@@ -82,6 +84,8 @@ def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool
     }
     if p.safety is not None:  # extension: the platform's safety check of image outputs
         body["safety"] = {"checked": bool(p.safety.get("checked")), "flagged": list(p.safety.get("flagged") or [])}
+    if training:  # Replicate's Training object: a prediction's fields plus `destination`
+        body["destination"] = p.destination
     if p.deadline:
         body["deadline"] = p.deadline
     if p.deployment:

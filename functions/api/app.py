@@ -7,7 +7,9 @@ from fastapi import FastAPI
 from cogplane.settings import Settings
 from cogplane.wiring import Services, build
 from functions.api import errors
-from functions.api.routers import admin, collections, deployments, files, misc, models, predictions, streams
+from functions.api.routers import (
+    admin, collections, deployments, files, misc, models, predictions, streams, trainings,
+)
 from functions.api.web.router import router as web_router
 from functions.api.web.teams import router as teams_router
 
@@ -51,6 +53,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app.include_router(collections.router)
     app.include_router(predictions.router)
     app.include_router(models.router)
+    app.include_router(trainings.router)
     app.include_router(deployments.router)
     app.include_router(files.router)
     app.include_router(misc.router)
