@@ -200,9 +200,11 @@ class CogServer:
         env: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         die_with_parent: bool = True,
+        train: bool = False,
     ) -> None:
         """`concurrency` overrides cog.yaml `concurrency.max` (default 1); `config` is the parsed
-        cog.yaml (read from model_dir if not given); `env` adds/overrides environment variables."""
+        cog.yaml (read from model_dir if not given); `env` adds/overrides environment variables;
+        `train` serves cog.yaml `train:` on /trainings (`--x-mode train`) instead of the predictor."""
         self.model_dir = Path(model_dir).resolve()
         self.env_dir = Path(env_dir).resolve()
         self.log_path = Path(log_path)
@@ -212,6 +214,7 @@ class CogServer:
         self.host = host
         self.extra_env = dict(env or {})
         self.die_with_parent = die_with_parent
+        self.train = train
         self.concurrency = (concurrency if concurrency is not None
                             else effective_concurrency(self.config, self.model_dir))
         self.predict_ref = self.config.get("run") or self.config.get("predict")
@@ -246,6 +249,8 @@ class CogServer:
         cmd = [str(self.env_dir / "bin" / "python"), "-m", "cog.server.http", "--host", self.host]
         if self.upload_url:
             cmd += ["--upload-url", self.upload_url]
+        if self.train:
+            cmd += ["--x-mode", "train"]
         return cmd
 
     def environment(self, port: int) -> dict[str, str]:

@@ -39,7 +39,7 @@ from cogplane.domain.entities import Job, Prediction, Runner, Version
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import parse, seconds_between
-from cogplane.schema import file_inputs, is_iterator_output, output_schema, resolve_prop
+from cogplane.schema import file_inputs, is_iterator_output, output_schema, resolve_prop, training_view
 from cogplane.sealing import scrub
 from cogplane.services.files import file_id_from_url
 from cogplane.services.presenters import blob_ref
@@ -143,6 +143,7 @@ class RunnerProcess:
         self.server: CogServer | ExternalCogServer | None = None
         self.version: Version | None = None
         self.model_dir: Path | None = None
+        self.weights_path: Path | None = None  # a trained version's weights (COG_WEIGHTS)
         self.env_dir: Path | None = None
         self.concurrency = 1
         self.iterator_output = False
@@ -160,6 +161,9 @@ class RunnerProcess:
         self.served_inputs: dict[str, str] = {}  # token -> blob key (file inputs served to cog)
         self.served_by_prediction: dict[str, list[str]] = {}
         self.last_work = time.monotonic()
+        # a `t-` pool runs trainings: cog in train mode, `/trainings/{id}`, TrainingInput
+        self.training = config.pool.startswith("t-")
+        self.route = "trainings" if self.training else "predictions"
 
     # --- state helpers --------------------------------------------------------------------
     def append_logs(self, prediction_id: str, text: str) -> None:
@@ -195,7 +199,7 @@ class RunnerProcess:
     # --- the version ----------------------------------------------------------------------
     def resolve_version(self) -> Version:
         pool = self.config.pool
-        if pool.startswith("v-"):
+        if pool.startswith(("v-", "t-")):
             found = self.state.find_versions(pool[2:])
             if not found:
                 raise RuntimeError(f"no version {pool[2:]} exists")
@@ -262,6 +266,28 @@ class RunnerProcess:
         return env_dir
 
     # --- boot -----------------------------------------------------------------------------
+    @property
+    def run_schema(self) -> dict[str, Any]:
+        """The schema of what this runner runs: a training pool's Input/Output are the
+        version's TrainingInput/TrainingOutput (the schema file cog reads stays the version's)."""
+        schema = (self.version.openapi_schema or {}) if self.version else {}
+        return training_view(schema) if self.training else schema
+
+    def prepare_weights(self, version: Version, on_log) -> Path | None:
+        """A trained version's weights, fetched once per version to a local file: cog passes
+        COG_WEIGHTS to `setup(self, weights)` as given, so a path works with open()/Path()."""
+        if not version.weights_key:
+            return None
+        name = os.path.basename(version.weights_key) or "weights"
+        target = self.config.work_root / "weights" / version.id / name
+        if not target.exists():
+            on_log(f"Fetching the trained weights ({version.trained_from} + {name})")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{name}.{self.id}")
+            tmp.write_bytes(self.blobs.get(version.weights_key))
+            os.replace(tmp, target)  # atomic: runners of a pool share it
+        return target
+
     def boot(self, waiting: str | None) -> tuple[bool, str]:
         """Make the cog server READY. Returns (ok, reason). Boot lines go to the waiting prediction."""
         on_log = LogBuffer(self, waiting)
@@ -283,6 +309,7 @@ class RunnerProcess:
                 self.model_dir = self.prepare_source(self.version, on_log)
                 self.env_dir = self.prepare_environment(self.version, self.model_dir, on_log)
                 write_schema(self.model_dir, self.version.openapi_schema)
+                self.weights_path = self.prepare_weights(self.version, on_log)
         except EnvironmentBuildError as exc:
             on_log("Building the model's environment failed (its log is in the version's build log)")
             on_log.flush()
@@ -291,7 +318,7 @@ class RunnerProcess:
             on_log.flush()
             log.exception("boot failed")
             return False, f"The model could not be prepared: {exc}"
-        self.iterator_output = is_iterator_output(self.version.openapi_schema or {})
+        self.iterator_output = not self.training and is_iterator_output(self.version.openapi_schema or {})
         t1 = time.monotonic()
         ok, reason = self.start_server(on_log)
         t2 = time.monotonic()
@@ -319,9 +346,12 @@ class RunnerProcess:
         else:
             assert self.model_dir and self.env_dir
             # no upload URL: file outputs come back as data URIs in the model's order (map_output)
+            weights = self.weights_path
             self.server = CogServer(self.model_dir, self.env_dir, concurrency=self.concurrency,
                                     setup_timeout=self.config.setup_timeout,
-                                    log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config)
+                                    log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config,
+                                    env={"COG_WEIGHTS": str(weights)} if weights else None,
+                                    train=self.training)
         self.server.start()
         health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
         if health.serving:
@@ -429,7 +459,7 @@ class RunnerProcess:
         while True:
             try:
                 conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
-                conn.request("PUT", f"/predictions/{prediction.id}", body=body,
+                conn.request("PUT", f"/{self.route}/{prediction.id}", body=body,
                              headers={"Content-Type": "application/json", "Prefer": "respond-async"})
                 response = conn.getresponse()
                 text = response.read().decode(errors="replace")
@@ -463,8 +493,7 @@ class RunnerProcess:
           size and time limits, no redirects to unchecked hosts), stored in the blob store under
           the prediction, and served from there;
         - `data:` URIs go to cog unchanged. A failed fetch fails the prediction (InputFetchError)."""
-        schema = self.version.openapi_schema if self.version else {}
-        files = file_inputs(schema)
+        files = file_inputs(self.run_schema)
         out = dict(value)
         for name, is_list in files.items():
             if out.get(name) is None:
@@ -524,12 +553,12 @@ class RunnerProcess:
         file name). A `data:` string where the schema says plain `string` is the model's own text
         and stays as it is. Upload URLs (`/blob/...`, from image versions' cog) map to their blobs."""
         assert self.httpd
-        node = output_schema(self.version.openapi_schema or {}) if self.version else {}
+        node = output_schema(self.run_schema)
         return self._map_output(value, node, (), flight)
 
     def _map_output(self, value: Any, node: dict, path: tuple, flight: InFlight | None) -> Any:
         assert self.httpd
-        schema = self.version.openapi_schema or {} if self.version else {}
+        schema = self.run_schema
         if isinstance(node, dict) and "$ref" in node:
             node = resolve_prop(schema, node)
         node = node if isinstance(node, dict) else {}
@@ -627,6 +656,8 @@ class RunnerProcess:
             self.check_safety(prediction_id, changes)
             changes["completed_at"] = now = self.clock.now()
             metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
+        if self.training and status == "succeeded":
+            changes = self._trained(prediction_id, changes)
         try:
             self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
         except (Conflict, NotFound):
@@ -666,6 +697,18 @@ class RunnerProcess:
         changes.update(output=result.output, safety={"checked": True, "flagged": result.flagged},
                        logs=changes["logs"] + result.logs)
 
+    def _trained(self, training_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """A succeeded training: its weights become the destination's new version."""
+        training = self.state.get_prediction(training_id)
+        if training is None:
+            return changes
+        try:
+            return self.services.trainings.complete(training, changes)
+        except Exception as exc:  # noqa: BLE001 - the training fails with the reason, the runner lives on
+            log.exception("could not make the trained version of %s", training_id)
+            return {**changes, "status": "failed", "output": None,
+                    "error": f"The trained version could not be created: {exc}"}
+
     def fail_inflight(self, reason: str) -> None:
         with self.lock:
             ids = list(self.inflight)
@@ -694,7 +737,7 @@ class RunnerProcess:
             return
         try:
             conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=5)
-            conn.request("POST", f"/predictions/{prediction_id}/cancel")
+            conn.request("POST", f"/{self.route}/{prediction_id}/cancel")
             conn.getresponse().read()
             conn.close()
         except OSError:

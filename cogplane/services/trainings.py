@@ -10,9 +10,12 @@ schema's prediction interface, and an id that is the sha256 of the base id and t
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import mimetypes
 import os
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from cogplane.domain.entities import Account, Prediction, Version
 from cogplane.domain.errors import NotFound, Unprocessable
@@ -108,10 +111,11 @@ class TrainingService:
                                       "weights": blob_ref(version.weights_key or "")}}
 
     def _make_version(self, training: Prediction, output: Any) -> Version:
-        key = _weights_blob(output)
-        if key is None:
+        found = _weights(output, self.blobs)
+        if found is None:
             raise _TrainingFailed("The training returned no weights file: train() must return a "
                                   "cog.Path, or an object with a `weights` Path.")
+        data, filename, content_type = found
         base = next((v for v in self.state.find_versions(training.version) if v.model == training.model), None)
         if base is None:
             raise _TrainingFailed(f"The base version {training.model}:{training.version} no longer exists.")
@@ -119,12 +123,11 @@ class TrainingService:
         destination = self.state.get_model(dest_owner, dest_name)
         if destination is None:
             raise _TrainingFailed(f"The destination model {training.destination} no longer exists.")
-        data = self.blobs.get(key)
         digest = hashlib.sha256(data).hexdigest()
         version_id = trained_version_id(base.id, digest)
-        stored_key = weights_key(dest_owner, dest_name, version_id, os.path.basename(key) or "weights")
+        stored_key = weights_key(dest_owner, dest_name, version_id, filename)
         if self.blobs.head(stored_key) is None:
-            self.blobs.put(stored_key, data, content_type=(self.blobs.head(key) or _NoInfo).content_type)
+            self.blobs.put(stored_key, data, content_type=content_type)
         version = Version(
             id=version_id, owner=dest_owner, name=dest_name, created_at=self.clock.now(),
             openapi_schema=without_training(base.openapi_schema or {}), cog_version=base.cog_version,
@@ -143,14 +146,26 @@ class _TrainingFailed(Exception):
     pass
 
 
-class _NoInfo:
-    content_type = None
-
-
-def _weights_blob(output: Any) -> str | None:
-    """The blob key of the weights a train() returned: a Path, or an object's `weights` Path."""
+def _weights(output: Any, blobs: BlobStore) -> tuple[bytes, str, str | None] | None:
+    """(bytes, file name, content type) of the weights a train() returned — a Path, or an
+    object's `weights` Path — whether cog uploaded the file (a blob reference) or, as coglet
+    does in train mode, inlined it as a data: URI."""
     if isinstance(output, dict):
         output = output.get("weights")
-    if isinstance(output, str) and output.startswith(BLOB_PREFIX):
-        return output[len(BLOB_PREFIX):]
+    if not isinstance(output, str):
+        return None
+    if output.startswith(BLOB_PREFIX):
+        key = output[len(BLOB_PREFIX):]
+        info = blobs.head(key)
+        return blobs.get(key), os.path.basename(key) or "weights", info.content_type if info else None
+    if output.startswith("data:"):
+        header, sep, payload = output[5:].partition(",")
+        if not sep:
+            return None
+        content_type = header.split(";")[0] or None
+        try:
+            data = base64.b64decode(payload) if header.endswith(";base64") else unquote_to_bytes(payload)
+        except ValueError:
+            return None
+        return data, "weights" + (mimetypes.guess_extension(content_type or "") or ""), content_type
     return None

@@ -172,3 +172,14 @@ def test_a_training_without_weights_fails_with_the_reason(client, services, sche
     done = services.trainings.complete(services.state.get_prediction(tid),
                                        {"status": "succeeded", "output": "just text"})
     assert done["status"] == "failed" and "no weights file" in done["error"]
+
+
+def test_weights_inlined_as_a_data_uri_are_stored_too(client, services, schema):
+    """coglet in train mode returns a Path output as a data: URI (it uploads only predictions')."""
+    version = _trainable(client, schema)
+    tid = _create(client, version["id"]).json()["id"]
+    done = services.trainings.complete(services.state.get_prediction(tid), {
+        "status": "succeeded", "output": {"weights": "data:text/plain;base64,aG93ZHk="}})
+    stored = services.state.get_version("alice", "tuned", done["output"]["version"].split(":")[1])
+    assert services.blobs.get(stored.weights_key) == b"howdy"
+    assert stored.weights_key.endswith("/weights.txt")

@@ -415,3 +415,16 @@ def test_write_schema_only_rewrites_on_change(tmp_path: Path) -> None:
     assert path.stat().st_mtime_ns == mtime
     write_schema(tmp_path, {"openapi": "3.1.0"})
     assert json.loads(path.read_text()) == {"openapi": "3.1.0"}
+
+
+def test_train_mode_serves_the_train_entry(tmp_path: Path, base_env: Path) -> None:
+    """A training pool's server: cog's `--x-mode train` (it then serves COG_TRAIN_TYPE_STUB on
+    /trainings); a trained version's server gets COG_WEIGHTS for `setup(self, weights)`."""
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "cog.yaml").write_text('predict: "predict.py:Predictor"\ntrain: "train.py:train"\n')
+    server = CogServer(model_dir, base_env, log_path=tmp_path / "log", train=True)
+    assert server.command()[-2:] == ["--x-mode", "train"]
+    assert "--x-mode" not in CogServer(model_dir, base_env, log_path=tmp_path / "log").command()
+    weighted = CogServer(model_dir, base_env, log_path=tmp_path / "log", env={"COG_WEIGHTS": "/w/weights.txt"})
+    assert weighted.environment(5000)["COG_WEIGHTS"] == "/w/weights.txt"

@@ -95,7 +95,7 @@ class StatePoolHardware:
                 rest, _, version_id = pool[len(_DEPLOYMENT_POOL_PREFIX):].rpartition(".")
                 found = self.state.find_versions(version_id) if version_id else []
                 version = found[0] if found else None
-            elif pool.startswith("v-"):
+            elif pool.startswith(("v-", "t-")):  # a version's predictions | its trainings
                 found = self.state.find_versions(pool[2:])
                 version = found[0] if found else None
             self._images[pool] = version.image if version is not None and version.kind == "image" else None
@@ -112,7 +112,7 @@ class StatePoolHardware:
             owner, _, name = rest.partition(".")
             deployment = self.state.get_deployment(owner, name) if owner and name else None
             return deployment.hardware if deployment else CPU
-        if pool.startswith("v-"):
+        if pool.startswith(("v-", "t-")):
             for version in self.state.find_versions(pool[2:]):
                 model = self.state.get_model(version.owner, version.name)
                 if model is not None:
