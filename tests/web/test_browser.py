@@ -158,3 +158,34 @@ def test_a_schema_with_every_input_kind_renders_every_control(stack, browser, sh
     shot(ppage, "-phone")
     phone.close()
     context.close()
+
+
+@pytest.mark.slow
+def test_train_tab_trains_with_live_logs_and_the_new_version_says_where_it_came_from(stack, browser, shot):
+    with stack.client() as c:
+        r = c.post("/v1/models", json={"owner": "local", "name": "greeter-web"})
+        assert r.status_code in (201, 409), r.text
+    context, page = new_page(browser)
+    sign_in(page, stack.url)
+    page.goto(f"{stack.url}/examples/hello-train")
+    page.get_by_role("link", name="Train", exact=True).click()
+    page.wait_for_url(re.compile(r"/examples/hello-train/train\?version=[0-9a-f]{64}$"))
+    assert page.locator("#prefix").is_visible() and page.locator("#text").count() == 0  # TrainingInput's form
+    page.fill("#destination", "local/greeter-web")
+    page.fill("#prefix", "ahoy")
+    page.fill("#steps", "4")
+    page.fill("#sleep", "0.5")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(r"/t/[a-z0-9]+$"))
+    # the logs grow on the page while it trains (app.js polls /t/{id}/json)
+    page.wait_for_function("() => document.querySelector('#logs').textContent.includes('training step 1/4')",
+                           timeout=300_000)
+    page.wait_for_function("() => document.querySelector('#status').textContent === 'succeeded'", timeout=120_000)
+    assert "training step 4/4" in page.locator("#logs").inner_text()
+    shot(page, "-training")
+    page.reload()  # the page names the trained version once it exists
+    page.locator("#trained-version").click()
+    page.wait_for_url(re.compile(r"/local/greeter-web\?version=[0-9a-f]{64}$"))
+    assert "trained from examples/hello-train:" in page.locator("#trained-from").inner_text()
+    shot(page, "-trained-version")
+    context.close()

@@ -230,3 +230,67 @@ def test_the_form_has_a_control_for_every_cog_input_kind(web, services):
     assert snippet in html and "replicate.Client(base_url=" in html and "curl -s -X POST" in html
 
 
+
+
+# --- trainings -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trainable(web_app, services, schema):
+    from tests.api.test_trainings_api import TRAIN_SCHEMA_EXTRA
+
+    schema = json.loads(json.dumps(schema))  # the `hello` model keeps the plain schema
+    schema["components"]["schemas"].update(TRAIN_SCHEMA_EXTRA)
+    version = push(services, "alice", "base", schema)
+    services.catalog.create_model(services.state.get_account("alice"), {"owner": "alice", "name": "tuned"})
+    return version
+
+
+def test_train_tab_form_from_training_input_starts_a_web_training(web, services, trainable, hello):
+    web.sign_in(ALICE)
+    page = web.get("/alice/base").text
+    assert 'id="train-tab"' in page and "/alice/base/train?version=" in page
+    assert 'id="train-tab"' not in web.get("/alice/hello").text  # no `train:`, no Train tab
+    assert web.get("/alice/hello/train").status_code == 404
+    form = web.get(f"/alice/base/train?version={trainable.id}").text
+    assert 'id="prefix"' in form and 'id="destination"' in form and 'id="prompt"' not in form  # TrainingInput
+    r = web.client.post("/alice/base/train", data={"csrf": csrf_of(form), "version": trainable.id,
+                                                   "destination": "alice/tuned", "prefix": "yo", "steps": "2"},
+                        follow_redirects=False)
+    assert r.status_code == 303, r.text
+    training_id = r.headers["location"].rsplit("/", 1)[1]
+    assert r.headers["location"] == f"/t/{training_id}"
+    t = services.state.get_prediction(training_id)
+    assert t.kind == "training" and t.source == "web" and t.remove_at is None
+    assert t.input == {"prefix": "yo", "steps": 2} and t.destination == "alice/tuned"
+    page = web.get(f"/t/{training_id}").text
+    assert "alice/base</a> / training" in page and 'id="destination"' in page and "Tweak it" not in page
+    assert web.get(f"/t/{training_id}/json").json()["status"] == "starting"  # what app.js polls for live logs
+
+
+def test_train_form_errors_name_the_field(web, trainable):
+    web.sign_in(ALICE)
+    form = web.get("/alice/base/train").text
+    r = web.client.post("/alice/base/train", data={"csrf": csrf_of(form), "destination": "alice/nope",
+                                                   "prefix": "yo"}, follow_redirects=False)
+    assert r.status_code == 422
+    assert re.search(r'id="destination-error"\s*>Model alice/nope does not exist', r.text)
+    r = web.client.post("/alice/base/train", data={"csrf": csrf_of(form), "destination": "alice/tuned",
+                                                   "steps": "0"}, follow_redirects=False)
+    assert r.status_code == 422 and re.search(r'id="prefix-error"\s*>This field is required\.<', r.text)
+
+
+def test_trained_version_page_says_where_it_came_from(web, services, trainable):
+    training = services.trainings.create(services.state.get_account("alice"), "alice", "base", trainable.id,
+                                         {"destination": "alice/tuned", "input": {"prefix": "yo"}})
+    services.blobs.put(f"predictions/{training.id}/w.txt", b"yo")
+    done = services.trainings.complete(training, {"status": "succeeded",
+                                                  "output": {"weights": blob_ref(f"predictions/{training.id}/w.txt")}})
+    finish(services, training.id, done["output"])
+    web.sign_in(ALICE)
+    page = web.get("/alice/tuned").text
+    assert re.search(r'id="trained-from">This version was trained from <a href="/alice/base\?version='
+                     + trainable.id + r'">alice/base:', page)
+    assert 'class="tag">trained<' in page
+    new_id = done["output"]["version"].split(":")[1]
+    assert f'id="trained-version" href="/alice/tuned?version={new_id}"' in web.get(f"/t/{training.id}").text

@@ -24,7 +24,7 @@ from cogplane.domain.errors import DomainError, Forbidden, InputValidationError,
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import parse, seconds_between
 from cogplane.domain.validation import validate_input
-from cogplane.schema import is_concatenate_output, is_file_output, is_iterator_output
+from cogplane.schema import has_training, is_concatenate_output, is_file_output, is_iterator_output, training_view
 from cogplane.services.files import file_id_from_url
 from cogplane.services.web import WebService
 from functions.api.deps import base_url
@@ -403,6 +403,17 @@ def prediction_state(request: Request, p: Prediction, version: Version | None) -
             **timing(p, services_of(request).clock.now())}
 
 
+@router.get("/t/{training_id}")
+async def training_page(request: Request, training_id: str) -> HTMLResponse:
+    """A training's page: the prediction page (live logs, cancel) with its destination."""
+    return await prediction_page(request, training_id)
+
+
+@router.get("/t/{training_id}/json")
+async def training_json_state(request: Request, training_id: str) -> JSONResponse:
+    return await prediction_json_state(request, training_id)
+
+
 @router.get("/p/{prediction_id}")
 async def prediction_page(request: Request, prediction_id: str) -> HTMLResponse:
     p = await run_in_threadpool(visible_prediction, request, prediction_id)
@@ -414,7 +425,9 @@ async def prediction_page(request: Request, prediction_id: str) -> HTMLResponse:
     state = prediction_state(request, p, version)
     can_example = (mine and model is not None and model.owner == viewer.username and p.status == "succeeded"
                    and p.remove_at is None)
+    trained = p.output.get("version", "") if p.kind == "training" and isinstance(p.output, dict) else ""
     return render(request, "prediction.html", p=p, state=state, mine=mine, model=model,
+                  trained_version=trained.partition(":")[2] if isinstance(trained, str) else "",
                   inputs=input_view(request, p, version), can_example=can_example,
                   is_example=model is not None and p.id in model.example_ids,
                   state_json=json.dumps({k: v for k, v in state.items() if k != "output_html"}).replace("<", "\\u003c"))
@@ -529,12 +542,13 @@ def model_context(request: Request, owner: str, name: str, version_id: str | Non
 
     build = builds.read(services.blobs, version) if version else None
     return {"model": model, "versions": versions, "version": version, "fields": fields, "build": build,
+            "trainable": version is not None and has_training(version.openapi_schema or {}),
             "examples": example_views, "is_owner": viewer is not None and viewer.username == owner,
             "snippets": snippets(base, model, version, fields, example_input) if version else None}
 
 
 def _reserved(owner: str) -> bool:
-    return owner in ("v1", "static", "p", "account")
+    return owner in ("v1", "static", "p", "t", "account")
 
 
 @router.get("/{owner}/{name}")
@@ -626,3 +640,66 @@ async def run_model(request: Request, owner: str, name: str) -> Response:
             errors[field if field in by_name else ""] = detail[:1].upper() + detail[1:]
     shown = {**{f.name: f.default for f in fields}, **shown}
     return render(request, "model.html", status=422, values=shown, errors=errors, **ctx)
+
+
+# --- trainings -------------------------------------------------------------------------------
+
+
+def train_context(request: Request, owner: str, name: str, version_id: str | None) -> dict[str, Any]:
+    """The model page's context with the training form's fields (from TrainingInput)."""
+    ctx = model_context(request, owner, name, version_id)
+    if not ctx["trainable"]:
+        raise NotFound(f"{owner}/{name} has no training interface (cog.yaml `train:`).")
+    ctx["fields"] = fields_for(training_view(ctx["version"].openapi_schema))
+    ctx["train_tab"] = True
+    return ctx
+
+
+@router.get("/{owner}/{name}/train")
+async def train_page(request: Request, owner: str, name: str, version: str | None = None) -> Response:
+    if _reserved(owner):
+        return problem(404, "The requested resource could not be found.")
+    ctx = await run_in_threadpool(train_context, request, owner, name, version)
+    values: dict[str, Any] = {f.name: f.default for f in ctx["fields"]}
+    return render(request, "train.html", values=values, errors={}, destination="", **ctx)
+
+
+@router.post("/{owner}/{name}/train")
+async def train_model(request: Request, owner: str, name: str) -> Response:
+    """Start a training from the form; its page shows the logs live."""
+    form = await check_csrf(request)
+    viewer = require_viewer(request)
+    services = services_of(request)
+    version_id = form.get("version") if isinstance(form.get("version"), str) else None
+    ctx = await run_in_threadpool(train_context, request, owner, name, version_id or None)
+    version = ctx["version"]
+    base = base_url(request)
+
+    async def upload(item, content: bytes) -> str:
+        record = await run_in_threadpool(services.files.create, viewer, content, filename=item.filename,
+                                         content_type=item.content_type or None)
+        return f"{base}/v1/files/{record.id}"
+
+    fields: list[Field] = ctx["fields"]
+    by_name = {f.name: f for f in fields}
+    destination = str(form.get("destination") or "").strip()
+    values, errors, shown = await parse_form(form, fields, upload)
+    if not errors:
+        try:
+            t = await run_in_threadpool(services.trainings.create, viewer, owner, name, version.id,
+                                        {"input": values, "destination": destination}, source="web")
+            return redirect(request, f"/t/{t.id}")
+        except InputValidationError as exc:
+            for e in exc.errors:
+                if e.get("field") in by_name:
+                    errors.setdefault(e["field"], plain_error(by_name[e["field"]], e))
+                else:
+                    errors.setdefault("", e.get("msg") or exc.detail)
+        except DomainError as exc:
+            if exc.status != 422:
+                raise
+            field = getattr(exc, "field", None)
+            detail = exc.detail.replace(f"`{field}`: ", "") if field else exc.detail
+            errors[field if field in by_name or field == "destination" else ""] = detail[:1].upper() + detail[1:]
+    shown = {**{f.name: f.default for f in fields}, **shown}
+    return render(request, "train.html", status=422, values=shown, errors=errors, destination=destination, **ctx)
