@@ -67,18 +67,19 @@ class TrainingService:
                                        destination=destination)
 
     def _destination(self, viewer: Account, value: Any) -> str:
-        """An existing model the caller may push to. We answer 422 naming the field (Replicate
-        answers 404 here; a 422 says which part of the request is wrong, and clients raise on both)."""
+        """An existing model the caller may push to (their own, or their org's). We answer 422
+        naming the field (Replicate answers 404 here; a 422 says which part of the request is
+        wrong, and clients raise on both)."""
         if not isinstance(value, str) or value.count("/") != 1 or not all(value.split("/")):
             raise Unprocessable("`destination` is required: an existing model of yours, as `owner/name`.",
                                 title="Invalid destination", field="destination")
         owner, name = value.split("/")
         model = self.state.get_model(owner, name)
-        visible = model is not None and (model.visibility == "public" or owner == viewer.username)
-        if not visible:
+        may_push = self.catalog.access.can_act_for(viewer, owner)  # the owner, or a member of the org
+        if model is None or (model.visibility != "public" and not may_push):
             raise Unprocessable(f"`destination`: model {value} does not exist; create it first.",
                                 title="Invalid destination", field="destination")
-        if owner != viewer.username:
+        if not may_push:
             raise Unprocessable(f"`destination`: you cannot push to {value}; use a model of your own.",
                                 title="Invalid destination", field="destination")
         return value

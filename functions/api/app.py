@@ -8,7 +8,15 @@ from cogplane.settings import Settings
 from cogplane.wiring import Services, build
 from functions.api import errors
 from functions.api.routers import (
-    admin, collections, deployments, files, misc, models, predictions, streams, trainings,
+    admin,
+    collections,
+    deployments,
+    files,
+    misc,
+    models,
+    predictions,
+    streams,
+    trainings,
 )
 from functions.api.web.router import router as web_router
 from functions.api.web.teams import router as teams_router
