@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import tempfile
 from typing import Any
 
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.slow  # minutes, not seconds: `make test` (CI) runs it,
 
 TOKEN = "r8_fuzz-token-0123456789abcdef"
 BUNDLE = make_bundle({"cog.yaml": "predict: p.py:P\n", "p.py": "x"})
-MAX_EXAMPLES = 12  # per operation (~45 of them): ~1 min on two idle cores
+# per operation (~45 of them): ~1 min on two idle cores; FUZZ_EXAMPLES=200 for a longer hunt
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 
 _STR = {"type": "string"}
 _INPUT = {"type": "object", "properties": {"prompt": _STR, "steps": {"type": "integer"}, "image": _STR}}
