@@ -42,7 +42,9 @@ class WebAdapterFunction:
         self._lock = threading.Lock()
         self.cold_starts = 0
 
-    def ensure(self, timeout: float = 10.0) -> int:
+    def ensure(self, timeout: float | None = None) -> int:
+        # the adapter waits for readiness within Lambda's 10 s init; a loaded machine gets more
+        timeout = timeout or float(os.environ.get("SIMAWS_INIT_TIMEOUT", "60"))
         with self._lock:
             if self.proc is not None and self.proc.poll() is None:
                 return self.port

@@ -131,8 +131,10 @@ class State:
 # --- the simulation ----------------------------------------------------------------------------------
 class Simulation:
     def __init__(self, *, home: Path, port: int, token: str | None, cdk_out: Path,
-                 env_cache: Path | None = None, capacity: int | None = None, expirer_first_s: float | None = None):
+                 env_cache: Path | None = None, capacity: int | None = None, expirer_first_s: float | None = None,
+                 user: str | None = None):
         self.home = home.resolve()
+        self.user = user
         self.port = port
         self.cdk_out = cdk_out
         self.token = token
@@ -207,6 +209,10 @@ class Simulation:
             self.functions[fn.logical_id] = LambdaFunction(fn, python=python, runtime_dir=runtime_dir,
                                                            log_dir=self.home / "logs", base_env=base_env)
         self.deployment = deployment
+        if self.user:  # the admin account's name (the expirer registers the token for it)
+            for fn in self.functions.values():
+                if "COGPLANE_ADMIN_TOKEN_SECRET_ARN" in fn.config.environment:
+                    fn.config.environment["COGPLANE_ADMIN_USERNAME"] = self.user
 
         # the API: API Gateway -> the API function
         api = deployment.rest_api
@@ -303,19 +309,22 @@ class Simulation:
 def banner(url: str, token: str, home: Path, sim: Simulation) -> str:
     api = sim.functions[sim.deployment.rest_api["function"]]
     inits = ", ".join(f"{t:.0f} ms" for t in api.init_times) or "not started yet"
+    user = sim.user or "admin"
     return f"""
 cogplane is up at {url}   (the deployed shape, simulated: `make sim-aws`)
 
+  user:   {user}
   token:  {token}   (also in {home}/token; the URL in {home}/url)
 
   AWS (moto server):  {sim.endpoint}   table {sim.table}, bucket {sim.bucket}
-  Lambda:             {len(sim.functions)} functions from {sim.cdk_out}, Python 3.12 ({inits} init)
+  Lambda:             {len(sim.functions)} functions from {sim.cdk_out}, Python 3.12 (API function init: {inits})
   Logs:               {home}/logs/ (lambda-*.log), {home}/sim/ecs/ (task-*.log)
 
-  Try it:
+  Push a model, then run it:
+    COGPLANE_URL={url} COGPLANE_TOKEN={token} \\
+      .venv/bin/cogplane push examples/hello {user}/hello
     REPLICATE_BASE_URL={url} REPLICATE_API_TOKEN={token} \\
-      python -c 'import replicate; print(replicate.run("examples/hello", input={{"prompt": "world"}}))'
-  Push a model:   COGPLANE_URL={url} COGPLANE_TOKEN={token} .venv/bin/cogplane push examples/hello examples/hello
+      python -c 'import replicate; print(replicate.run("{user}/hello", input={{"prompt": "world"}}))'
 
 Press Ctrl-C to stop.
 """
@@ -335,7 +344,7 @@ def run() -> int:
     capacity = os.environ.get("SIMAWS_CAPACITY")
     sim = Simulation(home=home, port=port, token=token, cdk_out=cdk_out,
                      env_cache=Path(env_cache).resolve() if env_cache else None,
-                     capacity=int(capacity) if capacity else None)
+                     capacity=int(capacity) if capacity else None, user=os.environ.get("COGPLANE_USER") or None)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

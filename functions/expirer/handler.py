@@ -12,7 +12,7 @@ from typing import Any
 log = logging.getLogger("cogplane.expirer")
 logging.getLogger().setLevel(logging.INFO)
 
-ADMIN_USERNAME = "admin"
+ADMIN_USERNAME = "admin"  # COGPLANE_ADMIN_USERNAME overrides (make sim-aws passes COGPLANE_USER)
 
 _expirer = None
 _platform_models_installed = False
@@ -20,8 +20,9 @@ _platform_models_installed = False
 
 def bootstrap_admin(services, token: str) -> None:
     """The admin account and its token (idempotent: the token's hash is simply written again)."""
-    services.accounts.ensure_account(ADMIN_USERNAME, name="Administrator", admin=True)
-    services.accounts.issue_token(ADMIN_USERNAME, token)
+    username = os.environ.get("COGPLANE_ADMIN_USERNAME") or ADMIN_USERNAME
+    services.accounts.ensure_account(username, name="Administrator", admin=True)
+    services.accounts.issue_token(username, token)
 
 
 def _admin_token(secret_arn: str) -> str:

@@ -187,6 +187,7 @@ class SimStack(Stack):
     def env(self) -> dict[str, str]:
         env = super().env
         env["SIMAWS_ENV_CACHE"] = env.pop("COGPLANE_ENV_CACHE")
+        env.setdefault("COGPLANE_USER", "local")  # the account the system suites push to (as `make up`'s)
         return env
 
     def start(self, timeout: float = 300) -> SimStack:

@@ -21,12 +21,12 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 def sim(tmp_path_factory):
     assert (REPO / "cdk.out" / "manifest.json").is_file(), "run `make synth` first (make test does)"
     home = tmp_path_factory.mktemp("sim") / "home"
-    s = SimStack(home).start()
+    s = SimStack(home, env={"COGPLANE_USER": "admin"}).start()
     try:
         for name in ("hello",):
             s.cli("push", str(REPO / "examples" / name), f"admin/{name}", "--public")
-        s.cli("push", str(REPO / "tests" / "fixtures" / "system_models" / "frames"), "admin/frames")
-        s.cli("push", str(REPO / "tests" / "fixtures" / "system_models" / "secret"), "admin/secret")
+        for name in ("frames", "tokens", "secret"):
+            s.cli("push", str(REPO / "tests" / "fixtures" / "system_models" / name), f"admin/{name}")
         yield s
     finally:
         left = s.stop()
@@ -106,3 +106,16 @@ def test_web_ui_pages_and_their_assets_load_under_the_stage_prefix(sim):
             assert all(link.startswith("/api/") for link in links), (page, sorted(links))
             for asset in (link for link in links if "/static/" in link):
                 assert client.get(asset).status_code == 200, asset
+
+
+def test_streams_come_through_the_function_url(sim):
+    """urls.stream points at the stream function's Function URL (not API Gateway, which buffers)."""
+    client = sim.replicate()
+    events = list(client.stream("admin/tokens", input={"text": "alpha beta gamma", "delay": 0.2}))
+    kinds = [getattr(e.event, "value", e.event) for e in events]
+    assert [str(e) for e, k in zip(events, kinds, strict=True) if k == "output"] == ["alpha ", "beta ", "gamma"]
+    assert kinds[-1] == "done"
+    with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        body = c.post(f"{sim.url}/v1/models/admin/tokens/predictions", json={"input": {"text": "x"}}).json()
+    stream = body["urls"]["stream"]
+    assert stream.startswith("http://127.0.0.1:") and not stream.startswith(sim.url), stream
