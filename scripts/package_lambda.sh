@@ -10,14 +10,24 @@ PY="${PYTHON:-.venv/bin/python}"
 PYVER="${LAMBDA_PYTHON_VERSION:-3.12}"
 PLATFORM="${LAMBDA_PLATFORM:-manylinux2014_x86_64}"
 
-# What the API, webhooks and expirer import (pyproject's runtime deps minus boto3, cog), and
-# uvicorn (no extras: pure Python) for the stream function behind the Lambda Web Adapter;
+# What the functions import: pyproject's runtime dependencies (read from it, so a new one is never
+# missed: the simulated deployment found jinja2 and then cryptography missing here) minus boto3
+# (the runtime provides it) and cog (runners only), plus pyyaml (cog.yaml parsing) that cog brings
+# along elsewhere. uvicorn (pure Python without extras) serves the stream function under LWA;
 # cryptography: stream URL tokens and sealed secret inputs (cogplane.sealing).
-DEPS=(
-  "fastapi>=0.115" "mangum>=0.19" "httpx>=0.27" "pydantic>=2.7" "pydantic-settings>=2.3"
-  "python-multipart>=0.0.9" "aws-lambda-powertools>=3.0" "pyyaml>=6" "uvicorn>=0.30"
-  "jinja2>=3.1" "cryptography>=42"
+mapfile -t DEPS < <("$PY" - <<'PYEOF'
+import re
+import tomllib
+
+with open("pyproject.toml", "rb") as fh:
+    deps = tomllib.load(fh)["project"]["dependencies"]
+for dep in deps:
+    if re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].lower() not in ("boto3", "cog"):
+        print(dep)
+print("pyyaml>=6")
+PYEOF
 )
+[ "${#DEPS[@]}" -gt 3 ] || { echo "could not read the dependencies from pyproject.toml" >&2; exit 1; }
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
