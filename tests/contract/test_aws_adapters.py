@@ -87,9 +87,11 @@ def test_concurrent_update_is_retried_without_losing_either_change(ddb):
     # another writer slips in between our read and our conditional write
     recording.before["put_item"] = lambda: other.update_prediction("p1", {"logs": "from the runner"})
     updated = store.update_prediction("p1", {"metrics": {"predict_time": 1.5}})
-    # create model; create (one transaction: the prediction and its model's run count);
-    # read, write (lost the race: the other writer went first), read again, write
-    assert recording.calls == ["put_item", "transact_write_items", "get_item", "put_item", "get_item", "put_item"]
+    # create model (one transaction: the model and its owner index item); create (one transaction:
+    # the prediction and its model's run count); read, write (lost the race: the other writer went
+    # first), read again, write
+    assert recording.calls == ["transact_write_items", "transact_write_items", "get_item", "put_item", "get_item",
+                               "put_item"]
     assert updated.logs == "from the runner"
     assert updated.metrics == {"predict_time": 1.5}
     assert store.get_prediction("p1") == updated

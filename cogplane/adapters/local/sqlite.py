@@ -223,7 +223,7 @@ class SqliteStateStore:
         sql, params = "SELECT data, username FROM accounts", []
         if cursor:
             sql += " WHERE username > ?"
-            params.append(cursors.decode(cursor).get("u"))
+            params.append(cursors.decode(cursor, ("u",))["u"])
         rows = self.db.read(sql + " ORDER BY username LIMIT ?", [*params, limit + 1])
         items = [Account.from_dict(json.loads(r["data"])) for r in rows[:limit]]
         nxt = cursors.encode({"u": rows[limit - 1]["username"]}) if len(rows) > limit else None
@@ -330,7 +330,7 @@ class SqliteStateStore:
         sql, params = "SELECT data, name FROM models WHERE owner = ?", [owner]
         if cursor:
             sql += " AND name > ?"
-            params.append(cursors.decode(cursor).get("n"))
+            params.append(cursors.decode(cursor, ("n",))["n"])
         rows = self.db.read(sql + " ORDER BY name LIMIT ?", [*params, limit + 1])
         items = [Model.from_dict(json.loads(r["data"])) for r in rows[:limit]]
         nxt = cursors.encode({"n": rows[limit - 1]["name"]}) if len(rows) > limit else None
