@@ -38,6 +38,7 @@ from cogplane.cogconfig import ConfigError, effective_concurrency
 from cogplane.domain.entities import Job, Prediction, Runner, Version
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import TERMINAL
+from cogplane.domain.strictjson import loads_lenient
 from cogplane.domain.timefmt import parse, seconds_between
 from cogplane.schema import file_inputs, is_iterator_output, output_schema, resolve_prop, training_view
 from cogplane.sealing import scrub
@@ -769,8 +770,8 @@ class RunnerProcess:
                 if not self.path.startswith("/webhook/"):
                     return self._reply(404)
                 prediction_id = self.path.rsplit("/", 1)[-1]
-                try:
-                    body = json.loads(data)
+                try:  # a model's lone surrogates or NaN must not make the stored prediction unreadable
+                    body = loads_lenient(data)
                 except ValueError:
                     return self._reply(400)
                 self._reply(200)

@@ -92,6 +92,27 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
+def loads_lenient(raw: bytes | str) -> Any:
+    """Parse JSON that a model produced (cog's webhooks), keeping what it can: lone surrogates become
+    U+FFFD and NaN/Infinity become null, so a model's odd output is stored and shown instead of
+    making every later read of the prediction fail. Raises ValueError on what is not JSON at all."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes | bytearray) else raw
+    value = json.loads(text, parse_constant=lambda _name: None)
+    if _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text):
+        value = _replace_surrogates(value)
+    return value
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    return value
+
+
 def is_strict(value: Any, *, max_depth: int = MAX_DEPTH) -> bool:
     """True if `value` (already parsed) could have come through `loads`: finite numbers, valid
     Unicode, bounded depth. For values that reach a write by another road (web forms)."""
