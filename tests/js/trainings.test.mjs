@@ -1,5 +1,5 @@
 // Run by tests/system/test_trainings_e2e.py with COGPLANE_URL, COGPLANE_TOKEN,
-// COGPLANE_BASE_VERSION (examples/hello-train's version) and COGPLANE_DESTINATION set.
+// COGPLANE_BASE_MODEL / COGPLANE_BASE_VERSION (examples/hello-train as pushed) and COGPLANE_DESTINATION set.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import Replicate from "replicate";
@@ -11,7 +11,8 @@ const replicate = new Replicate({
 
 test("create a training, poll it, run the trained version", async () => {
   const destination = process.env.COGPLANE_DESTINATION;
-  let training = await replicate.trainings.create("examples", "hello-train", process.env.COGPLANE_BASE_VERSION, {
+  const [owner, name] = process.env.COGPLANE_BASE_MODEL.split("/");
+  let training = await replicate.trainings.create(owner, name, process.env.COGPLANE_BASE_VERSION, {
     destination,
     input: { prefix: "hola" },
   });

@@ -1,5 +1,6 @@
-"""Trainings through the running stack with the official clients and the real cog server:
-examples/hello-train (pushed unchanged at start) is trained, and its trained version runs."""
+"""Trainings through the running stack (either shape: `--shape sim-aws` too) with the official
+clients and the real cog server: examples/hello-train, pushed unchanged with the CLI, is trained,
+and its trained version runs."""
 
 from __future__ import annotations
 
@@ -17,16 +18,28 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
-def _base_version(stack) -> str:
+def _me(stack) -> str:
+    """The token's account (`local` on the single machine, `admin` on sim-aws)."""
     with stack.client() as c:
-        return c.get("/v1/models/examples/hello-train").json()["latest_version"]["id"]
+        return c.get("/v1/account").json()["username"]
+
+
+def _base(stack) -> str:
+    return f"{_me(stack)}/hello-train"
+
+
+def _base_version(stack) -> str:
+    """examples/hello-train as pushed by the CLI (same bundle, same id on every push)."""
+    out = stack.cli("push", str(REPO / "examples" / "hello-train"), _base(stack)).stdout
+    return out.strip().rsplit(":", 1)[-1]
 
 
 def _destination(stack, name: str) -> str:
     with stack.client() as c:
-        r = c.post("/v1/models", json={"owner": "local", "name": name})
+        owner = c.get("/v1/account").json()["username"]
+        r = c.post("/v1/models", json={"owner": owner, "name": name})
         assert r.status_code in (201, 409), r.text
-    return f"local/{name}"
+    return f"{owner}/{name}"
 
 
 def _poll(training, timeout: float = 300):
@@ -42,7 +55,7 @@ def test_train_then_run_the_trained_version_with_the_python_client(stack, receiv
     client = stack.replicate()
     base = _base_version(stack)
     destination = _destination(stack, "greeter-py")
-    training = client.trainings.create(version=f"examples/hello-train:{base}", input={"prefix": "howdy"},
+    training = client.trainings.create(version=f"{_base(stack)}:{base}", input={"prefix": "howdy"},
                                        destination=destination, webhook=receiver.url)
     assert training.status == "starting" and training.destination == destination
     training = _poll(training)
@@ -50,11 +63,11 @@ def test_train_then_run_the_trained_version_with_the_python_client(stack, receiv
     assert "training step 3/3" in training.logs
     new_version = training.output["version"]
     assert new_version.startswith(f"{destination}:") and training.destination == destination
-    assert training.output["weights"].startswith(stack.url)
+    assert training.output["weights"].startswith("http")  # our signed URL; S3's presigned one on sim-aws
 
     # the destination's new version runs the base code with the trained weights (COG_WEIGHTS)
     assert client.run(new_version, input={"text": "world"}) == "howdy world"
-    assert client.run(f"examples/hello-train:{base}", input={"text": "world"}) == "hello world"
+    assert client.run(f"{_base(stack)}:{base}", input={"text": "world"}) == "hello world"
     with stack.client() as c:
         version = c.get(f"/v1/models/{destination}/versions/{new_version.split(':')[1]}").json()
         assert "TrainingInput" not in version["openapi_schema"]["components"]["schemas"]
@@ -76,7 +89,7 @@ def test_train_then_run_the_trained_version_with_the_python_client(stack, receiv
 def test_cancel_a_running_training(stack):
     client = stack.replicate()
     destination = _destination(stack, "greeter-cancel")
-    training = client.trainings.create(version=f"examples/hello-train:{_base_version(stack)}",
+    training = client.trainings.create(version=f"{_base(stack)}:{_base_version(stack)}",
                                        input={"prefix": "never", "steps": 60, "sleep": 1}, destination=destination)
     deadline = time.monotonic() + 180
     while "training step" not in (training.logs or "") and time.monotonic() < deadline:
@@ -94,11 +107,11 @@ def test_bad_training_input_is_422(stack):
     client = stack.replicate()
     destination = _destination(stack, "greeter-bad")
     with pytest.raises(ReplicateError) as err:
-        client.trainings.create(version=f"examples/hello-train:{_base_version(stack)}",
+        client.trainings.create(version=f"{_base(stack)}:{_base_version(stack)}",
                                 input={"prefix": "x", "steps": 0}, destination=destination)
     assert err.value.status == 422
     with pytest.raises(ReplicateError) as err:
-        client.trainings.create(version=f"examples/hello-train:{_base_version(stack)}",
+        client.trainings.create(version=f"{_base(stack)}:{_base_version(stack)}",
                                 input={"prefix": "x"}, destination="local/does-not-exist")
     assert err.value.status == 422
 
@@ -106,7 +119,7 @@ def test_bad_training_input_is_422(stack):
 def test_js_client_creates_and_polls_a_training(stack):
     node = shutil.which("node")
     assert node, "node is required for the JS client tests"
-    env = node_env(stack, COGPLANE_BASE_VERSION=_base_version(stack),
+    env = node_env(stack, COGPLANE_BASE_MODEL=_base(stack), COGPLANE_BASE_VERSION=_base_version(stack),
                    COGPLANE_DESTINATION=_destination(stack, "greeter-js"))
     result = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "trainings.test.mjs")], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=400)
