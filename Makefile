@@ -42,9 +42,14 @@ up: $(RUNTIME)
 sim-aws: $(TESTING) $(ASSEMBLY)
 	@exec $(PY) -m simaws
 
+# System suites also run on the simulated deployment by `make test` (each passes on both shapes).
+SIM_SUITES := tests/system/test_teams_e2e.py tests/system/test_trainings_e2e.py
+
 ## Install what the tests need and run them all (slow real-model tests included)
 test: $(TESTING) $(ASSEMBLY)
 	$(PY) -m pytest -q
+	@echo "The system suites that run on both shapes, now on the simulated deployment (make sim-aws) ..."
+	$(PY) -m pytest -q --shape sim-aws $(SIM_SUITES)
 
 ## The quick loop: everything but the slow real-model tests
 test-fast: $(TESTING)
