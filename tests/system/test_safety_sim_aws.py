@@ -32,9 +32,11 @@ def sim(tmp_path_factory):
 
 def test_a_flagged_image_is_replaced_on_the_deployed_shape(sim):
     folder = REPO / "tests" / "fixtures" / "system_models" / "painter"
-    painter = sim.cli("push", str(folder), "admin/painter").stdout.strip()
-    assert sim.cli("models", "set", "admin/painter", "--safety-checker", "all").stdout.strip() == \
-        "admin/painter: safety checker all"
+    with sim.client() as c:  # the admin-token account (COGPLANE_USER names it)
+        owner = c.get("/v1/account").json()["username"]
+    painter = sim.cli("push", str(folder), f"{owner}/painter").stdout.strip()
+    assert sim.cli("models", "set", f"{owner}/painter", "--safety-checker", "all").stdout.strip() == \
+        f"{owner}/painter: safety checker all"
     client = sim.replicate()
     start, attempts = time.monotonic(), 0
     deadline = start + 600
