@@ -140,13 +140,7 @@ class RestApi:
     # --- ASGI --------------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            return await serve_lifespan(receive, send)
         if scope["type"] != "http":
             return
         status, headers, data = await self.handle(scope, receive)
@@ -200,4 +194,15 @@ async def _drain(receive, message: dict | None = None) -> None:
     while message is None or message.get("more_body"):
         message = await receive()
         if message["type"] != "http.request":
+            return
+
+
+async def serve_lifespan(receive, send) -> None:
+    """Answer uvicorn's lifespan messages (the emulators hold no state to start or stop)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
             return

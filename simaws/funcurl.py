@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from simaws.apigw import serve_lifespan
 from simaws.lambdas import LambdaFunction
 
 log = logging.getLogger("simaws.funcurl")
@@ -97,13 +98,7 @@ class FunctionUrl:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            return await serve_lifespan(receive, send)
         if scope["type"] != "http":
             return
         body = b""

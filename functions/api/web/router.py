@@ -592,6 +592,27 @@ def plain_error(f: Field | None, error: dict[str, Any]) -> str:
     return msg[:1].upper() + msg[1:]
 
 
+def form_errors(exc: DomainError, by_name: dict[str, Field], errors: dict[str, str], *,
+                also: tuple[str, ...] = ()) -> None:
+    """Put a refused create's reasons next to the form fields they name (the rest at the top);
+    anything but a validation error (422) is not the form's business and goes on up."""
+    if isinstance(exc, InputValidationError):
+        for e in exc.errors:
+            if e.get("field") in by_name:
+                errors.setdefault(e["field"], plain_error(by_name[e["field"]], e))
+            else:
+                errors.setdefault("", e.get("msg") or exc.detail)
+        return
+    if exc.status != 422:
+        raise exc
+    field = getattr(exc, "field", None)
+    detail = exc.detail
+    if field:  # the field is shown beside the message already
+        detail = detail.replace(f"`{field}`: ", "")
+        detail = detail[len(f"{field}: "):] if detail.startswith(f"{field}: ") else detail
+    errors[field if field in by_name or field in also else ""] = detail[:1].upper() + detail[1:]
+
+
 @router.post("/{owner}/{name}/run")
 async def run_model(request: Request, owner: str, name: str) -> Response:
     form = await check_csrf(request)
@@ -626,18 +647,8 @@ async def run_model(request: Request, owner: str, name: str) -> Response:
             p = await run_in_threadpool(services.predictions.create, viewer, ctx["model"], version,
                                         {"input": values}, source="web")
             return redirect(request, f"/p/{p.id}")
-        except InputValidationError as exc:
-            for e in exc.errors:
-                if e.get("field") in by_name:
-                    errors.setdefault(e["field"], plain_error(by_name[e["field"]], e))
-                else:
-                    errors.setdefault("", e.get("msg") or exc.detail)
         except DomainError as exc:
-            if exc.status != 422:
-                raise
-            field = getattr(exc, "field", None)
-            detail = exc.detail[len(f"{field}: "):] if field and exc.detail.startswith(f"{field}: ") else exc.detail
-            errors[field if field in by_name else ""] = detail[:1].upper() + detail[1:]
+            form_errors(exc, by_name, errors)
     shown = {**{f.name: f.default for f in fields}, **shown}
     return render(request, "model.html", status=422, values=shown, errors=errors, **ctx)
 
@@ -689,17 +700,7 @@ async def train_model(request: Request, owner: str, name: str) -> Response:
             t = await run_in_threadpool(services.trainings.create, viewer, owner, name, version.id,
                                         {"input": values, "destination": destination}, source="web")
             return redirect(request, f"/t/{t.id}")
-        except InputValidationError as exc:
-            for e in exc.errors:
-                if e.get("field") in by_name:
-                    errors.setdefault(e["field"], plain_error(by_name[e["field"]], e))
-                else:
-                    errors.setdefault("", e.get("msg") or exc.detail)
         except DomainError as exc:
-            if exc.status != 422:
-                raise
-            field = getattr(exc, "field", None)
-            detail = exc.detail.replace(f"`{field}`: ", "") if field else exc.detail
-            errors[field if field in by_name or field == "destination" else ""] = detail[:1].upper() + detail[1:]
+            form_errors(exc, by_name, errors, also=("destination",))
     shown = {**{f.name: f.default for f in fields}, **shown}
     return render(request, "train.html", status=422, values=shown, errors=errors, destination=destination, **ctx)
