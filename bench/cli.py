@@ -17,10 +17,24 @@ from typing import Any
 from bench import report, scenarios
 from bench.harness import EXAMPLES, REPO, DirectCog, Stack, default_env_cache, latest_schema
 
-FULL = {"warm_n": 200, "warmup": 20, "cold_runs": {"hello": 3, "embeddings": 2}, "idle_samples": 4,
-        "idle_gap_s": 2.5, "throughput_n": 200, "clients": 4}
-QUICK = {"warm_n": 50, "warmup": 5, "cold_runs": {"hello": 1, "embeddings": 1}, "idle_samples": 2,
-         "idle_gap_s": 2.5, "throughput_n": 60, "clients": 4}
+FULL = {
+    "warm_n": 200,
+    "warmup": 20,
+    "cold_runs": {"hello": 3, "embeddings": 2},
+    "idle_samples": 4,
+    "idle_gap_s": 2.5,
+    "throughput_n": 200,
+    "clients": 4,
+}
+QUICK = {
+    "warm_n": 50,
+    "warmup": 5,
+    "cold_runs": {"hello": 1, "embeddings": 1},
+    "idle_samples": 2,
+    "idle_gap_s": 2.5,
+    "throughput_n": 60,
+    "clients": 4,
+}
 IDLE_TIMEOUT = 4.0  # stack 1: runners exit after 4 s idle, so cold boots need no restart
 ENV_BUILD_TIMEOUT = 1800.0
 
@@ -59,8 +73,9 @@ def run_section(results: dict[str, Any], name: str, fn, *args, **kwargs) -> Any:
     try:
         value = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
-        results["errors"].append({"section": name, "error": f"{type(exc).__name__}: {exc}",
-                                  "traceback": traceback.format_exc(limit=5)})
+        results["errors"].append(
+            {"section": name, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
+        )
         say(f"{name} FAILED: {exc}")
         return None
     say(f"{name} done in {time.monotonic() - started:.1f} s")
@@ -88,14 +103,25 @@ def running(results: dict[str, Any], stack, label: str, key: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations (about a minute)")
-    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results.json",
-                        help="where to write the results (default bench/results.json)")
-    parser.add_argument("--env-cache", type=Path, default=None,
-                        help="model environments cache shared by every stack the bench starts "
-                             "(default $COGPLANE_ENV_CACHE or ~/.cache/cogplane/envs)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=REPO / "bench" / "results.json",
+        help="where to write the results (default bench/results.json)",
+    )
+    parser.add_argument(
+        "--env-cache",
+        type=Path,
+        default=None,
+        help="model environments cache shared by every stack the bench starts "
+        "(default $COGPLANE_ENV_CACHE or ~/.cache/cogplane/envs)",
+    )
     parser.add_argument("--clients", type=int, default=None, help="client threads for throughput")
-    parser.add_argument("--plain-http", action="store_true",
-                        help="start the stacks with COGPLANE_TLS=0 (default: the stack's own default)")
+    parser.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="start the stacks with COGPLANE_TLS=0 (default: the stack's own default)",
+    )
     args = parser.parse_args(argv)
 
     cfg = dict(QUICK if args.quick else FULL)
@@ -130,30 +156,44 @@ def main(argv: list[str] | None = None) -> int:
 
     hello_ok = results["environments"]["hello"]["ok"]
     if not hello_ok:
-        results["errors"].append({"section": "environments",
-                                  "error": "hello's environment could not be built: nothing to measure"})
+        results["errors"].append(
+            {"section": "environments", "error": "hello's environment could not be built: nothing to measure"}
+        )
     else:
         # Stack 1: one runner per pool, short idle timeout (cold boots by idle exit).
         stack = Stack(env_cache=env_cache, max_runners=1, idle_timeout=IDLE_TIMEOUT, tls=tls)
         with running(results, stack, "stack 1", "max_runners_1"):
             results["meta"]["api_scheme"] = stack.scheme
             idle_wait = IDLE_TIMEOUT + 30
-            for example, inputs in (("hello", scenarios.HELLO_INPUT),
-                                    ("embeddings", {"text": "a cold boot benchmark"})):
+            for example, inputs in (
+                ("hello", scenarios.HELLO_INPUT),
+                ("embeddings", {"text": "a cold boot benchmark"}),
+            ):
                 if not results["environments"][example]["ok"]:
-                    results["cold"].append({"model": f"examples/{example}", "skipped":
-                                            results["environments"][example].get("error")})
+                    results["cold"].append(
+                        {"model": f"examples/{example}", "skipped": results["environments"][example].get("error")}
+                    )
                     continue
-                value = run_section(results, f"cold boot examples/{example}", scenarios.cold_boot, stack,
-                                    f"examples/{example}", inputs, cfg["cold_runs"][example], idle_wait=idle_wait)
+                value = run_section(
+                    results,
+                    f"cold boot examples/{example}",
+                    scenarios.cold_boot,
+                    stack,
+                    f"examples/{example}",
+                    inputs,
+                    cfg["cold_runs"][example],
+                    idle_wait=idle_wait,
+                )
                 if value:
                     results["cold"].append(value)
             results["warm"] = run_section(results, "warm path vs direct cog", _warm, stack, env_cache, cfg)
-            results["warm_after_idle"] = run_section(results, "warm after idle", scenarios.warm_after_idle,
-                                                     stack, cfg["idle_gap_s"], cfg["idle_samples"])
+            results["warm_after_idle"] = run_section(
+                results, "warm after idle", scenarios.warm_after_idle, stack, cfg["idle_gap_s"], cfg["idle_samples"]
+            )
             for fn in (scenarios.closed_loop, scenarios.open_burst):
-                value = run_section(results, f"throughput 1 runner ({fn.__name__})", fn, stack,
-                                    cfg["throughput_n"], cfg["clients"])
+                value = run_section(
+                    results, f"throughput 1 runner ({fn.__name__})", fn, stack, cfg["throughput_n"], cfg["clients"]
+                )
                 if value:
                     results["throughput"].append({"runners": 1, **value})
 
@@ -163,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             serving = run_section(results, "warming 2 runners", scenarios.ensure_serving_runners, stack, 2)
             results["stacks"]["max_runners_2"]["serving_runners"] = serving
             for fn in (scenarios.closed_loop, scenarios.open_burst):
-                value = run_section(results, f"throughput 2 runners ({fn.__name__})", fn, stack,
-                                    cfg["throughput_n"], cfg["clients"])
+                value = run_section(
+                    results, f"throughput 2 runners ({fn.__name__})", fn, stack, cfg["throughput_n"], cfg["clients"]
+                )
                 if value:
                     results["throughput"].append({"runners": serving or 2, **value})
 

@@ -146,8 +146,15 @@ class _Started:
 class Stack(_Started):
     """`cogplane up` in a fresh COGPLANE_HOME (a temp folder) with a shared environment cache."""
 
-    def __init__(self, *, env_cache: Path, max_runners: int = 2, idle_timeout: float = 300.0,
-                 examples: tuple[str, ...] = ("hello", "embeddings"), tls: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        env_cache: Path,
+        max_runners: int = 2,
+        idle_timeout: float = 300.0,
+        examples: tuple[str, ...] = ("hello", "embeddings"),
+        tls: bool | None = None,
+    ) -> None:
         """`tls`: None leaves the stack's default (COGPLANE_TLS unset), False/True set it."""
         self.env_cache = Path(env_cache)
         self.tls = tls
@@ -174,8 +181,9 @@ class Stack(_Started):
         verify: Any = True
         if self.scheme == "https" and self.ca is not None:
             verify = ssl.create_default_context(cafile=str(self.ca))
-        return httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
-                            headers={"Authorization": f"Bearer {TOKEN}"})
+        return httpx.Client(
+            base_url=self.url, timeout=timeout, verify=verify, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
 
     def start(self, timeout: float = 180.0) -> Stack:
         self.root = Path(tempfile.mkdtemp(prefix="cogplane-bench-"))
@@ -185,24 +193,32 @@ class Stack(_Started):
             (examples / name).symlink_to(EXAMPLES / name, target_is_directory=True)
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("COGPLANE_")}
-        env.update({
-            "PORT": str(self.port),
-            "COGPLANE_HOME": str(self.root / "home"),
-            "COGPLANE_TOKEN": TOKEN,
-            "COGPLANE_EXAMPLES": str(examples),
-            "COGPLANE_ENV_CACHE": str(self.env_cache),
-            "COGPLANE_MAX_RUNNERS": str(self.max_runners),
-            "COGPLANE_IDLE_TIMEOUT": str(self.idle_timeout),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "PORT": str(self.port),
+                "COGPLANE_HOME": str(self.root / "home"),
+                "COGPLANE_TOKEN": TOKEN,
+                "COGPLANE_EXAMPLES": str(examples),
+                "COGPLANE_ENV_CACHE": str(self.env_cache),
+                "COGPLANE_MAX_RUNNERS": str(self.max_runners),
+                "COGPLANE_IDLE_TIMEOUT": str(self.idle_timeout),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if self.tls is not None:
             env["COGPLANE_TLS"] = "1" if self.tls else "0"
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", "import sys; from cogplane.cli import main; sys.exit(main())", "up"],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_pdeathsig())
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_pdeathsig(),
+            )
         deadline = started + timeout
         while True:
             text = self.log_tail(20000)
@@ -305,8 +321,7 @@ class PredictionError(RuntimeError):
 def predict_sync(client: httpx.Client, model: str, inputs: dict) -> tuple[float, dict]:
     """POST with `Prefer: wait`: (client-side latency in seconds, the prediction)."""
     t0 = time.perf_counter()
-    response = client.post(f"/v1/models/{model}/predictions", json={"input": inputs},
-                           headers={"Prefer": "wait"})
+    response = client.post(f"/v1/models/{model}/predictions", json={"input": inputs}, headers={"Prefer": "wait"})
     elapsed = time.perf_counter() - t0
     if response.status_code not in (200, 201):
         raise PredictionError(f"{model}: HTTP {response.status_code}: {response.text[:500]}")
@@ -432,8 +447,12 @@ class DirectCog(_Started):
         t0 = time.perf_counter()
         while True:
             conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
-            conn.request("PUT", f"/predictions/{prediction_id}", body=body,
-                         headers={"Content-Type": "application/json", "Prefer": "respond-async"})
+            conn.request(
+                "PUT",
+                f"/predictions/{prediction_id}",
+                body=body,
+                headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+            )
             response = conn.getresponse()
             response.read()
             conn.close()

@@ -45,48 +45,104 @@ def render(results: dict[str, Any]) -> str:
     out.append("  " + "; ".join(parts))
     stacks = results.get("stacks", {})
     if stacks:
-        out.append("Stacks started: " + "; ".join(
-            f"{k}: up in {_f(v.get('startup_s'), 1)} s, stopped in {_f(v.get('stop_s'), 1)} s"
-            for k, v in stacks.items()))
+        out.append(
+            "Stacks started: "
+            + "; ".join(
+                f"{k}: up in {_f(v.get('startup_s'), 1)} s, stopped in {_f(v.get('stop_s'), 1)} s"
+                for k, v in stacks.items()
+            )
+        )
 
     # 1. warm
     warm = results.get("warm")
     scheme = meta.get("api_scheme", "?")
-    out += ["", f"1. WARM PATH  examples/hello, sync predictions, one keep-alive client each "
-            f"(cogplane over {scheme}, cog over http), interleaved"]
+    out += [
+        "",
+        f"1. WARM PATH  examples/hello, sync predictions, one keep-alive client each "
+        f"(cogplane over {scheme}, cog over http), interleaved",
+    ]
     if warm:
         out[-1] += f" (n={warm['n']} each after {warm['warmup']} warm-up)"
         rows = []
-        for label, key in (("cogplane (POST /v1/models/.../predictions, Prefer: wait)", "cogplane_ms"),
-                           ("cog server direct (POST /predictions)", "direct_ms")):
+        for label, key in (
+            ("cogplane (POST /v1/models/.../predictions, Prefer: wait)", "cogplane_ms"),
+            ("cog server direct (POST /predictions)", "direct_ms"),
+        ):
             s = warm[key]
-            rows.append([label, _f(s["p50"], 2), _f(s["p90"], 2), _f(s["p99"], 2), _f(s["mean"], 2),
-                         _f(s["min"], 2), _f(s["max"], 1)])
+            rows.append(
+                [
+                    label,
+                    _f(s["p50"], 2),
+                    _f(s["p90"], 2),
+                    _f(s["p99"], 2),
+                    _f(s["mean"], 2),
+                    _f(s["min"], 2),
+                    _f(s["max"], 1),
+                ]
+            )
         p = warm["paired_added_ms"]
-        rows.append(["added by cogplane (p50(A)-p50(B), p90(A)-p90(B))", _f(warm["added_p50_ms"], 2),
-                     _f(warm["added_p90_ms"], 2), "", "", "", ""])
-        rows.append(["added, per pair (A_i - B_i)", _f(p["p50"], 2), _f(p["p90"], 2), _f(p["p99"], 2),
-                     _f(p["mean"], 2), _f(p["min"], 2), _f(p["max"], 1)])
+        rows.append(
+            [
+                "added by cogplane (p50(A)-p50(B), p90(A)-p90(B))",
+                _f(warm["added_p50_ms"], 2),
+                _f(warm["added_p90_ms"], 2),
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+        rows.append(
+            [
+                "added, per pair (A_i - B_i)",
+                _f(p["p50"], 2),
+                _f(p["p90"], 2),
+                _f(p["p99"], 2),
+                _f(p["mean"], 2),
+                _f(p["min"], 2),
+                _f(p["max"], 1),
+            ]
+        )
         h = warm.get("direct_async_webhook_ms")
         if h:
-            rows.append([f"(ref.) cog direct the runner's way: PUT async + webhook "
-                         f"({warm['direct_async_webhooks_per_prediction']:.1f} hooks)",
-                         _f(h["p50"], 2), _f(h["p90"], 2), _f(h["p99"], 2), _f(h["mean"], 2),
-                         _f(h["min"], 2), _f(h["max"], 1)])
+            rows.append(
+                [
+                    f"(ref.) cog direct the runner's way: PUT async + webhook "
+                    f"({warm['direct_async_webhooks_per_prediction']:.1f} hooks)",
+                    _f(h["p50"], 2),
+                    _f(h["p90"], 2),
+                    _f(h["p99"], 2),
+                    _f(h["mean"], 2),
+                    _f(h["min"], 2),
+                    _f(h["max"], 1),
+                ]
+            )
         out += _table(["latency, ms", "p50", "p90", "p99", "mean", "min", "max"], rows)
         ok = warm["added_p50_ms"] <= warm["target_p50_ms"]
-        out.append(f"  target: <= {warm['target_p50_ms']:.0f} ms added at p50 -> {_verdict(ok)} "
-                   f"({warm['added_p50_ms']:.2f} ms); direct needed {warm['direct_409_retries']} retries of 409")
+        out.append(
+            f"  target: <= {warm['target_p50_ms']:.0f} ms added at p50 -> {_verdict(ok)} "
+            f"({warm['added_p50_ms']:.2f} ms); direct needed {warm['direct_409_retries']} retries of 409"
+        )
         b = warm["cogplane_breakdown_ms"]
-        out.append(f"  where cogplane's time goes (metrics, mean ms): API+wait {_f(b['api_ms'], 2)} | "
-                   f"queue {_f(b['queue_ms'], 2)} | runner {_f(b['runner_ms'], 2)} | predict "
-                   f"{_f(b['predict_ms'], 2)} (direct cog's own predict_time {_f(warm['direct_predict_ms'], 2)})")
+        out.append(
+            f"  where cogplane's time goes (metrics, mean ms): API+wait {_f(b['api_ms'], 2)} | "
+            f"queue {_f(b['queue_ms'], 2)} | runner {_f(b['runner_ms'], 2)} | predict "
+            f"{_f(b['predict_ms'], 2)} (direct cog's own predict_time {_f(warm['direct_predict_ms'], 2)})"
+        )
         ph = warm.get("phases_ms")
         if ph:
-            out.append("  by timestamps (p50 / mean ms): " + " | ".join(
-                f"{label} {_f(ph[k]['p50'], 2)} / {_f(ph[k]['mean'], 2)}" for k, label in (
-                    ("api_in", "send->created_at"), ("queue", "created->started"),
-                    ("runner", "started->completed"), ("api_out", "completed->response"))))
+            out.append(
+                "  by timestamps (p50 / mean ms): "
+                + " | ".join(
+                    f"{label} {_f(ph[k]['p50'], 2)} / {_f(ph[k]['mean'], 2)}"
+                    for k, label in (
+                        ("api_in", "send->created_at"),
+                        ("queue", "created->started"),
+                        ("runner", "started->completed"),
+                        ("api_out", "completed->response"),
+                    )
+                )
+            )
         f = warm["api_get_floor_ms"]
         out.append(f"  API floor: GET /v1/predictions/{{id}} p50 {_f(f['p50'], 2)} ms, p90 {_f(f['p90'], 2)} ms")
     else:
@@ -94,13 +150,18 @@ def render(results: dict[str, Any]) -> str:
     idle = results.get("warm_after_idle")
     if idle:
         b = idle["breakdown_ms"]
-        out.append(f"  warm runner idle {idle['gap_s']} s before each request (n={idle['n']}): latency p50 "
-                   f"{_f(idle['latency_ms']['p50'], 1)} ms, mean queue_time {_f(b['queue_ms'], 1)} ms "
-                   f"(back to back: {_f(warm['cogplane_breakdown_ms']['queue_ms'], 2) if warm else '-'} ms)")
+        out.append(
+            f"  warm runner idle {idle['gap_s']} s before each request (n={idle['n']}): latency p50 "
+            f"{_f(idle['latency_ms']['p50'], 1)} ms, mean queue_time {_f(b['queue_ms'], 1)} ms "
+            f"(back to back: {_f(warm['cogplane_breakdown_ms']['queue_ms'], 2) if warm else '-'} ms)"
+        )
 
     # 2. cold
-    out += ["", "2. COLD BOOT  no runner warm (runner exited on idle), environment cached; "
-            "poll GET every 10 ms until `processing`"]
+    out += [
+        "",
+        "2. COLD BOOT  no runner warm (runner exited on idle), environment cached; "
+        "poll GET every 10 ms until `processing`",
+    ]
     rows = []
     verdicts = []
     for cold in results.get("cold", []):
@@ -110,23 +171,44 @@ def render(results: dict[str, Any]) -> str:
             verdicts.append(out_skip)
             continue
         for i, s in enumerate(cold["samples"], 1):
-            rows.append([f"{cold['model']} #{i}", _f(s["create_to_processing"], 3), _f(s["created_to_started"], 3),
-                         _f(s["boot_time"], 3), _f(s["setup_time"], 3), _f(s["queue_time"], 3),
-                         _f(s["cog_setup"], 3), _f(s["overhead"], 3),
-                         _verdict(None if s["overhead"] is None else s["overhead"] <= cold["target_s"])])
+            rows.append(
+                [
+                    f"{cold['model']} #{i}",
+                    _f(s["create_to_processing"], 3),
+                    _f(s["created_to_started"], 3),
+                    _f(s["boot_time"], 3),
+                    _f(s["setup_time"], 3),
+                    _f(s["queue_time"], 3),
+                    _f(s["cog_setup"], 3),
+                    _f(s["overhead"], 3),
+                    _verdict(None if s["overhead"] is None else s["overhead"] <= cold["target_s"]),
+                ]
+            )
         m = cold["median"]
         if len(cold["samples"]) > 1:
-            rows.append([f"{cold['model']} median", _f(m["create_to_processing"], 3),
-                         _f(m["created_to_started"], 3), _f(m["boot_time"], 3), _f(m["setup_time"], 3),
-                         _f(m["queue_time"], 3), _f(m["cog_setup"], 3), _f(m["overhead"], 3),
-                         _verdict(None if m["overhead"] is None else m["overhead"] <= cold["target_s"])])
+            rows.append(
+                [
+                    f"{cold['model']} median",
+                    _f(m["create_to_processing"], 3),
+                    _f(m["created_to_started"], 3),
+                    _f(m["boot_time"], 3),
+                    _f(m["setup_time"], 3),
+                    _f(m["queue_time"], 3),
+                    _f(m["cog_setup"], 3),
+                    _f(m["overhead"], 3),
+                    _verdict(None if m["overhead"] is None else m["overhead"] <= cold["target_s"]),
+                ]
+            )
     if rows:
-        out += _table(["seconds", "create->proc", "server", "boot", "setup", "queue", "setup()",
-                       "overhead", "<=1s"], rows)
-        out.append("  create->proc: client-observed; server: started_at - created_at; boot/setup/queue: the "
-                   "prediction's metrics\n  (boot = runner spawn -> cog server launched, setup = launch -> READY); "
-                   "setup(): the model's own setup() from cog's\n  health-check (setup.completed_at - "
-                   "started_at); overhead = create->proc - setup() (target <= 1 s)")
+        out += _table(
+            ["seconds", "create->proc", "server", "boot", "setup", "queue", "setup()", "overhead", "<=1s"], rows
+        )
+        out.append(
+            "  create->proc: client-observed; server: started_at - created_at; boot/setup/queue: the "
+            "prediction's metrics\n  (boot = runner spawn -> cog server launched, setup = launch -> READY); "
+            "setup(): the model's own setup() from cog's\n  health-check (setup.completed_at - "
+            "started_at); overhead = create->proc - setup() (target <= 1 s)"
+        )
     out += verdicts
     if not rows and not verdicts:
         out.append("  not measured (see errors)")
@@ -136,21 +218,39 @@ def render(results: dict[str, Any]) -> str:
     rows = []
     for t in results.get("throughput", []):
         b = t["breakdown_ms"]
-        rows.append([str(t["runners"]), t["mode"], str(t["n"]), _f(t["wall_s"], 2), _f(t["per_s"], 1),
-                     _f(t["latency_ms"]["p50"], 1), _f(t["latency_ms"]["p90"], 1), _f(b.get("api_ms"), 1),
-                     _f(b["queue_ms"], 1), _f(b["runner_ms"], 1), _f(b["predict_ms"], 2)])
+        rows.append(
+            [
+                str(t["runners"]),
+                t["mode"],
+                str(t["n"]),
+                _f(t["wall_s"], 2),
+                _f(t["per_s"], 1),
+                _f(t["latency_ms"]["p50"], 1),
+                _f(t["latency_ms"]["p90"], 1),
+                _f(b.get("api_ms"), 1),
+                _f(b["queue_ms"], 1),
+                _f(b["runner_ms"], 1),
+                _f(b["predict_ms"], 2),
+            ]
+        )
     if rows:
-        out += _table(["runners", "mode", "n", "wall s", "pred/s", "lat p50", "lat p90", "API", "queue",
-                       "runner", "predict"], rows)
-        out.append("  lat: client latency (closed loop) or total_time (burst); API = latency - total_time; "
-                   "runner = total_time - queue - predict\n  (claim, state writes, PUT to cog, webhook back)")
+        out += _table(
+            ["runners", "mode", "n", "wall s", "pred/s", "lat p50", "lat p90", "API", "queue", "runner", "predict"],
+            rows,
+        )
+        out.append(
+            "  lat: client latency (closed loop) or total_time (burst); API = latency - total_time; "
+            "runner = total_time - queue - predict\n  (claim, state writes, PUT to cog, webhook back)"
+        )
         out.append("  CPU ms per prediction (2 cores = 2000 CPU ms per second of wall time):")
         for t in results.get("throughput", []):
             c = t.get("cpu_ms_per_prediction")
             if c:
-                out.append(f"    {t['runners']} runner(s), {t['mode'].split(',')[0]:<11}: API process "
-                           f"{c['api']:.2f} | runners {c['runners']:.2f} | cog servers+workers {c['cog']:.2f}"
-                           f" | bench clients {c['bench_clients']:.2f} | sum {sum(c.values()):.2f}")
+                out.append(
+                    f"    {t['runners']} runner(s), {t['mode'].split(',')[0]:<11}: API process "
+                    f"{c['api']:.2f} | runners {c['runners']:.2f} | cog servers+workers {c['cog']:.2f}"
+                    f" | bench clients {c['bench_clients']:.2f} | sum {sum(c.values()):.2f}"
+                )
     else:
         out.append("  not measured (see errors)")
 

@@ -112,12 +112,15 @@ def warm_overhead(stack: Stack, direct: DirectCog, n: int, warmup: int) -> dict[
         "phases_ms": {k: _ms_summary(v) for k, v in phases.items()},
         "api_get_floor_ms": _ms_summary(floor),
         "target_p50_ms": 10.0,
-        "raw_ms": {"cogplane": [round(x * 1000, 3) for x in via],
-                   "direct": [round(x * 1000, 3) for x in straight],
-                   "direct_async_webhook": [round(x * 1000, 3) for x in hooked],
-                   "completed_to_response": [round(x * 1000, 3) for x in phases["api_out"]],
-                   "created_to_completed": [round((q + r) * 1000, 3)
-                                            for q, r in zip(phases["queue"], phases["runner"], strict=True)]},
+        "raw_ms": {
+            "cogplane": [round(x * 1000, 3) for x in via],
+            "direct": [round(x * 1000, 3) for x in straight],
+            "direct_async_webhook": [round(x * 1000, 3) for x in hooked],
+            "completed_to_response": [round(x * 1000, 3) for x in phases["api_out"]],
+            "created_to_completed": [
+                round((q + r) * 1000, 3) for q, r in zip(phases["queue"], phases["runner"], strict=True)
+            ],
+        },
     }
 
 
@@ -132,8 +135,12 @@ def warm_after_idle(stack: Stack, gap: float, samples: int) -> dict[str, Any]:
             latency, body = predict_sync(client, HELLO, HELLO_INPUT)
             latencies.append(latency)
             bodies.append(body)
-    return {"gap_s": gap, "n": samples, "latency_ms": _ms_summary(latencies),
-            "breakdown_ms": _metric_means(bodies, latencies)}
+    return {
+        "gap_s": gap,
+        "n": samples,
+        "latency_ms": _ms_summary(latencies),
+        "breakdown_ms": _metric_means(bodies, latencies),
+    }
 
 
 # --- 2. cold boot ------------------------------------------------------------------------------
@@ -144,8 +151,9 @@ def _setup_seconds(health: dict | None) -> float | None:
     return (parse_time(setup["completed_at"]) - parse_time(setup["started_at"])).total_seconds()
 
 
-def cold_boot(stack: Stack, model: str, inputs: dict, runs: int, *, idle_wait: float,
-              poll: float = 0.01, timeout: float = 300.0) -> dict[str, Any]:
+def cold_boot(
+    stack: Stack, model: str, inputs: dict, runs: int, *, idle_wait: float, poll: float = 0.01, timeout: float = 300.0
+) -> dict[str, Any]:
     """Create a prediction with no runner warm; poll GET every `poll` s until `processing`."""
     samples = []
     with stack.client() as client:
@@ -172,23 +180,30 @@ def cold_boot(stack: Stack, model: str, inputs: dict, runs: int, *, idle_wait: f
             metrics = body.get("metrics") or {}
             server_side = (parse_time(body["started_at"]) - parse_time(body["created_at"])).total_seconds()
             observed = seen_processing if seen_processing is not None else server_side
-            samples.append({
-                "create_to_processing": observed,
-                "created_to_started": server_side,
-                "boot_time": metrics.get("boot_time"),
-                "setup_time": metrics.get("setup_time"),
-                "queue_time": metrics.get("queue_time"),
-                "predict_time": metrics.get("predict_time"),
-                "cog_setup": setup,
-                "overhead": None if setup is None else observed - setup,
-            })
+            samples.append(
+                {
+                    "create_to_processing": observed,
+                    "created_to_started": server_side,
+                    "boot_time": metrics.get("boot_time"),
+                    "setup_time": metrics.get("setup_time"),
+                    "queue_time": metrics.get("queue_time"),
+                    "predict_time": metrics.get("predict_time"),
+                    "cog_setup": setup,
+                    "overhead": None if setup is None else observed - setup,
+                }
+            )
 
     def med(key: str) -> float | None:
         values = [s[key] for s in samples if s.get(key) is not None]
         return percentile(values, 50) if values else None
 
-    return {"model": model, "runs": runs, "samples": samples,
-            "median": {k: med(k) for k in samples[0]} if samples else {}, "target_s": 1.0}
+    return {
+        "model": model,
+        "runs": runs,
+        "samples": samples,
+        "median": {k: med(k) for k in samples[0]} if samples else {},
+        "target_s": 1.0,
+    }
 
 
 # --- 3. throughput -----------------------------------------------------------------------------
@@ -245,10 +260,15 @@ def closed_loop(stack: Stack, total: int, clients: int) -> dict[str, Any]:
     if errors:
         raise PredictionError(errors[0])
     latencies = [r[0] for r in results]
-    return {"mode": f"closed loop, {clients} clients, Prefer: wait", "n": len(results), "wall_s": wall,
-            "cpu_ms_per_prediction": cpu,
-            "per_s": len(results) / wall, "latency_ms": _ms_summary(latencies),
-            "breakdown_ms": _metric_means([r[1] for r in results], latencies)}
+    return {
+        "mode": f"closed loop, {clients} clients, Prefer: wait",
+        "n": len(results),
+        "wall_s": wall,
+        "cpu_ms_per_prediction": cpu,
+        "per_s": len(results) / wall,
+        "latency_ms": _ms_summary(latencies),
+        "breakdown_ms": _metric_means([r[1] for r in results], latencies),
+    }
 
 
 def open_burst(stack: Stack, total: int, clients: int) -> dict[str, Any]:
@@ -292,8 +312,13 @@ def open_burst(stack: Stack, total: int, clients: int) -> dict[str, Any]:
     first = min(parse_time(b["created_at"]) for b in bodies)
     last = max(parse_time(b["completed_at"]) for b in bodies)
     wall = (last - first).total_seconds()
-    return {"mode": f"burst, {total} async creates from {clients} threads", "n": len(bodies),
-            "cpu_ms_per_prediction": cpu,
-            "wall_s": wall, "per_s": len(bodies) / wall, "create_per_s": len(bodies) / fired,
-            "latency_ms": _ms_summary([b["metrics"]["total_time"] for b in bodies]),
-            "breakdown_ms": _metric_means(bodies)}
+    return {
+        "mode": f"burst, {total} async creates from {clients} threads",
+        "n": len(bodies),
+        "cpu_ms_per_prediction": cpu,
+        "wall_s": wall,
+        "per_s": len(bodies) / wall,
+        "create_per_s": len(bodies) / fired,
+        "latency_ms": _ms_summary([b["metrics"]["total_time"] for b in bodies]),
+        "breakdown_ms": _metric_means(bodies),
+    }

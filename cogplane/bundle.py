@@ -26,7 +26,7 @@ def read_config(model_dir: Path) -> dict:
     except yaml.YAMLError as exc:
         raise BundleError(f"cog.yaml is not valid YAML: {exc}") from exc
     if not isinstance(config, dict) or not (config.get("predict") or config.get("run")):
-        raise BundleError("cog.yaml must name the predictor, e.g. `predict: \"predict.py:Predictor\"`.")
+        raise BundleError('cog.yaml must name the predictor, e.g. `predict: "predict.py:Predictor"`.')
     return config
 
 

@@ -33,10 +33,12 @@ def _multipart(fields: dict[str, str], file_field: str, filename: str, data: byt
     boundary = "cogplane-" + secrets.token_hex(12)
     head = b""
     for name, value in fields.items():
-        head += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").encode()
+        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n').encode()
         head += value.encode() + b"\r\n"
-    head += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"{filename}\"\r\n"
-             "Content-Type: application/gzip\r\n\r\n").encode()
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
+        "Content-Type: application/gzip\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     return f"multipart/form-data; boundary={boundary}", [head, data, tail]
 
@@ -47,12 +49,16 @@ def _progress_chunks(parts: list[bytes], label: str, chunk: int = 256 * 1024):
     tty = sys.stderr.isatty()
     for part in parts:
         for i in range(0, len(part), chunk):
-            piece = part[i:i + chunk]
+            piece = part[i : i + chunk]
             sent += len(piece)
             yield piece
             if tty:
-                print(f"\r{label}: {sent * 100 // max(total, 1):3d}% of {total / 1e6:.1f} MB", end="",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"\r{label}: {sent * 100 // max(total, 1):3d}% of {total / 1e6:.1f} MB",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(f"\r{label}: 100% of {total / 1e6:.1f} MB", file=sys.stderr, flush=True)
 
 
@@ -83,17 +89,24 @@ def push(args: argparse.Namespace) -> int:
     except (BundleError, SchemaError) as exc:
         return _err(f"cannot push {model_dir}: {exc}")
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(30, write=None),
-                      verify=ssl_context(home)) as client:
+    with httpx.Client(
+        base_url=url, headers=headers, timeout=httpx.Timeout(30, write=None), verify=ssl_context(home)
+    ) as client:
         try:
             problem = _ensure_model(client, args, owner, name)
             if problem:
                 return _err(problem)
             content_type, parts = _multipart(
-                {"schema": json.dumps(prepared.schema), "config": json.dumps(prepared.config),
-                 "cog_version": "0.23.1"}, "bundle", "bundle.tar.gz", prepared.bundle)
-            r = client.post(f"/v1/models/{owner}/{name}/versions", headers={"Content-Type": content_type},
-                            content=_progress_chunks(parts, "Uploading"))
+                {"schema": json.dumps(prepared.schema), "config": json.dumps(prepared.config), "cog_version": "0.23.1"},
+                "bundle",
+                "bundle.tar.gz",
+                prepared.bundle,
+            )
+            r = client.post(
+                f"/v1/models/{owner}/{name}/versions",
+                headers={"Content-Type": content_type},
+                content=_progress_chunks(parts, "Uploading"),
+            )
         except httpx.HTTPError as exc:
             return _err(f"cannot reach {url}: {exc}")
     return _pushed(r, f"Pushed {owner}/{name}", "upload failed")
@@ -117,9 +130,16 @@ def _ensure_model(client: httpx.Client, args: argparse.Namespace, owner: str, na
     """Create OWNER/NAME if missing; an error message, or None."""
     found = client.get(f"/v1/models/{owner}/{name}")
     if found.status_code == 404:
-        created = client.post("/v1/models", json={
-            "owner": owner, "name": name, "visibility": "public" if args.public else "private",
-            "hardware": args.hardware, "description": args.description})
+        created = client.post(
+            "/v1/models",
+            json={
+                "owner": owner,
+                "name": name,
+                "visibility": "public" if args.public else "private",
+                "hardware": args.hardware,
+                "description": args.description,
+            },
+        )
         if created.status_code != 201:
             return f"could not create {owner}/{name}: {created.text}"
         print(f"Created model {owner}/{name} ({'public' if args.public else 'private'})", file=sys.stderr)
@@ -128,8 +148,9 @@ def _ensure_model(client: httpx.Client, args: argparse.Namespace, owner: str, na
     return None
 
 
-def push_image(args: argparse.Namespace, *, url: str, token: str, home: Path,
-               transport: httpx.BaseTransport | None = None) -> int:
+def push_image(
+    args: argparse.Namespace, *, url: str, token: str, home: Path, transport: httpx.BaseTransport | None = None
+) -> int:
     """`cogplane push --image IMAGE OWNER/NAME`: read the schema from the image's labels through
     the registry API (no Docker), then register IMAGE@digest as a version of the model."""
     from cogplane.registry import RegistryError, inspect_image
@@ -145,15 +166,22 @@ def push_image(args: argparse.Namespace, *, url: str, token: str, home: Path,
     except httpx.HTTPError as exc:
         return _err(f"cannot reach the registry of {args.image}: {exc}")
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=30, verify=ssl_context(home),
-                      transport=transport) as client:
+    with httpx.Client(
+        base_url=url, headers=headers, timeout=30, verify=ssl_context(home), transport=transport
+    ) as client:
         try:
             problem = _ensure_model(client, args, owner, name)
             if problem:
                 return _err(problem)
-            r = client.post(f"/v1/models/{owner}/{name}/versions", json={
-                "image": info.image, "openapi_schema": schema, "cog_version": info.cog_version,
-                "config": info.cog_config})
+            r = client.post(
+                f"/v1/models/{owner}/{name}/versions",
+                json={
+                    "image": info.image,
+                    "openapi_schema": schema,
+                    "cog_version": info.cog_version,
+                    "config": info.cog_config,
+                },
+            )
         except httpx.HTTPError as exc:
             return _err(f"cannot reach {url}: {exc}")
     return _pushed(r, f"Registered {info.image} as {owner}/{name}", "registration failed")
@@ -188,8 +216,11 @@ def _admin_text(args: argparse.Namespace, data: dict) -> str:
         who = data.get("username") or data.get("account")
         return f"{who}: token {data['token']} (id {data['token_id']}); it is shown only this once"
     if "results" in data and args.group == "usage":
-        lines = [f"{r['day']}  {r['hardware']:<10} {r['predict_time']:>12.3f} s  {r['predictions']:>6} predictions"
-                 + (f"  {r['cost']:.4f}" if "cost" in r else "") for r in data["results"]]
+        lines = [
+            f"{r['day']}  {r['hardware']:<10} {r['predict_time']:>12.3f} s  {r['predictions']:>6} predictions"
+            + (f"  {r['cost']:.4f}" if "cost" in r else "")
+            for r in data["results"]
+        ]
         return "\n".join(lines + [f"total {data['total']['predict_time']:.3f} s"])
     if "results" in data:
         rows = []
@@ -200,8 +231,10 @@ def _admin_text(args: argparse.Namespace, data: dict) -> str:
             elif "role" in r:
                 rows.append(f"{r['username']:<20} {r['role']}")
             else:
-                rows.append(f"{r['id']:<26} {r['name']:<20} created {r['created_at']}  last used "
-                            f"{r.get('last_used_at') or 'never'}")
+                rows.append(
+                    f"{r['id']:<26} {r['name']:<20} created {r['created_at']}  last used "
+                    f"{r.get('last_used_at') or 'never'}"
+                )
         return "\n".join(rows)
     return json.dumps(data)
 
@@ -291,8 +324,9 @@ def models_set(args: argparse.Namespace, *, transport: httpx.BaseTransport | Non
         changes["safety_checker"] = args.safety_checker
     if not changes:
         return _err("nothing to change: give --safety-checker web|all|off")
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                      transport=transport, **options) as client:
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30, transport=transport, **options
+    ) as client:
         try:
             r = client.patch(f"/v1/models/{owner}/{name}", json=changes)
         except httpx.HTTPError as exc:
@@ -320,9 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("push", help="push a Cog model folder as a new version (no Docker needed)")
     p.add_argument("dir", nargs="?", help="the model folder (with cog.yaml and predict.py)")
     p.add_argument("model", help="OWNER/NAME; created if missing")
-    p.add_argument("--image", default=None,
-                   help="register an image built by `cog build` and pushed to a registry (e.g. the "
-                        "model's ECR repository) instead of a folder; the schema is read from its labels")
+    p.add_argument(
+        "--image",
+        default=None,
+        help="register an image built by `cog build` and pushed to a registry (e.g. the "
+        "model's ECR repository) instead of a folder; the schema is read from its labels",
+    )
     p.add_argument("--public", action="store_true", help="make a newly created model public")
     p.add_argument("--hardware", default="cpu", help="hardware SKU for a newly created model (default cpu)")
     p.add_argument("--description", default=None, help="description for a newly created model")
@@ -331,10 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     msub = m.add_subparsers(dest="models_command", required=True)
     ms = msub.add_parser("set", help="change settings of a model you own")
     ms.add_argument("model", help="OWNER/NAME")
-    ms.add_argument("--safety-checker", choices=("web", "all", "off"), default=None,
-                    help="check image outputs with the platform's safety checker: web = predictions "
-                         "created in the web UI, all = API ones too (unless the request sets "
-                         "disable_safety_checker), off = none (the default)")
+    ms.add_argument(
+        "--safety-checker",
+        choices=("web", "all", "off"),
+        default=None,
+        help="check image outputs with the platform's safety checker: web = predictions "
+        "created in the web UI, all = API ones too (unless the request sets "
+        "disable_safety_checker), off = none (the default)",
+    )
     ms.set_defaults(func=models_set)
     u = sub.add_parser("up", help="run the single-machine stack (API, runners, pumps) in the foreground")
     u.set_defaults(func=up)

@@ -36,11 +36,32 @@ class ConfigError(ValueError):
 # the model's process tree: coglet's settings (COG_*, PORT, WEBHOOK_AUTH_TOKEN, logging), cogplane's
 # own, and the interpreter's (PYTHONHOME, PYTHONSAFEPATH would break the worker's imports).
 ENV_DENY = (
-    "PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONUNBUFFERED",
-    "R8_*", "REPLICATE_*", "LIBRARY_PATH", "CUDA_*", "NVIDIA_*", "NV_*", "PGET_*", "HF_ENDPOINT",
-    "HF_HUB_ENABLE_HF_TRANSFER", "KUBERNETES_*",
-    "COG_*", "COGPLANE_*", "PORT", "WEBHOOK_AUTH_TOKEN", "RUST_LOG", "LOG_FORMAT", "PYTHONHOME",
-    "PYTHONSAFEPATH", "LD_PRELOAD", "AWS_*", "ECS_*",
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "PYTHONUNBUFFERED",
+    "R8_*",
+    "REPLICATE_*",
+    "LIBRARY_PATH",
+    "CUDA_*",
+    "NVIDIA_*",
+    "NV_*",
+    "PGET_*",
+    "HF_ENDPOINT",
+    "HF_HUB_ENABLE_HF_TRANSFER",
+    "KUBERNETES_*",
+    "COG_*",
+    "COGPLANE_*",
+    "PORT",
+    "WEBHOOK_AUTH_TOKEN",
+    "RUST_LOG",
+    "LOG_FORMAT",
+    "PYTHONHOME",
+    "PYTHONSAFEPATH",
+    "LD_PRELOAD",
+    "AWS_*",
+    "ECS_*",
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_ENV_VARS = 200
@@ -66,16 +87,20 @@ def parse_environment(config: dict[str, Any] | None) -> dict[str, str]:
         if not sep or not name:
             raise ConfigError(f"environment variable {item[:100]!r} is not in the KEY=VALUE format")
         if not _ENV_NAME.match(name):
-            raise ConfigError(f"environment variable {name[:100]!r}: a name is letters, digits and '_', "
-                              "not starting with a digit")
+            raise ConfigError(
+                f"environment variable {name[:100]!r}: a name is letters, digits and '_', not starting with a digit"
+            )
         if _denied(name):
-            raise ConfigError(f"environment variable {name!r} is not allowed: reserved for internal use "
-                              f"(reserved: {', '.join(ENV_DENY)})")
+            raise ConfigError(
+                f"environment variable {name!r} is not allowed: reserved for internal use "
+                f"(reserved: {', '.join(ENV_DENY)})"
+            )
         if name in env:
             raise ConfigError(f"environment variable {name!r} is already defined")
         if "\0" in value or len(value) > MAX_ENV_VALUE:
-            raise ConfigError(f"environment variable {name!r}: the value must be under {MAX_ENV_VALUE} "
-                              "characters, without NUL")
+            raise ConfigError(
+                f"environment variable {name!r}: the value must be under {MAX_ENV_VALUE} characters, without NUL"
+            )
         env[name] = value
     return env
 
@@ -115,8 +140,11 @@ def decorator_concurrency(model_dir: str | Path, ref: str | None) -> int | None:
         call = decorator if isinstance(decorator, ast.Call) else None
         expr = call.func if call else decorator
         is_concurrent = (isinstance(expr, ast.Name) and expr.id in concurrent_names) or (
-            isinstance(expr, ast.Attribute) and expr.attr == "concurrent"
-            and isinstance(expr.value, ast.Name) and expr.value.id in cog_modules)
+            isinstance(expr, ast.Attribute)
+            and expr.attr == "concurrent"
+            and isinstance(expr.value, ast.Name)
+            and expr.value.id in cog_modules
+        )
         if not is_concurrent:
             continue
         if call is None:
@@ -135,8 +163,9 @@ def decorator_concurrency(model_dir: str | Path, ref: str | None) -> int | None:
 
 
 def _target_function(tree: ast.Module, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    top = {node.name: node for node in tree.body
-           if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)}
+    top = {
+        node.name: node for node in tree.body if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+    }
     candidates = [name] if name else ["Runner", "Predictor"]
     for candidate in candidates:
         node = top.get(candidate)
@@ -189,8 +218,19 @@ def with_decorator_concurrency(config: dict[str, Any], model_dir: str | Path) ->
 
 # What gpu_runner/Dockerfile installs for models (README: "System packages"). A test keeps the two equal.
 RUNNER_IMAGE_PACKAGES = (
-    "ffmpeg", "git", "libgl1", "libglib2.0-0", "libsm6", "libxext6", "libxrender1", "libgomp1",
-    "libsndfile1", "curl", "wget", "zip", "unzip",
+    "ffmpeg",
+    "git",
+    "libgl1",
+    "libglib2.0-0",
+    "libsm6",
+    "libxext6",
+    "libxrender1",
+    "libgomp1",
+    "libsndfile1",
+    "curl",
+    "wget",
+    "zip",
+    "unzip",
 )
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+~:_-]+)?$")
 
@@ -222,8 +262,13 @@ def missing_on_host(packages: Iterable[str]) -> list[str]:
     dpkg = shutil.which("dpkg-query")
     if dpkg is None:
         return packages
-    proc = subprocess.run([dpkg, "-W", "-f=${Package} ${db:Status-Status}\n", *packages],
-                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [dpkg, "-W", "-f=${Package} ${db:Status-Status}\n", *packages],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     installed = set()
     for line in proc.stdout.splitlines():
         name, _, status = line.partition(" ")
@@ -236,14 +281,19 @@ def missing_in_runner_image(packages: Iterable[str]) -> list[str]:
     return [p for p in packages if p not in RUNNER_IMAGE_PACKAGES]
 
 
-HOST = ("on this machine, where its runners run",
-        "Install {them} (on Debian/Ubuntu: `sudo apt-get install {names}`) and push again")
-RUNNER_IMAGE = ("in the runner image, which provides only: " + ", ".join(RUNNER_IMAGE_PACKAGES),
-                "Add {them} to gpu_runner/Dockerfile and RUNNER_IMAGE_PACKAGES and redeploy")
+HOST = (
+    "on this machine, where its runners run",
+    "Install {them} (on Debian/Ubuntu: `sudo apt-get install {names}`) and push again",
+)
+RUNNER_IMAGE = (
+    "in the runner image, which provides only: " + ", ".join(RUNNER_IMAGE_PACKAGES),
+    "Add {them} to gpu_runner/Dockerfile and RUNNER_IMAGE_PACKAGES and redeploy",
+)
 
 
-def check_system_packages(config: dict[str, Any] | None, missing: Callable[[list[str]], list[str]],
-                          where: tuple[str, str] = HOST) -> None:
+def check_system_packages(
+    config: dict[str, Any] | None, missing: Callable[[list[str]], list[str]], where: tuple[str, str] = HOST
+) -> None:
     """ConfigError naming the packages `missing` says the runners' machine lacks, and what to do."""
     absent = missing(system_packages(config))
     if absent:
@@ -253,12 +303,17 @@ def check_system_packages(config: dict[str, Any] | None, missing: Callable[[list
         raise ConfigError(
             f"build.system_packages: {', '.join(absent)} {'is' if one else 'are'} not installed {place}. "
             f"{advice}, or build the model into an image with `cog build` and push that with "
-            "`cogplane push --image`.")
+            "`cogplane push --image`."
+        )
 
 
-def check_config(config: dict[str, Any] | None, model_dir: str | Path | None = None, *,
-                 missing_packages: Callable[[list[str]], list[str]] = missing_on_host,
-                 where: tuple[str, str] = HOST) -> None:
+def check_config(
+    config: dict[str, Any] | None,
+    model_dir: str | Path | None = None,
+    *,
+    missing_packages: Callable[[list[str]], list[str]] = missing_on_host,
+    where: tuple[str, str] = HOST,
+) -> None:
     """Everything above, at push: ConfigError with the first problem found."""
     parse_environment(config)
     effective_concurrency(config, model_dir)

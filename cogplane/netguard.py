@@ -75,8 +75,7 @@ def is_public(ip: IP) -> bool:
     inner = _embedded_v4(ip)
     if inner is not None:  # ::ffff:a.b.c.d, 2002:ab:cd::, 64:ff9b::a.b.c.d: judged by the IPv4 inside
         return is_public(inner)
-    if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified):
+    if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
         return False
@@ -128,7 +127,8 @@ def check_url(url: str, allow: Iterable[str] | None = None) -> list[IP]:
         if not is_public(ip):
             raise BlockedURL(
                 f"the host {host!r} resolves to {ip}, a private, loopback, link-local or reserved address; "
-                "such addresses are not fetched (COGPLANE_ALLOW_NETWORKS opens chosen ones)")
+                "such addresses are not fetched (COGPLANE_ALLOW_NETWORKS opens chosen ones)"
+            )
     return addresses
 
 
@@ -166,8 +166,14 @@ def _filename(url: str, disposition: str | None) -> str:
     return (name or "file")[:200]
 
 
-def fetch(url: str, *, allow: Iterable[str] | None = None, max_bytes: int, timeout: float,
-          ssl_context: ssl.SSLContext | None = None) -> tuple[bytes, str | None, str]:
+def fetch(
+    url: str,
+    *,
+    allow: Iterable[str] | None = None,
+    max_bytes: int,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> tuple[bytes, str | None, str]:
     """GET `url` safely: (body, content type, file name). See the module docstring."""
     allow = list(allow or ())
     deadline = time.monotonic() + timeout
@@ -186,11 +192,17 @@ def fetch(url: str, *, allow: Iterable[str] | None = None, max_bytes: int, timeo
         conn = None
         response = None
         for ip in addresses:
-            conn = (_PinnedHTTPSConnection(host, ip, port, remaining, context) if parts.scheme == "https"
-                    else _PinnedHTTPConnection(host, ip, port, remaining))
+            conn = (
+                _PinnedHTTPSConnection(host, ip, port, remaining, context)
+                if parts.scheme == "https"
+                else _PinnedHTTPConnection(host, ip, port, remaining)
+            )
             try:
-                conn.request("GET", path, headers={"User-Agent": "cogplane-fetch/1", "Accept": "*/*",
-                                                   "Accept-Encoding": "identity"})
+                conn.request(
+                    "GET",
+                    path,
+                    headers={"User-Agent": "cogplane-fetch/1", "Accept": "*/*", "Accept-Encoding": "identity"},
+                )
                 response = conn.getresponse()
                 break
             except (OSError, http.client.HTTPException) as exc:

@@ -131,9 +131,7 @@ class StateStore(Protocol):
         """Every model version with this id (a bare id is global; identical bundles pushed to
         two models share an id)."""
 
-    def list_versions(
-        self, owner: str, name: str, *, cursor: str | None = None, limit: int = 100
-    ) -> Page[Version]:
+    def list_versions(self, owner: str, name: str, *, cursor: str | None = None, limit: int = 100) -> Page[Version]:
         """Newest first."""
 
     def delete_version(self, owner: str, name: str, version_id: str) -> None:
@@ -189,9 +187,7 @@ class StateStore(Protocol):
 
     def delete_deployment(self, owner: str, name: str) -> None: ...
 
-    def list_deployments(
-        self, owner: str, *, cursor: str | None = None, limit: int = 100
-    ) -> Page[Deployment]: ...
+    def list_deployments(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[Deployment]: ...
 
     def list_warm_deployments(self, limit: int = 100) -> list[Deployment]:
         """Deployments of every owner with min_instances > 0 (at most `limit`, by owner/name), for

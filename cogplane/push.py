@@ -23,8 +23,9 @@ class Prepared:
     schema: dict[str, Any] | None
 
 
-def prepare(model_dir: str | Path, *, with_schema: bool = True, env_cache: Path | None = None,
-            on_log=lambda line: None) -> Prepared:
+def prepare(
+    model_dir: str | Path, *, with_schema: bool = True, env_cache: Path | None = None, on_log=lambda line: None
+) -> Prepared:
     """Bundle the folder and generate its schema with cog's inspector.
 
     The predictor is imported with this Python first; if that fails because the model's own

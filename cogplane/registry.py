@@ -71,7 +71,7 @@ def parse_image(image: str) -> ImageRef:
     scheme = "https"
     for prefix in ("http://", "https://"):
         if image.startswith(prefix):
-            scheme, image = prefix[:-3], image[len(prefix):]
+            scheme, image = prefix[:-3], image[len(prefix) :]
     digest = None
     if "@" in image:
         image, _, digest = image.partition("@")
@@ -144,7 +144,8 @@ class ImageInfo:
         if not text:
             raise RegistryError(
                 f"{self.image} has no {SCHEMA_LABEL} label: build it with `cog build` (cog writes the "
-                "schema into that label).")
+                "schema into that label)."
+            )
         try:
             schema = json.loads(text)
         except ValueError as exc:
@@ -167,9 +168,15 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
 class RegistryClient:
     """Reads manifests and blobs of one registry host; `auth` = (user, password) if needed."""
 
-    def __init__(self, ref: ImageRef, *, auth: tuple[str, str] | None = None,
-                 transport: httpx.BaseTransport | None = None, timeout: float = 30.0,
-                 platform: tuple[str, str] = ("linux", "amd64")):
+    def __init__(
+        self,
+        ref: ImageRef,
+        *,
+        auth: tuple[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+        platform: tuple[str, str] = ("linux", "amd64"),
+    ):
         self.ref = ref
         self.auth = auth
         self.platform = platform
@@ -197,8 +204,10 @@ class RegistryClient:
             headers["Authorization"] = self._authorization
             response = self.http.get(url, headers=headers)
         if response.status_code in (401, 403):
-            raise RegistryError(f"Not authorized to read {self.ref.name} ({response.status_code}); "
-                                "log in to the registry or check the credentials.")
+            raise RegistryError(
+                f"Not authorized to read {self.ref.name} ({response.status_code}); "
+                "log in to the registry or check the credentials."
+            )
         if response.status_code == 404:
             raise RegistryError(f"{self.ref.name}:{self.ref.reference} was not found in the registry.")
         if response.status_code != 200:
@@ -221,8 +230,7 @@ class RegistryClient:
         headers = {"Authorization": self._basic()} if self.auth else {}
         response = self.http.get(params["realm"], params=query, headers=headers)
         if response.status_code != 200:
-            raise RegistryError(f"The registry's token service answered {response.status_code}: "
-                                f"{response.text[:300]}")
+            raise RegistryError(f"The registry's token service answered {response.status_code}: {response.text[:300]}")
         body = response.json()
         token = body.get("token") or body.get("access_token")
         if not token:
@@ -252,9 +260,12 @@ class RegistryClient:
         body, media, digest = self.manifest(self.ref.reference)
         if media in LISTS or "manifests" in body:
             os_name, arch = self.platform
-            chosen = [m for m in body.get("manifests", [])
-                      if (m.get("platform") or {}).get("os") == os_name
-                      and (m.get("platform") or {}).get("architecture") == arch]
+            chosen = [
+                m
+                for m in body.get("manifests", [])
+                if (m.get("platform") or {}).get("os") == os_name
+                and (m.get("platform") or {}).get("architecture") == arch
+            ]
             if not chosen:
                 raise RegistryError(f"{self.ref.name}:{self.ref.reference} has no {os_name}/{arch} image.")
             body, media, _ = self.manifest(chosen[0]["digest"])
@@ -269,8 +280,13 @@ class RegistryClient:
         return ImageInfo(image=self.ref.pinned(digest), digest=digest, config=config, labels=dict(labels))
 
 
-def inspect_image(image: str, *, auth: tuple[str, str] | None = None, ecr_client: Any = None,
-                  transport: httpx.BaseTransport | None = None) -> ImageInfo:
+def inspect_image(
+    image: str,
+    *,
+    auth: tuple[str, str] | None = None,
+    ecr_client: Any = None,
+    transport: httpx.BaseTransport | None = None,
+) -> ImageInfo:
     """Read an image's manifest digest and labels (ECR credentials fetched when the host is ECR)."""
     ref = parse_image(image)
     if auth is None and ecr_registry(ref.host):

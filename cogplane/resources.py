@@ -69,8 +69,7 @@ KEY_SCHEMA: list[dict[str, str]] = [
 ]
 
 ATTRIBUTE_DEFINITIONS: list[dict[str, str]] = [
-    {"AttributeName": name, "AttributeType": "S"}
-    for name in (PK, SK, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK)
+    {"AttributeName": name, "AttributeType": "S"} for name in (PK, SK, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK)
 ]
 
 # Both GSIs project ALL: a list page is one Query, with no GetItem per row.

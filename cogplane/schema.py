@@ -31,15 +31,11 @@ def generate_schema(model_dir: str | Path, python: str = sys.executable, timeout
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        raise SchemaError(
-            f"schema generation timed out after {timeout:g}s (importing the model hangs?)"
-        ) from None
+        raise SchemaError(f"schema generation timed out after {timeout:g}s (importing the model hangs?)") from None
     except OSError as e:
         raise SchemaError(f"could not run {python}: {e.strerror or e}") from None
     if proc.returncode != 0:
-        raise SchemaError(
-            _last_line(proc.stderr) or f"schema generation failed with exit code {proc.returncode}"
-        )
+        raise SchemaError(_last_line(proc.stderr) or f"schema generation failed with exit code {proc.returncode}")
     try:
         schema = json.loads(proc.stdout)
     except json.JSONDecodeError as e:

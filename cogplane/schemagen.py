@@ -267,12 +267,7 @@ def build_input(info: Any, fn: Any) -> tuple[dict, list[tuple[str, dict]]]:
         is_union = ft.union_variants is not None
         nullable = ft.repetition in (R.OPTIONAL, R.OPTIONAL_REPEATED)
         # `api_key: Secret = Input(default=None)` is the documented optional-credential idiom.
-        if (
-            ft.primitive is P.SECRET
-            and ft.repetition is R.REQUIRED
-            and default_given
-            and field.default is None
-        ):
+        if ft.primitive is P.SECRET and ft.repetition is R.REQUIRED and default_given and field.default is None:
             nullable = True
         # A None default on a non-nullable field means "no default" (e.g. seeds picked at run time).
         has_default = default_given and (field.default is not None or nullable)
@@ -313,9 +308,7 @@ def _is_model_class(tpe: Any) -> bool:
 
     if not inspect.isclass(tpe):
         return False
-    return issubclass(tpe, BaseModel) or (
-        PydanticBaseModel is not None and issubclass(tpe, PydanticBaseModel)
-    )
+    return issubclass(tpe, BaseModel) or (PydanticBaseModel is not None and issubclass(tpe, PydanticBaseModel))
 
 
 def _model_fields(tpe: Any) -> list[tuple[str, Any, bool]]:
@@ -424,8 +417,13 @@ def _validation_error_response() -> dict:
 
 
 def build_document(
-    input_schema: dict, enums: list[tuple[str, dict]], output_schema: dict, streaming: bool,
-    *, train: bool = False, ordered: bool = True,
+    input_schema: dict,
+    enums: list[tuple[str, dict]],
+    output_schema: dict,
+    streaming: bool,
+    *,
+    train: bool = False,
+    ordered: bool = True,
 ) -> dict:
     """One mode's document; `train` names things as cog's Go generator does in train mode
     (TrainingInput/TrainingOutput, TrainingRequest/Response, /trainings)."""

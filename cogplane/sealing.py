@@ -76,8 +76,7 @@ def derive_key(material: bytes) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"cogplane secret inputs v1").derive(material)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"cogplane secret inputs v1").derive(material)
 
 
 class SecretBox:
@@ -143,8 +142,7 @@ class StreamTokens:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-        keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
-                    info=b"cogplane stream tokens v1").derive(material)
+        keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=b"cogplane stream tokens v1").derive(material)
         self._aead = AESGCM(keys[:32])
         self._nonce_key = keys[32:]
         self._hmac, self._sha256 = hmac, hashlib.sha256

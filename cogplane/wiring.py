@@ -54,25 +54,42 @@ class Services:
 
     def __post_init__(self) -> None:
         self.accounts = AccountService(self.state, self.clock)
-        self.catalog = CatalogService(self.state, self.blobs, self.clock, self.hardware, access=self.accounts,
-                                      **_system_packages(self.settings))
-        self.files = FileService(self.state, self.blobs, self.clock, max_bytes=self.settings.max_file_bytes,
-                                 ttl_seconds=self.settings.file_ttl_seconds, outbox=self.outbox,
-                                 access=self.accounts)
-        self.predictions = PredictionService(
-            self.state, self.queue, self.dispatcher, self.clock, self.ids,
-            retention_seconds=self.settings.data_retention_seconds, files=self.files,
-            allow_networks=self.settings.allowed_networks,
-            timeout_seconds=self.settings.prediction_timeout_seconds, access=self.accounts,
+        self.catalog = CatalogService(
+            self.state, self.blobs, self.clock, self.hardware, access=self.accounts, **_system_packages(self.settings)
         )
-        self.ratelimits = RateLimitService(self.limiter, self.clock,
-                                           create_per_minute=self.settings.rate_create_per_minute,
-                                           other_per_minute=self.settings.rate_other_per_minute)
+        self.files = FileService(
+            self.state,
+            self.blobs,
+            self.clock,
+            max_bytes=self.settings.max_file_bytes,
+            ttl_seconds=self.settings.file_ttl_seconds,
+            outbox=self.outbox,
+            access=self.accounts,
+        )
+        self.predictions = PredictionService(
+            self.state,
+            self.queue,
+            self.dispatcher,
+            self.clock,
+            self.ids,
+            retention_seconds=self.settings.data_retention_seconds,
+            files=self.files,
+            allow_networks=self.settings.allowed_networks,
+            timeout_seconds=self.settings.prediction_timeout_seconds,
+            access=self.accounts,
+        )
+        self.ratelimits = RateLimitService(
+            self.limiter,
+            self.clock,
+            create_per_minute=self.settings.rate_create_per_minute,
+            other_per_minute=self.settings.rate_other_per_minute,
+        )
         self.deployments = DeploymentService(self.state, self.catalog, self.clock, self.hardware)
         self.trainings = TrainingService(self.state, self.blobs, self.clock, self.catalog, self.predictions)
         self.predictions.secret_box = self.secret_box
-        self.safety = SafetyService(self.state, self.blobs, self.files, self.predictions,
-                                    base_url=self.settings.public_url)
+        self.safety = SafetyService(
+            self.state, self.blobs, self.files, self.predictions, base_url=self.settings.public_url
+        )
 
     def secret_box(self):
         """Seals secret inputs for the runner (cogplane.sealing); the key is read on first use."""
@@ -119,8 +136,14 @@ def local_secret(settings: Settings) -> bytes:
         return bytes.fromhex(path.read_text().strip())
 
 
-def build_local(settings: Settings, *, clock: Clock | None = None, ids: IdSource | None = None,
-                dispatcher: Dispatcher | None = None, base_url: str | None = None) -> Services:
+def build_local(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    ids: IdSource | None = None,
+    dispatcher: Dispatcher | None = None,
+    base_url: str | None = None,
+) -> Services:
     from cogplane.adapters.local.disk import DiskBlobStore
     from cogplane.adapters.local.sqlite import (
         Database,
@@ -133,17 +156,33 @@ def build_local(settings: Settings, *, clock: Clock | None = None, ids: IdSource
     clock = clock or SystemClock()
     secure_home(settings.home)
     db = Database(str(settings.db_path))
-    blobs = DiskBlobStore(str(settings.blob_root), base_url or settings.public_url or "http://127.0.0.1:8000",
-                          local_secret(settings), clock)
+    blobs = DiskBlobStore(
+        str(settings.blob_root),
+        base_url or settings.public_url or "http://127.0.0.1:8000",
+        local_secret(settings),
+        clock,
+    )
     return Services(
-        settings=settings, state=SqliteStateStore(db, clock), queue=SqliteJobQueue(db, clock), blobs=blobs,
-        outbox=SqliteOutbox(db), clock=clock, ids=ids or RandomIds(),
-        dispatcher=dispatcher or NoDispatcher(), hardware=dict(LOCAL_HARDWARE), limiter=SqliteRateLimiter(db),
+        settings=settings,
+        state=SqliteStateStore(db, clock),
+        queue=SqliteJobQueue(db, clock),
+        blobs=blobs,
+        outbox=SqliteOutbox(db),
+        clock=clock,
+        ids=ids or RandomIds(),
+        dispatcher=dispatcher or NoDispatcher(),
+        hardware=dict(LOCAL_HARDWARE),
+        limiter=SqliteRateLimiter(db),
     )
 
 
-def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, clock: Clock | None = None,
-              dispatcher: Dispatcher | None = None) -> Services:
+def build_aws(
+    settings: Settings,
+    *,
+    clients: dict[str, Any] | None = None,
+    clock: Clock | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> Services:
     """Adapters over boto3 clients built once per process (or given, for tests)."""
     from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoRateLimiter, DynamoStateStore
     from cogplane.adapters.aws.s3 import S3BlobStore
@@ -154,15 +193,17 @@ def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, cloc
     clients = clients or _aws_clients()
     clock = clock or SystemClock()
     state = DynamoStateStore(clients["dynamodb"], settings.table_name, clock)
-    queue = SqsJobQueue(clients["sqs"], settings.queue_prefix, dlq_arn=settings.dlq_arn,
-                        wait_seconds=settings.queue_wait_seconds)
+    queue = SqsJobQueue(
+        clients["sqs"], settings.queue_prefix, dlq_arn=settings.dlq_arn, wait_seconds=settings.queue_wait_seconds
+    )
     if dispatcher is None and settings.ecs_dispatch:
         from cogplane.adapters.aws.ecs import EcsConfig, EcsDispatcher, StatePoolHardware
 
         ecs = clients.get("ecs") or _aws_client("ecs")
         pools = StatePoolHardware(state)
-        dispatcher = EcsDispatcher.from_config(ecs, EcsConfig.from_json(settings.ecs_dispatch),
-                                               hardware_for=pools, image_for=pools.image, queue=queue)
+        dispatcher = EcsDispatcher.from_config(
+            ecs, EcsConfig.from_json(settings.ecs_dispatch), hardware_for=pools, image_for=pools.image, queue=queue
+        )
     return Services(
         settings=settings,
         state=state,
@@ -173,8 +214,13 @@ def build_aws(settings: Settings, *, clients: dict[str, Any] | None = None, cloc
         ids=RandomIds(),
         dispatcher=dispatcher or NoDispatcher(),
         limiter=DynamoRateLimiter(clients["dynamodb"], settings.table_name),
-        hardware={"cpu": "CPU", "gpu-t4": "Nvidia T4 GPU", "gpu-a10g": "Nvidia A10G GPU",
-                  "gpu-l4": "Nvidia L4 GPU", "gpu-l40s": "Nvidia L40S GPU"},
+        hardware={
+            "cpu": "CPU",
+            "gpu-t4": "Nvidia T4 GPU",
+            "gpu-a10g": "Nvidia A10G GPU",
+            "gpu-l4": "Nvidia L4 GPU",
+            "gpu-l40s": "Nvidia L40S GPU",
+        },
     )
 
 
@@ -182,8 +228,9 @@ def _aws_client(name: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client(name, config=Config(connect_timeout=3, read_timeout=10,
-                                            retries={"max_attempts": 4, "mode": "standard"}))
+    return boto3.client(
+        name, config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
+    )
 
 
 def _aws_clients() -> dict[str, Any]:
@@ -193,8 +240,11 @@ def _aws_clients() -> dict[str, Any]:
     config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
     # presigned output URLs need SigV4 (botocore would otherwise presign with SigV2)
     s3_config = config.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
-    return {"dynamodb": boto3.client("dynamodb", config=config), "sqs": boto3.client("sqs", config=config),
-            "s3": boto3.client("s3", config=s3_config)}
+    return {
+        "dynamodb": boto3.client("dynamodb", config=config),
+        "sqs": boto3.client("sqs", config=config),
+        "s3": boto3.client("s3", config=s3_config),
+    }
 
 
 def build(settings: Settings, **kwargs: Any) -> Services:

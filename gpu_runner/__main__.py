@@ -20,8 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-warm", action="store_true", help="never exit on idle (min_instances)")
     parser.add_argument("--runner-id", default=None)
     parser.add_argument("--spawned-at", type=float, default=None, help="unix time the dispatcher started us")
-    parser.add_argument("--stop-grace", type=float, default=None,
-                        help="on SIGTERM/SIGINT: seconds in-flight predictions may run on (default 20)")
+    parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=None,
+        help="on SIGTERM/SIGINT: seconds in-flight predictions may run on (default 20)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
     settings = Settings()

@@ -215,8 +215,9 @@ class CogServer:
         self.extra_env = dict(env or {})
         self.die_with_parent = die_with_parent
         self.train = train
-        self.concurrency = (concurrency if concurrency is not None
-                            else effective_concurrency(self.config, self.model_dir))
+        self.concurrency = (
+            concurrency if concurrency is not None else effective_concurrency(self.config, self.model_dir)
+        )
         self.predict_ref = self.config.get("run") or self.config.get("predict")
         if not self.predict_ref:
             raise ValueError("cog.yaml has neither `run` nor `predict`")
@@ -438,8 +439,7 @@ class CogServer:
 _COG_NOISE = re.compile(r"^<string>:\d+: DeprecationWarning: ")
 # coglet's prefixes around a setup error: "worker setup failed: worker setup failed (slot <uuid>):
 # Setup failed: setup failed: RuntimeError: msg"
-_SETUP_PREFIX = re.compile(r"^(?:(?:worker setup failed(?: \(slot [^)]*\))?|setup failed)\s*:\s*)+",
-                           re.IGNORECASE)
+_SETUP_PREFIX = re.compile(r"^(?:(?:worker setup failed(?: \(slot [^)]*\))?|setup failed)\s*:\s*)+", re.IGNORECASE)
 
 
 def _is_cog_noise(message: str) -> bool:
@@ -450,7 +450,7 @@ def model_setup_lines(setup_logs: str) -> str:
     """The model's own lines in a health body's `setup.logs` (coglet prefixes them
     `[coglet::setup] `; the rest is coglet's own chatter)."""
     prefix = "[coglet::setup] "
-    lines = [line[len(prefix):] for line in (setup_logs or "").splitlines() if line.startswith(prefix)]
+    lines = [line[len(prefix) :] for line in (setup_logs or "").splitlines() if line.startswith(prefix)]
     return "\n".join(line for line in lines if not _is_cog_noise(line))
 
 

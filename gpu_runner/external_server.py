@@ -64,9 +64,13 @@ class ExternalCogServer:
             if result.serving or result.failed:
                 return result
             if deadline is not None and time.monotonic() >= deadline:
-                return HealthResult(TIMEOUT, setup_logs=result.setup_logs, body=result.body,
-                                    error=f"cog server at {self.url} not ready after {timeout} s "
-                                          f"(last status {result.status}: {result.error or ''})")
+                return HealthResult(
+                    TIMEOUT,
+                    setup_logs=result.setup_logs,
+                    body=result.body,
+                    error=f"cog server at {self.url} not ready after {timeout} s "
+                    f"(last status {result.status}: {result.error or ''})",
+                )
             time.sleep(interval)
 
     def stop(self, grace: float = 5.0) -> int | None:

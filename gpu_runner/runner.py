@@ -155,8 +155,14 @@ class RunnerProcess:
         self.beat_now = threading.Event()  # asks the heartbeat thread for an immediate beat
         self.doorbell: socket.socket | None = None
         self.cold_metrics: dict[str, float] = {}
-        self.record = Runner(id=self.id, pool=config.pool, pid=os.getpid(), host=socket.gethostname(),
-                             started_at=self.started_at, heartbeat_at=self.started_at)
+        self.record = Runner(
+            id=self.id,
+            pool=config.pool,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started_at=self.started_at,
+            heartbeat_at=self.started_at,
+        )
         self.httpd: ThreadingHTTPServer | None = None
         self.upload_counter = itertools.count(1)
         self.served_inputs: dict[str, str] = {}  # token -> blob key (file inputs served to cog)
@@ -172,8 +178,9 @@ class RunnerProcess:
             current = self.state.get_prediction(prediction_id)
             if current is None or current.status in TERMINAL:
                 return
-            self.state.update_prediction(prediction_id, {"logs": (current.logs or "") + text},
-                                         expect_status=[current.status])
+            self.state.update_prediction(
+                prediction_id, {"logs": (current.logs or "") + text}, expect_status=[current.status]
+            )
         except (Conflict, NotFound):
             pass
 
@@ -253,8 +260,9 @@ class RunnerProcess:
             on_log("Building the model's environment (its log is in the version's build log)")
 
         try:
-            env_dir = ensure_environment(version.config, model_dir, self.config.env_cache, on_log=build_log,
-                                         on_build_start=on_build_start)
+            env_dir = ensure_environment(
+                version.config, model_dir, self.config.env_cache, on_log=build_log, on_build_start=on_build_start
+            )
         except EnvironmentBuildError as exc:
             build_log.save("failed", error=exc.message, completed_at=self.clock.now())
             raise
@@ -262,8 +270,13 @@ class RunnerProcess:
         if "at" not in started and env_log:
             build_log(f"cogplane: environment {env_dir.name[:12]} was already built; the log of that build:")
             build_log.lines.extend(env_log.rstrip("\n").splitlines())
-        build_log.save("succeeded", environment=env_dir.name[:12], python_version=metadata.get("python"),
-                       build_seconds=metadata.get("build_seconds"), completed_at=self.clock.now())
+        build_log.save(
+            "succeeded",
+            environment=env_dir.name[:12],
+            python_version=metadata.get("python"),
+            build_seconds=metadata.get("build_seconds"),
+            completed_at=self.clock.now(),
+        )
         return env_dir
 
     # --- boot -----------------------------------------------------------------------------
@@ -300,8 +313,10 @@ class RunnerProcess:
             self.version = self.version or self.resolve_version()
             on_log(f"Booting {self.version.model} (cold start: no runner was warm)")
             if "capacity_time" in phases:
-                on_log(f"Capacity provisioning (task placed, instance started if none was free): "
-                       f"{phases['capacity_time']:.2f} s")
+                on_log(
+                    f"Capacity provisioning (task placed, instance started if none was free): "
+                    f"{phases['capacity_time']:.2f} s"
+                )
             if "image_pull_time" in phases:
                 on_log(f"Image pull: {phases['image_pull_time']:.2f} s")
             if self.version.kind == "image":  # the model container serves cog: nothing to build
@@ -326,13 +341,18 @@ class RunnerProcess:
         # boot: from the runner's spawn (or this boot's start) until the cog server is launched;
         # setup: from then until cog says READY (imports + the model's setup())
         boot_start = t0 - max(0.0, wall0 - self.spawned_at) if self.spawned_at and not self.server_restarts else t0
-        self.cold_metrics = {"boot_time": round(t1 - min(t0, boot_start), 4), "setup_time": round(t2 - t1, 4),
-                             **phases}  # capacity_time and image_pull_time are parts of boot_time
-        on_log(f"Model ready (boot {self.cold_metrics['boot_time']:.2f} s, setup "
-               f"{self.cold_metrics['setup_time']:.2f} s)" if ok else "Model setup failed")
+        self.cold_metrics = {
+            "boot_time": round(t1 - min(t0, boot_start), 4),
+            "setup_time": round(t2 - t1, 4),
+            **phases,
+        }  # capacity_time and image_pull_time are parts of boot_time
+        on_log(
+            f"Model ready (boot {self.cold_metrics['boot_time']:.2f} s, setup {self.cold_metrics['setup_time']:.2f} s)"
+            if ok
+            else "Model setup failed"
+        )
         on_log.flush()
         return ok, reason
-
 
     def start_server(self, on_log) -> tuple[bool, str]:
         assert self.version and self.httpd
@@ -348,11 +368,16 @@ class RunnerProcess:
             assert self.model_dir and self.env_dir
             # no upload URL: file outputs come back as data URIs in the model's order (map_output)
             weights = self.weights_path
-            self.server = CogServer(self.model_dir, self.env_dir, concurrency=self.concurrency,
-                                    setup_timeout=self.config.setup_timeout,
-                                    log_path=self.config.work_root / "logs" / f"{self.id}.log", config=config,
-                                    env={"COG_WEIGHTS": str(weights)} if weights else None,
-                                    train=self.training)
+            self.server = CogServer(
+                self.model_dir,
+                self.env_dir,
+                concurrency=self.concurrency,
+                setup_timeout=self.config.setup_timeout,
+                log_path=self.config.work_root / "logs" / f"{self.id}.log",
+                config=config,
+                env={"COG_WEIGHTS": str(weights)} if weights else None,
+                train=self.training,
+            )
         self.server.start()
         health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
         if health.serving:
@@ -367,8 +392,9 @@ class RunnerProcess:
         self.server.stop(grace=2)
         # a failed setup's health body holds only the error: the model's output (its traceback
         # too) is in the server's log, complete once the server has stopped
-        output = (self.server.setup_output() if isinstance(self.server, CogServer)
-                  else model_setup_lines(health.setup_logs))
+        output = (
+            self.server.setup_output() if isinstance(self.server, CogServer) else model_setup_lines(health.setup_logs)
+        )
         for line in output.splitlines():
             on_log(line)
         return False, f"Model setup failed: {detail}"
@@ -384,9 +410,11 @@ class RunnerProcess:
             jobs.append(job)
         for job in jobs:
             try:
-                self.state.update_prediction(job.prediction_id, {
-                    "status": "failed", "error": reason, "completed_at": self.clock.now()},
-                    expect_status=["starting"])
+                self.state.update_prediction(
+                    job.prediction_id,
+                    {"status": "failed", "error": reason, "completed_at": self.clock.now()},
+                    expect_status=["starting"],
+                )
             except (Conflict, NotFound):
                 pass
             self.queue.ack(job)
@@ -399,10 +427,15 @@ class RunnerProcess:
         now = self.clock.now()
         if prediction.deadline and parse(now) >= parse(prediction.deadline):
             try:
-                self.state.update_prediction(prediction.id, {
-                    "status": "aborted", "completed_at": now,
-                    "error": "The prediction did not start before its Cancel-After deadline."},
-                    expect_status=["starting"])
+                self.state.update_prediction(
+                    prediction.id,
+                    {
+                        "status": "aborted",
+                        "completed_at": now,
+                        "error": "The prediction did not start before its Cancel-After deadline.",
+                    },
+                    expect_status=["starting"],
+                )
             except Conflict:
                 pass
             self.queue.ack(job)
@@ -413,10 +446,17 @@ class RunnerProcess:
             metrics.update(self.cold_metrics)
         cold = metrics.get("boot_time", 0.0) + metrics.get("setup_time", 0.0)
         metrics["queue_time"] = round(max(0.0, waited - cold), 4)
-        flight = InFlight(job=job, prediction_id=prediction.id, created_at=prediction.created_at,
-                          started_mono=time.monotonic(), log_prefix=prediction.logs or "", metrics=metrics,
-                          iterator=self.iterator_output, safety=prediction.safety is not None,
-                          blob_dir=prediction.blob_dir or prediction.id)
+        flight = InFlight(
+            job=job,
+            prediction_id=prediction.id,
+            created_at=prediction.created_at,
+            started_mono=time.monotonic(),
+            log_prefix=prediction.logs or "",
+            metrics=metrics,
+            iterator=self.iterator_output,
+            safety=prediction.safety is not None,
+            blob_dir=prediction.blob_dir or prediction.id,
+        )
         with self.lock:
             self.inflight[prediction.id] = flight
         # The heartbeat thread records that we hold it within milliseconds (off the warm path);
@@ -424,8 +464,10 @@ class RunnerProcess:
         self.beat_now.set()
         try:
             prediction = self.state.update_prediction(
-                prediction.id, {"status": "processing", "started_at": now, "runner_id": self.id},
-                expect_status=["starting"])
+                prediction.id,
+                {"status": "processing", "started_at": now, "runner_id": self.id},
+                expect_status=["starting"],
+            )
         except Conflict:
             with self.lock:
                 self.inflight.pop(job.prediction_id, None)
@@ -436,15 +478,18 @@ class RunnerProcess:
                 flight.secrets = self.services.secret_box().open(prediction.id, job.sealed)
             except Exception as exc:  # noqa: BLE001 - SealError, or no key configured
                 log.error("could not open the secret inputs of %s: %s", prediction.id, exc)
-                self.finish(prediction.id, {"status": "failed",
-                                            "error": f"The prediction's secret inputs could not be read: {exc}"})
+                self.finish(
+                    prediction.id,
+                    {"status": "failed", "error": f"The prediction's secret inputs could not be read: {exc}"},
+                )
                 return
         try:
             self.send(prediction, flight)
         except Exception as exc:  # noqa: BLE001 - one prediction's bug must not take the runner down
             log.exception("could not start prediction %s", prediction.id)
-            self.finish(prediction.id, {"status": "failed",
-                                        "error": f"The runner could not start the prediction: {exc}"})
+            self.finish(
+                prediction.id, {"status": "failed", "error": f"The runner could not start the prediction: {exc}"}
+            )
 
     def send(self, prediction: Prediction, flight: InFlight) -> None:
         assert self.server and self.httpd
@@ -460,8 +505,12 @@ class RunnerProcess:
         while True:
             try:
                 conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
-                conn.request("PUT", f"/{self.route}/{prediction.id}", body=body,
-                             headers={"Content-Type": "application/json", "Prefer": "respond-async"})
+                conn.request(
+                    "PUT",
+                    f"/{self.route}/{prediction.id}",
+                    body=body,
+                    headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+                )
                 response = conn.getresponse()
                 text = response.read().decode(errors="replace")
                 conn.close()
@@ -519,8 +568,12 @@ class RunnerProcess:
         settings = self.services.settings
         try:
             data, content_type, filename = netguard.fetch(
-                value, allow=settings.allowed_networks, max_bytes=settings.max_input_fetch_bytes,
-                timeout=settings.input_fetch_timeout_seconds, ssl_context=ssl_context(settings.home))
+                value,
+                allow=settings.allowed_networks,
+                max_bytes=settings.max_input_fetch_bytes,
+                timeout=settings.input_fetch_timeout_seconds,
+                ssl_context=ssl_context(settings.home),
+            )
         except ValueError as exc:  # BlockedURL / FetchError
             raise InputFetchError(f"{field}: could not fetch the input file: {exc}") from exc
         key = f"{self.blob_folder(prediction_id)}inputs/{next(self.upload_counter)}/{filename}"
@@ -566,19 +619,23 @@ class RunnerProcess:
         if isinstance(value, str):
             prefix = f"http://127.0.0.1:{self.httpd.server_address[1]}/blob/"
             if value.startswith(prefix):
-                return blob_ref(unquote(value[len(prefix):]))
+                return blob_ref(unquote(value[len(prefix) :]))
             if value.startswith("data:") and (node.get("format") == "uri" or not node.get("type")):
                 return self._store_data_uri(value, path, flight) or value
             return value
         if isinstance(value, list):
             items = node.get("items")
-            return [self._map_output(v, items if isinstance(items, dict) else {}, (*path, i), flight)
-                    for i, v in enumerate(value)]
+            return [
+                self._map_output(v, items if isinstance(items, dict) else {}, (*path, i), flight)
+                for i, v in enumerate(value)
+            ]
         if isinstance(value, dict):
             props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
             extra = node.get("additionalProperties")
-            return {k: self._map_output(v, props.get(k) or (extra if isinstance(extra, dict) else {}),
-                                        (*path, k), flight) for k, v in value.items()}
+            return {
+                k: self._map_output(v, props.get(k) or (extra if isinstance(extra, dict) else {}), (*path, k), flight)
+                for k, v in value.items()
+            }
         return value
 
     def _store_data_uri(self, uri: str, path: tuple, flight: InFlight | None) -> str | None:
@@ -590,11 +647,10 @@ class RunnerProcess:
         header, sep, payload = uri.partition(",")
         if not sep:
             return None
-        params = header[len("data:"):].split(";")
+        params = header[len("data:") :].split(";")
         mime = params[0].strip().lower() or "text/plain"
         try:
-            data = (base64.b64decode(payload, validate=True) if "base64" in params[1:]
-                    else unquote_to_bytes(payload))
+            data = base64.b64decode(payload, validate=True) if "base64" in params[1:] else unquote_to_bytes(payload)
         except (ValueError, binascii.Error):
             return None
         name = "output" + "".join(f"_{_safe_part(p)}" for p in path) + _extension(mime)
@@ -641,8 +697,9 @@ class RunnerProcess:
         metrics = dict(flight.metrics)
         cog_metrics = body.get("metrics") or {}
         metrics.update({k: v for k, v in cog_metrics.items() if k != "predict_time"})
-        metrics["predict_time"] = round(float(cog_metrics.get("predict_time")
-                                              or time.monotonic() - flight.started_mono), 6)
+        metrics["predict_time"] = round(
+            float(cog_metrics.get("predict_time") or time.monotonic() - flight.started_mono), 6
+        )
         metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
         status = body.get("status")
         changes: dict[str, Any] = {
@@ -690,13 +747,20 @@ class RunnerProcess:
             if not isinstance(exc, SafetyCheckError):
                 log.exception("safety check of %s failed", prediction_id)
             metrics["safety_time"] = round(time.monotonic() - started, 4)
-            changes.update(status="failed", output=None, safety={"checked": False, "flagged": []},
-                           error=f"The safety check of the outputs could not run: {exc}",
-                           logs=changes["logs"] + "Safety checker: the check failed; the outputs are withheld.\n")
+            changes.update(
+                status="failed",
+                output=None,
+                safety={"checked": False, "flagged": []},
+                error=f"The safety check of the outputs could not run: {exc}",
+                logs=changes["logs"] + "Safety checker: the check failed; the outputs are withheld.\n",
+            )
             return
         metrics["safety_time"] = result.seconds
-        changes.update(output=result.output, safety={"checked": True, "flagged": result.flagged},
-                       logs=changes["logs"] + result.logs)
+        changes.update(
+            output=result.output,
+            safety={"checked": True, "flagged": result.flagged},
+            logs=changes["logs"] + result.logs,
+        )
 
     def _trained(self, training_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """A succeeded training: its weights become the destination's new version."""
@@ -707,8 +771,12 @@ class RunnerProcess:
             return self.services.trainings.complete(training, changes)
         except Exception as exc:  # noqa: BLE001 - the training fails with the reason, the runner lives on
             log.exception("could not make the trained version of %s", training_id)
-            return {**changes, "status": "failed", "output": None,
-                    "error": f"The trained version could not be created: {exc}"}
+            return {
+                **changes,
+                "status": "failed",
+                "output": None,
+                "error": f"The trained version could not be created: {exc}",
+            }
 
     def fail_inflight(self, reason: str) -> None:
         with self.lock:
@@ -800,10 +868,10 @@ class RunnerProcess:
                 data = self._body()
                 if not self.path.startswith("/upload/"):
                     return self._reply(404)
-                name = os.path.basename(unquote(self.path[len("/upload/"):])) or "output"
+                name = os.path.basename(unquote(self.path[len("/upload/") :])) or "output"
                 prediction_id = self.headers.get("x-prediction-id") or "unknown"
                 key = runner.store_output(prediction_id, name, data, self.headers.get("content-type"))
-                key = key[len(blob_ref("")):]
+                key = key[len(blob_ref("")) :]
                 port = runner.httpd.server_address[1]
                 self._reply(201, {"Location": f"http://127.0.0.1:{port}/blob/{key}"})
 
@@ -816,8 +884,10 @@ class RunnerProcess:
         """SIGTERM (ECS scale-in, a retired warm runner) or SIGINT (the local dispatcher: the whole
         platform stops): take no more work, let in-flight predictions finish (shutdown)."""
         if signum == signal.SIGINT:
-            self.stop_reason = (f"stopped: cogplane was shut down before this prediction finished "
-                                f"(it had {self.config.stop_grace:g} s to finish).")
+            self.stop_reason = (
+                f"stopped: cogplane was shut down before this prediction finished "
+                f"(it had {self.config.stop_grace:g} s to finish)."
+            )
         self.stopping.set()
         self.wakeup.set()
 
@@ -884,8 +954,7 @@ class RunnerProcess:
                 self.start_job(job, cold=False)
                 continue
             idle = time.monotonic() - self.last_work
-            if (busy == 0 and not self.config.keep_warm and self.config.idle_timeout
-                    and idle > self.config.idle_timeout):
+            if busy == 0 and not self.config.keep_warm and self.config.idle_timeout and idle > self.config.idle_timeout:
                 log.info("idle for %.0f s: exiting (scale to zero)", idle)
                 return 0
             # The doorbell (a datagram from the dispatcher on every enqueue) wakes us at once;
@@ -908,7 +977,6 @@ class RunnerProcess:
                 self.wakeup.set()
 
         threading.Thread(target=listen, name="doorbell", daemon=True).start()
-
 
     def _keep_lease(self, job: Job) -> None:
         while self._boot_job is job and not self.stopping.is_set():
@@ -957,8 +1025,15 @@ class InputFetchError(Exception):
     """A file input could not be fetched or served: the prediction fails with this message."""
 
 
-_EXTENSIONS = {"audio/wav": ".wav", "audio/wave": ".wav", "audio/x-wav": ".wav", "audio/mp3": ".mp3",
-               "image/jpeg": ".jpg", "text/plain": ".txt", "application/octet-stream": ".bin"}
+_EXTENSIONS = {
+    "audio/wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/mp3": ".mp3",
+    "image/jpeg": ".jpg",
+    "text/plain": ".txt",
+    "application/octet-stream": ".bin",
+}
 
 
 def _extension(mime: str) -> str:

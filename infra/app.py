@@ -27,8 +27,9 @@ def build_app(context: dict | None = None, *, outdir: str | None = None) -> tupl
     env = None
     if os.environ.get("CDK_DEFAULT_ACCOUNT"):
         env = cdk.Environment(account=os.environ["CDK_DEFAULT_ACCOUNT"], region=os.environ.get("CDK_DEFAULT_REGION"))
-    stack = CogplaneStack(app, name, stack_name=name, env=env,
-                          description="cogplane: a self-hosted, Replicate-compatible model platform")
+    stack = CogplaneStack(
+        app, name, stack_name=name, env=env, description="cogplane: a self-hosted, Replicate-compatible model platform"
+    )
     add_checks(stack)
     return app, stack
 

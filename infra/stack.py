@@ -59,9 +59,13 @@ def runner_image(scope: Construct) -> ecs.ContainerImage:
         return ecs.ContainerImage.from_registry(choice)
     # linux/amd64 whatever the deployer's CPU (an arm64 laptop would otherwise build an image the
     # x86_64 GPU instances and Fargate tasks cannot run)
-    return ecs.ContainerImage.from_asset(str(REPO_ROOT), file="gpu_runner/Dockerfile",
-                                            exclude=_IMAGE_EXCLUDES, ignore_mode=IgnoreMode.DOCKER,
-                                            platform=ecr_assets.Platform.LINUX_AMD64)
+    return ecs.ContainerImage.from_asset(
+        str(REPO_ROOT),
+        file="gpu_runner/Dockerfile",
+        exclude=_IMAGE_EXCLUDES,
+        ignore_mode=IgnoreMode.DOCKER,
+        platform=ecr_assets.Platform.LINUX_AMD64,
+    )
 
 
 def lwa_layer_arn(scope: Construct) -> str:
@@ -83,8 +87,7 @@ def lwa_layer_arn(scope: Construct) -> str:
         if region in arns:
             return arns[region]
         partition = RegionInfo.get(region).partition or "aws"
-    return (f"arn:{partition}:lambda:{region}:{c.LWA_LAYER_ACCOUNT}:layer:"
-            f"{c.LWA_LAYER_NAME}:{c.LWA_LAYER_VERSION}")
+    return f"arn:{partition}:lambda:{region}:{c.LWA_LAYER_ACCOUNT}:layer:{c.LWA_LAYER_NAME}:{c.LWA_LAYER_VERSION}"
 
 
 def concurrency(scope: Construct, key: str, default: int) -> int | None:
@@ -113,38 +116,74 @@ class CogplaneStack(Stack):
         data = Data(self, "Data")
         network = Network(self, "Network")
         workers = Workers(
-            self, "Workers", data=data, network=network, image=runner_image(self),
+            self,
+            "Workers",
+            data=data,
+            network=network,
+            image=runner_image(self),
             hardware=hardware_map(self),
             gpu_max_instances=_context(self, c.CTX_GPU_MAX_INSTANCES, c.GPU_MAX_INSTANCES),
             warm_pool=_context(self, c.CTX_GPU_WARM_POOL, False),
             max_per_pool=_context(self, c.CTX_MAX_PER_POOL, c.MAX_PER_POOL),
         )
         # Built before the API: the API's env refers to the stream URL (never the other way round).
-        streams = Streams(self, "Streams", code=code, data=data, layer_arn=lwa_layer_arn(self),
-                          reserved_concurrency=concurrency(self, c.CTX_STREAM_CONCURRENCY, c.STREAM_CONCURRENCY))
-        api = Api(self, "Api", code=code, data=data, workers=workers, stream_url=streams.url,
-                  reserved_concurrency=concurrency(self, c.CTX_API_CONCURRENCY, c.API_CONCURRENCY))
-        webhooks = Webhooks(self, "Webhooks", code=code, data=data, public_url=api.public_url,
-                            stream_url=streams.url)
+        streams = Streams(
+            self,
+            "Streams",
+            code=code,
+            data=data,
+            layer_arn=lwa_layer_arn(self),
+            reserved_concurrency=concurrency(self, c.CTX_STREAM_CONCURRENCY, c.STREAM_CONCURRENCY),
+        )
+        api = Api(
+            self,
+            "Api",
+            code=code,
+            data=data,
+            workers=workers,
+            stream_url=streams.url,
+            reserved_concurrency=concurrency(self, c.CTX_API_CONCURRENCY, c.API_CONCURRENCY),
+        )
+        webhooks = Webhooks(self, "Webhooks", code=code, data=data, public_url=api.public_url, stream_url=streams.url)
         expirer = Expirer(self, "Expirer", code=code, data=data, workers=workers)
-        self.alarms = Alarms(self, "Alarms", data=data, api=api, streams=streams, webhooks=webhooks,
-                             expirer=expirer, workers=workers,
-                             email=_context(self, c.CTX_ALARM_EMAIL, "") or None,
-                             account_concurrency=_context(self, c.CTX_ACCOUNT_CONCURRENCY,
-                                                          c.ACCOUNT_CONCURRENCY))
+        self.alarms = Alarms(
+            self,
+            "Alarms",
+            data=data,
+            api=api,
+            streams=streams,
+            webhooks=webhooks,
+            expirer=expirer,
+            workers=workers,
+            email=_context(self, c.CTX_ALARM_EMAIL, "") or None,
+            account_concurrency=_context(self, c.CTX_ACCOUNT_CONCURRENCY, c.ACCOUNT_CONCURRENCY),
+        )
 
-        CfnOutput(self, "ApiUrl", value=api.public_url,
-                  description="REPLICATE_BASE_URL (Python client) / baseUrl + '/v1' (JS client)")
-        CfnOutput(self, "StreamUrl", value=streams.url,
-                  description="Where urls.stream points (SSE through the stream function; no setup needed)")
         CfnOutput(
-            self, "AdminTokenCommand",
+            self,
+            "ApiUrl",
+            value=api.public_url,
+            description="REPLICATE_BASE_URL (Python client) / baseUrl + '/v1' (JS client)",
+        )
+        CfnOutput(
+            self,
+            "StreamUrl",
+            value=streams.url,
+            description="Where urls.stream points (SSE through the stream function; no setup needed)",
+        )
+        CfnOutput(
+            self,
+            "AdminTokenCommand",
             value=f"aws secretsmanager get-secret-value --secret-id {data.admin_token_secret.secret_arn} "
-                  "--query SecretString --output text",
+            "--query SecretString --output text",
             description="Prints the first admin's API token (active within a minute of the first deploy)",
         )
-        CfnOutput(self, "AlarmTopicArn", value=self.alarms.topic.topic_arn,
-                  description="SNS topic of the stack's alarms (subscribe, or deploy with -c cogplane:alarmEmail=...)")
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.alarms.topic.topic_arn,
+            description="SNS topic of the stack's alarms (subscribe, or deploy with -c cogplane:alarmEmail=...)",
+        )
         CfnOutput(self, "TableName", value=data.table.table_name)
         CfnOutput(self, "BucketName", value=data.bucket.bucket_name)
         CfnOutput(self, "ClusterName", value=workers.cluster.cluster_name)

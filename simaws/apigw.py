@@ -43,8 +43,17 @@ def media_matches(content_type: str | None, patterns: list[str]) -> bool:
 
 
 class RestApi:
-    def __init__(self, function: LambdaFunction, *, stage: str, binary_media_types: list[str],
-                 api_id: str, account: str, timeout_s: float = INTEGRATION_TIMEOUT_S, max_workers: int = 64):
+    def __init__(
+        self,
+        function: LambdaFunction,
+        *,
+        stage: str,
+        binary_media_types: list[str],
+        api_id: str,
+        account: str,
+        timeout_s: float = INTEGRATION_TIMEOUT_S,
+        max_workers: int = 64,
+    ):
         self.function = function
         self.stage = stage
         self.binary_media_types = list(binary_media_types)
@@ -56,7 +65,7 @@ class RestApi:
 
     # --- the event ---------------------------------------------------------------------------------
     def event(self, scope: dict[str, Any], body: bytes) -> dict[str, Any]:
-        path = scope["path"][len(self.stage) + 1:] or "/"
+        path = scope["path"][len(self.stage) + 1 :] or "/"
         multi_headers: dict[str, list[str]] = {}
         for raw_name, raw_value in scope.get("headers", []):
             name = raw_name.decode("latin-1")
@@ -95,17 +104,33 @@ class RestApi:
             "pathParameters": None if path == "/" else {"proxy": path.lstrip("/")},
             "stageVariables": None,
             "requestContext": {
-                "resourceId": "proxy", "resourcePath": resource, "httpMethod": scope["method"],
-                "extendedRequestId": uuid.uuid4().hex[:16], "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000",
-                                                                                          time.gmtime(now)),
-                "path": scope["path"], "accountId": self.account,
+                "resourceId": "proxy",
+                "resourcePath": resource,
+                "httpMethod": scope["method"],
+                "extendedRequestId": uuid.uuid4().hex[:16],
+                "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                "path": scope["path"],
+                "accountId": self.account,
                 "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
-                "stage": self.stage, "domainPrefix": self.api_id, "requestTimeEpoch": int(now * 1000),
-                "requestId": str(uuid.uuid4()), "domainName": headers.get("Host", ""), "apiId": self.api_id,
-                "identity": {"sourceIp": client[0], "userAgent": headers.get("User-Agent"), "caller": None,
-                             "accessKey": None, "accountId": None, "user": None, "userArn": None,
-                             "cognitoIdentityId": None, "cognitoIdentityPoolId": None,
-                             "cognitoAuthenticationType": None, "cognitoAuthenticationProvider": None},
+                "stage": self.stage,
+                "domainPrefix": self.api_id,
+                "requestTimeEpoch": int(now * 1000),
+                "requestId": str(uuid.uuid4()),
+                "domainName": headers.get("Host", ""),
+                "apiId": self.api_id,
+                "identity": {
+                    "sourceIp": client[0],
+                    "userAgent": headers.get("User-Agent"),
+                    "caller": None,
+                    "accessKey": None,
+                    "accountId": None,
+                    "user": None,
+                    "userArn": None,
+                    "cognitoIdentityId": None,
+                    "cognitoIdentityPoolId": None,
+                    "cognitoAuthenticationType": None,
+                    "cognitoAuthenticationProvider": None,
+                },
             },
             "body": event_body,
             "isBase64Encoded": binary,
@@ -184,8 +209,13 @@ class RestApi:
                 return _json(429, "Rate Exceeded.")
             return _json(502, "Internal server error")
         if result.error is not None:
-            log.warning("%s %s: the function raised %s: %s", scope["method"], path,
-                        result.error.get("errorType"), result.error.get("errorMessage"))
+            log.warning(
+                "%s %s: the function raised %s: %s",
+                scope["method"],
+                path,
+                result.error.get("errorType"),
+                result.error.get("errorMessage"),
+            )
             return _json(502, "Internal server error")
         return self.response(result.payload)
 

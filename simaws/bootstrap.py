@@ -48,8 +48,14 @@ def main():
         handler = getattr(importlib.import_module(module_name), function_name)
     except Exception as exc:  # Runtime.ImportModuleError: every invoke fails
         traceback.print_exc()
-        send({"init_error": {"errorType": "Runtime.ImportModuleError",
-                             "errorMessage": f"Unable to import module '{module_name}': {exc}"}})
+        send(
+            {
+                "init_error": {
+                    "errorType": "Runtime.ImportModuleError",
+                    "errorMessage": f"Unable to import module '{module_name}': {exc}",
+                }
+            }
+        )
         return 1
     send({"ready": True, "init_ms": round((time.perf_counter() - started) * 1000, 1)})
     for line in inbox:
@@ -63,12 +69,19 @@ def main():
             send({"ok": True, "payload": payload})
         except Exception as exc:
             traceback.print_exc()
-            send({"ok": False, "errorType": type(exc).__name__, "errorMessage": str(exc),
-                  "stackTrace": traceback.format_tb(exc.__traceback__)})
+            send(
+                {
+                    "ok": False,
+                    "errorType": type(exc).__name__,
+                    "errorMessage": str(exc),
+                    "stackTrace": traceback.format_tb(exc.__traceback__),
+                }
+            )
         sys.stdout.flush()
         sys.stderr.flush()
-        print(f"END RequestId: {context.aws_request_id} Duration: {(time.perf_counter() - t0) * 1000:.2f} ms",
-              flush=True)
+        print(
+            f"END RequestId: {context.aws_request_id} Duration: {(time.perf_counter() - t0) * 1000:.2f} ms", flush=True
+        )
     return 0
 
 

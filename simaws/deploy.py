@@ -62,14 +62,20 @@ class Deployment:
 
 def _rate(expression: str) -> float:
     # rate(1 minute) / rate(5 minutes) / rate(1 hour)
-    inner = expression.strip()[len("rate("):-1].split()
+    inner = expression.strip()[len("rate(") : -1].split()
     units = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
     return float(inner[0]) * units[inner[1]]
 
 
 class Deployer:
-    def __init__(self, assembly: Assembly, clients: dict[str, Any], *, secret_values: dict[str, str] | None = None,
-                 context_secrets_path: Path | None = None):
+    def __init__(
+        self,
+        assembly: Assembly,
+        clients: dict[str, Any],
+        *,
+        secret_values: dict[str, str] | None = None,
+        context_secrets_path: Path | None = None,
+    ):
         self.assembly = assembly
         self.clients = clients
         self.resolver = Resolver(assembly)
@@ -99,15 +105,19 @@ class Deployer:
             r.physical[lid] = Physical(ref=res["Properties"]["StageName"])
         for lid in a.of_type("AWS::Lambda::Url"):
             url_id = _short(lid, 32)
-            r.physical[lid] = Physical(ref=url_id, attrs={
-                "FunctionUrl": f"https://{url_id}.lambda-url.{self.region}.on.aws/", "FunctionArn": ""})
+            r.physical[lid] = Physical(
+                ref=url_id,
+                attrs={"FunctionUrl": f"https://{url_id}.lambda-url.{self.region}.on.aws/", "FunctionArn": ""},
+            )
         for lid, res in a.of_type("AWS::ECS::CapacityProvider").items():
             name = res["Properties"].get("Name") or self.name(lid)
             r.physical[lid] = Physical(ref=name)
         for lid, res in a.of_type("AWS::IAM::Role").items():
             name = res["Properties"].get("RoleName") or self.name(lid, limit=64)
-            r.physical[lid] = Physical(ref=name, attrs={"Arn": f"arn:aws:iam::{self.account}:role/{name}",
-                                                         "RoleId": "AROA" + _short(lid, 16).upper()})
+            r.physical[lid] = Physical(
+                ref=name,
+                attrs={"Arn": f"arn:aws:iam::{self.account}:role/{name}", "RoleId": "AROA" + _short(lid, 16).upper()},
+            )
         for lid in a.of_type("AWS::Logs::LogGroup"):
             name = f"/aws/{self.name(lid)}"
             r.physical[lid] = Physical(ref=name, attrs={"Arn": self.arn("logs", f"log-group:{name}:*")})
@@ -131,29 +141,38 @@ class Deployer:
         self._api(deployment)
         for lid, res in a.of_type("AWS::Lambda::Url").items():
             target = self._function_of(res["Properties"]["TargetFunctionArn"])
-            deployment.function_urls[lid] = {"function": target, "url": r.getatt(lid, "FunctionUrl"),
-                                             "invoke_mode": res["Properties"].get("InvokeMode", "BUFFERED"),
-                                             "auth": res["Properties"].get("AuthType")}
+            deployment.function_urls[lid] = {
+                "function": target,
+                "url": r.getatt(lid, "FunctionUrl"),
+                "invoke_mode": res["Properties"].get("InvokeMode", "BUFFERED"),
+                "auth": res["Properties"].get("AuthType"),
+            }
         for lid, res in a.of_type("AWS::Events::Rule").items():
             props = res["Properties"]
             if props.get("State", "ENABLED") != "ENABLED" or "ScheduleExpression" not in props:
                 continue
             targets = [self._function_of(t["Arn"]) for t in props.get("Targets", [])]
-            deployment.schedules.append(Schedule(lid, _rate(props["ScheduleExpression"]),
-                                                 [t for t in targets if t]))
+            deployment.schedules.append(Schedule(lid, _rate(props["ScheduleExpression"]), [t for t in targets if t]))
         for lid, res in a.of_type("AWS::Lambda::EventSourceMapping").items():
             props = res["Properties"]
             source = r.resolve(props["EventSourceArn"])
-            table = next((r.get(t).ref for t in a.of_type("AWS::DynamoDB::Table")
-                          if r.get(t).attrs.get("StreamArn") == source), None)
+            table = next(
+                (r.get(t).ref for t in a.of_type("AWS::DynamoDB::Table") if r.get(t).attrs.get("StreamArn") == source),
+                None,
+            )
             if table is None:
                 raise TemplateError(f"{lid}: only DynamoDB stream sources are emulated")
-            deployment.stream_mappings.append(StreamMapping(
-                logical_id=lid, function=self._function_of(props["FunctionName"]), table=table,
-                batch_size=int(props.get("BatchSize", 100)),
-                window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                filters=[json.loads(f["Pattern"]) for f in (props.get("FilterCriteria") or {}).get("Filters", [])],
-                starting_position=props.get("StartingPosition", "LATEST")))
+            deployment.stream_mappings.append(
+                StreamMapping(
+                    logical_id=lid,
+                    function=self._function_of(props["FunctionName"]),
+                    table=table,
+                    batch_size=int(props.get("BatchSize", 100)),
+                    window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    filters=[json.loads(f["Pattern"]) for f in (props.get("FilterCriteria") or {}).get("Filters", [])],
+                    starting_position=props.get("StartingPosition", "LATEST"),
+                )
+            )
         for name, output in a.template.get("Outputs", {}).items():
             if "Condition" in output and not r.condition(output["Condition"]):
                 continue
@@ -179,34 +198,43 @@ class Deployer:
             r.physical[lid] = Physical(ref=vpc_id, attrs={"VpcId": vpc_id, "DefaultSecurityGroup": ""})
         for lid, res in self.assembly.of_type("AWS::EC2::Subnet").items():
             props = r.resolve(res["Properties"])
-            subnet = ec2.create_subnet(VpcId=props["VpcId"], CidrBlock=props["CidrBlock"],
-                                       AvailabilityZone=props.get("AvailabilityZone", f"{self.region}a"))["Subnet"]
+            subnet = ec2.create_subnet(
+                VpcId=props["VpcId"],
+                CidrBlock=props["CidrBlock"],
+                AvailabilityZone=props.get("AvailabilityZone", f"{self.region}a"),
+            )["Subnet"]
             r.physical[lid] = Physical(ref=subnet["SubnetId"], attrs={"SubnetId": subnet["SubnetId"]})
         for lid, res in self.assembly.of_type("AWS::EC2::SecurityGroup").items():
             props = r.resolve(res["Properties"])
-            group = ec2.create_security_group(GroupName=self.name(lid), VpcId=props.get("VpcId"),
-                                              Description=props.get("GroupDescription", lid))["GroupId"]
+            group = ec2.create_security_group(
+                GroupName=self.name(lid), VpcId=props.get("VpcId"), Description=props.get("GroupDescription", lid)
+            )["GroupId"]
             r.physical[lid] = Physical(ref=group, attrs={"GroupId": group})
 
     def _table(self, lid: str, props: dict[str, Any]) -> None:
         ddb = self.clients["dynamodb"]
         p = self.resolver.resolve(props)
         name = p.get("TableName") or self.name(lid, limit=255)
-        kwargs: dict[str, Any] = {"TableName": name, "KeySchema": p["KeySchema"],
-                                  "AttributeDefinitions": p["AttributeDefinitions"],
-                                  "BillingMode": p.get("BillingMode", "PROVISIONED")}
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": p["KeySchema"],
+            "AttributeDefinitions": p["AttributeDefinitions"],
+            "BillingMode": p.get("BillingMode", "PROVISIONED"),
+        }
         if p.get("GlobalSecondaryIndexes"):
             kwargs["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
         if p.get("StreamSpecification"):
             kwargs["StreamSpecification"] = {"StreamEnabled": True, **p["StreamSpecification"]}
         if kwargs["BillingMode"] == "PROVISIONED":
-            kwargs["ProvisionedThroughput"] = p.get("ProvisionedThroughput", {"ReadCapacityUnits": 5,
-                                                                            "WriteCapacityUnits": 5})
+            kwargs["ProvisionedThroughput"] = p.get(
+                "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+            )
         table = ddb.create_table(**kwargs)["TableDescription"]
         if p.get("TimeToLiveSpecification"):
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=p["TimeToLiveSpecification"])
-        self.resolver.physical[lid] = Physical(ref=name, attrs={"Arn": table["TableArn"],
-                                                                "StreamArn": table.get("LatestStreamArn", "")})
+        self.resolver.physical[lid] = Physical(
+            ref=name, attrs={"Arn": table["TableArn"], "StreamArn": table.get("LatestStreamArn", "")}
+        )
 
     def _bucket(self, lid: str, props: dict[str, Any]) -> None:
         s3 = self.clients["s3"]
@@ -216,24 +244,41 @@ class Deployer:
         if p.get("LifecycleConfiguration"):  # accepted, never applied by moto (nor by this simulation)
             rules = []
             for rule in p["LifecycleConfiguration"]["Rules"]:
-                out: dict[str, Any] = {"ID": rule.get("Id", ""), "Status": rule.get("Status", "Enabled"),
-                                       "Filter": {"Prefix": rule.get("Prefix", "")}}
+                out: dict[str, Any] = {
+                    "ID": rule.get("Id", ""),
+                    "Status": rule.get("Status", "Enabled"),
+                    "Filter": {"Prefix": rule.get("Prefix", "")},
+                }
                 if "ExpirationInDays" in rule:
                     out["Expiration"] = {"Days": rule["ExpirationInDays"]}
                 if "AbortIncompleteMultipartUpload" in rule:
                     out["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
                 rules.append(out)
             s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
-        self.resolver.physical[lid] = Physical(ref=name, attrs={
-            "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com",
-            "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com"})
+        self.resolver.physical[lid] = Physical(
+            ref=name,
+            attrs={
+                "Arn": f"arn:aws:s3:::{name}",
+                "DomainName": f"{name}.s3.amazonaws.com",
+                "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
+            },
+        )
 
     def _queue(self, lid: str, props: dict[str, Any]) -> None:
         sqs = self.clients["sqs"]
         p = self.resolver.resolve(props)
         name = p.get("QueueName") or self.name(lid, limit=80)
-        attributes = {k: str(p[k]) for k in ("MessageRetentionPeriod", "VisibilityTimeout", "DelaySeconds",
-                                             "ReceiveMessageWaitTimeSeconds", "MaximumMessageSize") if k in p}
+        attributes = {
+            k: str(p[k])
+            for k in (
+                "MessageRetentionPeriod",
+                "VisibilityTimeout",
+                "DelaySeconds",
+                "ReceiveMessageWaitTimeSeconds",
+                "MaximumMessageSize",
+            )
+            if k in p
+        }
         if "RedrivePolicy" in p:
             attributes["RedrivePolicy"] = json.dumps(p["RedrivePolicy"])
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
@@ -271,8 +316,9 @@ class Deployer:
             if not container.get("memory") and not container.get("memoryReservation") and p.get("memory"):
                 container["memoryReservation"] = int(p["memory"])
         td = ecs.register_task_definition(**p)["taskDefinition"]
-        self.resolver.physical[lid] = Physical(ref=td["taskDefinitionArn"], attrs={
-            "TaskDefinitionArn": td["taskDefinitionArn"]})
+        self.resolver.physical[lid] = Physical(
+            ref=td["taskDefinitionArn"], attrs={"TaskDefinitionArn": td["taskDefinitionArn"]}
+        )
         return td["taskDefinitionArn"]
 
     def _functions(self, deployment: Deployment) -> None:
@@ -293,10 +339,16 @@ class Deployer:
                 raise TemplateError(f"{lid}: its code asset {key} is not in {self.assembly.outdir}")
             env = r.resolve((props.get("Environment") or {}).get("Variables", {}))
             deployment.functions[lid] = FunctionConfig(
-                name=r.get(lid).ref, logical_id=lid, handler=props["Handler"], code=self.assembly.assets[asset_hash],
-                environment={k: str(v) for k, v in env.items()}, timeout_s=float(props.get("Timeout", 3)),
-                memory_mb=int(props.get("MemorySize", 128)), reserved_concurrency=concurrency_of.get(lid),
-                arn=r.get(lid).attrs["Arn"])
+                name=r.get(lid).ref,
+                logical_id=lid,
+                handler=props["Handler"],
+                code=self.assembly.assets[asset_hash],
+                environment={k: str(v) for k, v in env.items()},
+                timeout_s=float(props.get("Timeout", 3)),
+                memory_mb=int(props.get("MemorySize", 128)),
+                reserved_concurrency=concurrency_of.get(lid),
+                arn=r.get(lid).attrs["Arn"],
+            )
 
     def _api(self, deployment: Deployment) -> None:
         r = self.resolver
@@ -305,7 +357,7 @@ class Deployer:
             return
         if len(apis) != 1:
             raise TemplateError("one REST API is emulated")
-        (api_lid, api), = apis.items()
+        ((api_lid, api),) = apis.items()
         stages = [res["Properties"] for res in self.assembly.of_type("AWS::ApiGateway::Stage").values()]
         function = None
         for res in self.assembly.of_type("AWS::ApiGateway::Method").values():
@@ -314,7 +366,10 @@ class Deployer:
                 uri = json.dumps(integration.get("Uri"))
                 function = next((lid for lid in deployment.functions if f'"{lid}"' in uri), function)
         deployment.rest_api = {
-            "logical_id": api_lid, "id": r.get(api_lid).ref, "stage": stages[0]["StageName"] if stages else "prod",
-            "binary_media_types": api["Properties"].get("BinaryMediaTypes", []), "function": function,
+            "logical_id": api_lid,
+            "id": r.get(api_lid).ref,
+            "stage": stages[0]["StageName"] if stages else "prod",
+            "binary_media_types": api["Properties"].get("BinaryMediaTypes", []),
+            "function": function,
             "url": f"https://{r.get(api_lid).ref}.execute-api.{self.region}.amazonaws.com",
         }

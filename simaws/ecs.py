@@ -57,9 +57,21 @@ class RunningTask:
 
 
 class EcsEmulator:
-    def __init__(self, *, cluster: str, region: str, account: str, home: Path, python: str, cwd: Path,
-                 base_env: dict[str, str], image_env: dict[str, str], capacity: int | None = None,
-                 volume_overrides: dict[str, Path] | None = None, poll_s: float = 0.25):
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        region: str,
+        account: str,
+        home: Path,
+        python: str,
+        cwd: Path,
+        base_env: dict[str, str],
+        image_env: dict[str, str],
+        capacity: int | None = None,
+        volume_overrides: dict[str, Path] | None = None,
+        poll_s: float = 0.25,
+    ):
         self.cluster = cluster
         self.region = region
         self.account = account
@@ -143,7 +155,7 @@ class EcsEmulator:
     def _container_path(self, root: Path, value: str, volumes: dict[str, Path]) -> str:
         for container_path, host in sorted(volumes.items(), key=lambda kv: -len(kv[0])):
             if value == container_path or value.startswith(container_path.rstrip("/") + "/"):
-                return str(host) + value[len(container_path.rstrip("/")):]
+                return str(host) + value[len(container_path.rstrip("/")) :]
         if value == CONTAINER_ROOT or value.startswith(CONTAINER_ROOT + "/"):
             return str(root) + value
         return value
@@ -161,8 +173,11 @@ class EcsEmulator:
         named = {v.get("name"): v for v in (definition.volumes or [])}
         runner = next((c for c in containers if c.get("essential", True) and c.get("name") == "runner"), None)
         if runner is None or len(containers) != 1:
-            reason = ("image versions (a model image beside the runner) need Docker: not emulated"
-                      if len(containers) > 1 else "no `runner` container")
+            reason = (
+                "image versions (a model image beside the runner) need Docker: not emulated"
+                if len(containers) > 1
+                else "no `runner` container"
+            )
             task.last_status = "STOPPED"
             task.desired_status = "STOPPED"
             task.stopped_reason = f"CannotStartContainerError: {reason}"
@@ -192,8 +207,15 @@ class EcsEmulator:
                 Path(env[key]).mkdir(parents=True, exist_ok=True)
         argv = [self.python if command[0] in ("python", "python3") else command[0], *command[1:]]
         log_file = open(self.home / f"task-{task_id}.log", "ab")
-        proc = subprocess.Popen(argv, cwd=str(self.cwd), env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=str(self.cwd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log_file.close()
         self.tasks[arn] = RunningTask(arn, proc, root)
         self.started += 1

@@ -17,9 +17,17 @@ log = logging.getLogger("simaws.events")
 
 
 def scheduled_event(rule_arn: str, region: str, account: str) -> dict[str, Any]:
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": account, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": region,
-            "resources": [rule_arn], "detail": {}}
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
 
 
 def matches(pattern: Any, value: Any) -> bool:
@@ -46,8 +54,15 @@ _MISSING = object()
 
 
 class Scheduler:
-    def __init__(self, schedules: list[Schedule], functions: dict[str, LambdaFunction], *, region: str,
-                 account: str, stack_name: str):
+    def __init__(
+        self,
+        schedules: list[Schedule],
+        functions: dict[str, LambdaFunction],
+        *,
+        region: str,
+        account: str,
+        stack_name: str,
+    ):
         self.schedules = schedules
         self.functions = functions
         self.region = region
@@ -66,16 +81,24 @@ class Scheduler:
             try:
                 result = fn.invoke(scheduled_event(arn, self.region, self.account), wait_for_slot_s=5)
                 if result.error:
-                    log.warning("%s (schedule) raised %s: %s", target, result.error.get("errorType"),
-                                result.error.get("errorMessage"))
+                    log.warning(
+                        "%s (schedule) raised %s: %s",
+                        target,
+                        result.error.get("errorType"),
+                        result.error.get("errorMessage"),
+                    )
             except InvokeError as exc:
                 log.warning("%s (schedule): %s", target, exc)
             self.runs[target] = self.runs.get(target, 0) + 1
 
     def start(self, *, first_after_s: float | None = None) -> Scheduler:
         for schedule in self.schedules:
-            thread = threading.Thread(target=self._loop, args=(schedule, first_after_s), daemon=True,
-                                      name=f"simaws-schedule-{schedule.logical_id}")
+            thread = threading.Thread(
+                target=self._loop,
+                args=(schedule, first_after_s),
+                daemon=True,
+                name=f"simaws-schedule-{schedule.logical_id}",
+            )
             thread.start()
             self._threads.append(thread)
         return self
@@ -93,8 +116,17 @@ class Scheduler:
 class StreamPoller:
     """One DynamoDB stream event source mapping."""
 
-    def __init__(self, mapping: StreamMapping, function: LambdaFunction, client: Any, *, region: str,
-                 account: str, poll_s: float = 0.5, retry_attempts: int = 3):
+    def __init__(
+        self,
+        mapping: StreamMapping,
+        function: LambdaFunction,
+        client: Any,
+        *,
+        region: str,
+        account: str,
+        poll_s: float = 0.5,
+        retry_attempts: int = 3,
+    ):
         self.mapping = mapping
         self.function = function
         self.client = client  # dynamodbstreams
@@ -112,8 +144,8 @@ class StreamPoller:
         self.stream_arn = streams[0]["StreamArn"]
         shard = self.client.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]
         self.iterator = self.client.get_shard_iterator(
-            StreamArn=self.stream_arn, ShardId=shard["ShardId"],
-            ShardIteratorType=self.mapping.starting_position)["ShardIterator"]
+            StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType=self.mapping.starting_position
+        )["ShardIterator"]
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"simaws-stream-{self.mapping.logical_id}")
         self._thread.start()
         return self
@@ -157,9 +189,13 @@ class StreamPoller:
                 log.warning("%s raised on a stream batch: %s", self.function.config.name, result.error)
             except InvokeError as exc:
                 log.warning("%s: stream batch: %s", self.function.config.name, exc)
-            time.sleep(min(2 ** attempt, 10))
-        log.error("%s: dropped a stream batch of %d records after %d retries", self.function.config.name,
-                  len(records), self.retry_attempts)
+            time.sleep(min(2**attempt, 10))
+        log.error(
+            "%s: dropped a stream batch of %d records after %d retries",
+            self.function.config.name,
+            len(records),
+            self.retry_attempts,
+        )
 
     def stop(self) -> None:
         self._stop.set()

@@ -52,14 +52,26 @@ class WebAdapterFunction:
             cfg = self.function.config
             self.port = free_port()
             env = self.function.process_environment()
-            env.update({"PORT": str(self.port), "AWS_LWA_PORT": str(self.port),
-                        "PATH": f"{self.bin_dir}:{env['PATH']}", "PYTHONPATH": str(self.function.runtime_dir),
-                        "PYTHONNOUSERSITE": "1"})
+            env.update(
+                {
+                    "PORT": str(self.port),
+                    "AWS_LWA_PORT": str(self.port),
+                    "PATH": f"{self.bin_dir}:{env['PATH']}",
+                    "PYTHONPATH": str(self.function.runtime_dir),
+                    "PYTHONNOUSERSITE": "1",
+                }
+            )
             handler = cfg.code / cfg.handler
             log_file = open(self.function.log_path, "ab")
-            self.proc = subprocess.Popen(["/bin/sh", str(handler)], cwd=str(cfg.code), env=env,
-                                         stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["/bin/sh", str(handler)],
+                cwd=str(cfg.code),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             log_file.close()
             self.cold_starts += 1
             readiness = cfg.environment.get("AWS_LWA_READINESS_CHECK_PATH", "/")
@@ -126,9 +138,17 @@ class FunctionUrl:
             await _reply(send, 502, b'{"Message":"Internal Server Error"}')
             return
         try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": [(k.encode(), v.encode()) for k, v in response.headers.multi_items()
-                                    if k.lower().encode() not in _HOP | {b"content-length"}]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k.encode(), v.encode())
+                        for k, v in response.headers.multi_items()
+                        if k.lower().encode() not in _HOP | {b"content-length"}
+                    ],
+                }
+            )
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if time.monotonic() > deadline:  # the function's timeout ends the stream
@@ -141,6 +161,11 @@ class FunctionUrl:
 
 
 async def _reply(send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -109,10 +109,24 @@ class Environment:
         env = fn.process_environment()
         self.log_file = open(fn.log_path, "ab")
         self.proc = subprocess.Popen(
-            [fn.python, "-S", "-s", str(BOOTSTRAP), str(cfg.code), str(fn.runtime_dir), cfg.handler,
-             str(r_in), str(w_out)],
-            env=env, cwd=str(cfg.code), stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
-            pass_fds=(r_in, w_out), start_new_session=True,
+            [
+                fn.python,
+                "-S",
+                "-s",
+                str(BOOTSTRAP),
+                str(cfg.code),
+                str(fn.runtime_dir),
+                cfg.handler,
+                str(r_in),
+                str(w_out),
+            ],
+            env=env,
+            cwd=str(cfg.code),
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=(r_in, w_out),
+            start_new_session=True,
         )
         os.close(r_in)
         os.close(w_out)
@@ -162,9 +176,11 @@ class Environment:
             return Result(error={k: v for k, v in message.items() if k != "ok"}, duration_ms=duration)
         raw = message["payload"]
         if len(raw.encode()) > MAX_PAYLOAD_BYTES:
-            raise InvokeError("Function.ResponseSizeTooLarge",
-                              f"Response payload size ({len(raw.encode())} bytes) exceeded maximum allowed "
-                              f"payload size ({MAX_PAYLOAD_BYTES} bytes).")
+            raise InvokeError(
+                "Function.ResponseSizeTooLarge",
+                f"Response payload size ({len(raw.encode())} bytes) exceeded maximum allowed "
+                f"payload size ({MAX_PAYLOAD_BYTES} bytes).",
+            )
         return Result(payload=json.loads(raw), duration_ms=duration, raw_size=len(raw))
 
     def alive(self) -> bool:
@@ -186,8 +202,16 @@ class Environment:
 
 
 class LambdaFunction:
-    def __init__(self, config: FunctionConfig, *, python: str, runtime_dir: Path, log_dir: Path,
-                 base_env: dict[str, str], max_concurrency: int = DEFAULT_CONCURRENCY):
+    def __init__(
+        self,
+        config: FunctionConfig,
+        *,
+        python: str,
+        runtime_dir: Path,
+        log_dir: Path,
+        base_env: dict[str, str],
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+    ):
         self.config = config
         self.python = python
         self.runtime_dir = runtime_dir
@@ -204,12 +228,20 @@ class LambdaFunction:
 
     def process_environment(self) -> dict[str, str]:
         cfg = self.config
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC",
-               "LAMBDA_TASK_ROOT": str(cfg.code), "LAMBDA_RUNTIME_DIR": str(self.runtime_dir),
-               "_HANDLER": cfg.handler, "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-               "AWS_LAMBDA_FUNCTION_NAME": cfg.name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-               "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb), "SIMAWS_FUNCTION_ARN": cfg.arn,
-               "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.name}"}
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": str(cfg.code),
+            "LAMBDA_RUNTIME_DIR": str(self.runtime_dir),
+            "_HANDLER": cfg.handler,
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
+            "SIMAWS_FUNCTION_ARN": cfg.arn,
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.name}",
+        }
         env.update(self.base_env)
         env.update(cfg.environment)
         return env
@@ -247,9 +279,10 @@ class LambdaFunction:
         """A synchronous invocation (RequestResponse)."""
         event_json = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
         if len(event_json.encode()) > MAX_PAYLOAD_BYTES:
-            raise InvokeError("RequestEntityTooLargeException",
-                              f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the InvokeFunction "
-                              "operation")
+            raise InvokeError(
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the InvokeFunction operation",
+            )
         if self.limit == 0:
             raise InvokeError("TooManyRequestsException", "Rate Exceeded. (reserved concurrency 0)")
         env = self._acquire(wait_for_slot_s)

@@ -45,7 +45,8 @@ def patch_moto() -> None:
 
     if not hasattr(NetworkInterface, "private_dns_name"):
         NetworkInterface.private_dns_name = property(  # type: ignore[attr-defined]
-            lambda self: f"ip-{str(self.private_ip_address).replace('.', '-')}.ec2.internal")
+            lambda self: f"ip-{str(self.private_ip_address).replace('.', '-')}.ec2.internal"
+        )
 
 
 def start_moto():
@@ -66,8 +67,7 @@ def clients(endpoint: str) -> dict[str, Any]:
     from botocore.config import Config
 
     config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=70)
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                    region_name=REGION)
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     names = ("dynamodb", "dynamodbstreams", "s3", "sqs", "secretsmanager", "ecs", "ec2")
     return {n: session.client(n, endpoint_url=endpoint, config=config) for n in names}
 
@@ -104,8 +104,13 @@ class State:
         for page in c["s3"].get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):
                 got = c["s3"].get_object(Bucket=bucket, Key=obj["Key"])
-                objects.append({"key": obj["Key"], "content_type": got.get("ContentType"),
-                                "body": base64.b64encode(got["Body"].read()).decode()})
+                objects.append(
+                    {
+                        "key": obj["Key"],
+                        "content_type": got.get("ContentType"),
+                        "body": base64.b64encode(got["Body"].read()).decode(),
+                    }
+                )
         tmp = self.root / "data.json.tmp"
         tmp.write_text(json.dumps({"items": items, "objects": objects}))
         tmp.replace(self.root / "data.json")
@@ -118,8 +123,9 @@ class State:
         data = json.loads(path.read_text())
         items = data.get("items", [])
         for start in range(0, len(items), 25):
-            c["dynamodb"].batch_write_item(RequestItems={table: [{"PutRequest": {"Item": i}}
-                                                                 for i in items[start:start + 25]]})
+            c["dynamodb"].batch_write_item(
+                RequestItems={table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
+            )
         for obj in data.get("objects", []):
             kwargs = {"Bucket": bucket, "Key": obj["key"], "Body": base64.b64decode(obj["body"])}
             if obj.get("content_type"):
@@ -130,9 +136,18 @@ class State:
 
 # --- the simulation ----------------------------------------------------------------------------------
 class Simulation:
-    def __init__(self, *, home: Path, port: int, token: str | None, cdk_out: Path,
-                 env_cache: Path | None = None, capacity: int | None = None, expirer_first_s: float | None = None,
-                 user: str | None = None):
+    def __init__(
+        self,
+        *,
+        home: Path,
+        port: int,
+        token: str | None,
+        cdk_out: Path,
+        env_cache: Path | None = None,
+        capacity: int | None = None,
+        expirer_first_s: float | None = None,
+        user: str | None = None,
+    ):
         self.home = home.resolve()
         self.user = user
         self.port = port
@@ -170,8 +185,10 @@ class Simulation:
         import httpx
 
         # tasks stay where the ECS emulator puts them (moto would advance them on each describe)
-        httpx.post(f"{endpoint}/moto-api/state-manager/set-transition",
-                   json={"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}})
+        httpx.post(
+            f"{endpoint}/moto-api/state-manager/set-transition",
+            json={"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}},
+        )
         c = clients(endpoint)
         state = State(self.home)
         secret_values = state.secrets()
@@ -183,10 +200,12 @@ class Simulation:
         state.save_secrets(deployer.secret_values)
         if admin:
             self.token = deployer.secret_values[admin]
-        self.table = deployment.outputs.get("TableName") or next(iter(
-            deployment.resolver.get(t).ref for t in assembly.of_type("AWS::DynamoDB::Table")))
-        self.bucket = deployment.outputs.get("BucketName") or next(iter(
-            deployment.resolver.get(b).ref for b in assembly.of_type("AWS::S3::Bucket")))
+        self.table = deployment.outputs.get("TableName") or next(
+            iter(deployment.resolver.get(t).ref for t in assembly.of_type("AWS::DynamoDB::Table"))
+        )
+        self.bucket = deployment.outputs.get("BucketName") or next(
+            iter(deployment.resolver.get(b).ref for b in assembly.of_type("AWS::S3::Bucket"))
+        )
         self.clients, self.state = c, state
         restored = state.restore(c, self.table, self.bucket)
         if any(restored):
@@ -194,10 +213,15 @@ class Simulation:
 
         stream_port = free_port()
         mapping = self.url_map(deployment, stream_port)
-        base_env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                    # everything here is on 127.0.0.1, which a deployment would refuse to fetch from
-                    "COGPLANE_ALLOW_NETWORKS": os.environ.get("COGPLANE_ALLOW_NETWORKS", LOOPBACK)}
+        base_env = {
+            **CREDENTIALS,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            # everything here is on 127.0.0.1, which a deployment would refuse to fetch from
+            "COGPLANE_ALLOW_NETWORKS": os.environ.get("COGPLANE_ALLOW_NETWORKS", LOOPBACK),
+        }
         for key in DEPLOYMENT_SETTINGS:  # what an operator may tune on the deployed functions
             if key in os.environ:
                 base_env[key] = os.environ[key]
@@ -206,8 +230,9 @@ class Simulation:
                 for deployed, local in mapping.items():
                     value = value.replace(deployed, local)
                 fn.environment[key] = value
-            self.functions[fn.logical_id] = LambdaFunction(fn, python=python, runtime_dir=runtime_dir,
-                                                           log_dir=self.home / "logs", base_env=base_env)
+            self.functions[fn.logical_id] = LambdaFunction(
+                fn, python=python, runtime_dir=runtime_dir, log_dir=self.home / "logs", base_env=base_env
+            )
         self.deployment = deployment
         if self.user:  # the admin account's name (the expirer registers the token for it)
             for fn in self.functions.values():
@@ -216,8 +241,13 @@ class Simulation:
 
         # the API: API Gateway -> the API function
         api = deployment.rest_api
-        rest = RestApi(self.functions[api["function"]], stage=api["stage"],
-                       binary_media_types=api["binary_media_types"], api_id=api["id"], account=ACCOUNT)
+        rest = RestApi(
+            self.functions[api["function"]],
+            stage=api["stage"],
+            binary_media_types=api["binary_media_types"],
+            api_id=api["id"],
+            account=ACCOUNT,
+        )
         self.rest_api = rest
         self._serve(rest, self.port, "api")
         # the stream function behind its Function URL
@@ -232,28 +262,46 @@ class Simulation:
         # ECS
         image_env = dockerfile_env(REPO / "gpu_runner" / "Dockerfile")
         image_env.pop("PATH", None)
-        runner_env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION,
-                      "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true",
-                      "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-                      "COGPLANE_ALLOW_NETWORKS": base_env["COGPLANE_ALLOW_NETWORKS"]}
+        runner_env = {
+            **CREDENTIALS,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "COGPLANE_ALLOW_NETWORKS": base_env["COGPLANE_ALLOW_NETWORKS"],
+        }
         for key in ("UV_CACHE_DIR", "PIP_CACHE_DIR", "XDG_CACHE_HOME", "TMPDIR", "COGPLANE_IDLE_TIMEOUT"):
             if key in os.environ:
                 runner_env[key] = os.environ[key]
         volume_overrides = {}
         if self.env_cache is not None:
             volume_overrides[image_env.get("COGPLANE_ENV_CACHE", "/var/cogplane/envs")] = self.env_cache
-        self.ecs = EcsEmulator(cluster=deployment.cluster_arn, region=REGION, account=ACCOUNT, home=self.sim / "ecs",
-                               python=str(REPO / ".venv" / "bin" / "python"), cwd=REPO, base_env=runner_env,
-                               image_env=image_env, capacity=self.capacity,
-                               volume_overrides=volume_overrides).start()
+        self.ecs = EcsEmulator(
+            cluster=deployment.cluster_arn,
+            region=REGION,
+            account=ACCOUNT,
+            home=self.sim / "ecs",
+            python=str(REPO / ".venv" / "bin" / "python"),
+            cwd=REPO,
+            base_env=runner_env,
+            image_env=image_env,
+            capacity=self.capacity,
+            volume_overrides=volume_overrides,
+        ).start()
         if "COGPLANE_IDLE_TIMEOUT" in os.environ:  # the runner honours it over the task definition's
             self.ecs.image_env["COGPLANE_IDLE_TIMEOUT"] = os.environ["COGPLANE_IDLE_TIMEOUT"]
         # the stream -> webhooks mapping, then the schedules (the expirer's first run registers the token)
         for mapping_ in deployment.stream_mappings:
-            self.pollers.append(StreamPoller(mapping_, self.functions[mapping_.function], c["dynamodbstreams"],
-                                             region=REGION, account=ACCOUNT).start())
-        self.scheduler = Scheduler(deployment.schedules, self.functions, region=REGION, account=ACCOUNT,
-                                   stack_name=assembly.stack_name)
+            self.pollers.append(
+                StreamPoller(
+                    mapping_, self.functions[mapping_.function], c["dynamodbstreams"], region=REGION, account=ACCOUNT
+                ).start()
+            )
+        self.scheduler = Scheduler(
+            deployment.schedules, self.functions, region=REGION, account=ACCOUNT, stack_name=assembly.stack_name
+        )
         for schedule in deployment.schedules:  # a first run now (EventBridge: within the first minute)
             if any("Expirer" in t for t in schedule.targets):
                 self.scheduler.fire(schedule)
@@ -268,8 +316,16 @@ class Simulation:
         return url
 
     def _serve(self, app, port: int, name: str) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=3, http="h11", lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            http="h11",
+            lifespan="off",
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"simaws-{name}", daemon=True)
         thread.start()
@@ -342,9 +398,15 @@ def run() -> int:
     cdk_out = Path(os.environ.get("SIMAWS_CDK_OUT", str(REPO / "cdk.out")))
     env_cache = os.environ.get("SIMAWS_ENV_CACHE")
     capacity = os.environ.get("SIMAWS_CAPACITY")
-    sim = Simulation(home=home, port=port, token=token, cdk_out=cdk_out,
-                     env_cache=Path(env_cache).resolve() if env_cache else None,
-                     capacity=int(capacity) if capacity else None, user=os.environ.get("COGPLANE_USER") or None)
+    sim = Simulation(
+        home=home,
+        port=port,
+        token=token,
+        cdk_out=cdk_out,
+        env_cache=Path(env_cache).resolve() if env_cache else None,
+        capacity=int(capacity) if capacity else None,
+        user=os.environ.get("COGPLANE_USER") or None,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

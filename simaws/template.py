@@ -42,8 +42,11 @@ class Assembly:
         if not manifest_path.is_file():
             raise TemplateError(f"{outdir} holds no cloud assembly: run `make synth` first")
         manifest = json.loads(manifest_path.read_text())
-        stacks = [(name, a) for name, a in manifest.get("artifacts", {}).items()
-                  if a.get("type") == "aws:cloudformation:stack"]
+        stacks = [
+            (name, a)
+            for name, a in manifest.get("artifacts", {}).items()
+            if a.get("type") == "aws:cloudformation:stack"
+        ]
         if len(stacks) != 1:
             raise TemplateError(f"expected one stack in {outdir}, found {[n for n, _ in stacks]}")
         name, artifact = stacks[0]
@@ -88,8 +91,14 @@ def generated_secret(spec: dict[str, Any]) -> str:
 class Resolver:
     """CloudFormation's intrinsic functions over the physical ids known so far."""
 
-    def __init__(self, assembly: Assembly, *, region: str = REGION, account: str = ACCOUNT,
-                 parameters: dict[str, str] | None = None):
+    def __init__(
+        self,
+        assembly: Assembly,
+        *,
+        region: str = REGION,
+        account: str = ACCOUNT,
+        parameters: dict[str, str] | None = None,
+    ):
         self.assembly = assembly
         self.region = region
         self.account = account
@@ -100,10 +109,13 @@ class Resolver:
     # --- pseudo parameters and placeholders ------------------------------------------------------
     def pseudo(self, name: str) -> str | None:
         return {
-            "AWS::Region": self.region, "AWS::AccountId": self.account, "AWS::Partition": PARTITION,
-            "AWS::URLSuffix": URL_SUFFIX, "AWS::StackName": self.assembly.stack_name,
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account,
+            "AWS::Partition": PARTITION,
+            "AWS::URLSuffix": URL_SUFFIX,
+            "AWS::StackName": self.assembly.stack_name,
             "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account}:stack/"
-                            f"{self.assembly.stack_name}/00000000-0000-0000-0000-000000000000",
+            f"{self.assembly.stack_name}/00000000-0000-0000-0000-000000000000",
             "AWS::NoValue": None,
         }.get(name, "")
 
@@ -130,7 +142,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":
@@ -195,7 +207,7 @@ class Resolver:
 
     def _evaluate(self, expr: Any) -> Any:
         if isinstance(expr, dict) and len(expr) == 1:
-            (key, arg), = expr.items()
+            ((key, arg),) = expr.items()
             if key == "Fn::Equals":
                 a, b = (self._evaluate(x) for x in arg)
                 return a == b

@@ -15,9 +15,12 @@ from cogplane.wiring import build_local
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--shape", choices=("local", "sim-aws"), default="local",
+        "--shape",
+        choices=("local", "sim-aws"),
+        default="local",
         help="which shape the system suites' `stack` fixture starts: `make up` (local) or the simulated "
-             "deployment (`make sim-aws`); tests/system/test_sim_aws.py always runs on sim-aws")
+        "deployment (`make sim-aws`); tests/system/test_sim_aws.py always runs on sim-aws",
+    )
 
 
 HELLO_SCHEMA = {
@@ -32,8 +35,14 @@ HELLO_SCHEMA = {
                 "required": ["prompt"],
                 "properties": {
                     "prompt": {"type": "string", "title": "Prompt", "x-order": 0},
-                    "steps": {"type": "integer", "title": "Steps", "default": 2, "minimum": 1,
-                              "maximum": 10, "x-order": 1},
+                    "steps": {
+                        "type": "integer",
+                        "title": "Steps",
+                        "default": 2,
+                        "minimum": 1,
+                        "maximum": 10,
+                        "x-order": 1,
+                    },
                     "image": {"type": "string", "format": "uri", "title": "Image", "x-order": 2},
                 },
             },

@@ -34,8 +34,10 @@ def decode(cursor: str, keys: Iterable[str]) -> dict[str, str]:
         value = strictjson.loads(base64.urlsafe_b64decode(cursor + pad), max_depth=2)
     except (ValueError, binascii.Error) as exc:
         raise InvalidRequest(INVALID) from exc
-    if not isinstance(value, dict) or set(value) != set(keys) or not all(
-        isinstance(v, str) and 0 < len(v) <= MAX_VALUE for v in value.values()
+    if (
+        not isinstance(value, dict)
+        or set(value) != set(keys)
+        or not all(isinstance(v, str) and 0 < len(v) <= MAX_VALUE for v in value.values())
     ):
         raise InvalidRequest(INVALID)
     return value

@@ -24,8 +24,9 @@ THROTTLE_SECONDS = 0.5  # Replicate (and cog) send output/logs webhooks at most 
 
 
 def _event(kind: str, prediction: Prediction, payload: dict, due_at: str, now: str) -> OutboxEvent:
-    return OutboxEvent(id=uuid.uuid4().hex, kind=kind, prediction_id=prediction.id, payload=payload,
-                       due_at=due_at, created_at=now)
+    return OutboxEvent(
+        id=uuid.uuid4().hex, kind=kind, prediction_id=prediction.id, payload=payload, due_at=due_at, created_at=now
+    )
 
 
 def wants(prediction: Prediction, event: str) -> bool:
@@ -49,8 +50,15 @@ def derive(before: Prediction | None, after: Prediction, now: str) -> list[Outbo
         return events
     if before.status != after.status:
         if after.status == "processing" and after.timeout and after.started_at:
-            events.append(_event(TIMER, after, {"timer": "timeout", "started_at": after.started_at},
-                                 add_seconds(after.started_at, after.timeout), now))
+            events.append(
+                _event(
+                    TIMER,
+                    after,
+                    {"timer": "timeout", "started_at": after.started_at},
+                    add_seconds(after.started_at, after.timeout),
+                    now,
+                )
+            )
         if after.status in TERMINAL and before.status not in TERMINAL:
             if wants(after, "completed"):
                 events.append(_event(WEBHOOK, after, {"event": "completed"}, now, now))

@@ -33,5 +33,10 @@ def take(tokens: float | None, updated: float | None, now: float, per_minute: in
         level -= 1.0
     retry_after = 0 if allowed else max(1, math.ceil((1.0 - level) / rate))
     reset = math.ceil((capacity - level) / rate) if level < capacity else 0
-    return level, RateDecision(allowed=allowed, limit=int(capacity), remaining=int(math.floor(level)),
-                               reset_seconds=int(reset), retry_after=int(retry_after))
+    return level, RateDecision(
+        allowed=allowed,
+        limit=int(capacity),
+        remaining=int(math.floor(level)),
+        reset_seconds=int(reset),
+        retry_after=int(retry_after),
+    )

@@ -28,5 +28,4 @@ def billable(before: Prediction | None, after: Prediction) -> UsageDelta | None:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         return None
     day = (after.completed_at or after.created_at)[:10]
-    return UsageDelta(account=after.owner, day=day, hardware=after.hardware or "cpu",
-                      predict_time=float(seconds))
+    return UsageDelta(account=after.owner, day=day, hardware=after.hardware or "cpu", predict_time=float(seconds))

@@ -16,8 +16,9 @@ class Pumps:
     def __init__(self, services, *, base_url: str, webhook_interval: float = 0.1, expirer_interval: float = 1.0):
         from cogplane.netguard import check_url
 
-        self.sender = WebhookSender(services, base_url=base_url, allow=services.settings.allowed_networks,
-                                    check_url=check_url)
+        self.sender = WebhookSender(
+            services, base_url=base_url, allow=services.settings.allowed_networks, check_url=check_url
+        )
         self.expirer = Expirer(services)
         self.webhook_interval = webhook_interval
         self.expirer_interval = expirer_interval

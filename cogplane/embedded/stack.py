@@ -44,10 +44,10 @@ def banner(url: str, token: str, user: str, examples: list, ca: str | None = Non
 cogplane is up at {url}
 
   user:   {user}
-  token:  {token}   (also in {os.environ.get('COGPLANE_HOME', '.cogplane')}/token)
+  token:  {token}   (also in {os.environ.get("COGPLANE_HOME", ".cogplane")}/token)
 
   models:
-{models or '    (none)'}
+{models or "    (none)"}
 
   Web UI: open {url}/ in a browser and sign in with the token above.
 
@@ -103,9 +103,13 @@ class Stopper:
         if self.first is None:
             self.first = now
             self.services.predictions.refusing = (
-                "cogplane is shutting down and takes no new predictions; try again once it is back.")
-            print(f"\nStopping (Ctrl-C again to stop at once): no new predictions; in-flight ones get "
-                  f"{self.grace:g} s to finish ...", flush=True)
+                "cogplane is shutting down and takes no new predictions; try again once it is back."
+            )
+            print(
+                f"\nStopping (Ctrl-C again to stop at once): no new predictions; in-flight ones get "
+                f"{self.grace:g} s to finish ...",
+                flush=True,
+            )
             threading.Thread(target=self._drain, name="stopper", daemon=True).start()
         elif not self.hurried and now - self.first >= self.ECHO:
             self.hurried = True
@@ -132,14 +136,15 @@ def run() -> int:
         port = int(os.environ.get("PORT", "8000"))
         settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"COGPLANE_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(f"COGPLANE_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
         return _fail(f"bad setting: {problems}")
     except ValueError:
         return _fail(f"PORT must be a number, not {os.environ.get('PORT')!r}")
     if settings.token is not None and len(settings.token) < 16:
-        return _fail("COGPLANE_TOKEN must be at least 16 characters long (or unset it: a token is "
-                     f"made and kept in {settings.home}/token).")
+        return _fail(
+            "COGPLANE_TOKEN must be at least 16 characters long (or unset it: a token is "
+            f"made and kept in {settings.home}/token)."
+        )
     host = "127.0.0.1"
     from cogplane.homedir import secure_home
 
@@ -160,14 +165,22 @@ def run() -> int:
     from functions.api.app import create_app
 
     services = build_local(settings, base_url=settings.public_url)
-    env = {"COGPLANE_HOME": str(settings.home.resolve()), "COGPLANE_PUBLIC_URL": settings.public_url,
-           "COGPLANE_ALLOW_NETWORKS": settings.allow_networks}
+    env = {
+        "COGPLANE_HOME": str(settings.home.resolve()),
+        "COGPLANE_PUBLIC_URL": settings.public_url,
+        "COGPLANE_ALLOW_NETWORKS": settings.allow_networks,
+    }
     if tls:
         env["COGPLANE_CA"] = str(tls.ca.resolve())
-    dispatcher = ProcessDispatcher(Database(str(settings.db_path)), services,
-                                   max_per_pool=int(os.environ.get("COGPLANE_MAX_RUNNERS", "2")),
-                                   idle_timeout=float(os.environ.get("COGPLANE_IDLE_TIMEOUT", "300")),
-                                   log_dir=settings.home / "logs", env=env, grace=settings.stop_grace)
+    dispatcher = ProcessDispatcher(
+        Database(str(settings.db_path)),
+        services,
+        max_per_pool=int(os.environ.get("COGPLANE_MAX_RUNNERS", "2")),
+        idle_timeout=float(os.environ.get("COGPLANE_IDLE_TIMEOUT", "300")),
+        log_dir=settings.home / "logs",
+        env=env,
+        grace=settings.stop_grace,
+    )
     services.dispatcher = dispatcher
     services.predictions.dispatcher = dispatcher
     services.accounts.ensure_account(settings.user, admin=True)  # the first user of an install
@@ -186,16 +199,19 @@ def run() -> int:
     # h11: the method `QUERY` (search) must reach the app; h11 accepts any token as a method.
     # The graceful part of a stop is the runners' drain (Stopper); the server only ends after it,
     # so it waits little for open connections (a polling client keeps one).
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2, http="h11", **ssl)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2, http="h11", **ssl
+    )
     server = _Server(config)
 
     def announce() -> None:
         while not server.started and not server.should_exit:
             time.sleep(0.05)
         if server.started:
-            print(banner(settings.public_url, token, settings.user, results,
-                         str(tls.ca.resolve()) if tls else None), flush=True)
+            print(
+                banner(settings.public_url, token, settings.user, results, str(tls.ca.resolve()) if tls else None),
+                flush=True,
+            )
 
     threading.Thread(target=announce, daemon=True).start()
     stopper = Stopper(server, dispatcher, services, settings.stop_grace)

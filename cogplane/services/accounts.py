@@ -25,8 +25,8 @@ TOUCH_EVERY_SECONDS = 60  # last_used_at is refreshed at most once a minute
 def _check_username(username: Any) -> str:
     if not isinstance(username, str) or not USERNAME.match(username):
         raise InvalidRequest(
-            f"Invalid username {username!r}: use lowercase letters, digits, '-' and '_' (max 39).",
-            field="username")
+            f"Invalid username {username!r}: use lowercase letters, digits, '-' and '_' (max 39).", field="username"
+        )
     return username
 
 
@@ -37,12 +37,18 @@ class AccountService:
 
     # --- accounts -------------------------------------------------------------------------
     def _new_account(self, username: str, type: str, name: str | None, admin: bool) -> Account:
-        return Account(username=_check_username(username), type=type, name=name or username,
-                       created_at=self.clock.now(), admin=admin,
-                       webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+        return Account(
+            username=_check_username(username),
+            type=type,
+            name=name or username,
+            created_at=self.clock.now(),
+            admin=admin,
+            webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        )
 
-    def ensure_account(self, username: str, *, type: str = "user", name: str | None = None,
-                       admin: bool = False) -> Account:
+    def ensure_account(
+        self, username: str, *, type: str = "user", name: str | None = None, admin: bool = False
+    ) -> Account:
         """Create the account if it does not exist yet; return it (made an admin if asked)."""
         self.state.create_account(self._new_account(username, type, name, admin))
         stored = self.state.get_account(username)
@@ -69,8 +75,7 @@ class AccountService:
         return self.state.list_accounts(cursor=cursor, limit=limit)
 
     # --- tokens ---------------------------------------------------------------------------
-    def create_token(self, account: str, *, name: str | None = None,
-                     token: str | None = None) -> tuple[str, ApiToken]:
+    def create_token(self, account: str, *, name: str | None = None, token: str | None = None) -> tuple[str, ApiToken]:
         """A new token of the account: (the token, shown this once; its record). Only its hash
         is stored. With `token` given, that value is registered (idempotent: the same value
         gives back the existing record)."""
@@ -81,13 +86,20 @@ class AccountService:
         secret = token or new_token()
         if len(secret) < 16:
             raise InvalidRequest("A token must be at least 16 characters long.")
-        record = ApiToken(id="tok_" + secrets.token_hex(10), account=account, name=name,
-                          token_hash=hash_token(secret), created_at=self.clock.now())
+        record = ApiToken(
+            id="tok_" + secrets.token_hex(10),
+            account=account,
+            name=name,
+            token_hash=hash_token(secret),
+            created_at=self.clock.now(),
+        )
         if not self.state.put_token(record):
             existing = self.state.get_token(record.token_hash)
             if existing is None or existing.account != account:  # never move a token to another account
-                raise Conflict(f"This token already belongs to another account; it was not issued to "
-                               f"{account!r}. Use another token.")
+                raise Conflict(
+                    f"This token already belongs to another account; it was not issued to "
+                    f"{account!r}. Use another token."
+                )
             record = existing
         return secret, record
 
@@ -147,8 +159,9 @@ class AccountService:
         existing = self.state.get_member(org, username)
         if existing is not None and existing.role == "owner" and role != "owner":
             self._keep_an_owner(org, username)
-        membership = Membership(org=org, username=username, role=role,
-                                created_at=existing.created_at if existing else self.clock.now())
+        membership = Membership(
+            org=org, username=username, role=role, created_at=existing.created_at if existing else self.clock.now()
+        )
         self.state.put_member(membership)
         return membership
 

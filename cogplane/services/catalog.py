@@ -27,18 +27,30 @@ def check_schema(schema: Any, field: str) -> None:
     object properties, and Output) and is strict JSON; else 422/400 before anything is stored."""
     components = schema.get("components") if isinstance(schema, dict) else None
     schemas = components.get("schemas") if isinstance(components, dict) else None
-    if not isinstance(schemas, dict) or not isinstance(schemas.get("Input"), dict) \
-            or not isinstance(schemas.get("Output"), dict):
+    if (
+        not isinstance(schemas, dict)
+        or not isinstance(schemas.get("Input"), dict)
+        or not isinstance(schemas.get("Output"), dict)
+    ):
         raise Unprocessable("The schema must have components.schemas.Input and Output (objects).", field=field)
     properties = schemas["Input"].get("properties", {})
     required = schemas["Input"].get("required", [])
-    if not isinstance(properties, dict) or not all(isinstance(p, dict) for p in properties.values()) \
-            or not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-        raise Unprocessable("components.schemas.Input must have `properties` (an object of objects) and "
-                            "`required` (a list of names).", field=field)
+    if (
+        not isinstance(properties, dict)
+        or not all(isinstance(p, dict) for p in properties.values())
+        or not isinstance(required, list)
+        or not all(isinstance(r, str) for r in required)
+    ):
+        raise Unprocessable(
+            "components.schemas.Input must have `properties` (an object of objects) and `required` (a list of names).",
+            field=field,
+        )
     if not strictjson.is_strict(schema):
-        raise InvalidRequest("The schema must be strict JSON: finite numbers, valid Unicode, nested at most "
-                             f"{strictjson.MAX_DEPTH} deep.", field=field)
+        raise InvalidRequest(
+            "The schema must be strict JSON: finite numbers, valid Unicode, nested at most "
+            f"{strictjson.MAX_DEPTH} deep.",
+            field=field,
+        )
 
 
 def bundle_key(version_id: str) -> str:
@@ -46,10 +58,17 @@ def bundle_key(version_id: str) -> str:
 
 
 class CatalogService:
-    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, hardware: dict[str, str],
-                 access: AccountService | None = None, *,
-                 missing_packages: Callable[[list[str]], list[str]] = cogconfig.missing_on_host,
-                 packages_where: tuple[str, str] = cogconfig.HOST):
+    def __init__(
+        self,
+        state: StateStore,
+        blobs: BlobStore,
+        clock: Clock,
+        hardware: dict[str, str],
+        access: AccountService | None = None,
+        *,
+        missing_packages: Callable[[list[str]], list[str]] = cogconfig.missing_on_host,
+        packages_where: tuple[str, str] = cogconfig.HOST,
+    ):
         self.state = state
         self.blobs = blobs
         self.clock = clock
@@ -67,13 +86,13 @@ class CatalogService:
             raise Unprocessable("`owner` is required.", field="owner")
         if not isinstance(name, str) or not MODEL_NAME.match(name):
             raise Unprocessable(
-                "`name` is required: lowercase letters, digits, '.', '-' and '_', starting with a "
-                "letter or digit.",
+                "`name` is required: lowercase letters, digits, '.', '-' and '_', starting with a letter or digit.",
                 field="name",
             )
         if not self.access.can_act_for(viewer, owner):
-            raise Forbidden(f"You can only create models in your own account ({viewer.username}) "
-                            "or an organization you belong to.")
+            raise Forbidden(
+                f"You can only create models in your own account ({viewer.username}) or an organization you belong to."
+            )
         visibility = body.get("visibility", "private")
         if visibility not in ("public", "private"):
             raise Unprocessable("`visibility` must be `public` or `private`.", field="visibility")
@@ -89,8 +108,9 @@ class CatalogService:
             if value is not None and not isinstance(value, str):
                 raise Unprocessable(f"`{key}` must be a string.", field=key)
             extra[key] = value
-        model = Model(owner=owner, name=name, visibility=visibility, hardware=hardware,
-                      created_at=self.clock.now(), **extra)
+        model = Model(
+            owner=owner, name=name, visibility=visibility, hardware=hardware, created_at=self.clock.now(), **extra
+        )
         self.state.create_model(model)
         return model
 
@@ -129,14 +149,12 @@ class CatalogService:
             raise Conflict("Delete every version of the model first; only models without versions can go.")
         self.state.delete_model(model.owner, model.name)
 
-    def list_models(self, *, sort_by: str, sort_direction: str, cursor: str | None,
-                    limit: int) -> Page[Model]:
+    def list_models(self, *, sort_by: str, sort_direction: str, cursor: str | None, limit: int) -> Page[Model]:
         if sort_by not in ("model_created_at", "latest_version_created_at"):
             raise InvalidRequest("`sort_by` must be `model_created_at` or `latest_version_created_at`.")
         if sort_direction not in ("asc", "desc"):
             raise InvalidRequest("`sort_direction` must be `asc` or `desc`.")
-        return self.state.list_models(sort_by=sort_by, descending=sort_direction == "desc",
-                                      cursor=cursor, limit=limit)
+        return self.state.list_models(sort_by=sort_by, descending=sort_direction == "desc", cursor=cursor, limit=limit)
 
     def search_models(self, query: str, *, limit: int = 100) -> list[Model]:
         """Public models whose name, owner or description contain every word of the query.
@@ -157,8 +175,17 @@ class CatalogService:
         return found[:limit]
 
     # --- versions -----------------------------------------------------------------------
-    def push_version(self, viewer: Account, owner: str, name: str, *, bundle: bytes,
-                     schema: dict[str, Any], config: dict[str, Any], cog_version: str) -> tuple[Version, bool]:
+    def push_version(
+        self,
+        viewer: Account,
+        owner: str,
+        name: str,
+        *,
+        bundle: bytes,
+        schema: dict[str, Any],
+        config: dict[str, Any],
+        cog_version: str,
+    ) -> tuple[Version, bool]:
         """Store a source bundle as a version (id = sha256 of the bundle: same content, same id).
 
         Everything is checked before the first write; the bundle is written before the record that
@@ -179,9 +206,18 @@ class CatalogService:
             raise Unprocessable(str(exc), title="Invalid cog.yaml", field="config") from exc
         version_id = version_id_for(bundle)
         key = bundle_key(version_id)
-        version = Version(id=version_id, owner=owner, name=name, created_at=self.clock.now(),
-                          openapi_schema=schema, cog_version=cog_version or "0.23.1", kind="source",
-                          bundle_key=key, config=config, size=len(bundle))
+        version = Version(
+            id=version_id,
+            owner=owner,
+            name=name,
+            created_at=self.clock.now(),
+            openapi_schema=schema,
+            cog_version=cog_version or "0.23.1",
+            kind="source",
+            bundle_key=key,
+            config=config,
+            size=len(bundle),
+        )
         wrote_bundle = self.blobs.head(key) is None
         if wrote_bundle:
             self.blobs.put(key, bundle, content_type="application/gzip")
@@ -198,24 +234,32 @@ class CatalogService:
         stored, created = self.state.put_version(version)
         if created:
             try:
-                self.state.update_model(model.replace(latest_version_id=stored.id,
-                                                      latest_version_created_at=stored.created_at))
+                self.state.update_model(
+                    model.replace(latest_version_id=stored.id, latest_version_created_at=stored.created_at)
+                )
             except BaseException:
                 self.state.delete_version(version.owner, version.name, version.id)
                 raise
         return stored, created
 
-    def push_image_version(self, viewer: Account, owner: str, name: str, *, image: str,
-                           schema: dict[str, Any], cog_version: str | None,
-                           config: dict[str, Any] | None = None) -> tuple[Version, bool]:
+    def push_image_version(
+        self,
+        viewer: Account,
+        owner: str,
+        name: str,
+        *,
+        image: str,
+        schema: dict[str, Any],
+        cog_version: str | None,
+        config: dict[str, Any] | None = None,
+    ) -> tuple[Version, bool]:
         """Register an image built by `cog build` (`IMAGE@sha256:<id>`, pinned by its manifest
         digest; the CLI read the schema from its `run.cog.openapi_schema` label). Id = the hex."""
         model = self.get_model(viewer, owner, name)
         if not self.access.can_act_for(viewer, owner):
             raise NotFound(f"Model {owner}/{name} not found.")
         if not isinstance(image, str) or not IMAGE_PINNED.match(image):
-            raise Unprocessable("`image` must be pinned by digest: REGISTRY/REPOSITORY@sha256:<64 hex>.",
-                                field="image")
+            raise Unprocessable("`image` must be pinned by digest: REGISTRY/REPOSITORY@sha256:<64 hex>.", field="image")
         check_schema(schema, "openapi_schema")
         if cog_version is not None and (not isinstance(cog_version, str) or len(cog_version) > 64):
             raise Unprocessable("`cog_version` must be a version string.", field="cog_version")
@@ -226,9 +270,17 @@ class CatalogService:
         except cogconfig.ConfigError as exc:
             raise Unprocessable(str(exc), title="Invalid cog.yaml", field="config") from exc
         version_id = image.rsplit("@sha256:", 1)[1]
-        version = Version(id=version_id, owner=owner, name=name, created_at=self.clock.now(),
-                          openapi_schema=schema, cog_version=cog_version or "0.23.1", kind="image",
-                          image=image, config=config or {})
+        version = Version(
+            id=version_id,
+            owner=owner,
+            name=name,
+            created_at=self.clock.now(),
+            openapi_schema=schema,
+            cog_version=cog_version or "0.23.1",
+            kind="image",
+            image=image,
+            config=config or {},
+        )
         return self._store_version(model, version)
 
     def get_version(self, viewer: Account | None, owner: str, name: str, version_id: str) -> Version:
@@ -238,8 +290,9 @@ class CatalogService:
             raise NotFound(f"Version {version_id} of {owner}/{name} not found.")
         return version
 
-    def list_versions(self, viewer: Account | None, owner: str, name: str, *, cursor: str | None,
-                      limit: int) -> Page[Version]:
+    def list_versions(
+        self, viewer: Account | None, owner: str, name: str, *, cursor: str | None, limit: int
+    ) -> Page[Version]:
         self.get_model(viewer, owner, name)
         return self.state.list_versions(owner, name, cursor=cursor, limit=limit)
 
@@ -262,8 +315,9 @@ class CatalogService:
     def latest_version(self, viewer: Account | None, owner: str, name: str) -> tuple[Model, Version]:
         model = self.get_model(viewer, owner, name)
         if not model.latest_version_id:
-            raise Unprocessable(f"Model {owner}/{name} has no versions yet; push one first.",
-                                title="Model has no versions")
+            raise Unprocessable(
+                f"Model {owner}/{name} has no versions yet; push one first.", title="Model has no versions"
+            )
         version = self.state.get_version(owner, name, model.latest_version_id)
         if version is None:
             raise Unprocessable(f"Model {owner}/{name} has no versions yet; push one first.")
@@ -273,8 +327,7 @@ class CatalogService:
         """`version` on POST /predictions: a bare 64-hex id, `owner/name:id`, or `owner/name`."""
         invalid = Unprocessable(VERSION_NOT_FOUND, title="Invalid version or not permitted", field="version")
         if not isinstance(ref, str) or not ref:
-            raise Unprocessable("`version` is required.", title="Invalid version or not permitted",
-                                field="version")
+            raise Unprocessable("`version` is required.", title="Invalid version or not permitted", field="version")
         if ":" in ref or "/" in ref:
             model_ref, _, version_id = ref.partition(":")
             owner, _, name = model_ref.partition("/")

@@ -30,7 +30,7 @@ COLLECTIONS: tuple[Collection, ...] = (
         name="Examples",
         description="The example models that come with cogplane.",
         full_description="Real Cog models pushed by `make up` from the examples/ folder: text, images, "
-                         "speech synthesis, transcription (streamed) and embeddings.",
+        "speech synthesis, transcription (streamed) and embeddings.",
         owner="examples",
     ),
 )

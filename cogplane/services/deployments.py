@@ -37,7 +37,7 @@ def parse_deployment_pool(pool: str) -> tuple[str, str, str] | None:
     """(owner, name, version_id) of a deployment pool, or None for another pool."""
     if not pool.startswith(DEPLOYMENT_POOL_PREFIX):
         return None
-    rest, _, version_id = pool[len(DEPLOYMENT_POOL_PREFIX):].rpartition(".")
+    rest, _, version_id = pool[len(DEPLOYMENT_POOL_PREFIX) :].rpartition(".")
     owner, _, name = rest.partition(".")
     if not owner or not name or not version_id:
         return None
@@ -79,8 +79,7 @@ class DeploymentService:
     def _hardware(self, sku: Any) -> str:
         if not isinstance(sku, str) or sku not in self.hardware:
             raise Unprocessable(
-                f"Unknown hardware {sku!r}; this install offers: {', '.join(self.hardware)} "
-                "(see GET /v1/hardware).",
+                f"Unknown hardware {sku!r}; this install offers: {', '.join(self.hardware)} (see GET /v1/hardware).",
                 field="hardware",
             )
         return sku
@@ -109,8 +108,9 @@ class DeploymentService:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= MAX_TIMEOUT:
-            raise Unprocessable(f"`timeout` must be a number of seconds from 1 to {MAX_TIMEOUT}, or null.",
-                                field="timeout")
+            raise Unprocessable(
+                f"`timeout` must be a number of seconds from 1 to {MAX_TIMEOUT}, or null.", field="timeout"
+            )
         return float(value)
 
     # --- create -------------------------------------------------------------------------
@@ -134,9 +134,16 @@ class DeploymentService:
         self._check_bounds(min_instances, max_instances, body)
         now = self.clock.now()
         deployment = Deployment(
-            owner=viewer.username, name=name, model=model.full_name, version=version.id,
-            hardware=hardware, min_instances=min_instances, max_instances=max_instances,
-            release_number=1, release_created_at=now, created_by=viewer.username,
+            owner=viewer.username,
+            name=name,
+            model=model.full_name,
+            version=version.id,
+            hardware=hardware,
+            min_instances=min_instances,
+            max_instances=max_instances,
+            release_number=1,
+            release_created_at=now,
+            created_by=viewer.username,
             timeout=self._timeout(body.get("timeout")),
         )
         self.state.create_deployment(deployment)  # Conflict (409) if the name is taken
@@ -161,8 +168,7 @@ class DeploymentService:
         username = deployment.created_by or deployment.owner
         account = self.state.get_account(username)
         if account is None:
-            return {"type": "user", "username": username, "name": username, "avatar_url": None,
-                    "github_url": None}
+            return {"type": "user", "username": username, "name": username, "avatar_url": None, "github_url": None}
         return {
             "type": account.type if account.type in ("user", "organization") else "user",
             "username": account.username,
@@ -177,9 +183,7 @@ class DeploymentService:
         released meanwhile (retried on a fresh read otherwise)."""
         for key in body:
             if key not in PATCH_FIELDS:
-                raise Unprocessable(
-                    f"`{key}` cannot be changed; send any of: {', '.join(PATCH_FIELDS)}.", field=key
-                )
+                raise Unprocessable(f"`{key}` cannot be changed; send any of: {', '.join(PATCH_FIELDS)}.", field=key)
         if not body:
             raise Unprocessable(f"Send at least one of: {', '.join(PATCH_FIELDS)}.")
         for _ in range(_UPDATE_RETRIES):

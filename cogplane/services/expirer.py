@@ -110,12 +110,12 @@ class Expirer:
             services.outbox.complete(event.id)
             return False
         if prediction.status not in TERMINAL:
-            services.outbox.reschedule(event.id, due_at=add_seconds(now, RECHECK_SECONDS),
-                                       attempts=event.attempts + 1)
+            services.outbox.reschedule(event.id, due_at=add_seconds(now, RECHECK_SECONDS), attempts=event.attempts + 1)
             return None
         services.blobs.delete_prefix(blob_prefix(prediction))
-        done = self._update(prediction.id, {"input": {}, "output": None, "logs": "", "data_removed": True},
-                            [str(s) for s in TERMINAL])
+        done = self._update(
+            prediction.id, {"input": {}, "output": None, "logs": "", "data_removed": True}, [str(s) for s in TERMINAL]
+        )
         services.outbox.complete(event.id)
         return done
 
@@ -137,30 +137,47 @@ class Expirer:
         if prediction is None or prediction.status in TERMINAL:
             return False
         if prediction.status == "starting":
-            return self._update(prediction.id, {
-                "status": "aborted", "completed_at": now,
-                "error": "The prediction did not start before its Cancel-After deadline."}, ["starting"])
+            return self._update(
+                prediction.id,
+                {
+                    "status": "aborted",
+                    "completed_at": now,
+                    "error": "The prediction did not start before its Cancel-After deadline.",
+                },
+                ["starting"],
+            )
         metrics = dict(prediction.metrics)
         if prediction.started_at:
             metrics["predict_time"] = round(seconds_between(prediction.started_at, now), 6)
         metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
-        return self._update(prediction.id, {"status": "canceled", "completed_at": now, "metrics": metrics},
-                            ["processing"])
+        return self._update(
+            prediction.id, {"status": "canceled", "completed_at": now, "metrics": metrics}, ["processing"]
+        )
 
     def _timeout(self, event, now: str) -> bool:
         services = self.services
         prediction = services.state.get_prediction(event.prediction_id)
         services.outbox.complete(event.id)
-        if (prediction is None or prediction.status != "processing"
-                or prediction.started_at != event.payload.get("started_at")):
+        if (
+            prediction is None
+            or prediction.status != "processing"
+            or prediction.started_at != event.payload.get("started_at")
+        ):
             return False
         limit = prediction.timeout or seconds_between(prediction.started_at, now)
         metrics = dict(prediction.metrics)
         metrics["predict_time"] = round(seconds_between(prediction.started_at, now), 6)
         metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
-        return self._update(prediction.id, {
-            "status": "failed", "completed_at": now, "metrics": metrics,
-            "error": f"Prediction timed out: it ran longer than the {limit:g} s limit."}, ["processing"])
+        return self._update(
+            prediction.id,
+            {
+                "status": "failed",
+                "completed_at": now,
+                "metrics": metrics,
+                "error": f"Prediction timed out: it ran longer than the {limit:g} s limit.",
+            },
+            ["processing"],
+        )
 
     def lost_runners(self, now: str) -> int:
         services = self.services
@@ -173,9 +190,15 @@ class Expirer:
             for prediction_id in runner.in_flight:
                 prediction = services.state.get_prediction(prediction_id)
                 if prediction and prediction.status == "processing" and prediction.runner_id == runner.id:
-                    failed += self._update(prediction_id, {
-                        "status": "failed", "completed_at": now,
-                        "error": "The runner serving this prediction stopped responding (no heartbeat for "
-                                 f"{self.lost_after:g} s)."}, ["processing"])
+                    failed += self._update(
+                        prediction_id,
+                        {
+                            "status": "failed",
+                            "completed_at": now,
+                            "error": "The runner serving this prediction stopped responding (no heartbeat for "
+                            f"{self.lost_after:g} s).",
+                        },
+                        ["processing"],
+                    )
             services.state.delete_runner(runner.id)
         return failed

@@ -62,8 +62,17 @@ def file_id_from_url(value: Any) -> str | None:
 
 
 class FileService:
-    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, *, max_bytes: int, ttl_seconds: int,
-                 outbox=None, access: AccountService | None = None):
+    def __init__(
+        self,
+        state: StateStore,
+        blobs: BlobStore,
+        clock: Clock,
+        *,
+        max_bytes: int,
+        ttl_seconds: int,
+        outbox=None,
+        access: AccountService | None = None,
+    ):
         self.access = access or AccountService(state, clock)
         self.outbox = outbox  # schedules each upload's removal when it expires
         self.state = state
@@ -72,8 +81,9 @@ class FileService:
         self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
 
-    def create(self, viewer: Account, content: bytes, *, filename: str | None, content_type: str | None,
-               metadata: Any = None) -> File:
+    def create(
+        self, viewer: Account, content: bytes, *, filename: str | None, content_type: str | None, metadata: Any = None
+    ) -> File:
         """Validate everything first, then write the bytes, then the record, then its expiry timer;
         if a later step fails the earlier ones are undone, so a refused upload stores nothing."""
         if len(content) > self.max_bytes:
@@ -81,18 +91,30 @@ class FileService:
         if metadata is not None and not isinstance(metadata, dict):
             raise Unprocessable("`metadata` must be a JSON object.", field="metadata")
         if metadata is not None and not strictjson.is_strict(metadata):
-            raise InvalidRequest("`metadata` must be strict JSON: finite numbers, valid Unicode, nested at most "
-                                 f"{strictjson.MAX_DEPTH} deep.", field="metadata")
+            raise InvalidRequest(
+                "`metadata` must be strict JSON: finite numbers, valid Unicode, nested at most "
+                f"{strictjson.MAX_DEPTH} deep.",
+                field="metadata",
+            )
         name = safe_filename(filename)
         ctype = check_content_type(content_type)
         file_id = new_prediction_id()
         now = self.clock.now()
         md5 = hashlib.md5(content, usedforsecurity=False).hexdigest()
         key = f"files/{viewer.username}/{file_id}/{name}"
-        record = File(id=file_id, owner=viewer.username, name=name, content_type=ctype, size=len(content),
-                      etag=md5, checksums={"sha256": hashlib.sha256(content).hexdigest(), "md5": md5},
-                      metadata=metadata or {}, created_at=now, expires_at=add_seconds(now, self.ttl_seconds),
-                      blob_key=key)
+        record = File(
+            id=file_id,
+            owner=viewer.username,
+            name=name,
+            content_type=ctype,
+            size=len(content),
+            etag=md5,
+            checksums={"sha256": hashlib.sha256(content).hexdigest(), "md5": md5},
+            metadata=metadata or {},
+            created_at=now,
+            expires_at=add_seconds(now, self.ttl_seconds),
+            blob_key=key,
+        )
         self.blobs.put(key, content, content_type=ctype)
         try:
             self.state.create_file(record)
@@ -101,9 +123,18 @@ class FileService:
             raise
         if self.outbox is not None:
             try:
-                self.outbox.add([OutboxEvent(id=uuid.uuid4().hex, kind=TIMER, prediction_id="",
-                                             payload={"timer": "file_expiry", "file_id": record.id},
-                                             due_at=record.expires_at, created_at=now)])
+                self.outbox.add(
+                    [
+                        OutboxEvent(
+                            id=uuid.uuid4().hex,
+                            kind=TIMER,
+                            prediction_id="",
+                            payload={"timer": "file_expiry", "file_id": record.id},
+                            due_at=record.expires_at,
+                            created_at=now,
+                        )
+                    ]
+                )
             except BaseException:  # a file nothing would ever expire: undo it
                 self.state.delete_file(record.id)
                 self.blobs.delete(key)

@@ -60,17 +60,33 @@ def summary(markdown: str, limit: int = 200) -> str | None:
     return text[: cut + 1] if cut > 40 else text[: limit - 1].rstrip() + "…"
 
 
-def install_folders(services: Any, folders_dir: Path, *, owner: str, visibility: str, account_name: str,
-                    schema_for: Callable[[Path], dict[str, Any]]) -> list[PushResult]:
+def install_folders(
+    services: Any,
+    folders_dir: Path,
+    *,
+    owner: str,
+    visibility: str,
+    account_name: str,
+    schema_for: Callable[[Path], dict[str, Any]],
+) -> list[PushResult]:
     """Every folder of `folders_dir` with a cog.yaml as the model owner/<folder>, in the org `owner`
     (created if missing). A version already stored (same bundle, same id) is skipped."""
     account = services.accounts.ensure_account(owner, type="organization", name=account_name)
-    return [install_folder(services, account, folder, owner=owner, visibility=visibility, schema_for=schema_for)
-            for folder in sorted(p for p in Path(folders_dir).iterdir() if (p / "cog.yaml").is_file())]
+    return [
+        install_folder(services, account, folder, owner=owner, visibility=visibility, schema_for=schema_for)
+        for folder in sorted(p for p in Path(folders_dir).iterdir() if (p / "cog.yaml").is_file())
+    ]
 
 
-def install_folder(services: Any, account: Any, folder: Path, *, owner: str, visibility: str,
-                   schema_for: Callable[[Path], dict[str, Any]]) -> PushResult:
+def install_folder(
+    services: Any,
+    account: Any,
+    folder: Path,
+    *,
+    owner: str,
+    visibility: str,
+    schema_for: Callable[[Path], dict[str, Any]],
+) -> PushResult:
     from cogplane.bundle import BundleError
     from cogplane.push import prepare
     from cogplane.schema import SchemaError
@@ -84,12 +100,14 @@ def install_folder(services: Any, account: Any, folder: Path, *, owner: str, vis
         readme = folder / "README.md"
         description = summary(readme.read_text()) if readme.is_file() else None
         try:
-            services.catalog.create_model(account, {"owner": owner, "name": name, "visibility": visibility,
-                                                    "description": description})
+            services.catalog.create_model(
+                account, {"owner": owner, "name": name, "visibility": visibility, "description": description}
+            )
         except Conflict:
             pass
-        version, _ = services.catalog.push_version(account, owner, name, bundle=prepared.bundle, schema=schema,
-                                                   config=prepared.config, cog_version=COG_VERSION)
+        version, _ = services.catalog.push_version(
+            account, owner, name, bundle=prepared.bundle, schema=schema, config=prepared.config, cog_version=COG_VERSION
+        )
         return PushResult(f"{owner}/{name}", version.id, created=True)
     except (BundleError, SchemaError, OSError, ValueError) as exc:
         log.warning("could not install %s/%s: %s", owner, name, exc)
@@ -103,5 +121,11 @@ def install_platform_models(services: Any, models_dir: Path = PLATFORM_MODELS) -
     """The platform's own Cog models (the safety checker) as private models of the org `cogplane`,
     served by the runners like any model. Idempotent; run by `cogplane up` at every start and by the
     deployed expirer on its first run in each execution environment."""
-    return install_folders(services, models_dir, owner=PLATFORM_OWNER, visibility="private",
-                           account_name="cogplane", schema_for=committed_schema)
+    return install_folders(
+        services,
+        models_dir,
+        owner=PLATFORM_OWNER,
+        visibility="private",
+        account_name="cogplane",
+        schema_for=committed_schema,
+    )

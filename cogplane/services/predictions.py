@@ -37,10 +37,20 @@ def needs_safety_check(model: Model, source: str, disabled: bool) -> bool:
 
 
 class PredictionService:
-    def __init__(self, state: StateStore, queue: JobQueue, dispatcher: Dispatcher, clock: Clock,
-                 ids: IdSource, *, retention_seconds: int = 3600, files=None,
-                 allow_networks: list[str] | None = None, timeout_seconds: float = 1800,
-                 access: AccountService | None = None):
+    def __init__(
+        self,
+        state: StateStore,
+        queue: JobQueue,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        ids: IdSource,
+        *,
+        retention_seconds: int = 3600,
+        files=None,
+        allow_networks: list[str] | None = None,
+        timeout_seconds: float = 1800,
+        access: AccountService | None = None,
+    ):
         self.state = state
         self.access = access or AccountService(state, clock)
         self.queue = queue
@@ -55,11 +65,22 @@ class PredictionService:
         self.refusing: str | None = None  # set while the platform stops: creates answer 503
 
     # --- create -------------------------------------------------------------------------
-    def create(self, viewer: Account, model: Model, version: Version, body: dict[str, Any], *,
-               source: str = "api", cancel_after: str | None = None, deployment: str | None = None,
-               pool: str | None = None, timeout: float | None = None,
-               hardware: str | None = None, kind: str = "prediction",
-               destination: str | None = None) -> Prediction:
+    def create(
+        self,
+        viewer: Account,
+        model: Model,
+        version: Version,
+        body: dict[str, Any],
+        *,
+        source: str = "api",
+        cancel_after: str | None = None,
+        deployment: str | None = None,
+        pool: str | None = None,
+        timeout: float | None = None,
+        hardware: str | None = None,
+        kind: str = "prediction",
+        destination: str | None = None,
+    ) -> Prediction:
         from cogplane.domain.validation import validate_input
 
         if self.refusing:
@@ -70,8 +91,11 @@ class PredictionService:
         if not isinstance(raw_input, dict):
             raise Unprocessable("`input` must be a JSON object.", field="input")
         if not strictjson.is_strict(raw_input):  # the API's parser refuses these; other roads (web) too
-            raise InvalidRequest("`input` must be strict JSON: finite numbers, valid Unicode, nested at most "
-                                 f"{strictjson.MAX_DEPTH} deep.", field="input")
+            raise InvalidRequest(
+                "`input` must be strict JSON: finite numbers, valid Unicode, nested at most "
+                f"{strictjson.MAX_DEPTH} deep.",
+                field="input",
+            )
         clean = validate_input(version.openapi_schema, raw_input)
         self._check_file_inputs(viewer, version.openapi_schema, clean)
         # Secret inputs are stored as `**********`; the values travel encrypted in the job only.
@@ -129,7 +153,8 @@ class PredictionService:
             timeout=timeout or self.timeout_seconds,
             hardware=hardware or model.hardware or "cpu",
             safety={"checked": False, "flagged": []}
-            if kind == "prediction" and needs_safety_check(model, source, disable_safety) else None,
+            if kind == "prediction" and needs_safety_check(model, source, disable_safety)
+            else None,
             kind=kind,
             destination=destination,
             blob_dir=secrets.token_hex(16),  # output URLs name this random folder, never the id
@@ -137,8 +162,7 @@ class PredictionService:
         sealed = self._seal(prediction.id, secret_values) if secret_values else None
         self.state.create_prediction(prediction)
         try:
-            self.queue.enqueue(Job(prediction_id=prediction.id, pool=prediction.pool, enqueued_at=now,
-                                   sealed=sealed))
+            self.queue.enqueue(Job(prediction_id=prediction.id, pool=prediction.pool, enqueued_at=now, sealed=sealed))
         except Exception as exc:  # never leave a prediction that nothing will ever run
             self._fail(prediction.id, f"Could not queue the prediction: {exc}")
             raise
@@ -177,16 +201,20 @@ class PredictionService:
                     try:
                         own_file = self.files.check_input(viewer, value)
                     except Unprocessable as exc:
-                        raise Unprocessable(f"{name}: {exc.detail}", title="Input validation failed",
-                                            field=name) from exc
+                        raise Unprocessable(
+                            f"{name}: {exc.detail}", title="Input validation failed", field=name
+                        ) from exc
                 if not own_file and value.startswith(("http://", "https://")):
                     from cogplane.netguard import BlockedURL, check_url
 
                     try:  # the runner fetches it (and checks again); refuse what it would refuse now
                         check_url(value, self.allow_networks)
                     except BlockedURL as exc:
-                        raise Unprocessable(f"{name}: this URL cannot be used as an input: {exc}.",
-                                            title="Input validation failed", field=name) from exc
+                        raise Unprocessable(
+                            f"{name}: this URL cannot be used as an input: {exc}.",
+                            title="Input validation failed",
+                            field=name,
+                        ) from exc
 
     def _fail(self, prediction_id: str, reason: str) -> None:
         now = self.clock.now()
@@ -213,10 +241,12 @@ class PredictionService:
             raise NotFound(NOT_FOUND)
         return prediction
 
-    def list(self, viewer: Account, *, created_after: str | None, created_before: str | None,
-             cursor: str | None, limit: int) -> Page[Prediction]:
-        return self.state.list_predictions(viewer.username, created_after=created_after,
-                                           created_before=created_before, cursor=cursor, limit=limit)
+    def list(
+        self, viewer: Account, *, created_after: str | None, created_before: str | None, cursor: str | None, limit: int
+    ) -> Page[Prediction]:
+        return self.state.list_predictions(
+            viewer.username, created_after=created_after, created_before=created_before, cursor=cursor, limit=limit
+        )
 
     # --- cancel -------------------------------------------------------------------------
     def cancel(self, viewer: Account, prediction_id: str) -> Prediction:
@@ -235,9 +265,7 @@ class PredictionService:
                 metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
                 changes["metrics"] = metrics
             try:
-                return self.state.update_prediction(
-                    prediction_id, changes, expect_status=[prediction.status]
-                )
+                return self.state.update_prediction(prediction_id, changes, expect_status=[prediction.status])
             except Exception:  # noqa: BLE001 - a conditional write lost a race: re-read and retry
                 prediction = self.get_own(viewer, prediction_id)
         return prediction

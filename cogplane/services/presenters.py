@@ -24,7 +24,7 @@ def blob_ref(key: str) -> str:
 def resolve_blob_refs(value: Any, sign) -> Any:
     """Replace stored blob references with fresh signed URLs, recursively."""
     if isinstance(value, str):
-        return sign(value[len(BLOB_PREFIX):]) if value.startswith(BLOB_PREFIX) else value
+        return sign(value[len(BLOB_PREFIX) :]) if value.startswith(BLOB_PREFIX) else value
     if isinstance(value, list):
         return [resolve_blob_refs(v, sign) for v in value]
     if isinstance(value, dict):
@@ -34,7 +34,7 @@ def resolve_blob_refs(value: Any, sign) -> Any:
 
 def blob_keys(value: Any) -> list[str]:
     if isinstance(value, str):
-        return [value[len(BLOB_PREFIX):]] if value.startswith(BLOB_PREFIX) else []
+        return [value[len(BLOB_PREFIX) :]] if value.startswith(BLOB_PREFIX) else []
     if isinstance(value, list):
         return [k for v in value for k in blob_keys(v)]
     if isinstance(value, dict):
@@ -42,9 +42,16 @@ def blob_keys(value: Any) -> list[str]:
     return []
 
 
-def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool = False,
-                    file_stream: bool = False, stream_base_url: str = "",
-                    stream_token=None) -> dict[str, Any]:
+def prediction_json(
+    p: Prediction,
+    base_url: str,
+    sign=None,
+    *,
+    has_stream: bool = False,
+    file_stream: bool = False,
+    stream_base_url: str = "",
+    stream_token=None,
+) -> dict[str, Any]:
     """`file_stream`: the model outputs files, so the stream URL lives under /v1/files/ (JS makes
     FileOutput objects from a stream's output events only there). `stream_base_url`: where stream
     links point (COGPLANE_STREAM_URL; the deployed stack's streaming function); empty: `base_url`.
@@ -60,8 +67,9 @@ def prediction_json(p: Prediction, base_url: str, sign=None, *, has_stream: bool
     if (has_stream or p.stream) and stream_token is not None and not training:
         stream_base = stream_base_url.rstrip("/") or base_url
         token = stream_token(p.id)
-        urls["stream"] = (f"{stream_base}/v1/files/streams/{token}" if file_stream
-                          else f"{stream_base}/v1/streams/{token}")
+        urls["stream"] = (
+            f"{stream_base}/v1/files/streams/{token}" if file_stream else f"{stream_base}/v1/streams/{token}"
+        )
     output = p.output
     if sign is not None and output is not None:
         output = resolve_blob_refs(output, sign)
@@ -108,8 +116,9 @@ def version_json(v: Version) -> dict[str, Any]:
     }
 
 
-def model_json(m: Model, base_url: str, latest: Version | None = None,
-               default_example: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_json(
+    m: Model, base_url: str, latest: Version | None = None, default_example: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "url": f"{base_url}/{m.owner}/{m.name}",
         "owner": m.owner,
@@ -183,6 +192,12 @@ def present_prediction(services, p: Prediction, base: str, version: Version | No
         return services.blobs.signed_url(key, expires_in=settings.output_url_ttl_seconds)
 
     iterator, files = output_kind(services, p.model, p.version, version)
-    return prediction_json(p, base, sign, has_stream=iterator, file_stream=files,
-                           stream_base_url=settings.stream_url,
-                           stream_token=lambda prediction_id: services.stream_tokens().token(prediction_id))
+    return prediction_json(
+        p,
+        base,
+        sign,
+        has_stream=iterator,
+        file_stream=files,
+        stream_base_url=settings.stream_url,
+        stream_token=lambda prediction_id: services.stream_tokens().token(prediction_id),
+    )

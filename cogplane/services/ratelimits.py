@@ -11,8 +11,7 @@ from cogplane.ports import Clock, RateLimiter
 
 def headers_for(decision: RateDecision) -> dict[str, str]:
     """Both spellings clients look for: Replicate's `ratelimit-*` and the common `X-RateLimit-*`."""
-    values = {"limit": str(decision.limit), "remaining": str(decision.remaining),
-              "reset": str(decision.reset_seconds)}
+    values = {"limit": str(decision.limit), "remaining": str(decision.remaining), "reset": str(decision.reset_seconds)}
     headers = {f"ratelimit-{k}": v for k, v in values.items()}
     headers.update({f"X-RateLimit-{k.capitalize()}": v for k, v in values.items()})
     if not decision.allowed:
@@ -32,6 +31,8 @@ class RateLimitService:
         decision = self.limiter.take(f"{account}:{kind}", per_minute=self.per_minute[kind], now=epoch(self.clock))
         if not decision.allowed:
             s = "" if decision.retry_after == 1 else "s"
-            raise RateLimited(f"Request was throttled. Expected available in {decision.retry_after} second{s}.",
-                              headers=headers_for(decision))
+            raise RateLimited(
+                f"Request was throttled. Expected available in {decision.retry_after} second{s}.",
+                headers=headers_for(decision),
+            )
         return decision

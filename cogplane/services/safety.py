@@ -46,7 +46,7 @@ def image_outputs(output: Any, blobs) -> list[tuple[int, str, str]]:
     for index, value in enumerate(values):
         if not isinstance(value, str) or not value.startswith(BLOB_PREFIX):
             continue
-        key = value[len(BLOB_PREFIX):]
+        key = value[len(BLOB_PREFIX) :]
         info = blobs.head(key)
         ctype = (info.content_type if info else None) or mimetypes.guess_type(key)[0] or ""
         if not ctype.startswith("image/"):
@@ -77,8 +77,9 @@ def data_uri_bytes(value: str) -> bytes | None:
 
 
 class SafetyService:
-    def __init__(self, state, blobs, files, predictions, *, base_url: str, threshold: float = 0.5,
-                 timeout_seconds: float = 900.0):
+    def __init__(
+        self, state, blobs, files, predictions, *, base_url: str, threshold: float = 0.5, timeout_seconds: float = 900.0
+    ):
         self.state = state
         self.blobs = blobs
         self.files = files
@@ -105,8 +106,9 @@ class SafetyService:
             for _, key, ctype in images:
                 name = key.rsplit("/", 1)[-1]
                 uploads.append(self.files.create(account, self.blobs.get(key), filename=name, content_type=ctype))
-            body = {"input": {"images": [f"{self.base_url}/v1/files/{u.id}" for u in uploads],
-                              "threshold": self.threshold}}
+            body = {
+                "input": {"images": [f"{self.base_url}/v1/files/{u.id}" for u in uploads], "threshold": self.threshold}
+            }
             try:
                 run = self.predictions.create(account, model, version, body, source="api")
             except DomainError as exc:
@@ -136,11 +138,14 @@ class SafetyService:
             self.blobs.put(new_key, self._file_bytes(replacement, index), content_type=ctype)
             values[index] = blob_ref(new_key)
             flagged.append(index)
-            lines.append(f"Safety checker: output {index} ({key.rsplit('/', 1)[-1]}) was flagged (score "
-                         f"{scores[image_index]:.2f}) and replaced by a black image of the same size.\n")
+            lines.append(
+                f"Safety checker: output {index} ({key.rsplit('/', 1)[-1]}) was flagged (score "
+                f"{scores[image_index]:.2f}) and replaced by a black image of the same size.\n"
+            )
         seconds = round(time.monotonic() - started, 4)
-        lines.append(f"Safety checker: checked {len(images)} image(s) in {seconds:.2f} s; "
-                     f"{len(flagged) or 'none'} replaced.\n")
+        lines.append(
+            f"Safety checker: checked {len(images)} image(s) in {seconds:.2f} s; {len(flagged) or 'none'} replaced.\n"
+        )
         checked = values if isinstance(output, list) else values[0]
         return SafetyResult(output=checked, flagged=sorted(flagged), logs="".join(lines), seconds=seconds)
 
@@ -148,7 +153,7 @@ class SafetyService:
         """A file of the checker's output: a blob reference, or a data: URI (cog's form for files
         inside an object output; a black image compresses to a few hundred bytes)."""
         if isinstance(value, str) and value.startswith(BLOB_PREFIX):
-            return self.blobs.get(value[len(BLOB_PREFIX):])
+            return self.blobs.get(value[len(BLOB_PREFIX) :])
         data = data_uri_bytes(value) if isinstance(value, str) else None
         if data is None:
             raise SafetyCheckError(f"the safety checker returned no replacement for output {index}")

@@ -49,39 +49,59 @@ class TrainingService:
         self.predictions = predictions
 
     # --- create -------------------------------------------------------------------------
-    def create(self, viewer: Account, owner: str, name: str, version_id: str, body: dict[str, Any], *,
-               source: str = "api") -> Prediction:
+    def create(
+        self, viewer: Account, owner: str, name: str, version_id: str, body: dict[str, Any], *, source: str = "api"
+    ) -> Prediction:
         """Validate the destination and the input (against TrainingInput), then queue it."""
         model = self.catalog.get_model(viewer, owner, name)
         version = self.catalog.get_version(viewer, owner, name, version_id)
         if not has_training(version.openapi_schema or {}):
             raise Unprocessable(NO_TRAINING, title="Version cannot be trained", field="version")
         if version.kind != "source":
-            raise Unprocessable("Only source versions (pushed with `cogplane push`) can be trained here.",
-                                title="Version cannot be trained", field="version")
+            raise Unprocessable(
+                "Only source versions (pushed with `cogplane push`) can be trained here.",
+                title="Version cannot be trained",
+                field="version",
+            )
         destination = self._destination(viewer, body.get("destination"))
         trainable = version.replace(openapi_schema=training_view(version.openapi_schema))
         body = {k: v for k, v in body.items() if k != "stream"}  # trainings do not stream
-        return self.predictions.create(viewer, model, trainable, body, source=source,
-                                       pool=pool_for_training(version), kind="training",
-                                       destination=destination)
+        return self.predictions.create(
+            viewer,
+            model,
+            trainable,
+            body,
+            source=source,
+            pool=pool_for_training(version),
+            kind="training",
+            destination=destination,
+        )
 
     def _destination(self, viewer: Account, value: Any) -> str:
         """An existing model the caller may push to (their own, or their org's). We answer 422
         naming the field (Replicate answers 404 here; a 422 says which part of the request is
         wrong, and clients raise on both)."""
         if not isinstance(value, str) or value.count("/") != 1 or not all(value.split("/")):
-            raise Unprocessable("`destination` is required: an existing model of yours, as `owner/name`.",
-                                title="Invalid destination", field="destination")
+            raise Unprocessable(
+                "`destination` is required: an existing model of yours, as `owner/name`.",
+                title="Invalid destination",
+                field="destination",
+            )
         owner, name = value.split("/")
         model = self.state.get_model(owner, name)
         may_push = self.catalog.access.can_act_for(viewer, owner)  # the owner, or a member of the org
         if model is None or (model.visibility != "public" and not may_push):
-            raise Unprocessable(f"`destination`: model {value} does not exist; create it first.",
-                                title="Invalid destination", field="destination")
+            raise Unprocessable(
+                f"`destination`: model {value} does not exist; create it first.",
+                title="Invalid destination",
+                field="destination",
+            )
         if not may_push:
-            raise Unprocessable(f"`destination`: you cannot push to {value}; use a model of your own.",
-                                title="Invalid destination", field="destination")
+            raise Unprocessable(
+                f"`destination`: you cannot push to {value}; use a model of your own.",
+                title="Invalid destination",
+                field="destination",
+            )
         return value
 
     # --- read ---------------------------------------------------------------------------
@@ -108,14 +128,18 @@ class TrainingService:
             version = self._make_version(training, changes.get("output"))
         except _TrainingFailed as exc:
             return {**changes, "status": "failed", "error": str(exc), "output": None}
-        return {**changes, "output": {"version": f"{version.model}:{version.id}",
-                                      "weights": blob_ref(version.weights_key or "")}}
+        return {
+            **changes,
+            "output": {"version": f"{version.model}:{version.id}", "weights": blob_ref(version.weights_key or "")},
+        }
 
     def _make_version(self, training: Prediction, output: Any) -> Version:
         found = _weights(output, self.blobs)
         if found is None:
-            raise _TrainingFailed("The training returned no weights file: train() must return a "
-                                  "cog.Path, or an object with a `weights` Path.")
+            raise _TrainingFailed(
+                "The training returned no weights file: train() must return a "
+                "cog.Path, or an object with a `weights` Path."
+            )
         data, filename, content_type = found
         base = next((v for v in self.state.find_versions(training.version) if v.model == training.model), None)
         if base is None:
@@ -130,16 +154,26 @@ class TrainingService:
         if self.blobs.head(stored_key) is None:
             self.blobs.put(stored_key, data, content_type=content_type)
         version = Version(
-            id=version_id, owner=dest_owner, name=dest_name, created_at=self.clock.now(),
-            openapi_schema=without_training(base.openapi_schema or {}), cog_version=base.cog_version,
-            kind=base.kind, bundle_key=base.bundle_key, image=base.image, config=dict(base.config or {}),
-            size=base.size, weights_key=stored_key, trained_from=f"{base.model}:{base.id}",
+            id=version_id,
+            owner=dest_owner,
+            name=dest_name,
+            created_at=self.clock.now(),
+            openapi_schema=without_training(base.openapi_schema or {}),
+            cog_version=base.cog_version,
+            kind=base.kind,
+            bundle_key=base.bundle_key,
+            image=base.image,
+            config=dict(base.config or {}),
+            size=base.size,
+            weights_key=stored_key,
+            trained_from=f"{base.model}:{base.id}",
             training_id=training.id,
         )
         stored, created = self.state.put_version(version)
         if created:
-            self.state.update_model(destination.replace(latest_version_id=stored.id,
-                                                        latest_version_created_at=stored.created_at))
+            self.state.update_model(
+                destination.replace(latest_version_id=stored.id, latest_version_created_at=stored.created_at)
+            )
         return stored
 
 
@@ -156,7 +190,7 @@ def _weights(output: Any, blobs: BlobStore) -> tuple[bytes, str, str | None] | N
     if not isinstance(output, str):
         return None
     if output.startswith(BLOB_PREFIX):
-        key = output[len(BLOB_PREFIX):]
+        key = output[len(BLOB_PREFIX) :]
         info = blobs.head(key)
         return blobs.get(key), os.path.basename(key) or "weights", info.content_type if info else None
     if output.startswith("data:"):

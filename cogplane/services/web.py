@@ -168,8 +168,9 @@ class WebService:
         if prediction.status != "succeeded":
             raise Unprocessable("Only a prediction that succeeded can be an example.")
         if prediction.remove_at is not None or prediction.data_removed:
-            raise Unprocessable("Only predictions made on the web can be examples: API predictions lose their "
-                                "data after an hour.")
+            raise Unprocessable(
+                "Only predictions made on the web can be examples: API predictions lose their data after an hour."
+            )
         if prediction_id in model.example_ids:
             return model
         self.share(viewer, prediction_id, True)

@@ -35,15 +35,25 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 class WebhookSender:
-    def __init__(self, services, *, base_url: str, allow: list[str] | None = None,
-                 http: httpx.Client | None = None, retry_window: float = 900.0, backoff_base: float = 1.0,
-                 backoff_cap: float = 120.0, timeout: float = 10.0,
-                 check_url: Callable[[str, list[str]], Any] | None = None):
+    def __init__(
+        self,
+        services,
+        *,
+        base_url: str,
+        allow: list[str] | None = None,
+        http: httpx.Client | None = None,
+        retry_window: float = 900.0,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 120.0,
+        timeout: float = 10.0,
+        check_url: Callable[[str, list[str]], Any] | None = None,
+    ):
         self.services = services
         self.base_url = base_url.rstrip("/")
         self.allow = allow or []
-        self.http = http or httpx.Client(timeout=timeout, follow_redirects=False,
-                                         headers={"User-Agent": "cogplane-webhooks/0.1"})
+        self.http = http or httpx.Client(
+            timeout=timeout, follow_redirects=False, headers={"User-Agent": "cogplane-webhooks/0.1"}
+        )
         self.retry_window = retry_window  # the terminal event is retried for this long (>= 10 min)
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -114,5 +124,5 @@ class WebhookSender:
         if not terminal or seconds_between(event.created_at or now, now) >= self.retry_window:
             services.outbox.complete(event.id)  # intermediate events are best-effort
             return
-        delay = min(self.backoff_cap, self.backoff_base * (2 ** event.attempts))
+        delay = min(self.backoff_cap, self.backoff_base * (2**event.attempts))
         services.outbox.reschedule(event.id, due_at=add_seconds(now, delay), attempts=event.attempts + 1)

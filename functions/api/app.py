@@ -39,8 +39,10 @@ class RateLimitHeaders:
                 if extra:
                     present = {k.lower() for k, _ in message.get("headers", [])}
                     message["headers"] = list(message.get("headers", [])) + [
-                        (k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()
-                        if k.lower().encode("latin-1") not in present]
+                        (k.encode("latin-1"), v.encode("latin-1"))
+                        for k, v in extra.items()
+                        if k.lower().encode("latin-1") not in present
+                    ]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

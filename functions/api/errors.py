@@ -14,16 +14,32 @@ from cogplane.domain.errors import DomainError, InputValidationError
 
 log = logging.getLogger("cogplane.api")
 
-TITLES = {400: "Bad request", 401: "Unauthenticated", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Request entity too large",
-          415: "Unsupported media type", 422: "Unprocessable entity", 429: "Too many requests",
-          500: "Internal server error", 503: "Service unavailable"}
+TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request entity too large",
+    415: "Unsupported media type",
+    422: "Unprocessable entity",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
 
 
-def problem(status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None,
-            **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": title or TITLES.get(status, "Error"), "status": status,
-            "detail": detail, **extra}
+def problem(
+    status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": title or TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
 
 
@@ -51,8 +67,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]) or None, "msg": e.get("msg"),
-                   "type": e.get("type")} for e in exc.errors()]
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ())[1:]) or None,
+                "msg": e.get("msg"),
+                "type": e.get("type"),
+            }
+            for e in exc.errors()
+        ]
         detail = "; ".join(f"{e['field']}: {e['msg']}" if e["field"] else str(e["msg"]) for e in errors)
         return problem(422, detail or "Invalid request", errors=errors)
 

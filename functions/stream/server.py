@@ -19,8 +19,14 @@ HOST = "127.0.0.1"  # only the adapter, in the same execution environment, talks
 DEFAULT_PORT = 8080  # the adapter's default (AWS_LWA_PORT, falling back to PORT)
 HEALTH_PATH = "/healthz"
 STREAM_PATHS = re.compile(r"^/v1/(?:streams/[^/]+|files/streams/[^/]+)/?$")
-_NOT_FOUND = json.dumps({"type": "about:blank", "title": "Not found", "status": 404,
-                         "detail": "This endpoint serves prediction streams only."}).encode()
+_NOT_FOUND = json.dumps(
+    {
+        "type": "about:blank",
+        "title": "Not found",
+        "status": 404,
+        "detail": "This endpoint serves prediction streams only.",
+    }
+).encode()
 
 
 class StreamRoutesOnly:
@@ -33,11 +39,19 @@ class StreamRoutesOnly:
         if scope["type"] == "http":
             path = scope.get("path", "")
             allowed = scope.get("method") in ("GET", "HEAD") and (
-                path == HEALTH_PATH or STREAM_PATHS.match(path) is not None)
+                path == HEALTH_PATH or STREAM_PATHS.match(path) is not None
+            )
             if not allowed:
-                await send({"type": "http.response.start", "status": 404,
-                            "headers": [(b"content-type", b"application/problem+json"),
-                                        (b"content-length", str(len(_NOT_FOUND)).encode())]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 404,
+                        "headers": [
+                            (b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(_NOT_FOUND)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": _NOT_FOUND})
                 return
         await self.app(scope, receive, send)
@@ -56,8 +70,13 @@ def port() -> int:
 
 def main() -> None:
     uvicorn.run(
-        "functions.stream.server:create_stream_app", factory=True, host=HOST, port=port(),
-        lifespan="off", access_log=False, log_level=os.environ.get("COGPLANE_LOG_LEVEL", "warning").lower(),
+        "functions.stream.server:create_stream_app",
+        factory=True,
+        host=HOST,
+        port=port(),
+        lifespan="off",
+        access_log=False,
+        log_level=os.environ.get("COGPLANE_LOG_LEVEL", "warning").lower(),
         # One request at a time per Lambda execution environment; keep-alive from the adapter only.
         timeout_keep_alive=60,
     )

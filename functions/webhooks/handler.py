@@ -21,8 +21,12 @@ def _get_sender():
         from cogplane.wiring import build
 
         services = build(Settings())
-        _sender = WebhookSender(services, base_url=services.settings.public_url,
-                                allow=services.settings.allowed_networks, check_url=check_url)
+        _sender = WebhookSender(
+            services,
+            base_url=services.settings.public_url,
+            allow=services.settings.allowed_networks,
+            check_url=check_url,
+        )
     return _sender
 
 

@@ -92,6 +92,7 @@ def _print_setup_tracebacks() -> None:
                 time.sleep(0.3)
 
             if inspect.iscoroutinefunction(setup):
+
                 @functools.wraps(setup)
                 async def wrapper(*args, **kwargs):
                     try:
@@ -100,6 +101,7 @@ def _print_setup_tracebacks() -> None:
                         report()
                         raise
             else:
+
                 @functools.wraps(setup)
                 def wrapper(*args, **kwargs):
                     try:
@@ -107,6 +109,7 @@ def _print_setup_tracebacks() -> None:
                     except BaseException:
                         report()
                         raise
+
             wrapper.__cogplane_traced__ = True
             return wrapper
 

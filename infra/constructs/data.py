@@ -28,8 +28,9 @@ POOL_QUEUE_ACTIONS = [
 
 def _attribute(name: str) -> dynamodb.Attribute:
     types = {a["AttributeName"]: a["AttributeType"] for a in r.ATTRIBUTE_DEFINITIONS}
-    return dynamodb.Attribute(name=name, type=dynamodb.AttributeType(
-        {"S": "STRING", "N": "NUMBER", "B": "BINARY"}[types[name]]))
+    return dynamodb.Attribute(
+        name=name, type=dynamodb.AttributeType({"S": "STRING", "N": "NUMBER", "B": "BINARY"}[types[name]])
+    )
 
 
 class Data(Construct):
@@ -49,7 +50,8 @@ class Data(Construct):
             stream=dynamodb.StreamViewType(r.STREAM_VIEW_TYPE),
             time_to_live_attribute=r.TTL_ATTRIBUTE,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True),
+                point_in_time_recovery_enabled=True
+            ),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=RemovalPolicy.RETAIN,  # models and accounts outlive a stack teardown
         )
@@ -72,18 +74,26 @@ class Data(Construct):
             removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[
                 # Backstops only: the expirer removes API predictions' data 1 hour after creation.
-                s3.LifecycleRule(id="predictions-backstop", prefix=r.PREDICTIONS_PREFIX,
-                                 expiration=Duration.days(c.PREDICTIONS_BACKSTOP_DAYS)),
-                s3.LifecycleRule(id="files-backstop", prefix=r.FILES_PREFIX,
-                                 expiration=Duration.days(c.FILES_BACKSTOP_DAYS)),
-                s3.LifecycleRule(id="abort-multipart",
-                                 abort_incomplete_multipart_upload_after=Duration.days(c.ABORT_MULTIPART_DAYS)),
+                s3.LifecycleRule(
+                    id="predictions-backstop",
+                    prefix=r.PREDICTIONS_PREFIX,
+                    expiration=Duration.days(c.PREDICTIONS_BACKSTOP_DAYS),
+                ),
+                s3.LifecycleRule(
+                    id="files-backstop", prefix=r.FILES_PREFIX, expiration=Duration.days(c.FILES_BACKSTOP_DAYS)
+                ),
+                s3.LifecycleRule(
+                    id="abort-multipart", abort_incomplete_multipart_upload_after=Duration.days(c.ABORT_MULTIPART_DAYS)
+                ),
             ],
         )
-        suppress(self.bucket, {
-            "AwsSolutions-S1": "Objects are short-lived prediction data reached only through presigned URLs; "
-                               "access logging would double the writes. Enable CloudTrail S3 data events if needed.",
-        })
+        suppress(
+            self.bucket,
+            {
+                "AwsSolutions-S1": "Objects are short-lived prediction data reached only through presigned URLs; "
+                "access logging would double the writes. Enable CloudTrail S3 data events if needed.",
+            },
+        )
         # Web predictions (source=web) keep their data under predictions/ too, but only until
         # deleted by their owner: the 1-day backstop is documented as the deployed retention.
 
@@ -95,32 +105,36 @@ class Data(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
-        suppress(self.dlq, {
-            "AwsSolutions-SQS3": "This queue IS the dead-letter queue: pool queues are created at runtime by the "
-                                 "SQS adapter with a RedrivePolicy pointing here (cogplane.resources).",
-        })
+        suppress(
+            self.dlq,
+            {
+                "AwsSolutions-SQS3": "This queue IS the dead-letter queue: pool queues are created at runtime by the "
+                "SQS adapter with a RedrivePolicy pointing here (cogplane.resources).",
+            },
+        )
 
         # HMAC keys the API signs short-lived URLs with (stream URLs, file links).
         self.signing_secret = secretsmanager.Secret(
             self,
             "SigningKeys",
             description="cogplane signing keys",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True),
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
         )
         # The first admin's API token; the expirer registers its hash on its first run.
         self.admin_token_secret = secretsmanager.Secret(
             self,
             "AdminToken",
             description="cogplane: the first admin account's API token",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=40, exclude_punctuation=True),
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=40, exclude_punctuation=True),
         )
         for secret in (self.signing_secret, self.admin_token_secret):
-            suppress(secret, {
-                "AwsSolutions-SMG4": "Rotation would invalidate signed URLs/tokens in flight; rotate by "
-                                     "redeploying with a new secret value (documented in docs/deploy-aws.md).",
-            })
+            suppress(
+                secret,
+                {
+                    "AwsSolutions-SMG4": "Rotation would invalidate signed URLs/tokens in flight; rotate by "
+                    "redeploying with a new secret value (documented in docs/deploy-aws.md).",
+                },
+            )
 
     def pool_queues_arn(self) -> str:
         stack = Stack.of(self)
@@ -129,7 +143,8 @@ class Data(Construct):
     def grant_pool_queues(self, grantee: iam.IGrantable) -> None:
         """Everything the SQS adapter does on pool queues (created on demand) and the DLQ."""
         iam.Grant.add_to_principal(
-            grantee=grantee, actions=POOL_QUEUE_ACTIONS,
+            grantee=grantee,
+            actions=POOL_QUEUE_ACTIONS,
             resource_arns=[self.pool_queues_arn(), self.dlq.queue_arn],
         )
 

@@ -16,17 +16,22 @@ from infra.constructs.workers import Workers
 
 
 class Expirer(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code, data: Data,
-                 workers: Workers) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, code: lambda_.Code, data: Data, workers: Workers
+    ) -> None:
         super().__init__(scope, construct_id)
         self.function = python_function(
-            self, "ExpirerFunction", code=code, handler="functions.expirer.handler.handler",
+            self,
+            "ExpirerFunction",
+            code=code,
+            handler="functions.expirer.handler.handler",
             environment={
                 **data.environment(),
                 **workers.dispatch_environment(),
                 "COGPLANE_ADMIN_TOKEN_SECRET_ARN": data.admin_token_secret.secret_arn,
             },
-            memory_mb=c.WORKER_MEMORY_MB, timeout=c.EXPIRER_TIMEOUT,
+            memory_mb=c.WORKER_MEMORY_MB,
+            timeout=c.EXPIRER_TIMEOUT,
             description="cogplane expirer: timeouts, data removal, min instances",
         )
         data.table.grant_read_write_data(self.function)
@@ -34,9 +39,16 @@ class Expirer(Construct):
         data.grant_pool_queues(self.function)
         data.admin_token_secret.grant_read(self.function)
         workers.grant_dispatch(self.function)
-        self.schedule = events.Rule(self, "Schedule", schedule=events.Schedule.rate(c.SCHEDULE_RATE),
-                                    targets=[targets.LambdaFunction(self.function)])
-        suppress(self.function, {
-            "AwsSolutions-IAM5": "Wildcards are scoped: bucket objects, table indexes, the stack's pool queues, "
-                                 "runner task-definition revisions, this cluster's tasks.",
-        })
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            schedule=events.Schedule.rate(c.SCHEDULE_RATE),
+            targets=[targets.LambdaFunction(self.function)],
+        )
+        suppress(
+            self.function,
+            {
+                "AwsSolutions-IAM5": "Wildcards are scoped: bucket objects, table indexes, the stack's pool queues, "
+                "runner task-definition revisions, this cluster's tasks.",
+            },
+        )

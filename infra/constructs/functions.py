@@ -26,13 +26,21 @@ def shared_code(asset_dir: str | None) -> tuple[lambda_.Code, bool]:
     """(the code asset, whether it is the full staged one with dependencies)."""
     if asset_dir and Path(asset_dir).is_dir():
         return lambda_.Code.from_asset(asset_dir), True
-    return lambda_.Code.from_asset(str(REPO_ROOT), exclude=_SOURCE_ONLY_EXCLUDES,
-                                   ignore_mode=IgnoreMode.DOCKER), False
+    return lambda_.Code.from_asset(str(REPO_ROOT), exclude=_SOURCE_ONLY_EXCLUDES, ignore_mode=IgnoreMode.DOCKER), False
 
 
-def python_function(scope: Construct, construct_id: str, *, code: lambda_.Code, handler: str,
-                    environment: dict[str, str], memory_mb: int, timeout: Duration,
-                    description: str, reserved_concurrency: int | None = None) -> lambda_.Function:
+def python_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    code: lambda_.Code,
+    handler: str,
+    environment: dict[str, str],
+    memory_mb: int,
+    timeout: Duration,
+    description: str,
+    reserved_concurrency: int | None = None,
+) -> lambda_.Function:
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=c.LOG_RETENTION)
     fn = lambda_.Function(
         scope,
@@ -52,9 +60,16 @@ def python_function(scope: Construct, construct_id: str, *, code: lambda_.Code, 
         description=description,
         reserved_concurrent_executions=reserved_concurrency,
     )
-    suppress(fn, {
-        "AwsSolutions-IAM4": "AWSLambdaBasicExecutionRole only grants writing this function's logs.",
-        "AwsSolutions-L1": "Pinned to Python 3.12 on purpose: the staged wheels are built for it.",
-    }, applies_to={"AwsSolutions-IAM4": [
-        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]})
+    suppress(
+        fn,
+        {
+            "AwsSolutions-IAM4": "AWSLambdaBasicExecutionRole only grants writing this function's logs.",
+            "AwsSolutions-L1": "Pinned to Python 3.12 on purpose: the staged wheels are built for it.",
+        },
+        applies_to={
+            "AwsSolutions-IAM4": [
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+            ]
+        },
+    )
     return fn

@@ -6,8 +6,13 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
 
-def suppress(construct: IConstruct, reasons: dict[str, str], *, children: bool = True,
-             applies_to: dict[str, list[str]] | None = None) -> None:
+def suppress(
+    construct: IConstruct,
+    reasons: dict[str, str],
+    *,
+    children: bool = True,
+    applies_to: dict[str, list[str]] | None = None,
+) -> None:
     """Suppress AwsSolutions rules on `construct` (and its children): {rule id: why it is fine}."""
     applies_to = applies_to or {}
     NagSuppressions.add_resource_suppressions(

@@ -33,10 +33,13 @@ class Network(Construct):
             },
             restrict_default_security_group=True,
         )
-        suppress(self.vpc, {
-            "AwsSolutions-VPC7": "Flow logs are an opt-in cost; nothing listens inbound (security groups "
-                                 "allow no ingress).",
-        })
+        suppress(
+            self.vpc,
+            {
+                "AwsSolutions-VPC7": "Flow logs are an opt-in cost; nothing listens inbound (security groups "
+                "allow no ingress).",
+            },
+        )
         self.runner_security_group = ec2.SecurityGroup(
             self,
             "RunnerSg",

@@ -36,14 +36,29 @@ def stream_environment() -> dict[str, str]:
 
 
 class Streams(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, code: lambda_.Code, data: Data,
-                 layer_arn: str, reserved_concurrency: int | None = None) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        data: Data,
+        layer_arn: str,
+        reserved_concurrency: int | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.function = python_function(
-            self, "StreamFunction", code=code, handler=c.STREAM_HANDLER,
-            environment={**data.environment(), **stream_environment(),
-                         "COGPLANE_SIGNING_SECRET_ARN": data.signing_secret.secret_arn},
-            memory_mb=c.STREAM_MEMORY_MB, timeout=c.STREAM_TIMEOUT,
+            self,
+            "StreamFunction",
+            code=code,
+            handler=c.STREAM_HANDLER,
+            environment={
+                **data.environment(),
+                **stream_environment(),
+                "COGPLANE_SIGNING_SECRET_ARN": data.signing_secret.secret_arn,
+            },
+            memory_mb=c.STREAM_MEMORY_MB,
+            timeout=c.STREAM_TIMEOUT,
             description="cogplane prediction streams (SSE) through the Lambda Web Adapter",
             # the Function URL is public: this caps how many streams (and their bill) run at once
             reserved_concurrency=reserved_concurrency,
@@ -54,10 +69,13 @@ class Streams(Construct):
         data.table.grant_read_data(self.function)
         data.bucket.grant_read(self.function)
         data.signing_secret.grant_read(self.function)  # opens stream URLs' tokens (cogplane.sealing)
-        suppress(self.function, {
-            "AwsSolutions-IAM5": "Read-only wildcards are scoped: the bucket's objects (presigned output URLs) "
-                                 "and the table's indexes.",
-        })
+        suppress(
+            self.function,
+            {
+                "AwsSolutions-IAM5": "Read-only wildcards are scoped: the bucket's objects (presigned output URLs) "
+                "and the table's indexes.",
+            },
+        )
 
         self.function_url = self.function.add_function_url(
             # Capability URLs (see the module docstring): the stream's own token is the secret; a

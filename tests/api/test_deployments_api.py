@@ -10,8 +10,14 @@ from tests.api.conftest import push
 
 
 def body(version_id, **changes):
-    base = {"name": "my-app", "model": "alice/hello", "version": version_id, "hardware": "cpu",
-            "min_instances": 0, "max_instances": 2}
+    base = {
+        "name": "my-app",
+        "model": "alice/hello",
+        "version": version_id,
+        "hardware": "cpu",
+        "min_instances": 0,
+        "max_instances": 2,
+    }
     base.update(changes)
     return {k: v for k, v in base.items() if v is not ...}
 
@@ -47,8 +53,7 @@ def test_create_returns_201_and_a_client_parsable_deployment(client, version, de
     assert (release.configuration.min_instances, release.configuration.max_instances) == (0, 2)
     assert release.created_by.username == "alice" and release.created_by.name == "alice"
     assert deployment["current_release"]["created_by"]["type"] == "user"
-    assert set(deployment["current_release"]["created_by"]) == {
-        "type", "username", "name", "avatar_url", "github_url"}
+    assert set(deployment["current_release"]["created_by"]) == {"type", "username", "name", "avatar_url", "github_url"}
     assert deployment["current_release"]["created_at"]
 
 
@@ -108,11 +113,9 @@ def test_create_validation_is_422_naming_the_field(client, version, changes, fie
 
 
 def test_bounds_edges_are_accepted(client, version):
-    r = client.post("/v1/deployments",
-                    json=body(version["id"], name="edge.a", min_instances=5, max_instances=5))
+    r = client.post("/v1/deployments", json=body(version["id"], name="edge.a", min_instances=5, max_instances=5))
     assert r.status_code == 201, r.text
-    r = client.post("/v1/deployments",
-                    json=body(version["id"], name="edge_b", min_instances=0, max_instances=20))
+    r = client.post("/v1/deployments", json=body(version["id"], name="edge_b", min_instances=0, max_instances=20))
     assert r.status_code == 201, r.text
     assert parse(r.json()).current_release.configuration.max_instances == 20
 
@@ -177,8 +180,7 @@ def test_each_patch_is_a_new_release(client, services, version, second_version, 
     assert r.json()["current_release"]["number"] == 2
     assert r.json()["current_release"]["configuration"]["max_instances"] == 4
     assert r.json()["current_release"]["version"] == version["id"]
-    r = client.patch("/v1/deployments/alice/my-app",
-                     json={"version": second_version["id"], "min_instances": 1})
+    r = client.patch("/v1/deployments/alice/my-app", json={"version": second_version["id"], "min_instances": 1})
     assert r.status_code == 200, r.text
     release = parse(r.json()).current_release
     assert release.number == 3 and release.version == second_version["id"]
@@ -222,8 +224,7 @@ def test_empty_patch_is_422(client, deployment):
     assert client.get("/v1/deployments/alice/my-app").json()["current_release"]["number"] == 1
 
 
-def test_deployment_prediction_has_deployment_and_lands_in_the_deployment_pool(client, services, version,
-                                                                              deployment):
+def test_deployment_prediction_has_deployment_and_lands_in_the_deployment_pool(client, services, version, deployment):
     r = client.post("/v1/deployments/alice/my-app/predictions", json={"input": {"prompt": "hi"}})
     assert r.status_code == 201, r.text
     p = r.json()
@@ -251,8 +252,7 @@ def test_prediction_on_a_missing_deployment_is_404(client, version):
     assert r.status_code == 404
 
 
-def test_a_new_version_routes_new_predictions_to_a_new_pool(client, services, version, second_version,
-                                                             deployment):
+def test_a_new_version_routes_new_predictions_to_a_new_pool(client, services, version, second_version, deployment):
     old_pool, new_pool = pool("my-app", version["id"]), pool("my-app", second_version["id"])
     first = client.post("/v1/deployments/alice/my-app/predictions", json={"input": {"prompt": "a"}}).json()
     r = client.patch("/v1/deployments/alice/my-app", json={"version": second_version["id"]})
@@ -285,8 +285,15 @@ def test_hardware_lists_what_deployments_accept(client, version):
 
 
 def test_a_deployment_can_set_its_own_prediction_timeout(client, services, version):
-    body = {"name": "timed", "model": "alice/hello", "version": version["id"], "hardware": "cpu",
-            "min_instances": 0, "max_instances": 1, "timeout": 90}
+    body = {
+        "name": "timed",
+        "model": "alice/hello",
+        "version": version["id"],
+        "hardware": "cpu",
+        "min_instances": 0,
+        "max_instances": 1,
+        "timeout": 90,
+    }
     r = client.post("/v1/deployments", json=body)
     assert r.status_code == 201 and r.json()["current_release"]["configuration"]["timeout"] == 90
     p = client.post("/v1/deployments/alice/timed/predictions", json={"input": {"prompt": "x"}}).json()

@@ -8,8 +8,11 @@ import replicate.file as rf
 
 
 def test_upload_with_metadata_as_form_field_python_style(client):
-    r = client.post("/v1/files", files={"content": ("hello.txt", b"hi there", "text/plain")},
-                    data={"metadata": json.dumps({"a": 1})})
+    r = client.post(
+        "/v1/files",
+        files={"content": ("hello.txt", b"hi there", "text/plain")},
+        data={"metadata": json.dumps({"a": 1})},
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     rf.File(**body)
@@ -21,8 +24,13 @@ def test_upload_with_metadata_as_form_field_python_style(client):
 
 
 def test_upload_with_metadata_as_json_file_part_js_style(client):
-    r = client.post("/v1/files", files=[("content", ("a.bin", b"\x00\x01", "application/octet-stream")),
-                                        ("metadata", ("blob", b'{"k": "v"}', "application/json"))])
+    r = client.post(
+        "/v1/files",
+        files=[
+            ("content", ("a.bin", b"\x00\x01", "application/octet-stream")),
+            ("metadata", ("blob", b'{"k": "v"}', "application/json")),
+        ],
+    )
     assert r.status_code == 201 and r.json()["metadata"] == {"k": "v"}
 
 

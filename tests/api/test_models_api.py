@@ -66,7 +66,9 @@ def test_push_requires_schema_with_input_and_output(client):
     from tests.conftest import make_bundle
 
     client.post("/v1/models", json={"owner": "alice", "name": "m"})
-    r = client.post("/v1/models/alice/m/versions",
-                    files={"bundle": ("b.tar.gz", make_bundle({"a": "b"}), "application/gzip")},
-                    data={"schema": json.dumps({"components": {}}), "config": "{}"})
+    r = client.post(
+        "/v1/models/alice/m/versions",
+        files={"bundle": ("b.tar.gz", make_bundle({"a": "b"}), "application/gzip")},
+        data={"schema": json.dumps({"components": {}}), "config": "{}"},
+    )
     assert r.status_code == 422

@@ -61,8 +61,9 @@ def test_input_breaking_the_schema_is_422_naming_field_and_nothing_is_queued(cli
 
 
 def test_local_path_for_file_input_is_refused(client, version):
-    r = client.post("/v1/predictions",
-                    json={"version": version["id"], "input": {"prompt": "x", "image": "/etc/hostname"}})
+    r = client.post(
+        "/v1/predictions", json={"version": version["id"], "input": {"prompt": "x", "image": "/etc/hostname"}}
+    )
     assert r.status_code == 422 and r.json()["field"] == "image"
 
 
@@ -111,8 +112,10 @@ def test_cancel_queued_prediction_is_canceled_at_once_and_stable(client, version
 
 def test_list_is_newest_first_with_absolute_next_over_pages(client, services, version):
     services.settings.page_size = 3
-    ids = [client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": str(i)}}).json()["id"]
-           for i in range(7)]
+    ids = [
+        client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": str(i)}}).json()["id"]
+        for i in range(7)
+    ]
     seen, url = [], "/v1/predictions"
     pages = 0
     while url:
@@ -127,8 +130,9 @@ def test_list_is_newest_first_with_absolute_next_over_pages(client, services, ve
 
 
 def test_prefer_wait_returns_starting_when_not_done_within_n(client, version):
-    r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}},
-                    headers={"Prefer": "wait=1"})
+    r = client.post(
+        "/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}}, headers={"Prefer": "wait=1"}
+    )
     assert r.status_code == 201
     assert r.json()["status"] == "starting"
     assert r.headers["Preference-Applied"] == "wait=1"
@@ -150,19 +154,22 @@ def test_prefer_wait_returns_terminal_prediction_when_done(client, services, ver
 
     t = threading.Thread(target=finish_soon)
     t.start()
-    r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}},
-                    headers={"Prefer": "wait"})
+    r = client.post(
+        "/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}}, headers={"Prefer": "wait"}
+    )
     t.join()
     assert r.json()["status"] == "succeeded" and r.json()["output"] == "hello x"
     assert r.headers["Preference-Applied"] == "wait"
 
 
 def test_bad_cancel_after_is_400(client, version):
-    r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}},
-                    headers={"Cancel-After": "soon"})
+    r = client.post(
+        "/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}}, headers={"Cancel-After": "soon"}
+    )
     assert r.status_code == 400
-    r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}},
-                    headers={"Cancel-After": "1m30s"})
+    r = client.post(
+        "/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}}, headers={"Cancel-After": "1m30s"}
+    )
     assert r.status_code == 201 and r.json()["deadline"]
 
 
@@ -172,18 +179,23 @@ def test_unknown_prediction_is_404_problem(client):
 
 
 def test_webhook_must_be_absolute_http_url(client, version):
-    r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"},
-                                             "webhook": "not a url"})
+    r = client.post(
+        "/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}, "webhook": "not a url"}
+    )
     assert r.status_code == 422 and r.json()["field"] == "webhook"
-    r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"},
-                                             "webhook_events_filter": ["bogus"]})
+    r = client.post(
+        "/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}, "webhook_events_filter": ["bogus"]}
+    )
     assert r.status_code == 422
 
 
 def test_iterator_model_predictions_carry_stream_url(client, schema):
-    schema["components"]["schemas"]["Output"] = {"type": "array", "items": {"type": "string"},
-                                                 "x-cog-array-type": "iterator",
-                                                 "x-cog-array-display": "concatenate"}
+    schema["components"]["schemas"]["Output"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "x-cog-array-type": "iterator",
+        "x-cog-array-display": "concatenate",
+    }
     v = push(client, "alice", "streamer", schema, files={"cog.yaml": "predict: p.py:P\n"})
     body = client.post("/v1/predictions", json={"version": v["id"], "input": {"prompt": "x"}}).json()
     assert "/v1/streams/" in body["urls"]["stream"] and body["id"] not in body["urls"]["stream"]

@@ -59,11 +59,13 @@ def test_web_predictions_are_checked_with_web_and_all(services, version):
 
 
 def test_disable_safety_checker_must_be_a_boolean_and_nothing_is_stored(client, services, version):
-    before = services.state.list_predictions("alice", created_after=None, created_before=None, cursor=None,
-                                             limit=100).items
+    before = services.state.list_predictions(
+        "alice", created_after=None, created_before=None, cursor=None, limit=100
+    ).items
     r = create(client, version, disable_safety_checker="yes")
     assert r.status_code == 422
     assert r.json()["detail"] == "`disable_safety_checker` must be a boolean."
-    after = services.state.list_predictions("alice", created_after=None, created_before=None, cursor=None,
-                                            limit=100).items
+    after = services.state.list_predictions(
+        "alice", created_after=None, created_before=None, cursor=None, limit=100
+    ).items
     assert len(after) == len(before)

@@ -23,8 +23,10 @@ def secret_schema():
 def test_a_secret_input_is_redacted_everywhere_and_sealed_for_the_runner(client, services, settings):
     push(client, "alice", "secret", secret_schema())
     services.predictions.allow_networks = ["127.0.0.1"]  # a webhook target (never called here)
-    r = client.post("/v1/models/alice/secret/predictions",
-                    json={"input": {"prompt": "hi", "api_key": PLAIN}, "webhook": "http://127.0.0.1:9/hook"})
+    r = client.post(
+        "/v1/models/alice/secret/predictions",
+        json={"input": {"prompt": "hi", "api_key": PLAIN}, "webhook": "http://127.0.0.1:9/hook"},
+    )
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["input"]["api_key"] == REDACTED and created["input"]["prompt"] == "hi"

@@ -47,8 +47,9 @@ def stream_function(settings):
         "COGPLANE_HOME": str(settings.home),
         "COGPLANE_PUBLIC_URL": settings.public_url,
     }
-    proc = subprocess.Popen(["/bin/bash", "-c", BOOTSTRAP], env=env, cwd="/",
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["/bin/bash", "-c", BOOTSTRAP], env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + READY_WITHIN_S
@@ -74,12 +75,16 @@ def stream_function(settings):
 def finished(client, services, schema):
     from tests.api.conftest import push
 
-    schema["components"]["schemas"]["Output"] = {"type": "array", "items": {"type": "string"},
-                                                 "x-cog-array-type": "iterator"}
+    schema["components"]["schemas"]["Output"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "x-cog-array-type": "iterator",
+    }
     version = push(client, "alice", "streamer", schema, files={"cog.yaml": "predict: p.py:P\n"})
     body = create(client, version)
-    services.state.update_prediction(body["id"], {"status": "processing", "logs": "step 1\n",
-                                                  "output": ["Hello", " world"]})
+    services.state.update_prediction(
+        body["id"], {"status": "processing", "logs": "step 1\n", "output": ["Hello", " world"]}
+    )
     services.state.update_prediction(body["id"], {"status": "succeeded"})
     return body
 

@@ -35,9 +35,12 @@ def parse_sse(text: str) -> tuple[list[str], list[dict]]:
 
 @pytest.fixture
 def iterator_version(client, schema):
-    schema["components"]["schemas"]["Output"] = {"type": "array", "items": {"type": "string"},
-                                                 "x-cog-array-type": "iterator",
-                                                 "x-cog-array-display": "concatenate"}
+    schema["components"]["schemas"]["Output"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "x-cog-array-type": "iterator",
+        "x-cog-array-display": "concatenate",
+    }
     return push(client, "alice", "streamer", schema, files={"cog.yaml": "predict: p.py:P\n"})
 
 
@@ -49,8 +52,9 @@ def create(client, version, **extra):
 
 def test_stream_of_a_finished_iterator_prediction(app, client, services, iterator_version):
     body = create(client, iterator_version)
-    services.state.update_prediction(body["id"], {"status": "processing", "logs": "line 1\nline 2\n",
-                                                  "output": ["Hello", " wor", "ld\nnext"]})
+    services.state.update_prediction(
+        body["id"], {"status": "processing", "logs": "line 1\nline 2\n", "output": ["Hello", " wor", "ld\nnext"]}
+    )
     services.state.update_prediction(body["id"], {"status": "succeeded"})
     from fastapi.testclient import TestClient
 
@@ -109,15 +113,19 @@ def test_stream_true_gives_any_model_a_stream_url_with_the_final_output(client, 
 
 
 def test_file_models_stream_under_v1_files(client, services, schema):
-    schema["components"]["schemas"]["Output"] = {"type": "array", "items": {"type": "string", "format": "uri"},
-                                                 "x-cog-array-type": "iterator"}
+    schema["components"]["schemas"]["Output"] = {
+        "type": "array",
+        "items": {"type": "string", "format": "uri"},
+        "x-cog-array-type": "iterator",
+    }
     v = push(client, "alice", "frames", schema, files={"cog.yaml": "predict: p.py:Q\n"})
     body = create(client, v)
     token = services.stream_tokens().token(body["id"])
     assert body["urls"]["stream"] == f"https://cogplane.test/v1/files/streams/{token}"
     services.blobs.put("predictions/x/1/a.png", b"png", content_type="image/png")
-    services.state.update_prediction(body["id"], {"status": "processing",
-                                                  "output": ["cogplane-blob:predictions/x/1/a.png"]})
+    services.state.update_prediction(
+        body["id"], {"status": "processing", "output": ["cogplane-blob:predictions/x/1/a.png"]}
+    )
     services.state.update_prediction(body["id"], {"status": "succeeded"})
     _, events = parse_sse(client.get("/v1/files/streams/" + token).text)
     assert events[0]["event"] == "output" and events[0]["data"].startswith("https://cogplane.test/v1/blobs/")
@@ -133,8 +141,12 @@ def test_stream_of_unknown_prediction_is_404_and_removed_data_times_out(client, 
 
 
 def test_http_inputs_to_refused_addresses_are_422_naming_the_field(client, version):
-    for url in ("http://127.0.0.1:9/x.png", "http://169.254.169.254/latest/meta-data", "https://[::1]/a",
-                "http://10.0.0.1/a.png"):
+    for url in (
+        "http://127.0.0.1:9/x.png",
+        "http://169.254.169.254/latest/meta-data",
+        "https://[::1]/a",
+        "http://10.0.0.1/a.png",
+    ):
         r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x", "image": url}})
         assert r.status_code == 422, (url, r.text)
         assert r.json()["field"] == "image" and "image" in r.json()["detail"]
@@ -142,8 +154,10 @@ def test_http_inputs_to_refused_addresses_are_422_naming_the_field(client, versi
 
 def test_allow_listed_loopback_inputs_are_accepted(client, services, version):
     services.predictions.allow_networks = ["127.0.0.0/8"]
-    r = client.post("/v1/predictions", json={"version": version["id"],
-                                             "input": {"prompt": "x", "image": "http://127.0.0.1:9/x.png"}})
+    r = client.post(
+        "/v1/predictions",
+        json={"version": version["id"], "input": {"prompt": "x", "image": "http://127.0.0.1:9/x.png"}},
+    )
     assert r.status_code == 201, r.text
 
 
@@ -153,12 +167,20 @@ def test_collections_and_examples(client, services, version):
     from fastapi.testclient import TestClient
 
     ex = TestClient(client.app, headers={"Authorization": "Bearer r8_examples-token-0123456789"})
-    push(ex, "examples", "hello", json.loads(json.dumps(services.state.get_version(
-        "alice", "hello", version["id"]).openapi_schema)), visibility="public")
+    push(
+        ex,
+        "examples",
+        "hello",
+        json.loads(json.dumps(services.state.get_version("alice", "hello", version["id"]).openapi_schema)),
+        visibility="public",
+    )
     page = client.get("/v1/collections").json()
     assert page["previous"] is None and page["next"] is None
-    assert {"name": "Examples", "slug": "examples",
-            "description": "The example models that come with cogplane."} in page["results"]
+    assert {
+        "name": "Examples",
+        "slug": "examples",
+        "description": "The example models that come with cogplane.",
+    } in page["results"]
     coll = client.get("/v1/collections/examples").json()
     assert [m["name"] for m in coll["models"]] == ["hello"] and coll["full_description"]
     assert client.get("/v1/collections/nosuch").status_code == 404

@@ -17,9 +17,13 @@ ROOT = "r8_root-admin-token-0123456789"
 
 @pytest.fixture
 def services(tmp_path):
-    settings = Settings(home=tmp_path / "home", public_url="https://cogplane.test",
-                        rate_create_per_minute=5, rate_other_per_minute=1000,
-                        prices="cpu=0.0001")
+    settings = Settings(
+        home=tmp_path / "home",
+        public_url="https://cogplane.test",
+        rate_create_per_minute=5,
+        rate_other_per_minute=1000,
+        prices="cpu=0.0001",
+    )
     services = build_local(settings, base_url=settings.public_url)
     services.accounts.ensure_account("root", admin=True)
     services.accounts.issue_token("root", ROOT)
@@ -57,14 +61,17 @@ def team(api):
     r = root.post("/v1/admin/tokens", json={"account": "t", "name": "ci"})
     assert r.status_code == 201, r.text
     tokens["t"] = r.json()["token"]
-    return {k: as_(api, v) for k, v in tokens.items()} | {"root": root, "anon": as_(api, None),
-                                                          "tokens": tokens}
+    return {k: as_(api, v) for k, v in tokens.items()} | {"root": root, "anon": as_(api, None), "tokens": tokens}
 
 
 def test_admin_routes_are_404_to_non_admins(api, team):
     for client in (team["a"], team["t"], team["anon"]):
-        for method, path in (("GET", "/v1/admin/users"), ("POST", "/v1/admin/users"),
-                             ("GET", "/v1/admin/usage?account=a"), ("DELETE", "/v1/admin/tokens/tok_x")):
+        for method, path in (
+            ("GET", "/v1/admin/users"),
+            ("POST", "/v1/admin/users"),
+            ("GET", "/v1/admin/usage?account=a"),
+            ("DELETE", "/v1/admin/tokens/tok_x"),
+        ):
             r = client.request(method, path, json={"username": "zz"})
             assert r.status_code in (404, 401), (method, path, r.status_code)
             if client is not team["anon"]:
@@ -127,8 +134,11 @@ def test_org_private_model_is_shared_with_members_only(api, team, schema):
         assert client.get("/v1/models/t/secret-model").status_code == 200
         assert client.get(f"/v1/models/t/secret-model/versions/{version['id']}").status_code == 200
     for client in (c, anon):  # exactly what a model that does not exist gets (anonymous: 401)
-        for path in ("/v1/models/t/secret-model", f"/v1/models/t/secret-model/versions/{version['id']}",
-                     "/v1/models/t/secret-model/versions"):
+        for path in (
+            "/v1/models/t/secret-model",
+            f"/v1/models/t/secret-model/versions/{version['id']}",
+            "/v1/models/t/secret-model/versions",
+        ):
             got = client.get(path).status_code
             assert got == client.get(path.replace("secret-model", "no-such-model")).status_code
             assert got == (404 if client is c else 401)
@@ -180,21 +190,35 @@ def test_rate_limit_per_account_with_truthful_headers(api, team, schema):
 def test_usage_equals_the_sum_of_predict_times(api, services, team, schema):
     a = team["a"]
     version = push(a, "a", "m", schema)
-    ids = [a.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}}).json()["id"]
-           for _ in range(3)]
+    ids = [
+        a.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}}).json()["id"]
+        for _ in range(3)
+    ]
     now = services.clock.now()
     for i, pid in enumerate(ids):
         services.state.update_prediction(pid, {"status": "processing", "started_at": now})
-        services.state.update_prediction(pid, {"status": "succeeded", "completed_at": now,
-                                               "metrics": {"predict_time": 0.5 + i}})
+        services.state.update_prediction(
+            pid, {"status": "succeeded", "completed_at": now, "metrics": {"predict_time": 0.5 + i}}
+        )
     times = [a.get(f"/v1/predictions/{pid}").json()["metrics"]["predict_time"] for pid in ids]
     usage = team["root"].get("/v1/admin/usage", params={"account": "a"}).json()
     assert usage["total"]["predict_time"] == pytest.approx(sum(times))
     assert usage["total"]["predictions"] == 3
-    assert usage["results"] == [{"day": now[:10], "hardware": "cpu", "predict_time": pytest.approx(sum(times)),
-                                 "predictions": 3, "cost": pytest.approx(sum(times) * 0.0001)}]
-    assert team["root"].get("/v1/admin/usage", params={"account": "a", "since": "2020-01-01",
-                                                       "until": "2020-12-31"}).json()["results"] == []
+    assert usage["results"] == [
+        {
+            "day": now[:10],
+            "hardware": "cpu",
+            "predict_time": pytest.approx(sum(times)),
+            "predictions": 3,
+            "cost": pytest.approx(sum(times) * 0.0001),
+        }
+    ]
+    assert (
+        team["root"]
+        .get("/v1/admin/usage", params={"account": "a", "since": "2020-01-01", "until": "2020-12-31"})
+        .json()["results"]
+        == []
+    )
     assert team["root"].get("/v1/admin/usage", params={"account": "a", "since": "yesterday"}).status_code == 400
     assert team["root"].get("/v1/admin/usage", params={"account": "b"}).json()["total"]["predict_time"] == 0
 

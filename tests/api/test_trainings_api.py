@@ -9,15 +9,20 @@ from tests.api.conftest import push
 
 TRAIN_SCHEMA_EXTRA = {
     "TrainingInput": {
-        "type": "object", "title": "TrainingInput", "required": ["prefix"],
+        "type": "object",
+        "title": "TrainingInput",
+        "required": ["prefix"],
         "properties": {
             "prefix": {"type": "string", "title": "Prefix", "x-order": 0},
-            "steps": {"type": "integer", "title": "Steps", "default": 3, "minimum": 1, "maximum": 100,
-                      "x-order": 1},
+            "steps": {"type": "integer", "title": "Steps", "default": 3, "minimum": 1, "maximum": 100, "x-order": 1},
         },
     },
-    "TrainingOutput": {"type": "object", "title": "Output", "required": ["weights"],
-                       "properties": {"weights": {"type": "string", "format": "uri", "title": "Weights"}}},
+    "TrainingOutput": {
+        "type": "object",
+        "title": "Output",
+        "required": ["weights"],
+        "properties": {"weights": {"type": "string", "format": "uri", "title": "Weights"}},
+    },
 }
 
 
@@ -30,8 +35,10 @@ def _trainable(client, schema):
 
 
 def _create(client, version_id, **body):
-    return client.post(f"/v1/models/alice/base/versions/{version_id}/trainings",
-                       json={"destination": "alice/tuned", "input": {"prefix": "hey"}, **body})
+    return client.post(
+        f"/v1/models/alice/base/versions/{version_id}/trainings",
+        json={"destination": "alice/tuned", "input": {"prefix": "hey"}, **body},
+    )
 
 
 def test_create_returns_201_training_parsed_by_the_client(client, services, schema):
@@ -44,9 +51,11 @@ def test_create_returns_201_training_parsed_by_the_client(client, services, sche
     assert training.status == "starting" and training.destination == "alice/tuned"
     assert body["model"] == "alice/base" and body["version"] == version["id"]
     assert body["input"] == {"prefix": "hey", "steps": 3} or body["input"] == {"prefix": "hey"}
-    assert body["urls"] == {"get": f"https://cogplane.test/v1/trainings/{body['id']}",
-                            "cancel": f"https://cogplane.test/v1/trainings/{body['id']}/cancel",
-                            "web": f"https://cogplane.test/t/{body['id']}"}
+    assert body["urls"] == {
+        "get": f"https://cogplane.test/v1/trainings/{body['id']}",
+        "cancel": f"https://cogplane.test/v1/trainings/{body['id']}/cancel",
+        "web": f"https://cogplane.test/t/{body['id']}",
+    }
     assert r.headers["location"] == body["urls"]["get"]
     assert body["webhook"] == "http://127.0.0.1:9/hook"
     # queued on the training pool (a cog server in train mode), not the version's predict pool
@@ -105,8 +114,9 @@ def test_bad_destination_is_422_naming_the_field(client, bob, schema):
 def test_version_without_training_interface_is_422(client, schema):
     version = push(client, "alice", "plain", schema)
     client.post("/v1/models", json={"owner": "alice", "name": "tuned"})
-    r = client.post(f"/v1/models/alice/plain/versions/{version['id']}/trainings",
-                    json={"destination": "alice/tuned", "input": {}})
+    r = client.post(
+        f"/v1/models/alice/plain/versions/{version['id']}/trainings", json={"destination": "alice/tuned", "input": {}}
+    )
     assert r.status_code == 422 and r.json()["field"] == "version"
     assert "train:" in r.json()["detail"]
 
@@ -118,8 +128,13 @@ def test_strangers_cannot_see_or_cancel_a_training(client, bob, schema):
     assert bob.post(f"/v1/trainings/{tid}/cancel").status_code == 404
     assert bob.get("/v1/trainings").json()["results"] == []
     # someone else's private base version: 404, as for the model
-    assert bob.post(f"/v1/models/alice/base/versions/{version['id']}/trainings",
-                    json={"destination": "bob/x", "input": {"prefix": "a"}}).status_code == 404
+    assert (
+        bob.post(
+            f"/v1/models/alice/base/versions/{version['id']}/trainings",
+            json={"destination": "bob/x", "input": {"prefix": "a"}},
+        ).status_code
+        == 404
+    )
 
 
 def test_cancel_a_queued_training(client, schema):
@@ -169,8 +184,9 @@ def test_success_makes_a_deterministic_trained_version_that_keeps_its_weights(cl
 def test_a_training_without_weights_fails_with_the_reason(client, services, schema):
     version = _trainable(client, schema)
     tid = _create(client, version["id"]).json()["id"]
-    done = services.trainings.complete(services.state.get_prediction(tid),
-                                       {"status": "succeeded", "output": "just text"})
+    done = services.trainings.complete(
+        services.state.get_prediction(tid), {"status": "succeeded", "output": "just text"}
+    )
     assert done["status"] == "failed" and "no weights file" in done["error"]
 
 
@@ -178,8 +194,10 @@ def test_weights_inlined_as_a_data_uri_are_stored_too(client, services, schema):
     """coglet in train mode returns a Path output as a data: URI (it uploads only predictions')."""
     version = _trainable(client, schema)
     tid = _create(client, version["id"]).json()["id"]
-    done = services.trainings.complete(services.state.get_prediction(tid), {
-        "status": "succeeded", "output": {"weights": "data:text/plain;base64,aG93ZHk="}})
+    done = services.trainings.complete(
+        services.state.get_prediction(tid),
+        {"status": "succeeded", "output": {"weights": "data:text/plain;base64,aG93ZHk="}},
+    )
     stored = services.state.get_version("alice", "tuned", done["output"]["version"].split(":")[1])
     assert services.blobs.get(stored.weights_key) == b"howdy"
     assert stored.weights_key.endswith("/weights.txt")

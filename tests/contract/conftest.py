@@ -107,9 +107,7 @@ def job_queue(request: pytest.FixtureRequest, tmp_path) -> Iterator[JobQueue]:
     with mock_aws():
         client = _boto_client("sqs")
         dlq_url = client.create_queue(QueueName=resources.dlq_name("cogplane-test"))["QueueUrl"]
-        dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         yield SqsJobQueue(client, QUEUE_PREFIX, dlq_arn=dlq_arn)
 
 

@@ -15,14 +15,23 @@ from tests.contract.test_state_store import pid, prediction, ts
 
 
 def token(n: int, account: str = "alice", **fields) -> ApiToken:
-    return ApiToken(**{"id": f"tok_{n}", "account": account, "name": f"t{n}", "token_hash": f"{n:064x}",
-                       "created_at": ts(n), **fields})
+    return ApiToken(
+        **{
+            "id": f"tok_{n}",
+            "account": account,
+            "name": f"t{n}",
+            "token_hash": f"{n:064x}",
+            "created_at": ts(n),
+            **fields,
+        }
+    )
 
 
 def test_account_update_and_list(store):
     for name in ("carol", "alice", "bob", "team"):
-        store.create_account(Account(username=name, type="organization" if name == "team" else "user",
-                                     created_at=ts(1)))
+        store.create_account(
+            Account(username=name, type="organization" if name == "team" else "user", created_at=ts(1))
+        )
     alice = store.get_account("alice")
     store.update_account(alice.replace(admin=True, name="Alice A."))
     assert store.get_account("alice").admin is True
@@ -40,8 +49,12 @@ def test_models_of_one_owner_public_and_private(store):
     from cogplane.domain.entities import Model
     from cogplane.domain.errors import Conflict as Taken
 
-    for owner, name, visibility in (("team", "b", "private"), ("team", "a", "public"), ("team", "c", "private"),
-                                    ("alice", "x", "private")):
+    for owner, name, visibility in (
+        ("team", "b", "private"),
+        ("team", "a", "public"),
+        ("team", "c", "private"),
+        ("alice", "x", "private"),
+    ):
         store.create_model(Model(owner=owner, name=name, visibility=visibility, created_at=ts(1)))
     with pytest.raises(Taken):
         store.create_model(Model(owner="team", name="a", created_at=ts(2)))
@@ -105,12 +118,14 @@ def test_members(store):
     assert [m.username for m in store.list_members("team")] == ["alice"]
 
 
-def _finish(store, n: int, *, owner: str, seconds: float, hardware: str, day_minute: int,
-            status: str = Status.SUCCEEDED.value) -> None:
+def _finish(
+    store, n: int, *, owner: str, seconds: float, hardware: str, day_minute: int, status: str = Status.SUCCEEDED.value
+) -> None:
     store.create_prediction(prediction(n, owner=owner, hardware=hardware))
     store.update_prediction(pid(n), {"status": "processing", "started_at": ts(day_minute)})
-    store.update_prediction(pid(n), {"status": status, "completed_at": ts(day_minute),
-                                     "metrics": {"predict_time": seconds}})
+    store.update_prediction(
+        pid(n), {"status": status, "completed_at": ts(day_minute), "metrics": {"predict_time": seconds}}
+    )
 
 
 def test_usage_is_recorded_once_when_a_prediction_ends(store):
@@ -127,8 +142,7 @@ def test_usage_is_recorded_once_when_a_prediction_ends(store):
     with pytest.raises(Conflict):
         store.update_prediction(pid(1), {"metrics": {"predict_time": 100.0}})
     rows = store.list_usage("alice", since="2026-01-01", until="2026-01-01")
-    assert [(r.day, r.hardware, r.predictions) for r in rows] == [("2026-01-01", "cpu", 2),
-                                                                  ("2026-01-01", "gpu-t4", 1)]
+    assert [(r.day, r.hardware, r.predictions) for r in rows] == [("2026-01-01", "cpu", 2), ("2026-01-01", "gpu-t4", 1)]
     assert rows[0].predict_time == pytest.approx(3.75)
     assert rows[1].predict_time == pytest.approx(4.0)
     assert [r.predict_time for r in store.list_usage("bob", since="2025-12-31", until="2026-01-02")] == [8.0]
@@ -236,7 +250,13 @@ def test_tokens_of_older_installs_keep_working(tmp_path):
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(**resources.create_table_kwargs("t"))
-        client.put_item(TableName="t", Item={"pk": {"S": "TOKEN#" + "b" * 64}, "sk": {"S": "TOKEN"}, "data": {
-            "S": json.dumps({"token_hash": "b" * 64, "username": "bob", "created_at": ts(2)})}})
+        client.put_item(
+            TableName="t",
+            Item={
+                "pk": {"S": "TOKEN#" + "b" * 64},
+                "sk": {"S": "TOKEN"},
+                "data": {"S": json.dumps({"token_hash": "b" * 64, "username": "bob", "created_at": ts(2)})},
+            },
+        )
         found = DynamoStateStore(client, "t").get_token("b" * 64)
         assert found is not None and found.account == "bob" and found.name == "default"

@@ -52,8 +52,14 @@ def ddb():
 
 
 def prediction(n: int = 1, **fields: Any) -> Prediction:
-    base = {"id": f"p{n}", "owner": "alice", "model": "alice/m", "version": "v", "input": {"a": 1},
-            "created_at": f"2026-01-01T00:00:{n:02d}.000000Z"}
+    base = {
+        "id": f"p{n}",
+        "owner": "alice",
+        "model": "alice/m",
+        "version": "v",
+        "input": {"a": 1},
+        "created_at": f"2026-01-01T00:00:{n:02d}.000000Z",
+    }
     return Prediction(**{**base, **fields})
 
 
@@ -90,8 +96,14 @@ def test_concurrent_update_is_retried_without_losing_either_change(ddb):
     # create model (one transaction: the model and its owner index item); create (one transaction:
     # the prediction and its model's run count); read, write (lost the race: the other writer went
     # first), read again, write
-    assert recording.calls == ["transact_write_items", "transact_write_items", "get_item", "put_item", "get_item",
-                               "put_item"]
+    assert recording.calls == [
+        "transact_write_items",
+        "transact_write_items",
+        "get_item",
+        "put_item",
+        "get_item",
+        "put_item",
+    ]
     assert updated.logs == "from the runner"
     assert updated.metrics == {"predict_time": 1.5}
     assert store.get_prediction("p1") == updated
@@ -115,8 +127,7 @@ def test_lists_never_scan(ddb):
     store = DynamoStateStore(recording, TABLE)
     outbox = DynamoOutbox(recording, TABLE)
     t0 = "2026-01-01T00:00:00.000000Z"
-    store.create_model(Model(owner="a", name="m", visibility="public", created_at=t0,
-                             latest_version_created_at=t0))
+    store.create_model(Model(owner="a", name="m", visibility="public", created_at=t0, latest_version_created_at=t0))
     store.put_version(Version(id="v" * 64, owner="a", name="m", created_at=t0, openapi_schema={}))
     store.create_prediction(prediction())
     store.list_models(sort_by="model_created_at")
@@ -154,8 +165,9 @@ def test_claims_long_poll_as_configured_and_the_deployed_wiring_waits_20_seconds
     with mock_aws():
         client = boto3.client("sqs", region_name="us-east-1")
         waits: list[int] = []
-        client.meta.events.register("provide-client-params.sqs.ReceiveMessage",
-                                    lambda params, **_: waits.append(params["WaitTimeSeconds"]))
+        client.meta.events.register(
+            "provide-client-params.sqs.ReceiveMessage", lambda params, **_: waits.append(params["WaitTimeSeconds"])
+        )
         queue = SqsJobQueue(client, "cogplane-pool-", wait_seconds=1)
         assert queue.claim("p") is None  # an empty queue: one long poll, not a busy loop
         queue.enqueue(Job(prediction_id="x", pool="p", enqueued_at="2026-01-01T00:00:00Z"))
@@ -163,9 +175,14 @@ def test_claims_long_poll_as_configured_and_the_deployed_wiring_waits_20_seconds
         assert waits == [1, 1]
         assert SqsJobQueue(client, "q").wait_seconds == 0  # tests and one-off callers: short polls
         assert Settings(backend="aws").queue_wait_seconds == 20
-        services = build_aws(Settings(backend="aws", table_name="t", bucket="b", queue_prefix="cogplane-pool-"),
-                             clients={"sqs": client, "dynamodb": boto3.client("dynamodb", region_name="us-east-1"),
-                                      "s3": boto3.client("s3", region_name="us-east-1")})
+        services = build_aws(
+            Settings(backend="aws", table_name="t", bucket="b", queue_prefix="cogplane-pool-"),
+            clients={
+                "sqs": client,
+                "dynamodb": boto3.client("dynamodb", region_name="us-east-1"),
+                "s3": boto3.client("s3", region_name="us-east-1"),
+            },
+        )
         assert services.queue.wait_seconds == 20
 
 

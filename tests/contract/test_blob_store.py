@@ -39,8 +39,13 @@ def test_delete_is_idempotent(blobs):
 
 
 def test_delete_prefix(blobs):
-    for key in ["predictions/p1/in.txt", "predictions/p1/out/0.png", "predictions/p1/out/1.png",
-                "predictions/p10/in.txt", "predictions/p2/in.txt"]:
+    for key in [
+        "predictions/p1/in.txt",
+        "predictions/p1/out/0.png",
+        "predictions/p1/out/1.png",
+        "predictions/p10/in.txt",
+        "predictions/p2/in.txt",
+    ]:
         blobs.put(key, key.encode())
     assert blobs.delete_prefix("predictions/p1/") == 3
     assert blobs.head("predictions/p1/in.txt") is None

@@ -10,8 +10,14 @@ def ts(n: int) -> str:
 
 
 def event(n: int, *, due: int, prediction_id: str = "p1") -> OutboxEvent:
-    return OutboxEvent(id=f"ev-{n:03d}", kind="webhook", prediction_id=prediction_id,
-                       payload={"n": n}, due_at=ts(due), created_at=ts(0))
+    return OutboxEvent(
+        id=f"ev-{n:03d}",
+        kind="webhook",
+        prediction_id=prediction_id,
+        payload={"n": n},
+        due_at=ts(due),
+        created_at=ts(0),
+    )
 
 
 def write(store, events: list[OutboxEvent], *, pid: str = "p1") -> None:
@@ -60,8 +66,19 @@ def test_reschedule_of_a_completed_event_does_nothing(store, outbox):
 
 
 def test_add_schedules_events_without_a_state_change(outbox):
-    outbox.add([event(1, due=5), OutboxEvent(id="ev-timer", kind="timer", prediction_id="",
-                                             payload={"timer": "file_expiry"}, due_at=ts(3), created_at=ts(0))])
+    outbox.add(
+        [
+            event(1, due=5),
+            OutboxEvent(
+                id="ev-timer",
+                kind="timer",
+                prediction_id="",
+                payload={"timer": "file_expiry"},
+                due_at=ts(3),
+                created_at=ts(0),
+            ),
+        ]
+    )
     assert [e.id for e in outbox.due(ts(10), kind="webhook")] == ["ev-001"]
     (timer,) = outbox.due(ts(10), kind="timer")
     assert timer.payload == {"timer": "file_expiry"} and timer.due_at == ts(3)

@@ -50,8 +50,9 @@ def flat(pages: list[list[Any]]) -> list[Any]:
     return [item for page in pages for item in page]
 
 
-def model(name: str, *, owner: str = "alice", created: int = 0, latest: int | None = None,
-          visibility: str = "public") -> Model:
+def model(
+    name: str, *, owner: str = "alice", created: int = 0, latest: int | None = None, visibility: str = "public"
+) -> Model:
     return Model(
         owner=owner,
         name=name,
@@ -121,8 +122,7 @@ def test_model_create_get_update_delete(store):
         store.create_model(model("m", created=5))
     assert store.get_model("alice", "m") == m
 
-    changed = m.replace(description="new", run_count=3, latest_version_id=vid(2),
-                        latest_version_created_at=ts(2))
+    changed = m.replace(description="new", run_count=3, latest_version_id=vid(2), latest_version_created_at=ts(2))
     store.update_model(changed)
     assert store.get_model("alice", "m") == changed
     with pytest.raises(NotFound):
@@ -154,11 +154,11 @@ def public_models(store):
 
 @pytest.mark.parametrize("descending", [True, False])
 def test_public_models_by_creation_time_are_paged(store, public_models, descending):
-    pages = walk(lambda c: store.list_models(sort_by="model_created_at", descending=descending,
-                                             cursor=c, limit=3))
+    pages = walk(lambda c: store.list_models(sort_by="model_created_at", descending=descending, cursor=c, limit=3))
     names = [m.full_name for m in flat(pages)]
-    expected = sorted(public_models + [model("no-versions", created=50)], key=lambda m: m.created_at,
-                      reverse=descending)
+    expected = sorted(
+        public_models + [model("no-versions", created=50)], key=lambda m: m.created_at, reverse=descending
+    )
     assert names == [m.full_name for m in expected]
     assert [len(p) for p in pages] == [3, 3, 2]
     assert flat(pages)[0] == expected[0]
@@ -166,8 +166,9 @@ def test_public_models_by_creation_time_are_paged(store, public_models, descendi
 
 @pytest.mark.parametrize("descending", [True, False])
 def test_public_models_by_latest_version_skip_models_without_versions(store, public_models, descending):
-    pages = walk(lambda c: store.list_models(sort_by="latest_version_created_at", descending=descending,
-                                             cursor=c, limit=2))
+    pages = walk(
+        lambda c: store.list_models(sort_by="latest_version_created_at", descending=descending, cursor=c, limit=2)
+    )
     listed = flat(pages)
     expected = sorted(public_models, key=lambda m: m.latest_version_created_at, reverse=descending)
     assert [m.full_name for m in listed] == [m.full_name for m in expected]
@@ -310,8 +311,9 @@ def test_update_prediction_honours_expect_status(store):
     assert store.get_prediction(p.id).runner_id is None
     # a terminal prediction may be touched when asked for explicitly (e.g. data removal)
     store.update_prediction(p.id, {"status": "succeeded"})
-    removed = store.update_prediction(p.id, {"input": None, "output": None, "data_removed": True},
-                                      expect_status=["succeeded", "failed", "canceled"])
+    removed = store.update_prediction(
+        p.id, {"input": None, "output": None, "data_removed": True}, expect_status=["succeeded", "failed", "canceled"]
+    )
     assert removed.data_removed is True
     assert store.get_prediction(p.id).status == "succeeded"
 
@@ -324,8 +326,9 @@ def test_update_missing_prediction_is_not_found(store):
 def test_outbox_events_are_written_with_the_change(store, outbox):
     p = prediction(1)
     store.create_prediction(p, outbox=[event(1, prediction_id=p.id, due=1)])
-    store.update_prediction(p.id, {"status": "succeeded"}, outbox=[event(2, prediction_id=p.id, due=2),
-                                                                   event(3, prediction_id=p.id, due=3)])
+    store.update_prediction(
+        p.id, {"status": "succeeded"}, outbox=[event(2, prediction_id=p.id, due=2), event(3, prediction_id=p.id, due=3)]
+    )
     due = outbox.due(ts(10), kind="webhook")
     assert [e.id for e in due] == ["ev-0001", "ev-0002", "ev-0003"]
     assert due[1] == event(2, prediction_id=p.id, due=2)
@@ -382,13 +385,24 @@ def test_trainings_are_listed_apart_from_predictions(store, many_predictions):
 
 def test_trained_version_fields_round_trip(store):
     store.create_model(Model(owner="alice", name="tuned", created_at=ts(1)))
-    version = Version(id="b" * 64, owner="alice", name="tuned", created_at=ts(2), openapi_schema={"x": 1},
-                      bundle_key="bundles/base.tar.gz", weights_key="weights/alice/tuned/w.txt",
-                      trained_from="alice/base:" + "a" * 64, training_id="t1")
+    version = Version(
+        id="b" * 64,
+        owner="alice",
+        name="tuned",
+        created_at=ts(2),
+        openapi_schema={"x": 1},
+        bundle_key="bundles/base.tar.gz",
+        weights_key="weights/alice/tuned/w.txt",
+        trained_from="alice/base:" + "a" * 64,
+        training_id="t1",
+    )
     store.put_version(version)
     got = store.get_version("alice", "tuned", "b" * 64)
     assert (got.weights_key, got.trained_from, got.training_id) == (
-        "weights/alice/tuned/w.txt", "alice/base:" + "a" * 64, "t1")
+        "weights/alice/tuned/w.txt",
+        "alice/base:" + "a" * 64,
+        "t1",
+    )
 
 
 def test_prediction_list_filters_by_creation_time(store, many_predictions):
@@ -396,8 +410,9 @@ def test_prediction_list_filters_by_creation_time(store, many_predictions):
     assert [p.id for p in after] == [pid(n) for n in (16, 15, 14, 13)]  # created_after is exclusive
     before = flat(walk(lambda c: store.list_predictions("alice", created_before=ts(13), cursor=c, limit=2)))
     assert [p.id for p in before] == [pid(n) for n in (12, 11, 10)]  # created_before is exclusive
-    both = flat(walk(lambda c: store.list_predictions(
-        "alice", created_after=ts(10), created_before=ts(15), cursor=c, limit=2)))
+    both = flat(
+        walk(lambda c: store.list_predictions("alice", created_after=ts(10), created_before=ts(15), cursor=c, limit=2))
+    )
     assert [p.id for p in both] == [pid(n) for n in (14, 13, 12, 11)]
     assert store.list_predictions("alice", created_after=ts(15), created_before=ts(11)).items == []
     assert store.list_predictions("alice", created_after=ts(16)).items == []
@@ -432,8 +447,15 @@ def test_large_prediction_round_trips(store):
 
 def deployment(name: str, *, owner: str = "acme", release: int = 1) -> Deployment:
     return Deployment(
-        owner=owner, name=name, model="alice/m", version=vid(1), hardware="cpu",
-        min_instances=0, max_instances=2, release_number=release, release_created_at=ts(release),
+        owner=owner,
+        name=name,
+        model="alice/m",
+        version=vid(1),
+        hardware="cpu",
+        min_instances=0,
+        max_instances=2,
+        release_number=release,
+        release_created_at=ts(release),
         created_by="alice",
     )
 
@@ -473,8 +495,7 @@ def test_warm_deployments_are_listed_across_owners(store):
     store.create_deployment(deployment("w2", owner="zed").replace(min_instances=2, max_instances=3))
     store.create_deployment(deployment("w1").replace(min_instances=1))
     store.create_deployment(deployment("w0", owner="bob").replace(min_instances=1))
-    assert [(d.owner, d.name) for d in store.list_warm_deployments()] == [
-        ("acme", "w1"), ("bob", "w0"), ("zed", "w2")]
+    assert [(d.owner, d.name) for d in store.list_warm_deployments()] == [("acme", "w1"), ("bob", "w0"), ("zed", "w2")]
     assert [d.name for d in store.list_warm_deployments(limit=2)] == ["w1", "w0"]
     assert store.list_warm_deployments()[2].min_instances == 2
 
@@ -589,9 +610,19 @@ def test_run_count_increments_atomically_and_survives_model_updates(store):
 
 
 def _file(n: int, *, owner: str = "alice") -> File:
-    return File(id=f"file{n:06d}", owner=owner, name=f"f{n}.txt", content_type="text/plain", size=n,
-                etag="e", checksums={"md5": "e"}, metadata={"n": n}, created_at=ts(n),
-                expires_at=ts(n + 1000), blob_key=f"files/{owner}/file{n:06d}/f{n}.txt")
+    return File(
+        id=f"file{n:06d}",
+        owner=owner,
+        name=f"f{n}.txt",
+        content_type="text/plain",
+        size=n,
+        etag="e",
+        checksums={"md5": "e"},
+        metadata={"n": n},
+        created_at=ts(n),
+        expires_at=ts(n + 1000),
+        blob_key=f"files/{owner}/file{n:06d}/f{n}.txt",
+    )
 
 
 def test_files_create_once_get_delete(store):
@@ -633,11 +664,13 @@ def test_every_adapter_implements_every_port_method():
     def methods(cls) -> set[str]:
         return {n for n, _ in inspect.getmembers(cls, inspect.isfunction) if not n.startswith("_")}
 
-    for port, adapters in ((ports.StateStore, (SqliteStateStore, DynamoStateStore)),
-                           (ports.Outbox, (SqliteOutbox, DynamoOutbox)),
-                           (ports.JobQueue, (SqliteJobQueue, SqsJobQueue)),
-                           (ports.BlobStore, (DiskBlobStore, S3BlobStore)),
-                           (ports.RateLimiter, (SqliteRateLimiter, DynamoRateLimiter))):
+    for port, adapters in (
+        (ports.StateStore, (SqliteStateStore, DynamoStateStore)),
+        (ports.Outbox, (SqliteOutbox, DynamoOutbox)),
+        (ports.JobQueue, (SqliteJobQueue, SqsJobQueue)),
+        (ports.BlobStore, (DiskBlobStore, S3BlobStore)),
+        (ports.RateLimiter, (SqliteRateLimiter, DynamoRateLimiter)),
+    ):
         for adapter in adapters:
             assert methods(port) <= methods(adapter), (adapter.__name__, sorted(methods(port) - methods(adapter)))
 
@@ -655,8 +688,15 @@ def test_safety_fields_round_trip(store):
     store.create_prediction(p)
     assert store.get_prediction(p.id).safety == {"checked": False, "flagged": []}
     store.update_prediction(p.id, {"status": "processing", "started_at": ts(2)})
-    done = store.update_prediction(p.id, {"status": "succeeded", "completed_at": ts(3), "output": ["x", "y"],
-                                          "safety": {"checked": True, "flagged": [1]}})
+    done = store.update_prediction(
+        p.id,
+        {
+            "status": "succeeded",
+            "completed_at": ts(3),
+            "output": ["x", "y"],
+            "safety": {"checked": True, "flagged": [1]},
+        },
+    )
     assert store.get_prediction(p.id) == done
     assert done.safety == {"checked": True, "flagged": [1]}
     assert store.get_prediction(prediction(8).id) is None
@@ -675,10 +715,16 @@ def test_sqlite_database_of_an_older_release_gains_the_kind_column(tmp_path):
     old.executescript(
         "CREATE TABLE predictions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at TEXT NOT NULL,"
         " status TEXT NOT NULL, data TEXT NOT NULL);"
-        "CREATE INDEX predictions_by_owner ON predictions (owner, created_at, id);")
-    old.execute("INSERT INTO predictions VALUES ('p1', 'alice', ?, 'succeeded', ?)",
-                (ts(1), '{"id": "p1", "owner": "alice", "model": "a/b", "version": "v", "input": {},'
-                        f' "created_at": "{ts(1)}", "status": "succeeded"}}'))
+        "CREATE INDEX predictions_by_owner ON predictions (owner, created_at, id);"
+    )
+    old.execute(
+        "INSERT INTO predictions VALUES ('p1', 'alice', ?, 'succeeded', ?)",
+        (
+            ts(1),
+            '{"id": "p1", "owner": "alice", "model": "a/b", "version": "v", "input": {},'
+            f' "created_at": "{ts(1)}", "status": "succeeded"}}',
+        ),
+    )
     old.commit()
     old.close()
     store = SqliteStateStore(Database(str(path)))

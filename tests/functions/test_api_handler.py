@@ -56,9 +56,15 @@ def api(aws, monkeypatch):
     services.accounts.ensure_account("alice")
     token = services.accounts.issue_token("alice")
     services.state.create_model(Model(owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z"))
-    services.state.put_version(Version(id=VERSION_ID, owner="alice", name="hello",
-                                       created_at="2026-01-01T00:00:00.000000Z",
-                                       openapi_schema=json.loads(json.dumps(HELLO_SCHEMA))))
+    services.state.put_version(
+        Version(
+            id=VERSION_ID,
+            owner="alice",
+            name="hello",
+            created_at="2026-01-01T00:00:00.000000Z",
+            openapi_schema=json.loads(json.dumps(HELLO_SCHEMA)),
+        )
+    )
     return module.handler, token
 
 
@@ -92,8 +98,20 @@ def test_create_prediction_is_201_queued_on_sqs_with_stage_aware_urls(api, aws):
 
 def test_handler_import_time_is_reported():
     """Lambda init = importing the handler module; printed (target <= 300 ms), never asserted."""
-    code = ("import time; t = time.perf_counter(); import functions.api.handler; "
-            "print(round((time.perf_counter() - t) * 1000))")
-    runs = [int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                               cwd=Path(__file__).resolve().parents[2]).stdout.strip()) for _ in range(3)]
+    code = (
+        "import time; t = time.perf_counter(); import functions.api.handler; "
+        "print(round((time.perf_counter() - t) * 1000))"
+    )
+    runs = [
+        int(
+            subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=Path(__file__).resolve().parents[2],
+            ).stdout.strip()
+        )
+        for _ in range(3)
+    ]
     print(f"\nimport functions.api.handler: {min(runs)} ms (best of 3: {runs})")

@@ -29,9 +29,14 @@ def cluster(aws):
     ecs.create_cluster(clusterName=CLUSTER)
     # moto places EC2-provider tasks only on registered container instances (moto-notes: ECS).
     instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
-    document = {"instanceId": instance["InstanceId"], "instanceType": instance["InstanceType"],
-                "availabilityZone": instance["Placement"]["AvailabilityZone"], "region": "us-east-1",
-                "imageId": instance["ImageId"], "privateIp": instance.get("PrivateIpAddress")}
+    document = {
+        "instanceId": instance["InstanceId"],
+        "instanceType": instance["InstanceType"],
+        "availabilityZone": instance["Placement"]["AvailabilityZone"],
+        "region": "us-east-1",
+        "imageId": instance["ImageId"],
+        "privateIp": instance.get("PrivateIpAddress"),
+    }
     ecs.register_container_instance(cluster=CLUSTER, instanceIdentityDocument=json.dumps(document))
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as the stack's VPC
@@ -39,10 +44,14 @@ def cluster(aws):
     sg = ec2.create_security_group(GroupName="runners", Description="runners", VpcId=vpc)["GroupId"]
     return EcsConfig(
         cluster=CLUSTER,
-        task_definitions={"cpu": _register(ecs, "runner-cpu", gpu=False),
-                          "gpu-t4": _register(ecs, "runner-gpu-t4", gpu=True)},
+        task_definitions={
+            "cpu": _register(ecs, "runner-cpu", gpu=False),
+            "gpu-t4": _register(ecs, "runner-gpu-t4", gpu=True),
+        },
         capacity_providers={"gpu-t4": "cogplane-gpu-t4"},
-        subnets=[subnet], security_groups=[sg], max_per_pool=2,
+        subnets=[subnet],
+        security_groups=[sg],
+        max_per_pool=2,
     )
 
 
@@ -68,8 +77,9 @@ def test_started_by_fits_ecs_limit_and_is_stable_per_pool():
 
 
 def test_gpu_pool_runs_its_task_definition_on_its_capacity_provider(aws, cluster):
-    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, hardware_for=lambda pool: "gpu-t4",
-                                           now=lambda: 1700000000.5)
+    dispatcher = EcsDispatcher.from_config(
+        aws["ecs"], cluster, hardware_for=lambda pool: "gpu-t4", now=lambda: 1700000000.5
+    )
     dispatcher.wake(POOL)
 
     (task,) = _tasks(aws["ecs"])
@@ -139,8 +149,10 @@ def test_wake_never_raises_on_unknown_hardware(aws, cluster):
 
 
 def test_config_round_trips_from_the_stack_json():
-    text = ('{"cluster": "arn:c", "task_definitions": {"cpu": "arn:td"}, "capacity_providers": {},'
-            ' "subnets": ["s-1"], "security_groups": ["sg-1"], "max_per_pool": 3}')
+    text = (
+        '{"cluster": "arn:c", "task_definitions": {"cpu": "arn:td"}, "capacity_providers": {},'
+        ' "subnets": ["s-1"], "security_groups": ["sg-1"], "max_per_pool": 3}'
+    )
     config = EcsConfig.from_json(text)
     assert config.cluster == "arn:c" and config.max_per_pool == 3 and config.subnets == ["s-1"]
 
@@ -149,8 +161,17 @@ def test_pool_hardware_comes_from_the_model_or_the_deployment(services):
     state = services.state
     state.create_model(Model(owner="acme", name="sd", hardware="gpu-a10g", created_at="t"))
     state.put_version(Version(id="ab" * 32, owner="acme", name="sd", created_at="t", openapi_schema={}))
-    state.create_deployment(Deployment(owner="acme", name="fast", model="acme/sd", version="ab" * 32,
-                                       hardware="gpu-l4", min_instances=0, max_instances=1))
+    state.create_deployment(
+        Deployment(
+            owner="acme",
+            name="fast",
+            model="acme/sd",
+            version="ab" * 32,
+            hardware="gpu-l4",
+            min_instances=0,
+            max_instances=1,
+        )
+    )
     hardware = StatePoolHardware(state)
     assert hardware(POOL) == "gpu-a10g"
     assert hardware("d-acme.fast." + "ab" * 32) == "gpu-l4"
@@ -165,8 +186,9 @@ def test_image_versions_get_a_two_container_task_definition_on_demand(aws, clust
     from cogplane.adapters.aws.ecs import IMAGE_RUNNER_HTTP_PORT, MODEL_CONTAINER
 
     ecs = aws["ecs"]
-    dispatcher = EcsDispatcher.from_config(ecs, cluster, hardware_for=lambda pool: sku,
-                                           image_for=lambda pool: IMAGE if pool == POOL else None)
+    dispatcher = EcsDispatcher.from_config(
+        ecs, cluster, hardware_for=lambda pool: sku, image_for=lambda pool: IMAGE if pool == POOL else None
+    )
     dispatcher.wake(POOL)
     (task,) = _tasks(ecs)
     base_family = f"runner-{sku}"
@@ -192,8 +214,9 @@ def test_image_versions_get_a_two_container_task_definition_on_demand(aws, clust
 
     # cached: no second registration, in this dispatcher or a fresh one (found by family)
     registered = []
-    fresh = EcsDispatcher.from_config(ecs, cluster, hardware_for=lambda pool: sku,
-                                      image_for=lambda pool: IMAGE, queue=FakeQueue(depth=5))
+    fresh = EcsDispatcher.from_config(
+        ecs, cluster, hardware_for=lambda pool: sku, image_for=lambda pool: IMAGE, queue=FakeQueue(depth=5)
+    )
     real_register = ecs.register_task_definition
     ecs.register_task_definition = lambda **kw: registered.append(kw) or real_register(**kw)
     try:
@@ -212,8 +235,9 @@ def test_image_versions_get_a_two_container_task_definition_on_demand(aws, clust
 def test_pool_image_is_that_of_image_versions_only(services):
     state = services.state
     state.create_model(Model(owner="acme", name="sd", hardware="gpu-a10g", created_at="t"))
-    state.put_version(Version(id="ab" * 32, owner="acme", name="sd", created_at="t", openapi_schema={},
-                              kind="image", image=IMAGE))
+    state.put_version(
+        Version(id="ab" * 32, owner="acme", name="sd", created_at="t", openapi_schema={}, kind="image", image=IMAGE)
+    )
     state.put_version(Version(id="cd" * 32, owner="acme", name="sd", created_at="t", openapi_schema={}))
     pools = StatePoolHardware(state)
     assert pools.image(POOL) == IMAGE

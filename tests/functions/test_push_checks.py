@@ -20,8 +20,9 @@ def test_deployed_push_accepts_the_runner_image_set_and_refuses_others(aws):
     def push(packages: list[str]):
         config = {"predict": "predict.py:Predictor", "build": {"system_packages": packages}}
         bundle = make_bundle({"cog.yaml": "predict: predict.py:Predictor\n", "predict.py": repr(packages)})
-        return services.catalog.push_version(alice, "alice", "pkgs", bundle=bundle, schema=HELLO_SCHEMA,
-                                             config=config, cog_version="0.23.1")
+        return services.catalog.push_version(
+            alice, "alice", "pkgs", bundle=bundle, schema=HELLO_SCHEMA, config=config, cog_version="0.23.1"
+        )
 
     version, created = push(["ffmpeg", "libgl1", "libglib2.0-0", "libsm6", "libxext6", "libxrender1"])
     assert created and services.state.get_version("alice", "pkgs", version.id) is not None

@@ -23,13 +23,21 @@ def _services(aws, config, clock):
 
 
 def _running(aws, pool, warm=False):
-    return aws["ecs"].list_tasks(cluster=CLUSTER, startedBy=started_by(pool, warm=warm),
-                                 desiredStatus="RUNNING")["taskArns"]
+    return aws["ecs"].list_tasks(cluster=CLUSTER, startedBy=started_by(pool, warm=warm), desiredStatus="RUNNING")[
+        "taskArns"
+    ]
 
 
 def _deployment(name, min_instances, max_instances=2):
-    return Deployment(owner="acme", name=name, model="acme/m", version=VERSION, hardware="cpu",
-                      min_instances=min_instances, max_instances=max_instances)
+    return Deployment(
+        owner="acme",
+        name=name,
+        model="acme/m",
+        version=VERSION,
+        hardware="cpu",
+        min_instances=min_instances,
+        max_instances=max_instances,
+    )
 
 
 def test_min_instances_are_kept_warm_and_cold_deployments_are_left_alone(aws, cluster):  # noqa: F811

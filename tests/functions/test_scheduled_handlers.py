@@ -25,7 +25,8 @@ def admin_secret(aws, monkeypatch):
     import boto3
 
     arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name="cogplane-admin-token", SecretString=ADMIN_TOKEN)["ARN"]
+        Name="cogplane-admin-token", SecretString=ADMIN_TOKEN
+    )["ARN"]
     monkeypatch.setenv("COGPLANE_ADMIN_TOKEN_SECRET_ARN", arn)
     return arn
 

@@ -18,15 +18,21 @@ VERSION = "ab" * 32
 
 
 def test_secret_inputs_are_sealed_with_the_signing_key_on_aws(aws):
-    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name="SigningKeys", SecretString="k" * 64)["ARN"]
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(Name="SigningKeys", SecretString="k" * 64)[
+        "ARN"
+    ]
     services = build_aws(Settings(signing_secret_arn=arn), clients=aws)
     account = Account(username="alice")
     services.state.create_account(account)
     model = Model(owner="alice", name="secret")
     services.state.create_model(model)
-    version = Version(id=VERSION, owner="alice", name="secret", created_at="2026-01-01T00:00:00.000000Z",
-                      openapi_schema=secret_schema())
+    version = Version(
+        id=VERSION,
+        owner="alice",
+        name="secret",
+        created_at="2026-01-01T00:00:00.000000Z",
+        openapi_schema=secret_schema(),
+    )
     services.state.put_version(version)
 
     p = services.predictions.create(account, model, version, {"input": {"prompt": "p", "api_key": PLAIN}})
@@ -47,15 +53,21 @@ def test_stream_urls_made_by_the_api_open_in_the_stream_function_on_aws(aws):
     from cogplane.services.presenters import blob_prefix, present_prediction
     from functions.api.routers.streams import open_stream
 
-    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name="SigningKeys", SecretString="s" * 64)["ARN"]
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(Name="SigningKeys", SecretString="s" * 64)[
+        "ARN"
+    ]
     api = build_aws(Settings(signing_secret_arn=arn), clients=aws)
     account = Account(username="alice")
     api.state.create_account(account)
     model = Model(owner="alice", name="plain")
     api.state.create_model(model)
-    version = Version(id=VERSION, owner="alice", name="plain", created_at="2026-01-01T00:00:00.000000Z",
-                      openapi_schema=secret_schema())
+    version = Version(
+        id=VERSION,
+        owner="alice",
+        name="plain",
+        created_at="2026-01-01T00:00:00.000000Z",
+        openapi_schema=secret_schema(),
+    )
     api.state.put_version(version)
     p = api.predictions.create(account, model, version, {"input": {"prompt": "p"}, "stream": True})
     url = present_prediction(api, p, "https://api.example")["urls"]["stream"]

@@ -47,9 +47,15 @@ class Stack:
         assert r.status_code in (201, 409), r.text
         r = self.client.post(
             "/v1/models/alice/hello/versions",
-            files={"bundle": ("bundle.tar.gz", make_bundle({"cog.yaml": "predict: p.py:P\n", "p.py": "x"}),
-                              "application/gzip")},
-            data={"schema": json.dumps(schema or HELLO_SCHEMA), "config": json.dumps({"predict": "p.py:P"})})
+            files={
+                "bundle": (
+                    "bundle.tar.gz",
+                    make_bundle({"cog.yaml": "predict: p.py:P\n", "p.py": "x"}),
+                    "application/gzip",
+                )
+            },
+            data={"schema": json.dumps(schema or HELLO_SCHEMA), "config": json.dumps({"predict": "p.py:P"})},
+        )
         assert r.status_code in (200, 201), r.text
         return r.json()
 
@@ -81,9 +87,15 @@ def stack(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[Sta
         clients = {name: boto3.client(name, region_name=REGION) for name in ("dynamodb", "sqs", "s3")}
         clients["dynamodb"].create_table(**resources.create_table_kwargs(TABLE))
         clients["s3"].create_bucket(Bucket=BUCKET)
-        settings = Settings(backend="aws", home=tmp_path / "home", public_url="https://cogplane.test",
-                            table_name=TABLE, bucket=BUCKET, queue_prefix=QUEUE_PREFIX,
-                            secrets_key="fuzz-secrets-key-0123456789abcdef")
+        settings = Settings(
+            backend="aws",
+            home=tmp_path / "home",
+            public_url="https://cogplane.test",
+            table_name=TABLE,
+            bucket=BUCKET,
+            queue_prefix=QUEUE_PREFIX,
+            secrets_key="fuzz-secrets-key-0123456789abcdef",
+        )
         services = build_aws(settings, clients=clients)
 
         def keys() -> set[str]:
@@ -96,6 +108,7 @@ def stack(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[Sta
 def _stack(backend: str, services: Services, keys) -> Stack:
     services.accounts.ensure_account("alice")
     services.accounts.issue_token("alice", TOKEN)
-    client = TestClient(create_app(services), headers={"Authorization": f"Bearer {TOKEN}"},
-                        raise_server_exceptions=False)
+    client = TestClient(
+        create_app(services), headers={"Authorization": f"Bearer {TOKEN}"}, raise_server_exceptions=False
+    )
     return Stack(backend, services, client, keys)

@@ -44,9 +44,11 @@ def test_prediction_with_non_strict_json_input_is_400_and_stores_nothing(stack):
     version = stack.push()["id"]
     before = stack.stored()
     for case, value in BAD_VALUES.items():
-        for path, extra in (("/v1/predictions", f'"version": "{version}", '),
-                            ("/v1/models/alice/hello/predictions", "")):
-            body = '{' + extra + '"input": {"prompt": ' + value + '}}'
+        for path, extra in (
+            ("/v1/predictions", f'"version": "{version}", '),
+            ("/v1/models/alice/hello/predictions", ""),
+        ):
+            body = "{" + extra + '"input": {"prompt": ' + value + "}}"
             r = stack.client.post(path, content=body, headers={"Content-Type": "application/json"})
             assert "not valid JSON" in problem(r, 400)["detail"], case
     assert stack.stored() == before
@@ -74,11 +76,15 @@ def test_a_good_prediction_and_a_surrogate_pair_still_go_through(stack):
 def test_other_json_bodies_are_strict_too(stack):
     stack.push()
     before = stack.stored()
-    for method, path, body in ((m, p, b % value) for value in BAD_VALUES.values() for m, p, b in (
-        ("POST", "/v1/models", '{"owner": "alice", "name": "other", "description": %s}'),
-        ("PATCH", "/v1/models/alice/hello", '{"description": %s}'),
-        ("POST", "/v1/deployments", '{"name": "d", "model": "alice/hello", "version": %s}'),
-    )):
+    for method, path, body in (
+        (m, p, b % value)
+        for value in BAD_VALUES.values()
+        for m, p, b in (
+            ("POST", "/v1/models", '{"owner": "alice", "name": "other", "description": %s}'),
+            ("PATCH", "/v1/models/alice/hello", '{"description": %s}'),
+            ("POST", "/v1/deployments", '{"name": "d", "model": "alice/hello", "version": %s}'),
+        )
+    ):
         r = stack.client.request(method, path, content=body, headers={"Content-Type": "application/json"})
         problem(r, 400)
     assert stack.stored() == before
@@ -90,25 +96,44 @@ def test_other_json_bodies_are_strict_too(stack):
 def test_cancel_after_out_of_range_or_malformed_is_400_and_stores_nothing(stack):
     version = stack.push()["id"]
     before = stack.stored()
-    for value in ["1e300", "inf", "-inf", "nan", "100000000h", "25h", "86401", "1_000", "9" * 400 + "s", "0",
-                  "-5s", "5x", "1h" * 30]:
-        r = stack.client.post("/v1/predictions", json={"version": version, "input": {"prompt": "x"}},
-                              headers={"Cancel-After": value})
+    for value in [
+        "1e300",
+        "inf",
+        "-inf",
+        "nan",
+        "100000000h",
+        "25h",
+        "86401",
+        "1_000",
+        "9" * 400 + "s",
+        "0",
+        "-5s",
+        "5x",
+        "1h" * 30,
+    ]:
+        r = stack.client.post(
+            "/v1/predictions", json={"version": version, "input": {"prompt": "x"}}, headers={"Cancel-After": value}
+        )
         assert "at most 24h" in problem(r, 400)["detail"], value
     assert stack.stored() == before
     for value in ["24h", "1h30m", "90", "500ms", "1.5h"]:  # within a day: accepted
-        r = stack.client.post("/v1/predictions", json={"version": version, "input": {"prompt": "x"}},
-                              headers={"Cancel-After": value})
+        r = stack.client.post(
+            "/v1/predictions", json={"version": version, "input": {"prompt": "x"}}, headers={"Cancel-After": value}
+        )
         assert r.status_code == 201, (value, r.text)
 
 
 # --- version pushes ---------------------------------------------------------------------
 def _push_raw(stack, schema_text: str, config_text: str = '{"predict": "p.py:P"}', content: bytes | None = None):
     bundle = content or make_bundle({"cog.yaml": "predict: p.py:P\n", "p.py": "different"})
-    return stack.client.post("/v1/models/alice/hello/versions",
-                             files={"bundle": ("bundle.tar.gz", bundle, "application/gzip"),
-                                    "schema": ("schema.json", schema_text.encode("utf-8", "surrogatepass"))},
-                             data={"config": config_text})
+    return stack.client.post(
+        "/v1/models/alice/hello/versions",
+        files={
+            "bundle": ("bundle.tar.gz", bundle, "application/gzip"),
+            "schema": ("schema.json", schema_text.encode("utf-8", "surrogatepass")),
+        },
+        data={"config": config_text},
+    )
 
 
 def test_a_push_with_a_non_strict_schema_is_400_and_stores_nothing(stack):
@@ -143,9 +168,14 @@ def test_a_push_with_a_misshapen_schema_is_422_and_stores_nothing(stack):
 def test_a_schema_part_that_is_not_utf8_is_400(stack):
     stack.push()
     before = stack.stored()
-    r = stack.client.post("/v1/models/alice/hello/versions",
-                          files={"bundle": ("b.tar.gz", b"\x1f\x8bnot-really", "application/gzip"),
-                                 "schema": ("s.json", b'{"a": "\xff"}')}, data={"config": "{}"})
+    r = stack.client.post(
+        "/v1/models/alice/hello/versions",
+        files={
+            "bundle": ("b.tar.gz", b"\x1f\x8bnot-really", "application/gzip"),
+            "schema": ("s.json", b'{"a": "\xff"}'),
+        },
+        data={"config": "{}"},
+    )
     problem(r, 400)
     assert stack.stored() == before
 
@@ -156,8 +186,9 @@ def test_an_image_push_with_a_non_strict_schema_is_400_and_stores_nothing(stack)
     for value in BAD_VALUES.values():
         schema = json.dumps(HELLO_SCHEMA)[:-1] + ', "x": ' + value + "}"
         body = '{"image": "r.example/m@sha256:' + "ab" * 32 + '", "openapi_schema": ' + schema + "}"
-        r = stack.client.post("/v1/models/alice/hello/versions", content=body,
-                              headers={"Content-Type": "application/json"})
+        r = stack.client.post(
+            "/v1/models/alice/hello/versions", content=body, headers={"Content-Type": "application/json"}
+        )
         problem(r, 400)
     assert stack.stored() == before
 
@@ -197,11 +228,17 @@ def test_file_metadata_that_is_not_strict_json_is_400_and_stores_nothing(stack):
     for value in BAD_VALUES.values():
         meta = '{"k": ' + value + "}"
         # Python sends metadata as a form field, JS as a JSON file part
-        r = stack.client.post("/v1/files", files={"content": ("a.txt", b"hello", "text/plain")},
-                              data={"metadata": meta})
+        r = stack.client.post(
+            "/v1/files", files={"content": ("a.txt", b"hello", "text/plain")}, data={"metadata": meta}
+        )
         assert "`metadata`" in problem(r, 400)["detail"]
-        r = stack.client.post("/v1/files", files={"content": ("a.txt", b"hello", "text/plain"),
-                                                  "metadata": ("blob", meta.encode(), "application/json")})
+        r = stack.client.post(
+            "/v1/files",
+            files={
+                "content": ("a.txt", b"hello", "text/plain"),
+                "metadata": ("blob", meta.encode(), "application/json"),
+            },
+        )
         assert "`metadata`" in problem(r, 400)["detail"]
     assert stack.stored() == before
 
@@ -221,8 +258,9 @@ NAMES = [
 def test_upload_filenames_are_normalised_and_limited(stack):
     """A NUL or a name over 255 bytes used to answer 500 and leave the bytes on disk, unrecorded."""
     for sent, stored in NAMES:
-        r = stack.client.post("/v1/files", files={"content": ("ignored", b"data", "text/plain")},
-                              data={"filename": sent})
+        r = stack.client.post(
+            "/v1/files", files={"content": ("ignored", b"data", "text/plain")}, data={"filename": sent}
+        )
         assert r.status_code == 201, r.text
         body = r.json()
         assert body["name"] == stored and len(stored.encode()) <= 240
@@ -234,8 +272,10 @@ def test_upload_filenames_are_normalised_and_limited(stack):
 
 def test_a_nul_in_the_multipart_filename_itself_is_normalised(stack):
     """Raw bytes on the wire (httpx would percent-encode the NUL)."""
-    body = (b'--B\r\nContent-Disposition: form-data; name="content"; filename="a\x00b\x01.txt"\r\n'
-            b"Content-Type: text/plain\r\n\r\ndata\r\n--B--\r\n")
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="content"; filename="a\x00b\x01.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\ndata\r\n--B--\r\n"
+    )
     r = stack.client.post("/v1/files", content=body, headers={"Content-Type": "multipart/form-data; boundary=B"})
     assert r.status_code == 201 and r.json()["name"] == "ab.txt", r.text
 
@@ -243,8 +283,7 @@ def test_a_nul_in_the_multipart_filename_itself_is_normalised(stack):
 def test_an_upload_with_a_bad_type_is_400_and_stores_nothing(stack):
     before = stack.stored()
     for ctype in ["text/plain\r\nX-Evil: 1", "nonsense", "a/" + "b" * 300]:
-        r = stack.client.post("/v1/files", files={"content": ("a.txt", b"data", "text/plain")},
-                              data={"type": ctype})
+        r = stack.client.post("/v1/files", files={"content": ("a.txt", b"data", "text/plain")}, data={"type": ctype})
         problem(r, 400)
     assert stack.stored() == before
 
@@ -283,8 +322,15 @@ TAMPERED = {
     "5,000 digits": "9" * 5000,
     "huge": "A" * 20_000,
 }
-LISTS = ["/v1/predictions", "/v1/files", "/v1/models/alice/hello/versions", "/v1/models", "/v1/deployments",
-         "/v1/models/alice/hello/examples", "/v1/collections"]
+LISTS = [
+    "/v1/predictions",
+    "/v1/files",
+    "/v1/models/alice/hello/versions",
+    "/v1/models",
+    "/v1/deployments",
+    "/v1/models/alice/hello/examples",
+    "/v1/collections",
+]
 
 
 def test_tampered_cursors_are_400_on_every_list(stack):
@@ -301,8 +347,10 @@ def test_tampered_cursors_are_400_on_every_list(stack):
 
 def test_real_cursors_still_page_through_everything(stack):
     stack.services.settings.page_size = 2
-    ids = {stack.client.post("/v1/files", files={"content": (f"{n}.txt", b"x", "text/plain")}).json()["id"]
-           for n in range(5)}
+    ids = {
+        stack.client.post("/v1/files", files={"content": (f"{n}.txt", b"x", "text/plain")}).json()["id"]
+        for n in range(5)
+    }
     seen, url = [], "/v1/files"
     while url:
         page = stack.client.get(url).json()
@@ -314,9 +362,14 @@ def test_real_cursors_still_page_through_everything(stack):
 # --- signed URLs --------------------------------------------------------------------------------
 def test_malformed_signed_blob_urls_are_4xx_without_auth(stack):
     anonymous = stack.client.__class__(stack.client.app, raise_server_exceptions=False)
-    for query in ["expires=9999999999&signature=%C3%9C", "expires=9999999999&signature=%FF%FE",
-                  "expires=" + "9" * 30 + "&signature=abc", "expires=-1&signature=abc", "expires=0&signature=",
-                  "expires=9999999999&signature=" + "A" * 10_000]:
+    for query in [
+        "expires=9999999999&signature=%C3%9C",
+        "expires=9999999999&signature=%FF%FE",
+        "expires=" + "9" * 30 + "&signature=abc",
+        "expires=-1&signature=abc",
+        "expires=0&signature=",
+        "expires=9999999999&signature=" + "A" * 10_000,
+    ]:
         for key in ["x", "files/alice/x/a.txt", "a/../b"]:
             problem(anonymous.get(f"/v1/blobs/{key}?{query}"), 400, 404)
     for query in ["expires=abc&signature=x", "expires=1e5&signature=x", "expires=" + "9" * 5000]:

@@ -36,26 +36,47 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 
 _STR = {"type": "string"}
 _INPUT = {"type": "object", "properties": {"prompt": _STR, "steps": {"type": "integer"}, "image": _STR}}
-_CREATE = {"version": _STR, "input": _INPUT, "webhook": _STR, "stream": {"type": "boolean"},
-           "webhook_events_filter": {"type": "array", "items": _STR}}
+_CREATE = {
+    "version": _STR,
+    "input": _INPUT,
+    "webhook": _STR,
+    "stream": {"type": "boolean"},
+    "webhook_events_filter": {"type": "array", "items": _STR},
+}
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/predictions"): _CREATE,
     ("post", "/v1/models/{owner}/{name}/predictions"): _CREATE,
     ("post", "/v1/deployments/{owner}/{name}/predictions"): _CREATE,
-    ("post", "/v1/models"): {"owner": _STR, "name": _STR, "visibility": _STR, "hardware": _STR,
-                             "description": _STR},
+    ("post", "/v1/models"): {"owner": _STR, "name": _STR, "visibility": _STR, "hardware": _STR, "description": _STR},
     ("patch", "/v1/models/{owner}/{name}"): {"description": _STR, "visibility": _STR, "readme": _STR},
-    ("post", "/v1/deployments"): {"name": _STR, "model": _STR, "version": _STR, "hardware": _STR,
-                                  "min_instances": {"type": "integer"}, "max_instances": {"type": "integer"}},
-    ("patch", "/v1/deployments/{owner}/{name}"): {"version": _STR, "hardware": _STR,
-                                                  "min_instances": {"type": "integer"},
-                                                  "max_instances": {"type": "integer"}},
+    ("post", "/v1/deployments"): {
+        "name": _STR,
+        "model": _STR,
+        "version": _STR,
+        "hardware": _STR,
+        "min_instances": {"type": "integer"},
+        "max_instances": {"type": "integer"},
+    },
+    ("patch", "/v1/deployments/{owner}/{name}"): {
+        "version": _STR,
+        "hardware": _STR,
+        "min_instances": {"type": "integer"},
+        "max_instances": {"type": "integer"},
+    },
 }
 MULTIPART: dict[tuple[str, str], dict[str, Any]] = {
-    ("post", "/v1/files"): {"content": {"type": "string", "format": "binary"}, "filename": _STR, "type": _STR,
-                            "metadata": _STR},
-    ("post", "/v1/models/{owner}/{name}/versions"): {"bundle": {"type": "string", "format": "binary"},
-                                                     "schema": _STR, "config": _STR, "cog_version": _STR},
+    ("post", "/v1/files"): {
+        "content": {"type": "string", "format": "binary"},
+        "filename": _STR,
+        "type": _STR,
+        "metadata": _STR,
+    },
+    ("post", "/v1/models/{owner}/{name}/versions"): {
+        "bundle": {"type": "string", "format": "binary"},
+        "schema": _STR,
+        "config": _STR,
+        "cog_version": _STR,
+    },
 }
 HEADERS = {"Cancel-After": _STR, "Prefer": _STR}  # the headers a create reads
 
@@ -71,7 +92,8 @@ def with_bodies(spec: dict[str, Any], examples: dict[str, str]) -> dict[str, Any
                 op["requestBody"] = {"content": {"application/json": {"schema": schema}}}
                 if path.endswith("/predictions"):
                     op.setdefault("parameters", []).extend(
-                        {"name": n, "in": "header", "required": False, "schema": s} for n, s in HEADERS.items())
+                        {"name": n, "in": "header", "required": False, "schema": s} for n, s in HEADERS.items()
+                    )
             elif (method, path) in MULTIPART:
                 schema = {"type": "object", "properties": MULTIPART[method, path]}
                 op["requestBody"] = {"content": {"multipart/form-data": {"schema": schema}}}
@@ -102,7 +124,8 @@ def _spec_of_the_app() -> dict[str, Any]:
 
 VERSION_ID = version_id_for(BUNDLE)  # content-addressed: known before the push
 schema = schemathesis.openapi.from_dict(
-    with_bodies(_spec_of_the_app(), {"owner": "alice", "name": "hello", "version_id": VERSION_ID}))
+    with_bodies(_spec_of_the_app(), {"owner": "alice", "name": "hello", "version_id": VERSION_ID})
+)
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +138,11 @@ def fuzz_target(tmp_path_factory):
     app = create_app(services)
     client = TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
     client.post("/v1/models", json={"owner": "alice", "name": "hello", "visibility": "public"})
-    r = client.post("/v1/models/alice/hello/versions", files={"bundle": ("b.tar.gz", BUNDLE, "application/gzip")},
-                    data={"schema": json.dumps(HELLO_SCHEMA), "config": "{}"})
+    r = client.post(
+        "/v1/models/alice/hello/versions",
+        files={"bundle": ("b.tar.gz", BUNDLE, "application/gzip")},
+        data={"schema": json.dumps(HELLO_SCHEMA), "config": "{}"},
+    )
     assert r.json()["id"] == VERSION_ID, r.text
     assert client.post("/v1/predictions", json={"version": VERSION_ID, "input": {"prompt": "x"}}).status_code == 201
     assert client.post("/v1/files", files={"content": ("a.txt", b"hi", "text/plain")}).status_code == 201
@@ -127,19 +153,22 @@ def fuzz_target(tmp_path_factory):
 def problem_json(ctx, response, case) -> bool | None:
     """Every 4xx is problem+json with its status in the body (replicate-api.md §0)."""
     if 400 <= response.status_code < 500 and response.status_code != 405:
-        assert response.headers.get("content-type", [""])[0].startswith("application/problem+json"), \
+        assert response.headers.get("content-type", [""])[0].startswith("application/problem+json"), (
             response.headers.get("content-type")
+        )
         assert json.loads(response.content)["status"] == response.status_code
     return None
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 def test_no_input_gets_a_5xx_and_a_refused_write_stores_nothing(case, fuzz_target):
     services, app = fuzz_target
     before = _stored(services)
-    response = case.call_and_validate(app=app, headers={"Authorization": f"Bearer {TOKEN}"},
-                                      checks=[not_a_server_error, problem_json])
+    response = case.call_and_validate(
+        app=app, headers={"Authorization": f"Bearer {TOKEN}"}, checks=[not_a_server_error, problem_json]
+    )
     if response.status_code >= 400:
         assert _stored(services) == before, (case.method, case.path, response.status_code)

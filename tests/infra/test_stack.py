@@ -63,42 +63,77 @@ STREAM = c.STREAM_HANDLER
 
 
 def test_table_matches_cogplane_resources_with_pitr_stream_and_ttl(template):
-    template.has_resource_properties("AWS::DynamoDB::Table", {
-        "KeySchema": r.KEY_SCHEMA,
-        "BillingMode": r.BILLING_MODE,
-        "StreamSpecification": {"StreamViewType": r.STREAM_VIEW_TYPE},
-        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-        "TimeToLiveSpecification": {"AttributeName": r.TTL_ATTRIBUTE, "Enabled": True},
-        "GlobalSecondaryIndexes": [Match.object_like({"IndexName": g["IndexName"], "KeySchema": g["KeySchema"],
-                                                      "Projection": g["Projection"]})
-                                   for g in r.GLOBAL_SECONDARY_INDEXES],
-    })
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": r.KEY_SCHEMA,
+            "BillingMode": r.BILLING_MODE,
+            "StreamSpecification": {"StreamViewType": r.STREAM_VIEW_TYPE},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": r.TTL_ATTRIBUTE, "Enabled": True},
+            "GlobalSecondaryIndexes": [
+                Match.object_like(
+                    {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
+                )
+                for g in r.GLOBAL_SECONDARY_INDEXES
+            ],
+        },
+    )
     template.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Retain"})
 
 
 def test_bucket_is_private_encrypted_tls_only_with_lifecycle_backstops(template):
-    template.has_resource_properties("AWS::S3::Bucket", {
-        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
-            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
-        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
-                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
-        "LifecycleConfiguration": {"Rules": Match.array_with([
-            Match.object_like({"Prefix": r.PREDICTIONS_PREFIX, "ExpirationInDays": 1, "Status": "Enabled"}),
-            Match.object_like({"Prefix": r.FILES_PREFIX, "ExpirationInDays": c.FILES_BACKSTOP_DAYS}),
-        ])},
-    })
-    template.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
-        Match.object_like({"Effect": "Deny", "Action": "s3:*",
-                           "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
-    ])}})
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [
+                        Match.object_like({"Prefix": r.PREDICTIONS_PREFIX, "ExpirationInDays": 1, "Status": "Enabled"}),
+                        Match.object_like({"Prefix": r.FILES_PREFIX, "ExpirationInDays": c.FILES_BACKSTOP_DAYS}),
+                    ]
+                )
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        ),
+                    ]
+                )
+            }
+        },
+    )
 
 
 def test_dead_letter_queue_and_pool_queue_redrive_settings(template):
-    template.has_resource_properties("AWS::SQS::Queue", {
-        "QueueName": r.dlq_name(c.DEFAULT_STACK_NAME),
-        "MessageRetentionPeriod": r.DLQ_RETENTION_S,
-        "SqsManagedSseEnabled": True,
-    })
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "QueueName": r.dlq_name(c.DEFAULT_STACK_NAME),
+            "MessageRetentionPeriod": r.DLQ_RETENTION_S,
+            "SqsManagedSseEnabled": True,
+        },
+    )
     # Pool queues are created at runtime with a RedrivePolicy to this DLQ: every edge gets its ARN.
     (dlq_id,) = template.find_resources("AWS::SQS::Queue").keys()
     for handler in (API, EXPIRER):
@@ -118,8 +153,11 @@ def test_three_functions_share_one_code_asset_and_differ_by_handler(template):
     functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
     handlers = {f["Properties"]["Handler"] for f in functions.values()}
     assert {API, WEBHOOKS, EXPIRER} <= handlers
-    keys = {json.dumps(f["Properties"]["Code"]["S3Key"]) for f in functions.values()
-            if f["Properties"]["Handler"] in (API, WEBHOOKS, EXPIRER)}
+    keys = {
+        json.dumps(f["Properties"]["Code"]["S3Key"])
+        for f in functions.values()
+        if f["Properties"]["Handler"] in (API, WEBHOOKS, EXPIRER)
+    }
     assert len(keys) == 1
 
 
@@ -141,8 +179,9 @@ def test_api_gateway_proxies_every_route_to_the_api_function(template):
         integration = method["Properties"]["Integration"]
         assert integration["Type"] == "AWS_PROXY"
         assert fn_id in json.dumps(integration["Uri"])
-    template.has_resource_properties("AWS::ApiGateway::RestApi", {
-        "BinaryMediaTypes": ["*/*"], "EndpointConfiguration": {"Types": ["REGIONAL"]}})
+    template.has_resource_properties(
+        "AWS::ApiGateway::RestApi", {"BinaryMediaTypes": ["*/*"], "EndpointConfiguration": {"Types": ["REGIONAL"]}}
+    )
     template.has_resource_properties("AWS::ApiGateway::Stage", {"StageName": c.API_STAGE})
 
 
@@ -154,11 +193,14 @@ def test_expirer_and_webhooks_run_every_minute(template):
 
 
 def test_webhooks_are_woken_by_new_outbox_items_on_the_stream(template):
-    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
-        "StartingPosition": "LATEST",
-        "FunctionResponseTypes": ["ReportBatchItemFailures"],
-        "FilterCriteria": {"Filters": [{"Pattern": Match.string_like_regexp('.*"OUTBOX".*')}]},
-    })
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "StartingPosition": "LATEST",
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "FilterCriteria": {"Filters": [{"Pattern": Match.string_like_regexp('.*"OUTBOX".*')}]},
+        },
+    )
 
 
 def test_api_grants(template):
@@ -187,10 +229,10 @@ def test_webhooks_grants_are_the_table_the_signing_key_and_reading_the_bucket(te
 
 def test_expirer_grants_and_admin_token_is_readable_only_by_the_expirer(template):
     actions = _actions(_statements(template, EXPIRER))
-    assert _allows(actions, "dynamodb:Query", "s3:DeleteObject", "s3:ListBucket", "ecs:RunTask",
-                   "secretsmanager:GetSecretValue")
-    admin = next(k for k in template.find_resources("AWS::SecretsManager::Secret")
-                 if "AdminToken" in k)
+    assert _allows(
+        actions, "dynamodb:Query", "s3:DeleteObject", "s3:ListBucket", "ecs:RunTask", "secretsmanager:GetSecretValue"
+    )
+    admin = next(k for k in template.find_resources("AWS::SecretsManager::Secret") if "AdminToken" in k)
     for handler, allowed in ((API, False), (WEBHOOKS, False), (EXPIRER, True)):
         readers = [s for s in _statements(template, handler) if admin in json.dumps(s["Resource"])]
         assert bool(readers) is allowed, handler
@@ -241,32 +283,53 @@ def test_stream_constants_match_the_entry_point():
 
 def test_stream_function_url_streams_responses_without_auth(template):
     fn_id, _ = _function(template, STREAM)
-    template.has_resource_properties("AWS::Lambda::Url", {
-        "AuthType": "NONE",
-        "InvokeMode": "RESPONSE_STREAM",
-        "TargetFunctionArn": {"Fn::GetAtt": [fn_id, "Arn"]},
-    })
+    template.has_resource_properties(
+        "AWS::Lambda::Url",
+        {
+            "AuthType": "NONE",
+            "InvokeMode": "RESPONSE_STREAM",
+            "TargetFunctionArn": {"Fn::GetAtt": [fn_id, "Arn"]},
+        },
+    )
     template.resource_count_is("AWS::Lambda::Url", 1)
-    template.has_resource_properties("AWS::Lambda::Permission", {
-        "Action": "lambda:InvokeFunctionUrl", "FunctionUrlAuthType": "NONE", "Principal": "*",
-        "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]},
-    })
+    template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunctionUrl",
+            "FunctionUrlAuthType": "NONE",
+            "Principal": "*",
+            "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]},
+        },
+    )
     assert "StreamUrl" in template.find_outputs("*")
 
 
 def test_stream_function_may_only_read(template):
     actions = _actions(_statements(template, STREAM))
     assert _allows(actions, "dynamodb:GetItem", "dynamodb:Query", "s3:GetObject")
-    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
-              "s3:PutObject", "s3:DeleteObject", "ecs:RunTask", "iam:PassRole", "sqs:SendMessage"}
+    writes = {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "ecs:RunTask",
+        "iam:PassRole",
+        "sqs:SendMessage",
+    }
     assert not any(_allows(actions, w) for w in writes), actions
     assert not any(a.startswith(("sqs:", "ecs:", "iam:", "kms:")) for a in actions)
     # the signing key (stream URL tokens are opened with it), read-only, and no other secret
-    secret_reads = [s for s in _statements(template, STREAM)
-                    if any(str(a).startswith("secretsmanager:") for a in _as_list(s["Action"]))]
-    assert secret_reads and all(set(_as_list(s["Action"])) <= {"secretsmanager:GetSecretValue",
-                                                                "secretsmanager:DescribeSecret"}
-                                for s in secret_reads)
+    secret_reads = [
+        s
+        for s in _statements(template, STREAM)
+        if any(str(a).startswith("secretsmanager:") for a in _as_list(s["Action"]))
+    ]
+    assert secret_reads and all(
+        set(_as_list(s["Action"])) <= {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+        for s in secret_reads
+    )
     assert all("SigningKeys" in json.dumps(s["Resource"]) for s in secret_reads)
 
 
@@ -309,23 +372,37 @@ def test_web_adapter_layer_is_configurable_per_region(tmp_path_factory):
 
 def test_one_gpu_capacity_provider_per_sku_scaling_from_zero(template):
     for sku, instance_type in c.GPU_INSTANCE_TYPES.items():
-        template.has_resource_properties("AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like({
-            "InstanceType": instance_type,
-            "MetadataOptions": {"HttpTokens": "required"},
-        })})
-        template.has_resource_properties("AWS::ECS::CapacityProvider", {
-            "Name": f"{c.DEFAULT_STACK_NAME}-{sku}",
-            "AutoScalingGroupProvider": Match.object_like({
-                "ManagedScaling": Match.object_like({"Status": "ENABLED",
-                                                     "TargetCapacity": c.TARGET_CAPACITY_PERCENT}),
-                "ManagedTerminationProtection": "ENABLED",
-            }),
-        })
+        template.has_resource_properties(
+            "AWS::EC2::LaunchTemplate",
+            {
+                "LaunchTemplateData": Match.object_like(
+                    {
+                        "InstanceType": instance_type,
+                        "MetadataOptions": {"HttpTokens": "required"},
+                    }
+                )
+            },
+        )
+        template.has_resource_properties(
+            "AWS::ECS::CapacityProvider",
+            {
+                "Name": f"{c.DEFAULT_STACK_NAME}-{sku}",
+                "AutoScalingGroupProvider": Match.object_like(
+                    {
+                        "ManagedScaling": Match.object_like(
+                            {"Status": "ENABLED", "TargetCapacity": c.TARGET_CAPACITY_PERCENT}
+                        ),
+                        "ManagedTerminationProtection": "ENABLED",
+                    }
+                ),
+            },
+        )
     groups = template.find_resources("AWS::AutoScaling::AutoScalingGroup")
     assert len(groups) == len(c.GPU_INSTANCE_TYPES)
     assert all(g["Properties"]["MinSize"] == "0" for g in groups.values())
-    template.has_resource_properties("AWS::ECS::ClusterCapacityProviderAssociations", {
-        "CapacityProviders": Match.array_with(["FARGATE"])})
+    template.has_resource_properties(
+        "AWS::ECS::ClusterCapacityProviderAssociations", {"CapacityProviders": Match.array_with(["FARGATE"])}
+    )
 
 
 def test_gpu_ami_is_the_ecs_gpu_optimised_one(template):
@@ -335,21 +412,31 @@ def test_gpu_ami_is_the_ecs_gpu_optimised_one(template):
 
 def test_runner_task_definitions_request_one_gpu_per_task(template):
     for sku in c.GPU_INSTANCE_TYPES:
-        template.has_resource_properties("AWS::ECS::TaskDefinition", {
-            "Family": f"{c.DEFAULT_STACK_NAME}-runner-{sku}",
-            "NetworkMode": "bridge",
-            "RequiresCompatibilities": ["EC2"],
-            "ContainerDefinitions": [Match.object_like({
-                "Name": c.RUNNER_CONTAINER,
-                "ResourceRequirements": [{"Type": "GPU", "Value": str(c.GPUS_PER_TASK)}],
-                "Environment": Match.array_with([{"Name": "COGPLANE_BACKEND", "Value": "aws"}]),
-            })],
-        })
-    template.has_resource_properties("AWS::ECS::TaskDefinition", {
-        "Family": f"{c.DEFAULT_STACK_NAME}-runner-cpu",
-        "RequiresCompatibilities": ["FARGATE"],
-        "NetworkMode": "awsvpc",
-    })
+        template.has_resource_properties(
+            "AWS::ECS::TaskDefinition",
+            {
+                "Family": f"{c.DEFAULT_STACK_NAME}-runner-{sku}",
+                "NetworkMode": "bridge",
+                "RequiresCompatibilities": ["EC2"],
+                "ContainerDefinitions": [
+                    Match.object_like(
+                        {
+                            "Name": c.RUNNER_CONTAINER,
+                            "ResourceRequirements": [{"Type": "GPU", "Value": str(c.GPUS_PER_TASK)}],
+                            "Environment": Match.array_with([{"Name": "COGPLANE_BACKEND", "Value": "aws"}]),
+                        }
+                    )
+                ],
+            },
+        )
+    template.has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "Family": f"{c.DEFAULT_STACK_NAME}-runner-cpu",
+            "RequiresCompatibilities": ["FARGATE"],
+            "NetworkMode": "awsvpc",
+        },
+    )
 
 
 def test_network_has_no_nat_gateway_and_free_gateway_endpoints(template):
@@ -358,8 +445,9 @@ def test_network_has_no_nat_gateway_and_free_gateway_endpoints(template):
     assert len(endpoints) == 2
     assert all(e["Properties"].get("VpcEndpointType", "Gateway") == "Gateway" for e in endpoints.values())
     template.resource_count_is("AWS::EC2::Subnet", 2)  # public only
-    sg = template.find_resources("AWS::EC2::SecurityGroup", {"Properties": {
-        "GroupDescription": Match.string_like_regexp("cogplane runners.*")}})
+    sg = template.find_resources(
+        "AWS::EC2::SecurityGroup", {"Properties": {"GroupDescription": Match.string_like_regexp("cogplane runners.*")}}
+    )
     assert all("SecurityGroupIngress" not in g["Properties"] for g in sg.values())
 
 
@@ -376,12 +464,22 @@ def test_alarms_notify_one_topic_and_a_dashboard_shows_them(template):
     (topic,) = topics
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     names = {a["Properties"].get("MetricName") for a in alarms.values()}
-    assert {"ApproximateNumberOfMessagesVisible", "5XXError", "Latency", "Errors", "Throttles",
-            "ConcurrentExecutions", "IteratorAge"} <= names
+    assert {
+        "ApproximateNumberOfMessagesVisible",
+        "5XXError",
+        "Latency",
+        "Errors",
+        "Throttles",
+        "ConcurrentExecutions",
+        "IteratorAge",
+    } <= names
     assert sum(1 for a in alarms.values() if a["Properties"].get("MetricName") == "Errors") == 4
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic}] for a in alarms.values())
-    rules = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()
-             if "EventPattern" in r["Properties"]]
+    rules = [
+        r["Properties"]
+        for r in template.find_resources("AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"]
+    ]
     sources = {tuple(r["EventPattern"]["source"]) for r in rules}
     assert {("aws.ecs",), ("aws.autoscaling",)} <= sources
     assert all(r["Targets"][0]["Arn"] == {"Ref": topic} for r in rules)
@@ -408,10 +506,18 @@ def test_cdk_nag_finds_nothing_unsuppressed(stack):
 
 
 def test_hardware_map_warm_pool_alarm_email_concurrency_and_image_by_context(tmp_path_factory):
-    stack = synth(tmp_path_factory, **{c.CTX_HARDWARE: json.dumps({"gpu-t4": "g4dn.2xlarge"}),
-                                       c.CTX_GPU_WARM_POOL: "true", c.CTX_GPU_MAX_INSTANCES: "5",
-                                       c.CTX_ALARM_EMAIL: "ops@example.com", c.CTX_API_CONCURRENCY: "none",
-                                       c.CTX_STREAM_CONCURRENCY: "7", c.CTX_RUNNER_IMAGE: "asset"})
+    stack = synth(
+        tmp_path_factory,
+        **{
+            c.CTX_HARDWARE: json.dumps({"gpu-t4": "g4dn.2xlarge"}),
+            c.CTX_GPU_WARM_POOL: "true",
+            c.CTX_GPU_MAX_INSTANCES: "5",
+            c.CTX_ALARM_EMAIL: "ops@example.com",
+            c.CTX_API_CONCURRENCY: "none",
+            c.CTX_STREAM_CONCURRENCY: "7",
+            c.CTX_RUNNER_IMAGE: "asset",
+        },
+    )
     template = Template.from_stack(stack)
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
     assert "ReservedConcurrentExecutions" not in _function(template, API)[1]["Properties"]
@@ -420,11 +526,15 @@ def test_hardware_map_warm_pool_alarm_email_concurrency_and_image_by_context(tmp
     from aws_cdk import Stage
 
     outdir = Path(Stage.of(stack).outdir)
-    images = [image for manifest in outdir.glob("*.assets.json")
-              for image in json.loads(manifest.read_text()).get("dockerImages", {}).values()]
+    images = [
+        image
+        for manifest in outdir.glob("*.assets.json")
+        for image in json.loads(manifest.read_text()).get("dockerImages", {}).values()
+    ]
     assert images and all(image["source"].get("platform") == "linux/amd64" for image in images), images
     template.resource_count_is("AWS::ECS::CapacityProvider", 1)
-    template.has_resource_properties("AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like(
-        {"InstanceType": "g4dn.2xlarge"})})
+    template.has_resource_properties(
+        "AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like({"InstanceType": "g4dn.2xlarge"})}
+    )
     template.has_resource_properties("AWS::AutoScaling::AutoScalingGroup", {"MaxSize": "5"})
     template.resource_count_is("AWS::AutoScaling::WarmPool", 1)

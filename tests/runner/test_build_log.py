@@ -21,11 +21,15 @@ def test_warnings_and_the_shared_environments_build_go_to_the_versions_build_log
     cache = tmp_path / "envs"
     # another version built the cog-only environment (its output is kept with it)
     built = ensure_environment({"build": {"python_version": "3.11"}}, HELLO, cache)
-    version = Version(id="ab" * 32, owner="alice", name="hello", created_at="2026-01-01T00:00:00Z",
-                      openapi_schema={}, config={"build": {"python_version": "3.0"},
-                                                 "predict": "predict.py:Predictor"})
-    runner = RunnerProcess(services, RunnerConfig(pool=f"v-{version.id}", work_root=tmp_path / "work",
-                                                  env_cache=cache))
+    version = Version(
+        id="ab" * 32,
+        owner="alice",
+        name="hello",
+        created_at="2026-01-01T00:00:00Z",
+        openapi_schema={},
+        config={"build": {"python_version": "3.0"}, "predict": "predict.py:Predictor"},
+    )
+    runner = RunnerProcess(services, RunnerConfig(pool=f"v-{version.id}", work_root=tmp_path / "work", env_cache=cache))
     prediction_lines: list[str] = []
     env = runner.prepare_environment(version, HELLO, prediction_lines.append)
     assert env == built

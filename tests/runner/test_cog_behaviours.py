@@ -15,32 +15,49 @@ from cogplane.push import prepare
 from cogplane.services.presenters import BLOB_PREFIX
 from gpu_runner.cog_server import CogServer
 from gpu_runner.runner import RunnerConfig, RunnerProcess
-from tests.runner.test_cog_server import base_env, wait_until  # noqa: F401 - the fixture
+from tests.runner.conftest import wait_until
 from tests.runner.test_external_server import _run
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runner_models"
 
 
-def _predict(services, base_env: Path, tmp_path: Path, model: str, inputs: list[dict],  # noqa: F811
-             timeout: float = 120) -> list:
+def _predict(
+    services,
+    base_env: Path,
+    tmp_path: Path,
+    model: str,
+    inputs: list[dict],
+    timeout: float = 120,
+) -> list:
     """Push the fixture model as a source version (as `cogplane push` does), create one prediction
     per input, run one runner for its pool until it idles out, and return the finished predictions."""
     prepared = prepare(FIXTURES / model)
     alice = services.accounts.ensure_account("alice")
     services.catalog.create_model(alice, {"owner": "alice", "name": model})
-    version, _ = services.catalog.push_version(alice, "alice", model, bundle=prepared.bundle,
-                                               schema=prepared.schema, config=prepared.config,
-                                               cog_version="0.23.1")
+    version, _ = services.catalog.push_version(
+        alice,
+        "alice",
+        model,
+        bundle=prepared.bundle,
+        schema=prepared.schema,
+        config=prepared.config,
+        cog_version="0.23.1",
+    )
     record = services.state.get_model("alice", model)
     predictions = [services.predictions.create(alice, record, version, {"input": i}) for i in inputs]
-    runner = RunnerProcess(services, RunnerConfig(pool=predictions[0].pool, work_root=tmp_path / "work",
-                                                  env_cache=base_env.parent, idle_timeout=1.0))
+    runner = RunnerProcess(
+        services,
+        RunnerConfig(
+            pool=predictions[0].pool, work_root=tmp_path / "work", env_cache=base_env.parent, idle_timeout=1.0
+        ),
+    )
     result: list[int] = []
     thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
     thread.start()
     try:
-        assert wait_until(lambda: all(services.state.get_prediction(p.id).status in TERMINAL for p in predictions),
-                          timeout), [services.state.get_prediction(p.id) for p in predictions]
+        assert wait_until(
+            lambda: all(services.state.get_prediction(p.id).status in TERMINAL for p in predictions), timeout
+        ), [services.state.get_prediction(p.id) for p in predictions]
     finally:
         runner.stopping.set()
         thread.join(30)
@@ -48,17 +65,18 @@ def _predict(services, base_env: Path, tmp_path: Path, model: str, inputs: list[
     return [services.state.get_prediction(p.id) for p in predictions]
 
 
-def test_environment_from_cog_yaml_reaches_the_model(services, base_env, tmp_path):  # noqa: F811
+def test_environment_from_cog_yaml_reaches_the_model(services, base_env, tmp_path):
     """cog's own env_vars integration test: a model reading os.environ gets cog.yaml's values."""
-    test_var, name, path = _predict(services, base_env, tmp_path, "envvars",
-                                    [{"name": "TEST_VAR"}, {"name": "NAME"}, {"name": "COGPLANE_TOKEN"}])
+    test_var, name, path = _predict(
+        services, base_env, tmp_path, "envvars", [{"name": "TEST_VAR"}, {"name": "NAME"}, {"name": "COGPLANE_TOKEN"}]
+    )
     assert [p.status for p in (test_var, name, path)] == ["succeeded"] * 3, test_var.error
     assert test_var.output == "ENV[TEST_VAR]=test_value"
     assert name.output == "ENV[NAME]=michael"
     assert path.output == "ENV[COGPLANE_TOKEN]=None"  # the platform's own never reach the model
 
 
-def test_concurrent_decorator_runs_four_predictions_at_once(services, base_env, tmp_path):  # noqa: F811
+def test_concurrent_decorator_runs_four_predictions_at_once(services, base_env, tmp_path):
     """cog 0.23's `@concurrent(max=4)` (hello-concurrency): the runner sends four predictions to its
     cog server at once and they overlap in time, in the platform's records and in the model itself."""
     done = _predict(services, base_env, tmp_path, "concurrency", [{"seconds": 3}] * 4)
@@ -72,7 +90,7 @@ def test_concurrent_decorator_runs_four_predictions_at_once(services, base_env, 
     assert max(s for s, _ in model) < min(e for _, e in model), model
 
 
-def test_concurrency_comes_from_the_decorator_unless_cog_yaml_says(base_env, tmp_path):  # noqa: F811
+def test_concurrency_comes_from_the_decorator_unless_cog_yaml_says(base_env, tmp_path):
     folder = FIXTURES / "concurrency"
     assert CogServer(folder, base_env, log_path=tmp_path / "log").environment(5000)["COG_MAX_CONCURRENCY"] == "4"
     config = {"run": "run.py:Runner", "concurrency": {"max": 2}}
@@ -82,7 +100,7 @@ def test_concurrency_comes_from_the_decorator_unless_cog_yaml_says(base_env, tmp
 
 
 @pytest.mark.slow
-def test_a_list_of_files_comes_back_in_the_models_order(services, base_env, tmp_path):  # noqa: F811
+def test_a_list_of_files_comes_back_in_the_models_order(services, base_env, tmp_path):
     """coglet uploads the files of a list in parallel when it has an --upload-url and lists them as
     the uploads finish (with the runner started that way, this model's lists came back as
     [baz, bar, qux, foo] three times out of three); the runner takes them as data URIs instead, in
@@ -91,7 +109,7 @@ def test_a_list_of_files_comes_back_in_the_models_order(services, base_env, tmp_
     for i, prediction in enumerate(done):
         assert prediction.status == "succeeded", prediction.error
         assert all(isinstance(o, str) and o.startswith(BLOB_PREFIX) for o in prediction.output)
-        keys = [o[len(BLOB_PREFIX):] for o in prediction.output]
+        keys = [o[len(BLOB_PREFIX) :] for o in prediction.output]
         heads = [services.blobs.get(k).split(b"\n", 1)[0].decode() for k in keys]
         assert heads == [f"{n} t{i}" for n in ("foo", "bar", "baz", "qux")]
         assert [len(services.blobs.get(k)) for k in keys] == [20_000_000, 10, 200_000, 1_000]
@@ -99,7 +117,7 @@ def test_a_list_of_files_comes_back_in_the_models_order(services, base_env, tmp_
         assert services.blobs.head(keys[0]).content_type.startswith("text/plain")
 
 
-def test_image_version_concurrency_from_its_config_label(services, base_env, tmp_path):  # noqa: F811
+def test_image_version_concurrency_from_its_config_label(services, base_env, tmp_path):
     """An image version (the model container's cog, started by someone else) whose run.cog.config
     says concurrency.max 4: the runner sends four at once and they overlap."""
     from cogplane.domain.entities import Model, Version
@@ -114,20 +132,33 @@ def test_image_version_concurrency_from_its_config_label(services, base_env, tmp
     try:
         alice = services.accounts.ensure_account("alice")
         services.state.create_model(Model(owner="alice", name="img", created_at="2026-01-01T00:00:00.000000Z"))
-        version = Version(id="ab" * 32, owner="alice", name="img", created_at="2026-01-01T00:00:00.000000Z",
-                          openapi_schema=schema, kind="image", image="r.example/x@sha256:" + "ab" * 32,
-                          config={"run": "run.py:Runner", "concurrency": {"max": 4}})
+        version = Version(
+            id="ab" * 32,
+            owner="alice",
+            name="img",
+            created_at="2026-01-01T00:00:00.000000Z",
+            openapi_schema=schema,
+            kind="image",
+            image="r.example/x@sha256:" + "ab" * 32,
+            config={"run": "run.py:Runner", "concurrency": {"max": 4}},
+        )
         services.state.put_version(version)
         record = services.state.get_model("alice", "img")
-        predictions = [services.predictions.create(alice, record, version, {"input": {"seconds": 3}})
-                       for _ in range(4)]
-        runner = RunnerProcess(services, RunnerConfig(pool=predictions[0].pool, work_root=tmp_path / "work",
-                                                      env_cache=tmp_path / "no-envs", idle_timeout=1.0,
-                                                      cog_url=cog.url, http_port=free_port()))
+        predictions = [services.predictions.create(alice, record, version, {"input": {"seconds": 3}}) for _ in range(4)]
+        runner = RunnerProcess(
+            services,
+            RunnerConfig(
+                pool=predictions[0].pool,
+                work_root=tmp_path / "work",
+                env_cache=tmp_path / "no-envs",
+                idle_timeout=1.0,
+                cog_url=cog.url,
+                http_port=free_port(),
+            ),
+        )
         thread = threading.Thread(target=lambda: _run(runner), daemon=True)
         thread.start()
-        assert wait_until(lambda: all(services.state.get_prediction(p.id).status in TERMINAL
-                                      for p in predictions), 120)
+        assert wait_until(lambda: all(services.state.get_prediction(p.id).status in TERMINAL for p in predictions), 120)
         runner.stopping.set()
         thread.join(30)
         done = [services.state.get_prediction(p.id) for p in predictions]
@@ -150,28 +181,32 @@ def test_map_output_stores_data_uris_where_the_schema_has_files(services, tmp_pa
 
     def version(output: dict) -> Version:
         schema = {"components": {"schemas": {"Input": {}, "Output": output}}}
-        return Version(id="cd" * 32, owner="a", name="b", created_at="2026-01-01T00:00:00.000000Z",
-                       openapi_schema=schema)
+        return Version(
+            id="cd" * 32, owner="a", name="b", created_at="2026-01-01T00:00:00.000000Z", openapi_schema=schema
+        )
 
     runner = RunnerProcess(services, RunnerConfig(pool="p", work_root=tmp_path, env_cache=tmp_path))
     runner.httpd = SimpleNamespace(server_address=("127.0.0.1", 1))
     uri = "data:text/plain;base64," + base64.b64encode(b"first").decode()
-    runner.version = version({"type": "array", "items": {"type": "string", "format": "uri"},
-                              "x-cog-array-type": "iterator"})
-    flight = InFlight(job=None, prediction_id="pid", created_at="", started_mono=0.0, log_prefix="",
-                      metrics={}, iterator=True)
+    runner.version = version(
+        {"type": "array", "items": {"type": "string", "format": "uri"}, "x-cog-array-type": "iterator"}
+    )
+    flight = InFlight(
+        job=None, prediction_id="pid", created_at="", started_mono=0.0, log_prefix="", metrics={}, iterator=True
+    )
     first = runner.map_output([uri], flight)
     again = runner.map_output([uri, "data:image/png;base64,iVBO"], flight)
     assert again[0] == first[0] and len(again) == 2  # stored once, the same reference
-    keys = [ref[len(BLOB_PREFIX):] for ref in again]
+    keys = [ref[len(BLOB_PREFIX) :] for ref in again]
     assert services.blobs.get(keys[0]) == b"first" and keys[0].endswith("/output_0.txt")
     assert keys[1].endswith("/output_1.png") and services.blobs.head(keys[1]).content_type == "image/png"
     runner.version = version({"title": "Output"})  # Any: no type, so a data URI is a file
     stored = runner.map_output("data:,hello%20there")
-    assert services.blobs.get(stored[len(BLOB_PREFIX):]) == b"hello there"
+    assert services.blobs.get(stored[len(BLOB_PREFIX) :]) == b"hello there"
     runner.version = version({"type": "string"})
     assert runner.map_output("data:,not a file") == "data:,not a file"
-    runner.version = version({"type": "object", "properties": {"img": {"type": "string", "format": "uri"},
-                                                                "note": {"type": "string"}}})
+    runner.version = version(
+        {"type": "object", "properties": {"img": {"type": "string", "format": "uri"}, "note": {"type": "string"}}}
+    )
     out = runner.map_output({"img": uri, "note": uri})
     assert out["img"].startswith(BLOB_PREFIX) and out["img"].endswith("/output_img.txt") and out["note"] == uri

@@ -29,18 +29,9 @@ from gpu_runner.cog_server import (
     CogServer,
     clean_setup_error,
     model_setup_lines,
-    read_cog_config,
     write_schema,
 )
-from gpu_runner.environment import ensure_environment
-
-REPO = Path(__file__).resolve().parents[2]
-MODELS = {
-    "hello": REPO / "examples" / "hello",
-    "setup_fails": REPO / "tests" / "fixtures" / "runner_models" / "setup_fails",
-    "crash": REPO / "tests" / "fixtures" / "runner_models" / "crash",
-    "slow": REPO / "tests" / "fixtures" / "runner_models" / "slow",
-}
+from tests.runner.conftest import MODELS, REPO, wait_until
 
 
 def running(pid: int) -> bool:
@@ -54,22 +45,6 @@ def running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
-@pytest.fixture(scope="session")
-def base_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The cog-only environment that all these models share (built once per test session)."""
-    cache = tmp_path_factory.getbasetemp() / "envs"
-    return ensure_environment(read_cog_config(MODELS["hello"]), MODELS["hello"], cache)
 
 
 @pytest.fixture
@@ -246,12 +221,19 @@ def test_a_failed_setup_leaves_the_models_output_and_traceback_once_in_setup_out
 
 
 def test_setup_output_helpers() -> None:
-    assert clean_setup_error("worker setup failed: worker setup failed (slot 0b5c2a1e-4c1d-4f0e-9a57-"
-                             "2f1f7e0c9d11): Setup failed: setup failed: ValueError: bad") == "ValueError: bad"
+    assert (
+        clean_setup_error(
+            "worker setup failed: worker setup failed (slot 0b5c2a1e-4c1d-4f0e-9a57-"
+            "2f1f7e0c9d11): Setup failed: setup failed: ValueError: bad"
+        )
+        == "ValueError: bad"
+    )
     assert clean_setup_error("ValueError: setup failed: x") == "ValueError: setup failed: x"
     assert clean_setup_error(None) == "setup failed"
-    logs = ("[coglet] Spawning worker subprocess\n[coglet::setup] <string>:1: DeprecationWarning: old\n"
-            "[coglet::setup] loading\n[coglet::worker_bridge] Setup complete\n[coglet::setup] done\n")
+    logs = (
+        "[coglet] Spawning worker subprocess\n[coglet::setup] <string>:1: DeprecationWarning: old\n"
+        "[coglet::setup] loading\n[coglet::worker_bridge] Setup complete\n[coglet::setup] done\n"
+    )
     assert model_setup_lines(logs) == "loading\ndone"
 
 
@@ -288,9 +270,7 @@ def test_stop_and_kill_leave_no_process(model, start) -> None:
     pids = server.group_pids()
     assert len(pids) == 2 and server.pid in pids  # the server and coglet's Python worker, one group
     # a prediction in flight: SIGTERM drops it, the group goes away
-    status, _ = request(
-        server, "PUT", "/predictions/busy", {"input": {"seconds": 30}}, Prefer="respond-async"
-    )
+    status, _ = request(server, "PUT", "/predictions/busy", {"input": {"seconds": 30}}, Prefer="respond-async")
     assert status == 202
     server.stop(grace=5)
     assert wait_until(lambda: not any(running(pid) for pid in pids), 5)
@@ -350,9 +330,7 @@ def test_worker_keeps_running_a_prediction_after_its_server_dies_without_the_hoo
     server = start(model("slow"), die_with_parent=False)
     assert server.wait_ready(timeout=30).status == READY
     worker = next(pid for pid in server.group_pids() if pid != server.pid)
-    status, _ = request(
-        server, "PUT", "/predictions/long", {"input": {"seconds": 30}}, Prefer="respond-async"
-    )
+    status, _ = request(server, "PUT", "/predictions/long", {"input": {"seconds": 30}}, Prefer="respond-async")
     assert status == 202
     time.sleep(0.3)
     os.kill(server.pid, signal.SIGKILL)  # the server alone, not its group
@@ -368,9 +346,7 @@ def test_port_taken_before_coglet_binds_is_retried(model, start, monkeypatch: py
     taken.listen()
     ports = [taken.getsockname()[1]]
     real_free_port = cog_server_module.free_port
-    monkeypatch.setattr(
-        cog_server_module, "free_port", lambda host: ports.pop() if ports else real_free_port(host)
-    )
+    monkeypatch.setattr(cog_server_module, "free_port", lambda host: ports.pop() if ports else real_free_port(host))
     try:
         server = start(model("hello"))
         assert server.wait_ready(timeout=30).status == READY
@@ -384,9 +360,7 @@ def test_environment_of_the_server(tmp_path: Path, base_env: Path, monkeypatch: 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     model_dir = tmp_path / "m"
     model_dir.mkdir()
-    (model_dir / "cog.yaml").write_text(
-        'run: "predict.py:Runner"\ntrain: "train.py:train"\nconcurrency:\n  max: 4\n'
-    )
+    (model_dir / "cog.yaml").write_text('run: "predict.py:Runner"\ntrain: "train.py:train"\nconcurrency:\n  max: 4\n')
     server = CogServer(model_dir, base_env, log_path=tmp_path / "log", setup_timeout=2.5, env={"EXTRA": "1"})
     env = server.environment(5123)
     assert "AWS_SECRET_ACCESS_KEY" not in env
@@ -398,9 +372,7 @@ def test_environment_of_the_server(tmp_path: Path, base_env: Path, monkeypatch: 
     assert env["COG_MAX_CONCURRENCY"] == "4"
     assert env["COG_SETUP_TIMEOUT"] == "3"
     assert server.command()[1:] == ["-m", "cog.server.http", "--host", "127.0.0.1"]
-    assert CogServer(model_dir, base_env, log_path=tmp_path / "log", upload_url="http://x/up/").command()[
-        -2:
-    ] == [
+    assert CogServer(model_dir, base_env, log_path=tmp_path / "log", upload_url="http://x/up/").command()[-2:] == [
         "--upload-url",
         "http://x/up/",
     ]

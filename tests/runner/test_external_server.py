@@ -14,7 +14,7 @@ from cogplane.schema import generate_schema
 from gpu_runner.cog_server import CogServer, free_port, write_schema
 from gpu_runner.external_server import ExternalCogServer
 from gpu_runner.runner import RunnerConfig, RunnerProcess
-from tests.runner.test_cog_server import MODELS, base_env, wait_until  # noqa: F401 - the fixture
+from tests.runner.conftest import MODELS, wait_until
 from tests.unit.test_ecs_metadata import SPAWNED, TASK
 
 VERSION = "ee" * 32
@@ -31,7 +31,7 @@ def _run(runner: RunnerProcess) -> int:
         runner.shutdown()
 
 
-def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):  # noqa: F811
+def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):
     model_dir = tmp_path / "image"
     shutil.copytree(MODELS["hello"], model_dir)
     schema = generate_schema(model_dir)
@@ -44,22 +44,38 @@ def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):  # noqa
         services.accounts.ensure_account("alice")
         alice = state.get_account("alice")
         state.create_model(Model(owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z"))
-        version = Version(id=VERSION, owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z",
-                          openapi_schema=schema, kind="image",
-                          image="123456789012.dkr.ecr.us-east-1.amazonaws.com/x@sha256:" + VERSION)
+        version = Version(
+            id=VERSION,
+            owner="alice",
+            name="hello",
+            created_at="2026-01-01T00:00:00.000000Z",
+            openapi_schema=schema,
+            kind="image",
+            image="123456789012.dkr.ecr.us-east-1.amazonaws.com/x@sha256:" + VERSION,
+        )
         state.put_version(version)
         model = state.get_model("alice", "hello")
         prediction = services.predictions.create(alice, model, version, {"input": {"prompt": "sidecar"}})
 
         work = tmp_path / "work"
-        runner = RunnerProcess(services, RunnerConfig(
-            pool=prediction.pool, work_root=work, env_cache=tmp_path / "no-envs", idle_timeout=0.5,
-            cog_url=cog.url, http_port=runner_port, spawned_at=spawned_at))
+        runner = RunnerProcess(
+            services,
+            RunnerConfig(
+                pool=prediction.pool,
+                work_root=work,
+                env_cache=tmp_path / "no-envs",
+                idle_timeout=0.5,
+                cog_url=cog.url,
+                http_port=runner_port,
+                spawned_at=spawned_at,
+            ),
+        )
         result: list[int] = []
         thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
         thread.start()
-        assert wait_until(lambda: state.get_prediction(prediction.id).status == "succeeded", 30), \
-            state.get_prediction(prediction.id)
+        assert wait_until(lambda: state.get_prediction(prediction.id).status == "succeeded", 30), state.get_prediction(
+            prediction.id
+        )
         thread.join(15)
         assert result == [0]  # idled out; the model container's server is left running
         assert cog.alive()
@@ -77,8 +93,12 @@ def test_external_server_reports_starting_until_something_listens():
     assert result.status == "TIMEOUT" and "not ready" in result.error
 
 
-def test_runner_uses_the_model_containers_cog_server_for_image_versions(services, base_env, tmp_path,  # noqa: F811
-                                                                          monkeypatch):
+def test_runner_uses_the_model_containers_cog_server_for_image_versions(
+    services,
+    base_env,
+    tmp_path,
+    monkeypatch,
+):
     monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4", raising=False)
     done = _predict_on_image(services, base_env, tmp_path)
     assert done.output == "hello sidecar"
@@ -86,7 +106,7 @@ def test_runner_uses_the_model_containers_cog_server_for_image_versions(services
     assert "capacity_time" not in done.metrics  # not on ECS
 
 
-def test_cold_boot_phases_from_ecs_reach_the_prediction(services, base_env, tmp_path, monkeypatch):  # noqa: F811
+def test_cold_boot_phases_from_ecs_reach_the_prediction(services, base_env, tmp_path, monkeypatch):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             return
@@ -112,8 +132,12 @@ def test_cold_boot_phases_from_ecs_reach_the_prediction(services, base_env, tmp_
     assert done.metrics["queue_time"] >= 0
 
 
-def test_a_prediction_the_runner_cannot_start_fails_and_the_runner_goes_on(services, base_env, tmp_path,  # noqa: F811
-                                                                            monkeypatch):
+def test_a_prediction_the_runner_cannot_start_fails_and_the_runner_goes_on(
+    services,
+    base_env,
+    tmp_path,
+    monkeypatch,
+):
     """An unexpected error while starting one prediction fails that prediction with the reason;
     the runner keeps serving (it used to die and be restarted, again and again)."""
     monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4", raising=False)
@@ -136,15 +160,30 @@ def test_a_prediction_the_runner_cannot_start_fails_and_the_runner_goes_on(servi
         services.accounts.ensure_account("alice")
         alice = state.get_account("alice")
         state.create_model(Model(owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z"))
-        version = Version(id=VERSION, owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z",
-                          openapi_schema=schema, kind="image", image="r/x@sha256:" + VERSION)
+        version = Version(
+            id=VERSION,
+            owner="alice",
+            name="hello",
+            created_at="2026-01-01T00:00:00.000000Z",
+            openapi_schema=schema,
+            kind="image",
+            image="r/x@sha256:" + VERSION,
+        )
         state.put_version(version)
         model = state.get_model("alice", "hello")
         bad = services.predictions.create(alice, model, version, {"input": {"prompt": "boom"}})
         good = services.predictions.create(alice, model, version, {"input": {"prompt": "fine"}})
-        runner = RunnerProcess(services, RunnerConfig(
-            pool=bad.pool, work_root=tmp_path / "work", env_cache=tmp_path / "no-envs", idle_timeout=0.5,
-            cog_url=cog.url, http_port=runner_port))
+        runner = RunnerProcess(
+            services,
+            RunnerConfig(
+                pool=bad.pool,
+                work_root=tmp_path / "work",
+                env_cache=tmp_path / "no-envs",
+                idle_timeout=0.5,
+                cog_url=cog.url,
+                http_port=runner_port,
+            ),
+        )
         result: list[int] = []
         thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
         thread.start()

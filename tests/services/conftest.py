@@ -14,8 +14,7 @@ def clock():
 
 @pytest.fixture
 def local(tmp_path, clock):
-    settings = Settings(home=tmp_path / "home", public_url="https://cogplane.test",
-                        allow_networks="127.0.0.0/8")
+    settings = Settings(home=tmp_path / "home", public_url="https://cogplane.test", allow_networks="127.0.0.0/8")
     services = build_local(settings, clock=clock, base_url=settings.public_url)
     services.accounts.ensure_account("alice")
     return services

@@ -61,8 +61,7 @@ def test_cancel_after_cancels_a_running_prediction(local, made, clock):
 def test_a_runner_that_stopped_heartbeating_has_its_predictions_failed(local, made, clock):
     p = create(local, made)
     local.state.update_prediction(p.id, {"status": "processing", "started_at": clock.now(), "runner_id": "r-1"})
-    local.state.put_runner(Runner(id="r-1", pool=p.pool, state="ready", heartbeat_at=clock.now(),
-                                  in_flight=[p.id]))
+    local.state.put_runner(Runner(id="r-1", pool=p.pool, state="ready", heartbeat_at=clock.now(), in_flight=[p.id]))
     expirer = Expirer(local, lost_after=30)
     clock.advance(20)
     assert expirer.run_once()["lost"] == 0
@@ -78,8 +77,9 @@ def test_api_predictions_lose_their_data_after_one_hour_and_urls_stop_serving(lo
     key = f"{blob_prefix(p)}1/out.txt"  # the prediction's random blob folder: no id in output URLs
     assert p.id not in key
     local.blobs.put(key, b"secret output", content_type="text/plain")
-    local.state.update_prediction(p.id, {"status": "succeeded", "output": blob_ref(key), "logs": "some logs",
-                                         "completed_at": clock.now()})
+    local.state.update_prediction(
+        p.id, {"status": "succeeded", "output": blob_ref(key), "logs": "some logs", "completed_at": clock.now()}
+    )
     client = TestClient(create_app(local))
     url = local.blobs.signed_url(key, expires_in=7200)
     path = url.split("https://cogplane.test", 1)[1]

@@ -22,15 +22,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def make_version(services):
     alice = services.state.get_account("alice")
     model = services.catalog.create_model(alice, {"owner": "alice", "name": "m", "visibility": "private"})
-    version, _ = services.catalog.push_version(alice, "alice", "m", bundle=make_bundle({"cog.yaml": "x"}),
-                                               schema=HELLO_SCHEMA, config={}, cog_version="0.23.1")
+    version, _ = services.catalog.push_version(
+        alice, "alice", "m", bundle=make_bundle({"cog.yaml": "x"}), schema=HELLO_SCHEMA, config={}, cog_version="0.23.1"
+    )
     return alice, model, version
 
 
 def create(services, webhook, events=None, **body):
-    alice, model, version = make_version(services) if not services.state.get_model("alice", "m") else (
-        services.state.get_account("alice"), services.state.get_model("alice", "m"),
-        services.state.find_versions(services.state.get_model("alice", "m").latest_version_id)[0])
+    alice, model, version = (
+        make_version(services)
+        if not services.state.get_model("alice", "m")
+        else (
+            services.state.get_account("alice"),
+            services.state.get_model("alice", "m"),
+            services.state.find_versions(services.state.get_model("alice", "m").latest_version_id)[0],
+        )
+    )
     payload = {"input": {"prompt": "x"}, "webhook": webhook, **body}
     if events is not None:
         payload["webhook_events_filter"] = events
@@ -44,24 +51,27 @@ def sender(services, **kw):
 def test_signature_matches_the_documented_test_vector():
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     body = b'{"test": 2432232314}'
-    assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == \
-        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert (
+        sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body)
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
 
 
 def test_deliveries_validate_with_the_python_client_and_equal_get(local, receiver):
     p = create(local, receiver.url)
     local.state.update_prediction(p.id, {"status": "processing", "started_at": local.clock.now()})
-    local.state.update_prediction(p.id, {"status": "succeeded", "output": "hello x",
-                                         "completed_at": local.clock.now()})
+    local.state.update_prediction(p.id, {"status": "succeeded", "output": "hello x", "completed_at": local.clock.now()})
     s = sender(local)
     s.deliver_due()
-    assert [r["json"]["status"] for r in receiver.requests] == ["succeeded"], \
+    assert [r["json"]["status"] for r in receiver.requests] == ["succeeded"], (
         "start is dropped once the prediction is terminal; completed is delivered"
+    )
     secret = local.state.get_account("alice").webhook_secret
     for r in receiver.requests:
         # raises (InvalidSignatureError, ...) unless the delivery is valid
-        Webhooks.validate(headers=r["headers"], body=r["body"].decode(), secret=WebhookSigningSecret(key=secret),
-                          tolerance=300)
+        Webhooks.validate(
+            headers=r["headers"], body=r["body"].decode(), secret=WebhookSigningSecret(key=secret), tolerance=300
+        )
     assert receiver.requests[-1]["json"] == json.loads(s.body_for(local.state.get_prediction(p.id)))
     assert receiver.requests[-1]["json"]["urls"]["get"] == f"https://cogplane.test/v1/predictions/{p.id}"
 
@@ -75,10 +85,18 @@ def test_js_validate_webhook_accepts_our_delivery(local, receiver):
     sender(local).deliver_due()
     (r,) = receiver.requests
     script = os.path.join(REPO, "tests", "js", "validate_webhook.mjs")
-    env = {**os.environ, "WEBHOOK": json.dumps({
-        "id": r["headers"]["webhook-id"], "timestamp": r["headers"]["webhook-timestamp"],
-        "signature": r["headers"]["webhook-signature"], "body": r["body"].decode(),
-        "secret": local.state.get_account("alice").webhook_secret})}
+    env = {
+        **os.environ,
+        "WEBHOOK": json.dumps(
+            {
+                "id": r["headers"]["webhook-id"],
+                "timestamp": r["headers"]["webhook-timestamp"],
+                "signature": r["headers"]["webhook-signature"],
+                "body": r["body"].decode(),
+                "secret": local.state.get_account("alice").webhook_secret,
+            }
+        ),
+    }
     result = subprocess.run([node, str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
@@ -94,8 +112,7 @@ def test_filter_throttle_and_terminal_last(local, receiver, clock):
         s.deliver_due()
     clock.advance(0.5)
     s.deliver_due()
-    local.state.update_prediction(p.id, {"status": "succeeded", "logs": "line\n" * 9,
-                                         "completed_at": clock.now()})
+    local.state.update_prediction(p.id, {"status": "succeeded", "logs": "line\n" * 9, "completed_at": clock.now()})
     local.state.update_prediction(p.id, {"metrics": {"x": 1}}, expect_status=["succeeded"])
     clock.advance(1)
     s.deliver_due()
@@ -153,8 +170,16 @@ def test_intermediate_events_are_best_effort(local, receiver, clock):
     assert local.state.get_prediction(p.id).status == "starting"
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data", "http://127.0.0.1:9/x",
-                                 "http://10.0.0.1/hook", "http://[::1]/hook", "http://localhost/hook"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:9/x",
+        "http://10.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://localhost/hook",
+    ],
+)
 def test_private_webhook_targets_are_refused_at_create_without_the_allow_list(tmp_path, url):
     from cogplane.settings import Settings
     from cogplane.wiring import build_local

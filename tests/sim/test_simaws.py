@@ -17,7 +17,7 @@ from simaws.events import matches
 from simaws.lambdas import FunctionConfig, LambdaFunction, python312, stage_runtime
 from simaws.template import Assembly, Resolver
 
-HANDLER = textwrap.dedent('''
+HANDLER = textwrap.dedent("""
     import base64, json, time
 
     def handler(event, context):
@@ -33,7 +33,7 @@ HANDLER = textwrap.dedent('''
                     "body": base64.b64encode(bytes(range(256))).decode(), "isBase64Encoded": True}
         return {"statusCode": 200, "headers": {"content-type": "application/json"},
                 "body": json.dumps({"event": event, "remaining": context.get_remaining_time_in_millis()})}
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +42,22 @@ def function(tmp_path_factory):
     code = root / "code"
     code.mkdir()
     (code / "echo.py").write_text(HANDLER)
-    fn = LambdaFunction(FunctionConfig(name="echo", logical_id="Echo", handler="echo.handler", code=code,
-                                       timeout_s=20), python=python312(),
-                        runtime_dir=stage_runtime(root / "runtime"), log_dir=root, base_env={})
+    fn = LambdaFunction(
+        FunctionConfig(name="echo", logical_id="Echo", handler="echo.handler", code=code, timeout_s=20),
+        python=python312(),
+        runtime_dir=stage_runtime(root / "runtime"),
+        log_dir=root,
+        base_env={},
+    )
     yield fn
     fn.close()
 
 
 @pytest.fixture(scope="module")
 def api(function):
-    rest = RestApi(function, stage="api", binary_media_types=["*/*"], api_id="abc123", account="123456789012",
-                   timeout_s=3)
+    rest = RestApi(
+        function, stage="api", binary_media_types=["*/*"], api_id="abc123", account="123456789012", timeout_s=3
+    )
     transport = httpx.ASGITransport(app=rest)
 
     async def send(method: str, path: str, **kwargs) -> httpx.Response:
@@ -102,16 +107,30 @@ def test_filter_patterns():
 
 
 def test_intrinsic_functions(tmp_path):
-    template = {"Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-                "Conditions": {"HasMail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Mail"}, ""]}]}},
-                "Parameters": {"Mail": {"Type": "String", "Default": ""}}}
+    template = {
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Conditions": {"HasMail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Mail"}, ""]}]}},
+        "Parameters": {"Mail": {"Type": "String", "Default": ""}},
+    }
     (tmp_path / "s.template.json").write_text(json.dumps(template))
-    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {"s": {
-        "type": "aws:cloudformation:stack", "properties": {"templateFile": "s.template.json", "stackName": "st"}}}}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps(
+            {
+                "artifacts": {
+                    "s": {
+                        "type": "aws:cloudformation:stack",
+                        "properties": {"templateFile": "s.template.json", "stackName": "st"},
+                    }
+                }
+            }
+        )
+    )
     r = Resolver(Assembly.load(tmp_path))
     assert r.resolve({"Fn::Join": ["-", [{"Ref": "AWS::StackName"}, {"Fn::Select": [1, ["a", "b"]]}]]}) == "st-b"
-    assert r.resolve({"Fn::Sub": "arn:${AWS::Partition}:x:${AWS::Region}:${AWS::AccountId}:${Q}"}) == \
-        "arn:aws:x:us-east-1:123456789012:st-Q"
+    assert (
+        r.resolve({"Fn::Sub": "arn:${AWS::Partition}:x:${AWS::Region}:${AWS::AccountId}:${Q}"})
+        == "arn:aws:x:us-east-1:123456789012:st-Q"
+    )
     assert r.resolve({"Fn::If": ["HasMail", "yes", {"Ref": "AWS::NoValue"}]}) is not None
     assert r.resolve({"a": {"Fn::If": ["HasMail", "yes", {"Ref": "AWS::NoValue"}]}}) == {}
 

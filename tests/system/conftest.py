@@ -37,7 +37,7 @@ def descendants(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if fields[0] == "Z":
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
@@ -54,12 +54,13 @@ def alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
 class Stack:
-    def __init__(self, home: Path, *, port: int | None = None, env: dict[str, str] | None = None,
-                 examples: Path | None = None):
+    def __init__(
+        self, home: Path, *, port: int | None = None, env: dict[str, str] | None = None, examples: Path | None = None
+    ):
         self.home = home
         self.port = port or free_port()
         self.extra_env = env or {}
@@ -73,11 +74,16 @@ class Stack:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COGPLANE_", "REPLICATE_"))}
-        env.update({
-            "PORT": str(self.port), "COGPLANE_HOME": str(self.home), "COGPLANE_TOKEN": TOKEN,
-            "COGPLANE_ENV_CACHE": str(ENV_CACHE), "COGPLANE_IDLE_TIMEOUT": "120",
-            "COGPLANE_STOP_GRACE": "5",  # a stack a test stops gives in-flight work 5 s (not 30)
-        })
+        env.update(
+            {
+                "PORT": str(self.port),
+                "COGPLANE_HOME": str(self.home),
+                "COGPLANE_TOKEN": TOKEN,
+                "COGPLANE_ENV_CACHE": str(ENV_CACHE),
+                "COGPLANE_IDLE_TIMEOUT": "120",
+                "COGPLANE_STOP_GRACE": "5",  # a stack a test stops gives in-flight work 5 s (not 30)
+            }
+        )
         if self.examples is not None:
             env["COGPLANE_EXAMPLES"] = str(self.examples)
         env.update(self.extra_env)
@@ -89,8 +95,9 @@ class Stack:
         ENV_CACHE.mkdir(parents=True, exist_ok=True)
         self.offset = self.output.stat().st_size if self.output.exists() else 0
         with open(self.output, "ab") as out:
-            self.proc = subprocess.Popen(self.command, cwd=REPO, env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.command, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -153,8 +160,14 @@ class Stack:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         env = {**self.env, "COGPLANE_URL": self.url}  # the CLI trusts home/tls/ca.pem itself
-        result = subprocess.run([str(REPO / ".venv" / "bin" / "cogplane"), *args], cwd=REPO, env=env,
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "cogplane"), *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"cogplane {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
@@ -177,8 +190,9 @@ class SimStack(Stack):
     command = [str(REPO / ".venv" / "bin" / "python"), "-m", "simaws"]
     stage = "api"
 
-    def __init__(self, home: Path, *, port: int | None = None, env: dict[str, str] | None = None,
-                 examples: Path | None = None):
+    def __init__(
+        self, home: Path, *, port: int | None = None, env: dict[str, str] | None = None, examples: Path | None = None
+    ):
         super().__init__(home, port=port, env={"COGPLANE_TLS": "0", **(env or {})}, examples=examples)
         self.url = f"http://127.0.0.1:{self.port}/{self.stage}"
         self.output = home.parent / f"sim-{self.port}.log"

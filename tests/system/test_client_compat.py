@@ -51,11 +51,15 @@ def kind(event) -> str:
 
 
 def polls(seen, prediction_id: str | None = None) -> int:
-    return sum(1 for m, p in seen if m == "GET" and p.startswith("/v1/predictions/")
-               and (prediction_id is None or p.endswith(prediction_id)))
+    return sum(
+        1
+        for m, p in seen
+        if m == "GET" and p.startswith("/v1/predictions/") and (prediction_id is None or p.endswith(prediction_id))
+    )
 
 
 # --- 1. create + shape --------------------------------------------------------------------------
+
 
 def test_create_shapes_parse_under_the_python_models(stack, compat):
     client = stack.replicate()
@@ -77,6 +81,7 @@ def test_create_shapes_parse_under_the_python_models(stack, compat):
 
 # --- 2. sync contract ---------------------------------------------------------------------------
 
+
 def test_run_that_finishes_inside_the_wait_needs_no_poll(stack):
     client, seen = recording(stack)
     assert client.run("examples/hello", input={"prompt": "sync"}) == "hello sync"
@@ -90,18 +95,21 @@ def test_run_whose_wait_runs_out_gets_starting_and_polls(stack, compat):
     assert client.run("local/compat-sleeper", input={"seconds": 1.5, "tag": "p"}, wait=1) == "slept 1.5 p"
     assert polls(seen) >= 1
     with stack.client() as c:  # the raw contract behind it
-        r = c.post("/v1/models/local/compat-sleeper/predictions", json={"input": {"seconds": 3}},
-                   headers={"Prefer": "wait=1"})
+        r = c.post(
+            "/v1/models/local/compat-sleeper/predictions", json={"input": {"seconds": 3}}, headers={"Prefer": "wait=1"}
+        )
         body = r.json()
         assert r.status_code == 201 and r.headers["preference-applied"] == "wait=1"
         assert r.headers["location"] == body["urls"]["get"]
         assert body["status"] == "starting" and body["output"] is None  # never `processing` + partial output
-        done = c.post("/v1/models/examples/hello/predictions", json={"input": {"prompt": "w"}},
-                      headers={"Prefer": "wait"})
+        done = c.post(
+            "/v1/models/examples/hello/predictions", json={"input": {"prompt": "w"}}, headers={"Prefer": "wait"}
+        )
         assert done.json()["status"] == "succeeded" and done.headers["preference-applied"] == "wait"
 
 
 # --- 3. lifecycle and polling -------------------------------------------------------------------
+
 
 def test_lifecycle_failure_and_cancel(stack, compat):
     client = stack.replicate()
@@ -123,6 +131,7 @@ def test_lifecycle_failure_and_cancel(stack, compat):
 
 # --- 4. pagination ------------------------------------------------------------------------------
 
+
 def test_paginate_walks_every_page(stack, compat):
     client = stack.replicate()
     made = {client.predictions.create(version=compat["sleeper"], input={"seconds": 0}).id for _ in range(7)}
@@ -134,6 +143,7 @@ def test_paginate_walks_every_page(stack, compat):
 
 
 # --- 5. SSE -------------------------------------------------------------------------------------
+
 
 def test_python_stream_reproduces_the_output_piece_by_piece(stack, compat):
     client, seen = recording(stack)
@@ -148,8 +158,10 @@ def test_python_stream_reproduces_the_output_piece_by_piece(stack, compat):
 
 def test_stream_contract_on_the_wire(stack, compat):
     with stack.client() as c:
-        body = c.post("/v1/models/local/compat-raises/predictions",
-                      json={"input": {"message": "streamed failure"}, "stream": True}).json()
+        body = c.post(
+            "/v1/models/local/compat-raises/predictions",
+            json={"input": {"message": "streamed failure"}, "stream": True},
+        ).json()
         assert body["urls"]["stream"].startswith(f"{stack.url}/v1/streams/")
         assert body["id"] not in body["urls"]["stream"]
     with stack.anon() as anon:  # JS sends no Authorization header
@@ -182,6 +194,7 @@ def test_file_iterator_streams_under_v1_files_and_python_makes_file_outputs(stac
 
 # --- 6. file outputs ----------------------------------------------------------------------------
 
+
 def test_file_outputs_are_file_output_with_the_bytes_the_model_wrote(stack, compat):
     client = stack.replicate()
     out = client.run("local/compat-frames", input={"count": 3})
@@ -212,6 +225,7 @@ def test_deterministic_example_models_give_the_same_bytes_twice(stack):
 
 
 # --- 7. files API -------------------------------------------------------------------------------
+
 
 def test_files_api_and_a_file_as_an_input(stack, compat):
     client = stack.replicate()
@@ -246,6 +260,7 @@ def test_http_inputs_are_fetched_server_side_and_private_addresses_refused(stack
 
 # --- 9. errors and auth -------------------------------------------------------------------------
 
+
 def test_errors_and_auth(stack, compat):
     with pytest.raises(ReplicateError) as info:
         list(stack.replicate(token="r8_wrong-token-000000000000").predictions.list())
@@ -265,6 +280,7 @@ def test_errors_and_auth(stack, compat):
 
 # --- 10. model/version plumbing -----------------------------------------------------------------
 
+
 def test_versioned_run_looks_the_version_up_and_yields_iterator_output(stack, compat):
     client, seen = recording(stack)
     version = compat["tokens"]
@@ -272,8 +288,12 @@ def test_versioned_run_looks_the_version_up_and_yields_iterator_output(stack, co
     assert ("GET", f"/v1/models/local/compat-tokens/versions/{version}") in seen
     pieces = list(output)  # an iterator model: a generator yielding items as they arrive
     assert pieces == ["x ", "y ", "z"]
-    assert client.models.get("local/compat-tokens").versions.get(version).openapi_schema[
-        "components"]["schemas"]["Output"]["x-cog-array-type"] == "iterator"
+    assert (
+        client.models.get("local/compat-tokens")
+        .versions.get(version)
+        .openapi_schema["components"]["schemas"]["Output"]["x-cog-array-type"]
+        == "iterator"
+    )
 
 
 def test_search_collections_account_hardware_parse(stack, compat):
@@ -314,13 +334,20 @@ def test_environment_only_configuration_as_the_readme_says(stack, monkeypatch):
 
 # --- the JS client ------------------------------------------------------------------------------
 
+
 def test_js_client_compat_suite(stack, compat):
     node = shutil.which("node")
     assert node, "node is required for the JS client tests"
     assert (REPO / "node_modules" / "replicate").is_dir(), "run `make install` (npm install) first"
     env = node_env(stack, COMPAT_VERSIONS=json.dumps(compat))
-    result = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "compat.test.mjs")], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=500)
+    result = subprocess.run(
+        [node, "--test", str(REPO / "tests" / "js" / "compat.test.mjs")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# fail 0" in result.stdout, result.stdout
 
@@ -336,7 +363,12 @@ def test_whisper_streams_its_segments_in_both_clients(stack):
     assert kind(events[-1]) == "done"
     node = shutil.which("node")
     assert node, "node is required for the JS client tests"
-    result = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "whisper.test.mjs")], cwd=REPO,
-                            env=node_env(stack, WHISPER_AUDIO=str(REPO / "examples" / "whisper" / "speech.wav")),
-                            capture_output=True, text=True, timeout=500)
+    result = subprocess.run(
+        [node, "--test", str(REPO / "tests" / "js" / "whisper.test.mjs")],
+        cwd=REPO,
+        env=node_env(stack, WHISPER_AUDIO=str(REPO / "examples" / "whisper" / "speech.wav")),
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     assert result.returncode == 0 and "# fail 0" in result.stdout, result.stdout + result.stderr

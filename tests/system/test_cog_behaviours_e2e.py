@@ -35,12 +35,13 @@ def test_concurrent_decorator_four_predictions_overlap_on_one_runner(one_runner_
     stack = one_runner_stack
     stack.cli("push", str(_copy(tmp_path, "concurrency")), "local/hello-concurrency")
     with stack.client() as c:
-        ids = [c.post("/v1/models/local/hello-concurrency/predictions", json={"input": {"seconds": 3}}).json()["id"]
-               for _ in range(4)]
+        ids = [
+            c.post("/v1/models/local/hello-concurrency/predictions", json={"input": {"seconds": 3}}).json()["id"]
+            for _ in range(4)
+        ]
         done = _finish(c, ids)
     assert [p["status"] for p in done] == ["succeeded"] * 4, [p.get("error") for p in done]
-    runners = {db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (p["id"],))[0]["runner_id"]
-               for p in done}
+    runners = {db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (p["id"],))[0]["runner_id"] for p in done}
     assert len(runners) == 1, "one runner (one cog server) ran all four"
     starts, ends = [parse(p["started_at"]) for p in done], [parse(p["completed_at"]) for p in done]
     assert max(starts) < min(ends), list(zip(starts, ends, strict=True))
@@ -54,8 +55,10 @@ def test_environment_is_applied_and_its_names_shown(stack, tmp_path):
     with stack.client() as c:
         version = c.get(f"/v1/models/local/env-vars/versions/{version_id}").json()
         assert version["environment"] == ["NAME", "TEST_VAR"]
-        ids = [c.post("/v1/models/local/env-vars/predictions", json={"input": {"name": n}}).json()["id"]
-               for n in ("TEST_VAR", "NAME")]
+        ids = [
+            c.post("/v1/models/local/env-vars/predictions", json={"input": {"name": n}}).json()["id"]
+            for n in ("TEST_VAR", "NAME")
+        ]
         done = _finish(c, ids)
     assert [p["output"] for p in done] == ["ENV[TEST_VAR]=test_value", "ENV[NAME]=michael"]
 
@@ -73,8 +76,9 @@ def test_a_list_of_files_comes_back_in_order_through_the_client(stack, tmp_path)
 def test_system_packages_this_host_lacks_are_refused_at_push(stack, tmp_path):
     folder = _copy(tmp_path, "envvars")
     config = (folder / "cog.yaml").read_text()
-    (folder / "cog.yaml").write_text(config.replace("build:\n", "build:\n  system_packages:\n"
-                                                    "    - dpkg\n    - cogplane-no-such-package\n"))
+    (folder / "cog.yaml").write_text(
+        config.replace("build:\n", "build:\n  system_packages:\n    - dpkg\n    - cogplane-no-such-package\n")
+    )
     refused = stack.cli("push", str(folder), "local/needs-packages", check=False)
     assert refused.returncode == 1
     assert "cogplane-no-such-package is not installed on this machine" in refused.stderr

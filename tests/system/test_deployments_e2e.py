@@ -18,14 +18,24 @@ def test_min_instances_warm_runner_then_rollover_without_failing_in_flight(stack
     folder = model_copy("sleeper")
     v1 = stack.cli("push", str(folder), "local/dep-model").stdout.strip()
     with stack.client() as c:
-        r = c.post("/v1/deployments", json={"name": "dep", "model": "local/dep-model", "version": v1,
-                                             "hardware": "cpu", "min_instances": 1, "max_instances": 1})
+        r = c.post(
+            "/v1/deployments",
+            json={
+                "name": "dep",
+                "model": "local/dep-model",
+                "version": v1,
+                "hardware": "cpu",
+                "min_instances": 1,
+                "max_instances": 1,
+            },
+        )
         assert r.status_code == 201, r.text
         pool_v1 = f"d-local.dep.{v1}"
         # READY before any prediction exists
         wait_for(lambda: any(x["state"] == "ready" for x in runners(stack, pool_v1)), timeout=120)
-        first = c.post("/v1/deployments/local/dep/predictions", json={"input": {"seconds": 0}},
-                       headers={"Prefer": "wait=30"}).json()
+        first = c.post(
+            "/v1/deployments/local/dep/predictions", json={"input": {"seconds": 0}}, headers={"Prefer": "wait=30"}
+        ).json()
         assert first["status"] == "succeeded" and first["deployment"] == "local/dep"
         assert "boot_time" not in first["metrics"], "served warm: no cold boot"
 
@@ -38,15 +48,24 @@ def test_min_instances_warm_runner_then_rollover_without_failing_in_flight(stack
         patched = c.patch("/v1/deployments/local/dep", json={"version": v2})
         assert patched.status_code == 200 and patched.json()["current_release"]["number"] == 2
 
-        after = c.post("/v1/deployments/local/dep/predictions", json={"input": {"seconds": 0, "tag": "new"}},
-                       headers={"Prefer": "wait=60"}).json()
+        after = c.post(
+            "/v1/deployments/local/dep/predictions",
+            json={"input": {"seconds": 0, "tag": "new"}},
+            headers={"Prefer": "wait=60"},
+        ).json()
         assert after["version"] == v2
-        done = wait_for(lambda: (p := c.get(f"/v1/predictions/{after['id']}").json())["status"] == "succeeded"
-                        and p, timeout=120)
+        done = wait_for(
+            lambda: (p := c.get(f"/v1/predictions/{after['id']}").json())["status"] == "succeeded" and p, timeout=120
+        )
         assert done["output"] == "slept 0 new"
 
-        old = wait_for(lambda: (p := c.get(f"/v1/predictions/{running['id']}").json())["status"]
-                       in ("succeeded", "failed", "canceled") and p, timeout=60)
+        old = wait_for(
+            lambda: (
+                (p := c.get(f"/v1/predictions/{running['id']}").json())["status"] in ("succeeded", "failed", "canceled")
+                and p
+            ),
+            timeout=60,
+        )
         assert old["status"] == "succeeded" and old["output"] == "slept 3 old", "in-flight work was not failed"
         # the old release's warm runner retires; the new one is kept warm
         wait_for(lambda: not runners(stack, pool_v1), timeout=60)

@@ -14,15 +14,34 @@ from tests.system.conftest import wait_for
 pytestmark = pytest.mark.system
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-BOOT_PHASES = ("Booting ", "Capacity provisioning", "Image pull", "Fetching the model source",
-               "Building the model's environment", "Model ready", "Model setup failed")
-NOISE = ("coglet", "slot", "sitecustomize", "worker setup failed", "DeprecationWarning", "cogplane:",
-         "pip", "Collecting", "Successfully installed", "Requirement already")
+BOOT_PHASES = (
+    "Booting ",
+    "Capacity provisioning",
+    "Image pull",
+    "Fetching the model source",
+    "Building the model's environment",
+    "Model ready",
+    "Model setup failed",
+)
+NOISE = (
+    "coglet",
+    "slot",
+    "sitecustomize",
+    "worker setup failed",
+    "DeprecationWarning",
+    "cogplane:",
+    "pip",
+    "Collecting",
+    "Successfully installed",
+    "Requirement already",
+)
 
 
 def _done(c, pid: str, timeout: float = 300) -> dict:
-    return wait_for(lambda: (p := c.get(f"/v1/predictions/{pid}").json())["status"]
-                    not in ("starting", "processing") and p, timeout=timeout)
+    return wait_for(
+        lambda: (p := c.get(f"/v1/predictions/{pid}").json())["status"] not in ("starting", "processing") and p,
+        timeout=timeout,
+    )
 
 
 def _platform_lines(logs: str) -> list[str]:
@@ -60,7 +79,8 @@ def test_the_environment_build_goes_to_the_versions_build_log_not_the_prediction
         'build:\n  python_version: "3.11"\n  python_packages:\n'
         f'    - "six!=0.0.{nonce}"\n'  # a requirement of its own: a new environment, built by the runner
         '    - "cog==0.22.0"\n'  # a pin the platform replaces, with a warning for the build log
-        'predict: "predict.py:Predictor"\n')
+        'predict: "predict.py:Predictor"\n'
+    )
     version = stack.cli("push", "--public", str(folder), "local/sleeper-build-log").stdout.strip()
     with stack.client() as c:
         before = c.get(f"/v1/models/local/sleeper-build-log/versions/{version}").json()["build"]

@@ -84,11 +84,17 @@ def test_a_predictor_that_raises_makes_run_raise_model_error(stack, model_copy):
 def test_setup_failure_fails_the_predictions_with_the_setup_error(stack, model_copy):
     stack.cli("push", str(model_copy("setup_fails")), "local/setup-fails")
     with stack.client() as c:
-        ids = [c.post("/v1/models/local/setup-fails/predictions", json={"input": {"text": str(i)}}).json()["id"]
-               for i in range(2)]
+        ids = [
+            c.post("/v1/models/local/setup-fails/predictions", json={"input": {"text": str(i)}}).json()["id"]
+            for i in range(2)
+        ]
         for pid in ids:
-            done = wait_for(lambda pid=pid: (p := c.get(f"/v1/predictions/{pid}").json())["status"]
-                            not in ("starting", "processing") and p, timeout=120)
+            done = wait_for(
+                lambda pid=pid: (
+                    (p := c.get(f"/v1/predictions/{pid}").json())["status"] not in ("starting", "processing") and p
+                ),
+                timeout=120,
+            )
             assert done["status"] == "failed"
             assert "the weights are missing on purpose" in done["error"]
 
@@ -109,8 +115,9 @@ def test_cancel_of_a_long_prediction_ends_canceled(stack, model_copy):
         final = c.get(f"/v1/predictions/{pid}").json()
         assert final["status"] == "canceled" and final["completed_at"]
         nxt = c.post("/v1/models/local/sleeper-cancel/predictions", json={"input": {"seconds": 0}}).json()
-        done = wait_for(lambda: (p := c.get(f"/v1/predictions/{nxt['id']}").json())["status"] == "succeeded"
-                        and p, timeout=30)
+        done = wait_for(
+            lambda: (p := c.get(f"/v1/predictions/{nxt['id']}").json())["status"] == "succeeded" and p, timeout=30
+        )
         taken_by = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (nxt["id"],))[0]["runner_id"]
         assert taken_by == runner, "the runner whose model run was canceled took the next job"
         assert done["output"] == "slept 0"
@@ -118,8 +125,9 @@ def test_cancel_of_a_long_prediction_ends_canceled(stack, model_copy):
 
 
 def _runner_pid_for(stack, prediction_id: str, client) -> int:
-    runner_id = wait_for(lambda: client.get(f"/v1/predictions/{prediction_id}").json()["status"] == "processing"
-                         and True, timeout=120)
+    runner_id = wait_for(
+        lambda: client.get(f"/v1/predictions/{prediction_id}").json()["status"] == "processing" and True, timeout=120
+    )
     assert runner_id
     import sqlite3
 
@@ -140,19 +148,24 @@ def test_kill_9_of_a_runner_fails_its_prediction_and_the_queue_moves_on(stack, m
     with stack.client() as c:
         running = c.post("/v1/predictions", json={"version": version, "input": {"seconds": 60, "tag": "a"}}).json()
         runner_pid = _runner_pid_for(stack, running["id"], c)
-        queued = [c.post("/v1/predictions", json={"version": version, "input": {"seconds": 0, "tag": f"q{i}"}})
-                  .json()["id"] for i in range(3)]
+        queued = [
+            c.post("/v1/predictions", json={"version": version, "input": {"seconds": 0, "tag": f"q{i}"}}).json()["id"]
+            for i in range(3)
+        ]
         cog_pids = descendants(runner_pid)
         assert cog_pids, "the runner should have a cog server below it"
         os.kill(runner_pid, signal.SIGKILL)
 
-        failed = wait_for(lambda: (p := c.get(f"/v1/predictions/{running['id']}").json())["status"] == "failed"
-                          and p, timeout=60)
+        failed = wait_for(
+            lambda: (p := c.get(f"/v1/predictions/{running['id']}").json())["status"] == "failed" and p, timeout=60
+        )
         assert "runner" in failed["error"] and "stopped unexpectedly" in failed["error"]
         wait_for(lambda: not any(alive(p) for p in cog_pids), timeout=10)
         for pid in queued:
-            done = wait_for(lambda pid=pid: (p := c.get(f"/v1/predictions/{pid}").json())["status"] == "succeeded"
-                            and p, timeout=180)
+            done = wait_for(
+                lambda pid=pid: (p := c.get(f"/v1/predictions/{pid}").json())["status"] == "succeeded" and p,
+                timeout=180,
+            )
             assert done["output"].startswith("slept 0")
         # none ran twice: every queued prediction was started exactly once, by a runner still alive
         assert c.get(f"/v1/predictions/{running['id']}").json()["status"] == "failed"
@@ -167,13 +180,22 @@ def test_a_crashed_worker_fails_its_prediction_and_the_server_is_restarted(one_r
     stack.cli("push", str(folder), "local/crashy")
     with stack.client() as c:
         crashed = c.post("/v1/models/local/crashy/predictions", json={"input": {"crash": True}}).json()
-        failed = wait_for(lambda: (p := c.get(f"/v1/predictions/{crashed['id']}").json())["status"]
-                          not in ("starting", "processing") and p, timeout=120)
+        failed = wait_for(
+            lambda: (
+                (p := c.get(f"/v1/predictions/{crashed['id']}").json())["status"] not in ("starting", "processing")
+                and p
+            ),
+            timeout=120,
+        )
         assert failed["status"] == "failed" and failed["error"], failed
         runner = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (crashed["id"],))[0]["runner_id"]
         after = c.post("/v1/models/local/crashy/predictions", json={"input": {"crash": False}}).json()
-        done = wait_for(lambda: (p := c.get(f"/v1/predictions/{after['id']}").json())["status"]
-                        not in ("starting", "processing") and p, timeout=120)
+        done = wait_for(
+            lambda: (
+                (p := c.get(f"/v1/predictions/{after['id']}").json())["status"] not in ("starting", "processing") and p
+            ),
+            timeout=120,
+        )
         assert done["status"] == "succeeded" and done["output"] == "still standing"
         taken_by = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (after["id"],))[0]["runner_id"]
         assert taken_by == runner, "the same runner restarted its cog server and went on"

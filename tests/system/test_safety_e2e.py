@@ -28,13 +28,13 @@ def png_pixels(data: bytes) -> tuple[int, int, bytes]:
     assert (depth, color) == (8, 2), "an 8-bit RGB PNG"
     idat, pos = b"", 8
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + length]
+            idat += data[pos + 8 : pos + 8 + length]
         pos += 12 + length
     raw = zlib.decompress(idat)
     row = 1 + 3 * width
-    return width, height, b"".join(raw[i * row + 1:(i + 1) * row] for i in range(height))
+    return width, height, b"".join(raw[i * row + 1 : (i + 1) * row] for i in range(height))
 
 
 def is_black(data: bytes) -> bool:
@@ -86,8 +86,10 @@ def web_run(stack: Stack, model: str, text: str) -> tuple[str, str]:
 def test_web_predictions_are_checked_and_api_ones_only_with_all(safety_stack, painter):
     stack = safety_stack
     client = stack.replicate()
-    assert stack.cli("models", "set", "local/painter", "--safety-checker", "web").stdout.strip() == \
-        "local/painter: safety checker web"
+    assert (
+        stack.cli("models", "set", "local/painter", "--safety-checker", "web").stdout.strip()
+        == "local/painter: safety checker web"
+    )
     with stack.client() as c:
         assert c.get("/v1/models/local/painter").json()["safety_checker"] == "web"
 
@@ -123,11 +125,15 @@ def test_web_predictions_are_checked_and_api_ones_only_with_all(safety_stack, pa
     assert checked.status == "succeeded", (checked.error, checked.logs)
     assert is_black(fetch(stack, checked.output[1])) and not is_black(fetch(stack, checked.output[0]))
     with stack.client() as c:  # replicate 1.0.7 drops create params it does not know: sent raw
-        r = c.post("/v1/predictions", json={"version": painter, "input": {"text": "opt out"},
-                                             "disable_safety_checker": True}, headers={"Prefer": "wait"})
+        r = c.post(
+            "/v1/predictions",
+            json={"version": painter, "input": {"text": "opt out"}, "disable_safety_checker": True},
+            headers={"Prefer": "wait"},
+        )
         assert r.status_code in (200, 201), r.text
-        opted = wait_for(lambda: (p := c.get(f"/v1/predictions/{r.json()['id']}").json())["status"] == "succeeded"
-                         and p, timeout=120)
+        opted = wait_for(
+            lambda: (p := c.get(f"/v1/predictions/{r.json()['id']}").json())["status"] == "succeeded" and p, timeout=120
+        )
         assert "safety" not in opted
         assert not is_black(fetch(stack, opted["output"][1]))
         bad = c.post("/v1/predictions", json={"version": painter, "input": {}, "disable_safety_checker": "yes"})
@@ -136,9 +142,14 @@ def test_web_predictions_are_checked_and_api_ones_only_with_all(safety_stack, pa
     # the JS client: passes disable_safety_checker through, keeps `safety` as it is
     node = shutil.which("node")
     assert node, "node is required for the JS client tests"
-    result = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "safety.test.mjs")], cwd=REPO,
-                            env=node_env(stack, PAINTER_VERSION=painter), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [node, "--test", str(REPO / "tests" / "js" / "safety.test.mjs")],
+        cwd=REPO,
+        env=node_env(stack, PAINTER_VERSION=painter),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -35,8 +35,10 @@ def test_a_flagged_image_is_replaced_on_the_deployed_shape(sim):
     with sim.client() as c:  # the admin-token account (COGPLANE_USER names it)
         owner = c.get("/v1/account").json()["username"]
     painter = sim.cli("push", str(folder), f"{owner}/painter").stdout.strip()
-    assert sim.cli("models", "set", f"{owner}/painter", "--safety-checker", "all").stdout.strip() == \
-        f"{owner}/painter: safety checker all"
+    assert (
+        sim.cli("models", "set", f"{owner}/painter", "--safety-checker", "all").stdout.strip()
+        == f"{owner}/painter: safety checker all"
+    )
     client = sim.replicate()
     start, attempts = time.monotonic(), 0
     deadline = start + 600

@@ -31,9 +31,11 @@ def test_a_secret_reaches_the_model_and_nothing_else(own_stack, model_copy, rece
     stack = own_stack
     stack.cli("push", str(model_copy("secret")), "local/secret")
     with stack.client() as c:
-        created = c.post("/v1/models/local/secret/predictions", headers={"Prefer": "wait"},
-                         json={"input": {"api_key": PLAIN, "prompt": "hi"}, "webhook": receiver.url,
-                               "stream": True})
+        created = c.post(
+            "/v1/models/local/secret/predictions",
+            headers={"Prefer": "wait"},
+            json={"input": {"api_key": PLAIN, "prompt": "hi"}, "webhook": receiver.url, "stream": True},
+        )
         assert created.status_code == 201, created.text
         p = created.json()
         assert p["input"] == {"api_key": REDACTED, "prompt": "hi"}
@@ -51,12 +53,12 @@ def test_a_secret_reaches_the_model_and_nothing_else(own_stack, model_copy, rece
         # the web UI, signed in as the owner: the prediction page, its JSON and the dashboard
         signin = c.get("/signin").text
         csrf = re.search(r'name="csrf" value="([^"]+)"', signin).group(1)
-        assert c.post("/signin", data={"token": TOKEN, "csrf": csrf, "next": "/dashboard"},
-                      headers={"Authorization": ""}).status_code in (200, 303)
+        assert c.post(
+            "/signin", data={"token": TOKEN, "csrf": csrf, "next": "/dashboard"}, headers={"Authorization": ""}
+        ).status_code in (200, 303)
         pages = [c.get(path).text for path in (f"/p/{p['id']}", f"/p/{p['id']}/json", "/dashboard")]
 
-    shown = [created.text, got.text, listed.text, stream.text, *pages,
-             *[r["body"].decode() for r in receiver.requests]]
+    shown = [created.text, got.text, listed.text, stream.text, *pages, *[r["body"].decode() for r in receiver.requests]]
     for text in shown:
         assert PLAIN not in text
     assert "event: done" in stream.text and digest in stream.text

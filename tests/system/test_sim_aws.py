@@ -55,8 +55,14 @@ def test_js_client_runs_hello(sim):
     node = shutil.which("node")
     assert node, "node is required for the JS client tests"
     env = node_env(sim, COGPLANE_HELLO_MODEL="admin/hello")
-    result = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "hello.test.mjs")], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [node, "--test", str(REPO / "tests" / "js" / "hello.test.mjs")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# pass 4" in result.stdout, result.stdout
 
@@ -79,8 +85,11 @@ def test_streams_through_the_stream_function_and_secrets_through_the_runner_task
     prediction = client.models.predictions.create(model="admin/frames", input={"count": 2})
     stream_url = prediction.urls["stream"]
     assert "/v1/files/streams/" in stream_url and prediction.id not in stream_url
-    files = [e.data for e in client.stream("admin/frames", input={"count": 2})
-             if getattr(e.event, "value", e.event) == "output"]
+    files = [
+        e.data
+        for e in client.stream("admin/frames", input={"count": 2})
+        if getattr(e.event, "value", e.event) == "output"
+    ]
     assert len(files) == 2 and all(prediction.id not in f for f in files)
     prediction.wait()
     assert all(prediction.id not in url for url in prediction.output)

@@ -26,9 +26,12 @@ def test_cli_push_create_get_list_cancel_over_http(stack, model_copy):
         model = c.get("/v1/models/local/sleeper").json()
         assert model["visibility"] == "private" and model["latest_version"]["id"] == changed
         since = (c.get("/v1/predictions").json()["results"] or [{"created_at": "2000-01-01T00:00:00Z"}])[0][
-            "created_at"]  # the session's stack is shared: list only what this test creates
-        created = [c.post("/v1/predictions", json={"version": changed, "input": {"seconds": 30, "tag": str(i)}})
-                   for i in range(7)]
+            "created_at"
+        ]  # the session's stack is shared: list only what this test creates
+        created = [
+            c.post("/v1/predictions", json={"version": changed, "input": {"seconds": 30, "tag": str(i)}})
+            for i in range(7)
+        ]
         assert all(r.status_code == 201 for r in created)
         ids = [r.json()["id"] for r in created]
         got = c.get(f"/v1/predictions/{ids[0]}").json()
@@ -89,8 +92,9 @@ def test_restart_keeps_accounts_models_versions_predictions_and_files(tmp_path, 
             assert c.get("/v1/account").json()["username"] == "local"
             assert c.get("/v1/models/local/keep").json()["latest_version"]["id"] == version_id
             assert c.get(f"/v1/models/local/keep/versions/{version_id}").status_code == 200
-            prediction = wait_for(lambda: (p := c.get(f"/v1/predictions/{pid}").json())["status"] == "succeeded"
-                                  and p, timeout=120)
+            prediction = wait_for(
+                lambda: (p := c.get(f"/v1/predictions/{pid}").json())["status"] == "succeeded" and p, timeout=120
+            )
             assert prediction["output"] == "slept 0"
         # the bundle (a file in the blob store) survived too: the runner could run it after the restart
     finally:

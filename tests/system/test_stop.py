@@ -29,8 +29,15 @@ class MakeUp(Stack):
     def start(self, timeout: float = 120) -> Stack:
         self.offset = self.output.stat().st_size if self.output.exists() else 0
         with open(self.output, "ab") as out:
-            self.proc = subprocess.Popen(["make", "-s", "up"], cwd=REPO, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["make", "-s", "up"],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         return self._wait_up(timeout)
 
     def _wait_up(self, timeout: float) -> Stack:
@@ -42,8 +49,11 @@ class MakeUp(Stack):
 def _stack(tmp_path, cls=Stack, **env) -> Stack:
     examples = tmp_path / "no-examples"
     examples.mkdir(exist_ok=True)
-    return cls(tmp_path / "home", examples=examples,
-               env={"COGPLANE_STOP_GRACE": str(GRACE), "COGPLANE_MAX_RUNNERS": "2", **env})
+    return cls(
+        tmp_path / "home",
+        examples=examples,
+        env={"COGPLANE_STOP_GRACE": str(GRACE), "COGPLANE_MAX_RUNNERS": "2", **env},
+    )
 
 
 def _push_sleeper(stack: Stack, model_copy, name: str) -> str:
@@ -53,21 +63,30 @@ def _push_sleeper(stack: Stack, model_copy, name: str) -> str:
 
 
 def _processing_with_ticks(c, pid: str) -> None:
-    wait_for(lambda: (p := c.get(f"/v1/predictions/{pid}").json())["status"] == "processing"
-             and "tick 0" in (p["logs"] or ""), timeout=180)
+    wait_for(
+        lambda: (
+            (p := c.get(f"/v1/predictions/{pid}").json())["status"] == "processing" and "tick 0" in (p["logs"] or "")
+        ),
+        timeout=180,
+    )
 
 
 def _in_flight(stack: Stack, version: str) -> dict[str, str]:
     """long: outlasts the grace period; short: finishes inside it; queued: every runner is busy."""
     with stack.client() as c:
-        ids = {"long": c.post("/v1/predictions", json={"version": version,
-                                                       "input": {"seconds": 600, "tag": "long"}}).json()["id"]}
+        ids = {
+            "long": c.post(
+                "/v1/predictions", json={"version": version, "input": {"seconds": 600, "tag": "long"}}
+            ).json()["id"]
+        }
         _processing_with_ticks(c, ids["long"])
-        ids["short"] = c.post("/v1/predictions", json={"version": version,
-                                                       "input": {"seconds": 5, "tag": "short"}}).json()["id"]
+        ids["short"] = c.post(
+            "/v1/predictions", json={"version": version, "input": {"seconds": 5, "tag": "short"}}
+        ).json()["id"]
         _processing_with_ticks(c, ids["short"])
-        ids["queued"] = c.post("/v1/predictions", json={"version": version,
-                                                        "input": {"seconds": 0, "tag": "queued"}}).json()["id"]
+        ids["queued"] = c.post(
+            "/v1/predictions", json={"version": version, "input": {"seconds": 0, "tag": "queued"}}
+        ).json()["id"]
     return ids
 
 
@@ -111,8 +130,10 @@ def _check_graceful(stack: Stack, ids: dict[str, str]) -> None:
     again = Stack(stack.home, examples=stack.examples, env=stack.extra_env).start()
     try:
         with again.client() as c:
-            done = wait_for(lambda: (p := c.get(f"/v1/predictions/{ids['queued']}").json())["status"]
-                            == "succeeded" and p, timeout=180)
+            done = wait_for(
+                lambda: (p := c.get(f"/v1/predictions/{ids['queued']}").json())["status"] == "succeeded" and p,
+                timeout=180,
+            )
             assert done["output"] == "slept 0 queued"
             assert c.get(f"/v1/predictions/{ids['long']}").json()["status"] == "failed"
     finally:
@@ -180,8 +201,9 @@ def test_a_second_ctrl_c_stops_at_once_and_fails_in_flight_work_with_a_reason(tm
 
 def test_a_short_token_is_a_one_line_error(tmp_path):
     env = {**_stack(tmp_path).env, "COGPLANE_TOKEN": "too-short"}
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "cogplane"), "up"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "cogplane"), "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -198,8 +220,9 @@ def test_after_a_kill_9_of_the_stack_the_next_start_fails_what_ran_and_runs_what
         with stack.client() as c:
             running = c.post("/v1/predictions", json={"version": version, "input": {"seconds": 600}}).json()["id"]
             _processing_with_ticks(c, running)
-            queued = c.post("/v1/predictions", json={"version": version,
-                                                     "input": {"seconds": 0, "tag": "after"}}).json()["id"]
+            queued = c.post(
+                "/v1/predictions", json={"version": version, "input": {"seconds": 0, "tag": "after"}}
+            ).json()["id"]
         below = descendants(stack.proc.pid)
         stack.proc.kill()
         _wait_gone(stack, below, timeout=30)
@@ -211,8 +234,12 @@ def test_after_a_kill_9_of_the_stack_the_next_start_fails_what_ran_and_runs_what
         with again.client() as c:
             failed = c.get(f"/v1/predictions/{running}").json()  # failed before the server answered
             assert failed["status"] == "failed" and failed["error"].startswith("stopped: cogplane ended"), failed
-            done = wait_for(lambda: (p := c.get(f"/v1/predictions/{queued}").json())["status"]
-                            not in ("starting", "processing") and p, timeout=180)
+            done = wait_for(
+                lambda: (
+                    (p := c.get(f"/v1/predictions/{queued}").json())["status"] not in ("starting", "processing") and p
+                ),
+                timeout=180,
+            )
             assert done["status"] == "succeeded" and done["output"] == "slept 0 after", done
     finally:
         assert again.stop() == []

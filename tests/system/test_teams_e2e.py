@@ -42,9 +42,16 @@ def teams_stack(tmp_path_factory, pytestconfig):
     home = tmp_path_factory.mktemp("teams") / "home"
     empty = home.parent / "no-examples"
     empty.mkdir()
-    s = start_stack(pytestconfig, home, examples=empty, env={
-        "COGPLANE_RATE_CREATE_PER_MINUTE": str(CREATE_LIMIT), "COGPLANE_RATE_OTHER_PER_MINUTE": str(OTHER_LIMIT),
-        "COGPLANE_PRICES": "cpu=0.001"})
+    s = start_stack(
+        pytestconfig,
+        home,
+        examples=empty,
+        env={
+            "COGPLANE_RATE_CREATE_PER_MINUTE": str(CREATE_LIMIT),
+            "COGPLANE_RATE_OTHER_PER_MINUTE": str(OTHER_LIMIT),
+            "COGPLANE_PRICES": "cpu=0.001",
+        },
+    )
     try:
         yield s
     finally:
@@ -61,8 +68,14 @@ def admin(stack: Stack, *args: str) -> dict:
 
 def cli_as(stack: Stack, token: str, *args: str) -> subprocess.CompletedProcess:
     env = {**stack.env, "COGPLANE_URL": stack.url, "COGPLANE_TOKEN": token}
-    return subprocess.run([str(REPO / ".venv" / "bin" / "cogplane"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "cogplane"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def read(output) -> bytes:
@@ -148,9 +161,13 @@ def test_teams_end_to_end(teams_stack, tmp_path):
         assert a.get(f"/v1/predictions/{b_prediction.id}").status_code == 404  # b's own
     with stack.client(tokens["c"]) as c, stack.anon() as anon:
         for client, status in ((c, 404), (anon, 401)):
-            for path in ("/v1/models/t/secret-model", "/v1/models/t/secret-model/versions",
-                         f"/v1/models/t/secret-model/versions/{version}", f"/v1/predictions/{t_prediction.id}",
-                         f"/v1/predictions/{b_prediction.id}"):
+            for path in (
+                "/v1/models/t/secret-model",
+                "/v1/models/t/secret-model/versions",
+                f"/v1/models/t/secret-model/versions/{version}",
+                f"/v1/predictions/{t_prediction.id}",
+                f"/v1/predictions/{b_prediction.id}",
+            ):
                 assert client.get(path).status_code == status, (path, client.get(path).text)
             if not isinstance(stack, SimStack):  # moto's S3 checks no signatures (real S3: 403)
                 assert client.get(stripped(output_url)).status_code == 404
@@ -163,22 +180,31 @@ def test_teams_end_to_end(teams_stack, tmp_path):
     node = shutil.which("node")
     assert node and (REPO / "node_modules" / "replicate").is_dir()
     env = node_env(stack, COGPLANE_TOKEN=tokens["b"], MODEL="t/secret-model")
-    js = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "teams.test.mjs")], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+    js = subprocess.run(
+        [node, "--test", str(REPO / "tests" / "js" / "teams.test.mjs")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert js.returncode == 0 and "# pass 1" in js.stdout, js.stdout + js.stderr
     print(next(line for line in js.stdout.splitlines() if "POST attempts" in line))
 
     # --- rate limits are per account: d's creates run out, a is unaffected ----------------------------
     with stack.client(tokens["d"]) as c, stack.client(tokens["a"]) as a:
-        codes = [c.post("/v1/models/t/secret-model/predictions", json={"input": {}}).status_code
-                 for _ in range(CREATE_LIMIT + 1)]
+        codes = [
+            c.post("/v1/models/t/secret-model/predictions", json={"input": {}}).status_code
+            for _ in range(CREATE_LIMIT + 1)
+        ]
         assert codes[:CREATE_LIMIT] == [404] * CREATE_LIMIT and codes[-1] == 429
         throttled = c.post("/v1/models/t/secret-model/predictions", json={"input": {}})
         assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) >= 1
         assert throttled.headers["X-RateLimit-Remaining"] == "0"
         assert throttled.headers["X-RateLimit-Limit"] == str(CREATE_LIMIT)
-        created = a.post("/v1/models/t/secret-model/predictions", json={"input": {"count": 1}},
-                         headers={"Prefer": "wait"})
+        created = a.post(
+            "/v1/models/t/secret-model/predictions", json={"input": {"count": 1}}, headers={"Prefer": "wait"}
+        )
         assert created.status_code == 201 and created.json()["status"] == "succeeded"
         assert int(created.headers["ratelimit-remaining"]) == CREATE_LIMIT - 1
 

@@ -55,8 +55,9 @@ def test_train_then_run_the_trained_version_with_the_python_client(stack, receiv
     client = stack.replicate()
     base = _base_version(stack)
     destination = _destination(stack, "greeter-py")
-    training = client.trainings.create(version=f"{_base(stack)}:{base}", input={"prefix": "howdy"},
-                                       destination=destination, webhook=receiver.url)
+    training = client.trainings.create(
+        version=f"{_base(stack)}:{base}", input={"prefix": "howdy"}, destination=destination, webhook=receiver.url
+    )
     assert training.status == "starting" and training.destination == destination
     training = _poll(training)
     assert training.status == "succeeded", (training.error, training.logs)
@@ -89,8 +90,11 @@ def test_train_then_run_the_trained_version_with_the_python_client(stack, receiv
 def test_cancel_a_running_training(stack):
     client = stack.replicate()
     destination = _destination(stack, "greeter-cancel")
-    training = client.trainings.create(version=f"{_base(stack)}:{_base_version(stack)}",
-                                       input={"prefix": "never", "steps": 60, "sleep": 1}, destination=destination)
+    training = client.trainings.create(
+        version=f"{_base(stack)}:{_base_version(stack)}",
+        input={"prefix": "never", "steps": 60, "sleep": 1},
+        destination=destination,
+    )
     deadline = time.monotonic() + 180
     while "training step" not in (training.logs or "") and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -107,21 +111,33 @@ def test_bad_training_input_is_422(stack):
     client = stack.replicate()
     destination = _destination(stack, "greeter-bad")
     with pytest.raises(ReplicateError) as err:
-        client.trainings.create(version=f"{_base(stack)}:{_base_version(stack)}",
-                                input={"prefix": "x", "steps": 0}, destination=destination)
+        client.trainings.create(
+            version=f"{_base(stack)}:{_base_version(stack)}", input={"prefix": "x", "steps": 0}, destination=destination
+        )
     assert err.value.status == 422
     with pytest.raises(ReplicateError) as err:
-        client.trainings.create(version=f"{_base(stack)}:{_base_version(stack)}",
-                                input={"prefix": "x"}, destination="local/does-not-exist")
+        client.trainings.create(
+            version=f"{_base(stack)}:{_base_version(stack)}", input={"prefix": "x"}, destination="local/does-not-exist"
+        )
     assert err.value.status == 422
 
 
 def test_js_client_creates_and_polls_a_training(stack):
     node = shutil.which("node")
     assert node, "node is required for the JS client tests"
-    env = node_env(stack, COGPLANE_BASE_MODEL=_base(stack), COGPLANE_BASE_VERSION=_base_version(stack),
-                   COGPLANE_DESTINATION=_destination(stack, "greeter-js"))
-    result = subprocess.run([node, "--test", str(REPO / "tests" / "js" / "trainings.test.mjs")], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=400)
+    env = node_env(
+        stack,
+        COGPLANE_BASE_MODEL=_base(stack),
+        COGPLANE_BASE_VERSION=_base_version(stack),
+        COGPLANE_DESTINATION=_destination(stack, "greeter-js"),
+    )
+    result = subprocess.run(
+        [node, "--test", str(REPO / "tests" / "js" / "trainings.test.mjs")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# pass 1" in result.stdout, result.stdout

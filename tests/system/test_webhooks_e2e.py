@@ -15,8 +15,10 @@ def test_real_run_delivers_signed_webhooks_in_order(stack, model_copy, receiver)
     stack.cli("push", str(model_copy("tokens")), "local/tokens-hooks")
     with stack.client() as c:
         secret = c.get("/v1/webhooks/default/secret").json()["key"]
-        p = c.post("/v1/models/local/tokens-hooks/predictions",
-                   json={"input": {"text": "a b c d e f", "delay": 0.2}, "webhook": receiver.url}).json()
+        p = c.post(
+            "/v1/models/local/tokens-hooks/predictions",
+            json={"input": {"text": "a b c d e f", "delay": 0.2}, "webhook": receiver.url},
+        ).json()
         wait_for(lambda: any(r["json"]["status"] == "succeeded" for r in receiver.requests), timeout=120)
         final = c.get(f"/v1/predictions/{p['id']}").json()
     bodies = [r["json"] for r in receiver.requests]
@@ -28,17 +30,19 @@ def test_real_run_delivers_signed_webhooks_in_order(stack, model_copy, receiver)
     assert bodies[0]["status"] in ("starting", "processing")
     assert any(b["status"] == "processing" and b["output"] for b in bodies), "output events arrive as it runs"
     for r in receiver.requests:
-        Webhooks.validate(headers=r["headers"], body=r["body"].decode(), secret=WebhookSigningSecret(key=secret),
-                          tolerance=300)
+        Webhooks.validate(
+            headers=r["headers"], body=r["body"].decode(), secret=WebhookSigningSecret(key=secret), tolerance=300
+        )
     assert len({r["headers"]["webhook-id"] for r in receiver.requests}) == len(receiver.requests)
 
 
 def test_filter_completed_only(stack, model_copy, receiver):
     stack.cli("push", str(model_copy("tokens")), "local/tokens-hooks")
     with stack.client() as c:
-        p = c.post("/v1/models/local/tokens-hooks/predictions",
-                   json={"input": {"text": "x y"}, "webhook": receiver.url,
-                         "webhook_events_filter": ["completed"]}).json()
+        p = c.post(
+            "/v1/models/local/tokens-hooks/predictions",
+            json={"input": {"text": "x y"}, "webhook": receiver.url, "webhook_events_filter": ["completed"]},
+        ).json()
         wait_for(lambda: receiver.requests, timeout=120)
         wait_for(lambda: c.get(f"/v1/predictions/{p['id']}").json()["status"] == "succeeded", timeout=60)
     import time
@@ -49,6 +53,8 @@ def test_filter_completed_only(stack, model_copy, receiver):
 
 def test_link_local_webhook_is_refused_with_422(stack):
     with stack.client() as c:
-        r = c.post("/v1/models/examples/hello/predictions",
-                   json={"input": {"prompt": "x"}, "webhook": "http://169.254.169.254/latest/meta-data"})
+        r = c.post(
+            "/v1/models/examples/hello/predictions",
+            json={"input": {"prompt": "x"}, "webhook": "http://169.254.169.254/latest/meta-data"},
+        )
         assert r.status_code == 422 and r.json()["field"] == "webhook"

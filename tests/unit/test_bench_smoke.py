@@ -94,13 +94,28 @@ def test_parse_time_accepts_cog_and_cogplane_timestamps():
 def test_report_renders_a_minimal_result():
     from bench.report import render
 
-    text = render({
-        "meta": {"mode": "quick", "when": "now", "host": "h", "cpus": 2, "cpu": "c", "python": "3.11",
-                 "env_cache": "/tmp/envs", "bench_seconds": 1.0},
-        "environments": {"hello": {"ok": True, "was_cached": True, "seconds": 0.0},
-                         "embeddings": {"ok": False, "error": "no torch"}},
-        "warm": None, "warm_after_idle": None, "cold": [], "throughput": [],
-        "errors": [{"section": "x", "error": "boom"}],
-    })
+    text = render(
+        {
+            "meta": {
+                "mode": "quick",
+                "when": "now",
+                "host": "h",
+                "cpus": 2,
+                "cpu": "c",
+                "python": "3.11",
+                "env_cache": "/tmp/envs",
+                "bench_seconds": 1.0,
+            },
+            "environments": {
+                "hello": {"ok": True, "was_cached": True, "seconds": 0.0},
+                "embeddings": {"ok": False, "error": "no torch"},
+            },
+            "warm": None,
+            "warm_after_idle": None,
+            "cold": [],
+            "throughput": [],
+            "errors": [{"section": "x", "error": "boom"}],
+        }
+    )
     assert "WARM PATH" in text and "COLD BOOT" in text and "THROUGHPUT" in text
     assert "embeddings: NOT AVAILABLE (no torch)" in text and "x: boom" in text

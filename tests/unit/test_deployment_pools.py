@@ -16,11 +16,19 @@ def vid(n: int) -> str:
     return f"{n:064x}"
 
 
-def deployment(name: str, *, version: str, min_instances: int, owner: str = "alice",
-               release: int = 1) -> Deployment:
-    return Deployment(owner=owner, name=name, model="alice/hello", version=version, hardware="cpu",
-                      min_instances=min_instances, max_instances=5, release_number=release,
-                      release_created_at="2026-01-01T00:00:00.000000Z", created_by=owner)
+def deployment(name: str, *, version: str, min_instances: int, owner: str = "alice", release: int = 1) -> Deployment:
+    return Deployment(
+        owner=owner,
+        name=name,
+        model="alice/hello",
+        version=version,
+        hardware="cpu",
+        min_instances=min_instances,
+        max_instances=5,
+        release_number=release,
+        release_created_at="2026-01-01T00:00:00.000000Z",
+        created_by=owner,
+    )
 
 
 @pytest.fixture
@@ -49,23 +57,22 @@ def test_warm_pools_read_deployments_with_min_instances(services, dispatcher):
     }
 
     # a release to a new version moves the warm pool; the old pool is no longer kept warm
-    services.state.update_deployment(warm.replace(version=vid(4), min_instances=1, release_number=2),
-                                     expect_release=1)
+    services.state.update_deployment(warm.replace(version=vid(4), min_instances=1, release_number=2), expect_release=1)
     assert dispatcher.warm_pools() == {f"d-alice.warm.one.{vid(4)}": 1, f"d-bob.other.{vid(3)}": 1}
     services.state.delete_deployment("bob", "other")
     assert dispatcher.warm_pools() == {f"d-alice.warm.one.{vid(4)}": 1}
 
 
 def _runner(services, tmp_path, pool: str) -> RunnerProcess:
-    return RunnerProcess(services, RunnerConfig(pool=pool, work_root=tmp_path / "work",
-                                                env_cache=tmp_path / "envs"))
+    return RunnerProcess(services, RunnerConfig(pool=pool, work_root=tmp_path / "work", env_cache=tmp_path / "envs"))
 
 
 def test_runner_resolves_the_version_named_by_a_deployment_pool(services, schema, tmp_path):
     services.state.create_model(Model(owner="alice", name="hello"))
     for n in (1, 2):
-        services.state.put_version(Version(id=vid(n), owner="alice", name="hello", created_at=f"t{n}",
-                                           openapi_schema=schema))
+        services.state.put_version(
+            Version(id=vid(n), owner="alice", name="hello", created_at=f"t{n}", openapi_schema=schema)
+        )
     d = deployment("my.app", version=vid(2), min_instances=0)
     services.state.create_deployment(d)
 

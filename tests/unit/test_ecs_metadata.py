@@ -11,7 +11,8 @@ import pytest
 from gpu_runner.ecs_metadata import ENV, boot_phases, parse_time, task_metadata
 
 TASK = {
-    "Cluster": "cogplane", "TaskARN": "arn:aws:ecs:us-east-1:1:task/cogplane/abc",
+    "Cluster": "cogplane",
+    "TaskARN": "arn:aws:ecs:us-east-1:1:task/cogplane/abc",
     "PullStartedAt": "2026-03-01T12:01:30.250000123Z",
     "PullStoppedAt": "2026-03-01T12:02:10.750000999Z",
     "Containers": [{"Name": "runner", "CreatedAt": "2026-03-01T12:02:11Z", "StartedAt": "2026-03-01T12:02:12Z"}],

@@ -15,8 +15,15 @@ def at(seconds: float) -> str:
 
 
 def prediction(**kw) -> Prediction:
-    base = {"id": "p", "owner": "a", "model": "a/m", "version": "v", "input": {}, "created_at": T0,
-                "webhook": "https://example.com/hook"}
+    base = {
+        "id": "p",
+        "owner": "a",
+        "model": "a/m",
+        "version": "v",
+        "input": {},
+        "created_at": T0,
+        "webhook": "https://example.com/hook",
+    }
     base.update(kw)
     return Prediction(**base)
 
@@ -27,8 +34,11 @@ def kinds(events):
 
 def test_creation_yields_start_and_timers():
     p = prediction(remove_at=at(3600), deadline=at(60))
-    assert kinds(derive(None, p, T0)) == [(WEBHOOK, "start", T0), (TIMER, "remove", at(3600)),
-                                          (TIMER, "deadline", at(60))]
+    assert kinds(derive(None, p, T0)) == [
+        (WEBHOOK, "start", T0),
+        (TIMER, "remove", at(3600)),
+        (TIMER, "deadline", at(60)),
+    ]
 
 
 def test_filter_is_honoured_and_no_webhook_means_no_events():

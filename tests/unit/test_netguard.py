@@ -10,9 +10,26 @@ import pytest
 from cogplane import netguard
 from cogplane.netguard import BlockedURL, FetchError, check_url, fetch
 
-REFUSED = ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-           "224.0.0.1", "240.0.0.1", "::1", "fe80::1", "fc00::1", "::", "ff02::1", "::ffff:127.0.0.1",
-           "::ffff:169.254.169.254", "2002:7f00:1::", "64:ff9b::a9fe:a9fe"]
+REFUSED = [
+    "127.0.0.1",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.1",
+    "240.0.0.1",
+    "::1",
+    "fe80::1",
+    "fc00::1",
+    "::",
+    "ff02::1",
+    "::ffff:127.0.0.1",
+    "::ffff:169.254.169.254",
+    "2002:7f00:1::",
+    "64:ff9b::a9fe:a9fe",
+]
 
 
 @pytest.mark.parametrize("address", REFUSED)
@@ -36,8 +53,11 @@ def test_allow_list_by_cidr_address_and_host_name(monkeypatch):
     with pytest.raises(BlockedURL):
         check_url("http://169.254.169.254/x", ["127.0.0.0/8", "10.0.0.0/8"])
     # a host name is judged by every address it resolves to
-    monkeypatch.setattr(netguard, "_resolve", lambda host, port: [netguard.ipaddress.ip_address("8.8.8.8"),
-                                                                  netguard.ipaddress.ip_address("10.0.0.1")])
+    monkeypatch.setattr(
+        netguard,
+        "_resolve",
+        lambda host, port: [netguard.ipaddress.ip_address("8.8.8.8"), netguard.ipaddress.ip_address("10.0.0.1")],
+    )
     with pytest.raises(BlockedURL, match="10.0.0.1"):
         check_url("https://mixed.example/x")
 

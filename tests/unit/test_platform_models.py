@@ -28,8 +28,9 @@ def test_the_committed_schema_is_what_cogplane_push_generates(folder):
     assert generated == committed_schema(folder), (
         f"{schema_path(folder)} is out of date: regenerate it with "
         f"`python -c 'import json; from cogplane.push import prepare; "
-        f"print(json.dumps(prepare(\"{folder.relative_to(PLATFORM_MODELS.parents[1])}\").schema, indent=2, "
-        f"sort_keys=True))' > {schema_path(folder).relative_to(PLATFORM_MODELS.parents[1])}`")
+        f'print(json.dumps(prepare("{folder.relative_to(PLATFORM_MODELS.parents[1])}").schema, indent=2, '
+        f"sort_keys=True))' > {schema_path(folder).relative_to(PLATFORM_MODELS.parents[1])}`"
+    )
     assert {"Input", "Output"} <= set(generated["components"]["schemas"])
 
 

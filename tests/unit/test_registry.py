@@ -37,19 +37,39 @@ class FakeRegistry:
     """Serves one image; the v2 API wants a bearer token from /token, which wants basic auth."""
 
     def __init__(self, *, labels: dict[str, str] | None = None, user=("AWS", "secret"), as_list=True):
-        labels = {"run.cog.openapi_schema": json.dumps(HELLO_SCHEMA), "run.cog.version": "0.14.3"} \
-            if labels is None else labels
-        self.config = json.dumps({"architecture": "amd64", "os": "linux",
-                                  "config": {"Labels": labels}}).encode()
-        self.manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                               "digest": _digest(self.config), "size": len(self.config)},
-                                    "layers": []}).encode()
+        labels = (
+            {"run.cog.openapi_schema": json.dumps(HELLO_SCHEMA), "run.cog.version": "0.14.3"}
+            if labels is None
+            else labels
+        )
+        self.config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": labels}}).encode()
+        self.manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": _digest(self.config),
+                    "size": len(self.config),
+                },
+                "layers": [],
+            }
+        ).encode()
         arm = "sha256:" + "e" * 64
-        self.index = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [
-            {"digest": arm, "mediaType": OCI_MANIFEST, "platform": {"os": "linux", "architecture": "arm64"}},
-            {"digest": _digest(self.manifest), "mediaType": OCI_MANIFEST,
-             "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+        self.index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": DOCKER_LIST,
+                "manifests": [
+                    {"digest": arm, "mediaType": OCI_MANIFEST, "platform": {"os": "linux", "architecture": "arm64"}},
+                    {
+                        "digest": _digest(self.manifest),
+                        "mediaType": OCI_MANIFEST,
+                        "platform": {"os": "linux", "architecture": "amd64"},
+                    },
+                ],
+            }
+        ).encode()
         self.top = self.index if as_list else self.manifest
         self.user = user
         self.requests: list[httpx.Request] = []
@@ -68,14 +88,21 @@ class FakeRegistry:
             assert request.url.params["scope"] == f"repository:{REPO}:pull"
             return httpx.Response(200, json={"token": "t0k"})
         if request.headers.get("authorization") != "Bearer t0k":
-            return httpx.Response(401, headers={"WWW-Authenticate": (
-                f'Bearer realm="https://{HOST}/token",service="{HOST}",scope="repository:{REPO}:pull"')})
+            return httpx.Response(
+                401,
+                headers={
+                    "WWW-Authenticate": (
+                        f'Bearer realm="https://{HOST}/token",service="{HOST}",scope="repository:{REPO}:pull"'
+                    )
+                },
+            )
         base = f"/v2/{REPO}"
         if path in (f"{base}/manifests/v1", f"{base}/manifests/{self.digest}"):
             assert "application/vnd.oci.image.index.v1+json" in request.headers["accept"]
             media = DOCKER_LIST if self.top is self.index else OCI_MANIFEST
-            return httpx.Response(200, content=self.top, headers={"Content-Type": media,
-                                                                   "Docker-Content-Digest": self.digest})
+            return httpx.Response(
+                200, content=self.top, headers={"Content-Type": media, "Docker-Content-Digest": self.digest}
+            )
         if path == f"{base}/manifests/{_digest(self.manifest)}":
             return httpx.Response(200, content=self.manifest, headers={"Content-Type": OCI_MANIFEST})
         if path == f"{base}/blobs/{_digest(self.config)}":
@@ -122,17 +149,23 @@ def test_wrong_credentials_missing_image_and_non_cog_images_are_clear_errors():
     with pytest.raises(RegistryError, match="token service answered 401"):
         inspect_image(f"{HOST}/{REPO}:v1", ecr_client=FakeEcr(), transport=httpx.MockTransport(registry))
     with pytest.raises(RegistryError, match="not found"):
-        inspect_image(f"{HOST}/{REPO}:nope", ecr_client=FakeEcr(),
-                      transport=httpx.MockTransport(FakeRegistry()))
-    plain = inspect_image(f"{HOST}/{REPO}:v1", ecr_client=FakeEcr(),
-                          transport=httpx.MockTransport(FakeRegistry(labels={})))
+        inspect_image(f"{HOST}/{REPO}:nope", ecr_client=FakeEcr(), transport=httpx.MockTransport(FakeRegistry()))
+    plain = inspect_image(
+        f"{HOST}/{REPO}:v1", ecr_client=FakeEcr(), transport=httpx.MockTransport(FakeRegistry(labels={}))
+    )
     with pytest.raises(RegistryError, match="cog build"):
         _ = plain.openapi_schema
 
 
 def _args(**kw):
-    base = {"model": "alice/hello", "image": f"{HOST}/{REPO}:v1", "public": False, "hardware": "gpu-t4",
-            "description": None, "dir": None}
+    base = {
+        "model": "alice/hello",
+        "image": f"{HOST}/{REPO}:v1",
+        "public": False,
+        "hardware": "gpu-t4",
+        "description": None,
+        "dir": None,
+    }
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -148,8 +181,9 @@ def test_cli_registers_an_image_version_end_to_end(services, tmp_path, monkeypat
     monkeypatch.setattr(registry, "ecr_credentials", lambda host, client=None: ("AWS", "secret"))
     args = _args(registry_transport=httpx.MockTransport(fake))
 
-    code = cli.push_image(args, url="http://testserver", token="r8_alice-token-0123456789", home=tmp_path,
-                          transport=api._transport)
+    code = cli.push_image(
+        args, url="http://testserver", token="r8_alice-token-0123456789", home=tmp_path, transport=api._transport
+    )
     assert code == 0
     version_id = capsys.readouterr().out.strip()
     assert version_id == fake.digest.split(":")[1]
@@ -160,8 +194,12 @@ def test_cli_registers_an_image_version_end_to_end(services, tmp_path, monkeypat
     assert model.hardware == "gpu-t4" and model.latest_version_id == version_id
 
     # again: the same version (200), still one version
-    assert cli.push_image(args, url="http://testserver", token="r8_alice-token-0123456789", home=tmp_path,
-                          transport=api._transport) == 0
+    assert (
+        cli.push_image(
+            args, url="http://testserver", token="r8_alice-token-0123456789", home=tmp_path, transport=api._transport
+        )
+        == 0
+    )
     assert "unchanged" in capsys.readouterr().err
     assert len(services.state.list_versions("alice", "hello").items) == 1
 
@@ -175,8 +213,10 @@ def test_the_api_refuses_unpinned_images_and_schemaless_bodies(services):
     assert r.status_code == 422 and "digest" in r.text
     r = api.post("/v1/models/alice/m/versions", json={"image": f"{HOST}/{REPO}@sha256:" + "a" * 64})
     assert r.status_code == 422 and "openapi_schema" in r.text
-    r = api.post("/v1/models/alice/m/versions", json={"image": f"{HOST}/{REPO}@sha256:" + "a" * 64,
-                                                      "openapi_schema": HELLO_SCHEMA})
+    r = api.post(
+        "/v1/models/alice/m/versions",
+        json={"image": f"{HOST}/{REPO}@sha256:" + "a" * 64, "openapi_schema": HELLO_SCHEMA},
+    )
     assert r.status_code == 201 and r.json()["id"] == "a" * 64
 
 
@@ -190,25 +230,46 @@ def test_an_images_concurrency_comes_from_its_run_cog_config_label(services, tmp
     services.accounts.issue_token("alice", "r8_alice-token-0123456789")
     services.hardware["gpu-t4"] = "Nvidia T4 GPU"
     api = TestClient(create_app(services))
-    config = {"build": {"python_version": "3.12"}, "run": "run.py:Runner", "concurrency": {"max": 4},
-              "environment": ["NAME=michael"]}
-    fake = FakeRegistry(labels={"run.cog.openapi_schema": json.dumps(HELLO_SCHEMA), "run.cog.version": "0.23.1",
-                                "run.cog.config": json.dumps(config)})
+    config = {
+        "build": {"python_version": "3.12"},
+        "run": "run.py:Runner",
+        "concurrency": {"max": 4},
+        "environment": ["NAME=michael"],
+    }
+    fake = FakeRegistry(
+        labels={
+            "run.cog.openapi_schema": json.dumps(HELLO_SCHEMA),
+            "run.cog.version": "0.23.1",
+            "run.cog.config": json.dumps(config),
+        }
+    )
     monkeypatch.setattr(registry, "ecr_credentials", lambda host, client=None: ("AWS", "secret"))
-    assert cli.push_image(_args(registry_transport=httpx.MockTransport(fake)), url="http://testserver",
-                          token="r8_alice-token-0123456789", home=tmp_path, transport=api._transport) == 0
+    assert (
+        cli.push_image(
+            _args(registry_transport=httpx.MockTransport(fake)),
+            url="http://testserver",
+            token="r8_alice-token-0123456789",
+            home=tmp_path,
+            transport=api._transport,
+        )
+        == 0
+    )
     stored = services.state.get_version("alice", "hello", capsys.readouterr().out.strip())
     assert stored.config == config and effective_concurrency(stored.config) == 4
-    shown = api.get(f"/v1/models/alice/hello/versions/{stored.id}",
-                    headers={"Authorization": "Bearer r8_alice-token-0123456789"}).json()
+    shown = api.get(
+        f"/v1/models/alice/hello/versions/{stored.id}", headers={"Authorization": "Bearer r8_alice-token-0123456789"}
+    ).json()
     assert shown["environment"] == ["NAME"] and "michael" not in json.dumps(shown)
     # a bad concurrency is refused; no config at all is fine (one at a time)
     api.headers["Authorization"] = "Bearer r8_alice-token-0123456789"
     image = f"{HOST}/{REPO}@sha256:" + "b" * 64
-    r = api.post("/v1/models/alice/hello/versions", json={"image": image, "openapi_schema": HELLO_SCHEMA,
-                                                          "config": {"concurrency": {"max": 0}}})
+    r = api.post(
+        "/v1/models/alice/hello/versions",
+        json={"image": image, "openapi_schema": HELLO_SCHEMA, "config": {"concurrency": {"max": 0}}},
+    )
     assert r.status_code == 422 and "concurrency.max" in r.json()["detail"]
-    r = api.post("/v1/models/alice/hello/versions", json={"image": image, "openapi_schema": HELLO_SCHEMA,
-                                                          "config": "x"})
+    r = api.post(
+        "/v1/models/alice/hello/versions", json={"image": image, "openapi_schema": HELLO_SCHEMA, "config": "x"}
+    )
     assert r.status_code == 422
     assert services.state.get_version("alice", "hello", "b" * 64) is None

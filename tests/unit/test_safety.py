@@ -14,11 +14,21 @@ from cogplane.services.presenters import blob_ref
 from cogplane.services.safety import SafetyCheckError, data_uri_bytes, image_outputs
 from tests.conftest import make_bundle
 
-SCHEMA = {"components": {"schemas": {
-    "Input": {"type": "object", "properties": {"images": {"type": "array", "items": {"type": "string",
-                                                                                    "format": "uri"}},
-                                               "threshold": {"type": "number"}}, "required": ["images"]},
-    "Output": {"type": "object"}}}}
+SCHEMA = {
+    "components": {
+        "schemas": {
+            "Input": {
+                "type": "object",
+                "properties": {
+                    "images": {"type": "array", "items": {"type": "string", "format": "uri"}},
+                    "threshold": {"type": "number"},
+                },
+                "required": ["images"],
+            },
+            "Output": {"type": "object"},
+        }
+    }
+}
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +40,15 @@ def short_wait(services):
 def checker(services):
     account = services.accounts.ensure_account("cogplane", type="organization")
     services.catalog.create_model(account, {"owner": "cogplane", "name": "safety-checker"})
-    services.catalog.push_version(account, "cogplane", "safety-checker", bundle=make_bundle({"x": "y"}),
-                                  schema=SCHEMA, config={}, cog_version="0.23.1")
+    services.catalog.push_version(
+        account,
+        "cogplane",
+        "safety-checker",
+        bundle=make_bundle({"x": "y"}),
+        schema=SCHEMA,
+        config={},
+        cog_version="0.23.1",
+    )
     return account
 
 
@@ -39,25 +56,35 @@ def outputs(services):
     services.blobs.put("predictions/p1/1/a.png", b"png-a", content_type="image/png")
     services.blobs.put("predictions/p1/2/notes.txt", b"text", content_type="text/plain")
     services.blobs.put("predictions/p1/3/b.jpg", b"jpg-b", content_type="image/jpeg")
-    return [blob_ref("predictions/p1/1/a.png"), blob_ref("predictions/p1/2/notes.txt"), "plain string",
-            blob_ref("predictions/p1/3/b.jpg")]
+    return [
+        blob_ref("predictions/p1/1/a.png"),
+        blob_ref("predictions/p1/2/notes.txt"),
+        "plain string",
+        blob_ref("predictions/p1/3/b.jpg"),
+    ]
 
 
 def finish_checker(services, output=None, status="succeeded", seen=None):
     """Play the checker's runner: wait for its prediction, record its input, finish it."""
+
     def run():
         for _ in range(500):
-            found = [p for p in services.state.list_predictions("cogplane", created_after=None, created_before=None,
-                                                                cursor=None, limit=10).items
-                     if p.status == "starting"]
+            found = [
+                p
+                for p in services.state.list_predictions(
+                    "cogplane", created_after=None, created_before=None, cursor=None, limit=10
+                ).items
+                if p.status == "starting"
+            ]
             if found:
                 p = found[0]
                 if seen is not None:
                     seen["input"] = p.input
                     seen["files"] = [services.state.get_file(u.rsplit("/", 1)[-1]) for u in p.input["images"]]
                 services.state.update_prediction(p.id, {"status": "processing"})
-                services.state.update_prediction(p.id, {"status": status, "output": output,
-                                                        "error": None if status == "succeeded" else "boom"})
+                services.state.update_prediction(
+                    p.id, {"status": status, "output": output, "error": None if status == "succeeded" else "boom"}
+                )
                 return
             time.sleep(0.01)
 

@@ -74,8 +74,10 @@ def test_schema_matches_golden(generated, name):
 def test_go_number_writes_integral_bounds_as_integers():
     from cogplane.schemagen import go_number
 
-    assert json.dumps([go_number(1.0), go_number(0.0), go_number(-3.0), go_number(20.5), go_number(7),
-                       go_number(True)]) == "[1, 0, -3, 20.5, 7, true]"
+    assert (
+        json.dumps([go_number(1.0), go_number(0.0), go_number(-3.0), go_number(20.5), go_number(7), go_number(True)])
+        == "[1, 0, -3, 20.5, 7, true]"
+    )
 
 
 def test_document_skeleton_is_cogs(generated):
@@ -303,9 +305,7 @@ def test_file_input_names(generated):
 def test_input_properties_ordered_follows_x_order():
     schema = {
         "components": {
-            "schemas": {
-                "Input": {"properties": {"b": {"x-order": 1}, "a": {"x-order": 2}, "c": {"x-order": 0}}}
-            }
+            "schemas": {"Input": {"properties": {"b": {"x-order": 1}, "a": {"x-order": 2}, "c": {"x-order": 0}}}}
         }
     }
     assert [name for name, _ in input_properties_ordered(schema)] == ["c", "b", "a"]
@@ -421,7 +421,9 @@ def test_train_function_adds_cogs_training_components_and_paths():
     assert schemas["TrainingInput"]["properties"]["steps"]["minimum"] == 1.0
     assert schemas["TrainingOutput"] == {
         "properties": {"weights": {"format": "uri", "title": "Weights", "type": "string"}},
-        "required": ["weights"], "title": "Output", "type": "object",
+        "required": ["weights"],
+        "title": "Output",
+        "type": "object",
     }
     assert schemas["TrainingRequest"]["properties"]["input"] == {"$ref": "#/components/schemas/TrainingInput"}
     assert schemas["TrainingResponse"]["properties"]["output"] == {"$ref": "#/components/schemas/TrainingOutput"}
@@ -471,7 +473,10 @@ def test_real_cog_server_trains_with_our_schema(tmp_path):
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", "--x-mode", "train"],
-        cwd=model, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=model,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -14,15 +14,17 @@ def schema(**props):
 
 
 def test_secret_inputs_are_the_x_cog_secret_properties_and_lists_of_them():
-    s = schema(prompt={"type": "string", "x-order": 0}, api_key={**SECRET, "x-order": 1},
-               keys={"type": "array", "items": SECRET, "x-order": 2},
-               pw={"type": "string", "format": "password", "x-order": 3})  # no x-cog-secret: not cog's Secret
+    s = schema(
+        prompt={"type": "string", "x-order": 0},
+        api_key={**SECRET, "x-order": 1},
+        keys={"type": "array", "items": SECRET, "x-order": 2},
+        pw={"type": "string", "format": "password", "x-order": 3},
+    )  # no x-cog-secret: not cog's Secret
     assert secret_inputs(s) == {"api_key": False, "keys": True}
 
 
 def test_split_stores_asterisks_and_keeps_the_values():
-    s = schema(prompt={"type": "string"}, api_key=SECRET, keys={"type": "array", "items": SECRET},
-               unused=SECRET)
+    s = schema(prompt={"type": "string"}, api_key=SECRET, keys={"type": "array", "items": SECRET}, unused=SECRET)
     stored, secrets = split_secrets(s, {"prompt": "p", "api_key": "sk-123456", "keys": ["a", "b"]})
     assert stored == {"prompt": "p", "api_key": REDACTED, "keys": [REDACTED, REDACTED]}
     assert secrets == {"api_key": "sk-123456", "keys": ["a", "b"]}

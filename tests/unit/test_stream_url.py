@@ -17,8 +17,16 @@ STREAMS = "https://xyz789.lambda-url.us-east-1.on.aws"
 
 
 def _prediction(**extra) -> Prediction:
-    return Prediction(id="p1", owner="alice", model="alice/hello", version="v1", input={},
-                      created_at="2026-01-01T00:00:00.000000Z", status="processing", **extra)
+    return Prediction(
+        id="p1",
+        owner="alice",
+        model="alice/hello",
+        version="v1",
+        input={},
+        created_at="2026-01-01T00:00:00.000000Z",
+        status="processing",
+        **extra,
+    )
 
 
 def test_stream_url_setting_is_read_from_the_env_and_loses_its_trailing_slash(monkeypatch):
@@ -30,8 +38,9 @@ def test_stream_url_setting_is_read_from_the_env_and_loses_its_trailing_slash(mo
 def test_prediction_json_stream_link_uses_the_stream_base_and_keeps_both_paths():
     text = prediction_json(_prediction(), API, has_stream=True, stream_base_url=STREAMS, stream_token=TOKENS.token)
     assert text["urls"]["stream"] == f"{STREAMS}/v1/streams/{T}"
-    files = prediction_json(_prediction(), API, has_stream=True, file_stream=True,
-                            stream_base_url=STREAMS + "/", stream_token=TOKENS.token)
+    files = prediction_json(
+        _prediction(), API, has_stream=True, file_stream=True, stream_base_url=STREAMS + "/", stream_token=TOKENS.token
+    )
     assert files["urls"]["stream"] == f"{STREAMS}/v1/files/streams/{T}"  # JS: FileOutput under /v1/files/
     # every other link stays on the API
     assert text["urls"]["get"] == f"{API}/v1/predictions/p1"
@@ -39,19 +48,29 @@ def test_prediction_json_stream_link_uses_the_stream_base_and_keeps_both_paths()
 
 
 def test_prediction_json_stream_link_defaults_to_the_api_base():
-    assert prediction_json(_prediction(stream=True), API, stream_token=TOKENS.token)["urls"]["stream"] == \
-        f"{API}/v1/streams/{T}"
-    assert prediction_json(_prediction(stream=True), API, file_stream=True,
-                           stream_token=TOKENS.token)["urls"]["stream"] == f"{API}/v1/files/streams/{T}"
+    assert (
+        prediction_json(_prediction(stream=True), API, stream_token=TOKENS.token)["urls"]["stream"]
+        == f"{API}/v1/streams/{T}"
+    )
+    assert (
+        prediction_json(_prediction(stream=True), API, file_stream=True, stream_token=TOKENS.token)["urls"]["stream"]
+        == f"{API}/v1/files/streams/{T}"
+    )
     assert "stream" not in prediction_json(_prediction(), API, stream_token=TOKENS.token)["urls"]
     # never a stream URL made of the prediction id
     assert "stream" not in prediction_json(_prediction(stream=True), API)["urls"]
 
 
 def test_the_api_presenter_reads_the_setting(tmp_path):
-    iterator = dict(HELLO_SCHEMA, components={"schemas": {
-        **HELLO_SCHEMA["components"]["schemas"],
-        "Output": {"type": "array", "items": {"type": "string"}, "x-cog-array-type": "iterator"}}})
+    iterator = dict(
+        HELLO_SCHEMA,
+        components={
+            "schemas": {
+                **HELLO_SCHEMA["components"]["schemas"],
+                "Output": {"type": "array", "items": {"type": "string"}, "x-cog-array-type": "iterator"},
+            }
+        },
+    )
     for stream_url, expected in ((STREAMS + "/", STREAMS), ("", API)):
         services = build_local(Settings(home=tmp_path / "home", public_url=API, stream_url=stream_url))
         body = present(services, _prediction(), API, version=_version(iterator))
@@ -62,8 +81,9 @@ def test_the_api_presenter_reads_the_setting(tmp_path):
 def _version(schema):
     from cogplane.domain.entities import Version
 
-    return Version(id="v1", owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z",
-                   openapi_schema=schema)
+    return Version(
+        id="v1", owner="alice", name="hello", created_at="2026-01-01T00:00:00.000000Z", openapi_schema=schema
+    )
 
 
 def test_webhook_bodies_carry_the_same_stream_link(tmp_path):

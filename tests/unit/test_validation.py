@@ -118,9 +118,7 @@ def test_none_input_is_fine_when_nothing_is_required():
 
 @pytest.mark.parametrize(("value", "kind"), [([1, 2], "array"), ("hi", "string"), (3, "integer")])
 def test_non_object_input(schema, value, kind):
-    assert errors_of(schema, value) == [
-        {"field": None, "msg": f"input must be an object, not {kind}", "type": "type"}
-    ]
+    assert errors_of(schema, value) == [{"field": None, "msg": f"input must be an object, not {kind}", "type": "type"}]
 
 
 # ---- types ----------------------------------------------------------------------------------
@@ -193,9 +191,7 @@ def test_enum_is_json_equality():
     schema = {
         "components": {
             "schemas": {
-                "Input": {
-                    "properties": {"flag": {"x-order": 0, "allOf": [{"$ref": "#/components/schemas/flag"}]}}
-                },
+                "Input": {"properties": {"flag": {"x-order": 0, "allOf": [{"$ref": "#/components/schemas/flag"}]}}},
                 "flag": {"enum": [1, 2], "type": "integer"},
             }
         }
@@ -260,9 +256,7 @@ def test_any_of_with_null_variant_from_older_schemas():
     schema = {
         "components": {
             "schemas": {
-                "Input": {
-                    "properties": {"x": {"x-order": 0, "anyOf": [{"type": "integer"}, {"type": "null"}]}}
-                }
+                "Input": {"properties": {"x": {"x-order": 0, "anyOf": [{"type": "integer"}, {"type": "null"}]}}}
             }
         }
     }
@@ -272,9 +266,7 @@ def test_any_of_with_null_variant_from_older_schemas():
 
 
 def test_none_default_on_plain_type_is_required(union_schema):
-    assert errors_of(union_schema, {"value": "x"}) == [
-        {"field": "seed", "msg": "Field required", "type": "required"}
-    ]
+    assert errors_of(union_schema, {"value": "x"}) == [{"field": "seed", "msg": "Field required", "type": "required"}]
 
 
 # ---- all at once ----------------------------------------------------------------------------

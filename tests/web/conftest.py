@@ -14,8 +14,15 @@ from tests.system.conftest import REPO, TOKEN, stack  # noqa: F401  (the `stack`
 
 OUT = REPO / "test-output" / "web"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--ignore-certificate-errors"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--ignore-certificate-errors",
+]
 ALICE = "r8_web-alice-token-0123456789abcdef"
 BOB = "r8_web-bob-token-0123456789abcdef"
 

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.system
 
 
 def new_page(browser, **kw):
-    context = browser.new_context(ignore_https_errors=True, viewport=kw.pop("viewport", {"width": 1280, "height": 900}),
-                                  **kw)
+    context = browser.new_context(
+        ignore_https_errors=True, viewport=kw.pop("viewport", {"width": 1280, "height": 900}), **kw
+    )
     page = context.new_page()
     page.set_default_timeout(30_000)
     return context, page
@@ -46,8 +47,10 @@ def test_style_transfer_run_share_dashboard_delete(stack, browser, shot):
 
     image = page.locator("#output img")
     image.wait_for(state="visible", timeout=600_000)  # a cold boot builds the model's environment once
-    page.wait_for_function("() => { const i = document.querySelector('#output img'); "
-                           "return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#output img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=60_000,
+    )
     assert page.locator("#status").inner_text() == "succeeded"
     assert page.locator("#output a.download").count() == 1
     assert page.locator(".inputs img").count() == 1  # the uploaded input, shown as submitted
@@ -93,8 +96,27 @@ def test_a_schema_with_every_input_kind_renders_every_control(stack, browser, sh
     sign_in(page, stack.url, "/local/all-inputs")
     form = page.locator("#run-form")
     names = form.locator(".field[data-field]").evaluate_all("els => els.map(e => e.dataset.field)")
-    assert names == ["prompt", "story", "steps", "scale", "enhance", "fmt", "size", "image", "document", "api_key",
-                     "tags", "images", "negative", "seed", "slug", "legacy", "mask", "mode", "count"]
+    assert names == [
+        "prompt",
+        "story",
+        "steps",
+        "scale",
+        "enhance",
+        "fmt",
+        "size",
+        "image",
+        "document",
+        "api_key",
+        "tags",
+        "images",
+        "negative",
+        "seed",
+        "slug",
+        "legacy",
+        "mask",
+        "mode",
+        "count",
+    ]
     for name in names:  # every control is named after its input and labelled
         control = form.locator(f'[name="{name}"]')
         assert control.count() == 1, name
@@ -178,8 +200,9 @@ def test_train_tab_trains_with_live_logs_and_the_new_version_says_where_it_came_
     page.get_by_role("button", name="Start training").click()
     page.wait_for_url(re.compile(r"/t/[a-z0-9]+$"))
     # the logs grow on the page while it trains (app.js polls /t/{id}/json)
-    page.wait_for_function("() => document.querySelector('#logs').textContent.includes('training step 1/4')",
-                           timeout=300_000)
+    page.wait_for_function(
+        "() => document.querySelector('#logs').textContent.includes('training step 1/4')", timeout=300_000
+    )
     page.wait_for_function("() => document.querySelector('#status').textContent === 'succeeded'", timeout=120_000)
     assert "training step 4/4" in page.locator("#logs").inner_text()
     shot(page, "-training")

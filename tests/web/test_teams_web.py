@@ -69,8 +69,10 @@ def test_members_page_is_for_owners(web, other, services):
     web.post("/account/switch", {"as": "team"}, from_page="/dashboard")
     page = web.get("/account/members").text
     assert "bob" in page and "owner" in page
-    assert web.post("/account/members", {"username": "carol", "role": "member"},
-                    from_page="/account/members").status_code == 303
+    assert (
+        web.post("/account/members", {"username": "carol", "role": "member"}, from_page="/account/members").status_code
+        == 303
+    )
     assert services.state.get_member("team", "carol").role == "member"
     assert web.post("/account/members", {"username": "nobody"}, from_page="/account/members").status_code == 404
     assert web.post("/account/members/carol/remove", from_page="/account/members").status_code == 303
@@ -90,8 +92,9 @@ def test_usage_page(web, services, web_app, schema):
     pid = api.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}}).json()["id"]
     now = services.clock.now()
     services.state.update_prediction(pid, {"status": "processing", "started_at": now})
-    services.state.update_prediction(pid, {"status": "succeeded", "completed_at": now,
-                                           "metrics": {"predict_time": 2.5}})
+    services.state.update_prediction(
+        pid, {"status": "succeeded", "completed_at": now, "metrics": {"predict_time": 2.5}}
+    )
     web.sign_in(ALICE)
     page = web.get("/account/usage").text
     assert now[:10] in page and "2.500" in page and 'class="bar"' in page

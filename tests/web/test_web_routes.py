@@ -22,22 +22,30 @@ PNG_URI = "data:image/png;base64,iVBORw0KGgo="  # a data: URI (URL inputs are fe
 def push(services, owner: str, name: str, schema: dict, *, visibility: str = "public"):
     account = services.state.get_account(owner)
     services.catalog.create_model(account, {"owner": owner, "name": name, "visibility": visibility})
-    version, _ = services.catalog.push_version(account, owner, name, bundle=make_bundle({"x": name}),
-                                               schema=schema, config={}, cog_version="0.23.1")
+    version, _ = services.catalog.push_version(
+        account, owner, name, bundle=make_bundle({"x": name}), schema=schema, config={}, cog_version="0.23.1"
+    )
     return version
 
 
 def run(web: Web, model: str, data: dict, files=None):
     page = web.get(f"/{model}")
-    return web.client.post(f"/{model}/run", data={"csrf": csrf_of(page.text), **data}, files=files or {},
-                           follow_redirects=False)
+    return web.client.post(
+        f"/{model}/run", data={"csrf": csrf_of(page.text), **data}, files=files or {}, follow_redirects=False
+    )
 
 
 def finish(services, prediction_id: str, output) -> None:
     services.state.update_prediction(prediction_id, {"status": "processing", "started_at": services.clock.now()})
-    services.state.update_prediction(prediction_id, {"status": "succeeded", "output": output,
-                                                     "completed_at": services.clock.now(),
-                                                     "metrics": {"predict_time": 0.5}})
+    services.state.update_prediction(
+        prediction_id,
+        {
+            "status": "succeeded",
+            "output": output,
+            "completed_at": services.clock.now(),
+            "metrics": {"predict_time": 0.5},
+        },
+    )
 
 
 @pytest.fixture
@@ -102,8 +110,9 @@ def test_dashboard_and_running_need_a_session(web, hello):
 
 def test_run_creates_a_web_prediction_with_the_uploaded_file(web, services, hello):
     web.sign_in(ALICE)
-    r = run(web, "alice/hello", {"prompt": "hi", "steps": "3"},
-            files={"image": ("in.png", b"\x89PNG fake", "image/png")})
+    r = run(
+        web, "alice/hello", {"prompt": "hi", "steps": "3"}, files={"image": ("in.png", b"\x89PNG fake", "image/png")}
+    )
     assert r.status_code == 303, r.text
     prediction_id = r.headers["location"].rsplit("/", 1)[1]
     p = services.state.get_prediction(prediction_id)
@@ -114,15 +123,16 @@ def test_run_creates_a_web_prediction_with_the_uploaded_file(web, services, hell
     state = web.get(f"/p/{prediction_id}/json").json()
     assert state["status"] == "starting" and state["running"] is True
     tweak = web.get(f"/alice/hello?source={prediction_id}").text
-    assert '>hi</textarea>' in tweak and 'value="3"' in tweak
+    assert ">hi</textarea>" in tweak and 'value="3"' in tweak
 
 
 def test_the_server_422_is_shown_beside_the_field_it_names(web, hello):
     web.sign_in(ALICE)
     r = run(web, "alice/hello", {"prompt": "hi", "steps": "11", "image__url": PNG_URI})
     assert r.status_code == 422
-    assert re.search(r'data-field="steps"[^>]*>.*?<p class="error" id="steps-error"\s*>Must be at most 10\.</p>',
-                     r.text, re.S)
+    assert re.search(
+        r'data-field="steps"[^>]*>.*?<p class="error" id="steps-error"\s*>Must be at most 10\.</p>', r.text, re.S
+    )
     assert 'value="11"' in r.text  # what was typed stays
     r = run(web, "alice/hello", {"steps": "2.5"})
     assert re.search(r'id="prompt-error"\s*>This field is required\.<', r.text)
@@ -207,8 +217,27 @@ def test_the_form_has_a_control_for_every_cog_input_kind(web, services):
     push(services, "alice", "all-inputs", schema)
     html = web.get("/alice/all-inputs").text
     names = re.findall(r'data-field="([a-z_]+)"', html)
-    assert names == ["prompt", "story", "steps", "scale", "enhance", "fmt", "size", "image", "document", "api_key",
-                     "tags", "images", "negative", "seed", "slug", "legacy", "mask", "mode", "count"]  # x-order
+    assert names == [
+        "prompt",
+        "story",
+        "steps",
+        "scale",
+        "enhance",
+        "fmt",
+        "size",
+        "image",
+        "document",
+        "api_key",
+        "tags",
+        "images",
+        "negative",
+        "seed",
+        "slug",
+        "legacy",
+        "mask",
+        "mode",
+        "count",
+    ]  # x-order
     assert re.search(r'<textarea id="prompt" name="prompt"[^>]* required', html)
     assert re.search(r'<textarea id="story" name="story"[^>]*maxlength="5000" minlength="1"', html)
     assert re.search(r'<input type="number" id="steps" name="steps" value="4" step="1" min="1" max="10"', html)
@@ -228,8 +257,6 @@ def test_the_form_has_a_control_for_every_cog_input_kind(web, services):
         assert f'for="{name}"' in html  # every control has a label
     snippet = json.dumps("alice/all-inputs")[1:-1]
     assert snippet in html and "replicate.Client(base_url=" in html and "curl -s -X POST" in html
-
-
 
 
 # --- trainings -------------------------------------------------------------------------------
@@ -254,9 +281,17 @@ def test_train_tab_form_from_training_input_starts_a_web_training(web, services,
     assert web.get("/alice/hello/train").status_code == 404
     form = web.get(f"/alice/base/train?version={trainable.id}").text
     assert 'id="prefix"' in form and 'id="destination"' in form and 'id="prompt"' not in form  # TrainingInput
-    r = web.client.post("/alice/base/train", data={"csrf": csrf_of(form), "version": trainable.id,
-                                                   "destination": "alice/tuned", "prefix": "yo", "steps": "2"},
-                        follow_redirects=False)
+    r = web.client.post(
+        "/alice/base/train",
+        data={
+            "csrf": csrf_of(form),
+            "version": trainable.id,
+            "destination": "alice/tuned",
+            "prefix": "yo",
+            "steps": "2",
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     training_id = r.headers["location"].rsplit("/", 1)[1]
     assert r.headers["location"] == f"/t/{training_id}"
@@ -271,26 +306,42 @@ def test_train_tab_form_from_training_input_starts_a_web_training(web, services,
 def test_train_form_errors_name_the_field(web, trainable):
     web.sign_in(ALICE)
     form = web.get("/alice/base/train").text
-    r = web.client.post("/alice/base/train", data={"csrf": csrf_of(form), "destination": "alice/nope",
-                                                   "prefix": "yo"}, follow_redirects=False)
+    r = web.client.post(
+        "/alice/base/train",
+        data={"csrf": csrf_of(form), "destination": "alice/nope", "prefix": "yo"},
+        follow_redirects=False,
+    )
     assert r.status_code == 422
     assert re.search(r'id="destination-error"\s*>Model alice/nope does not exist', r.text)
-    r = web.client.post("/alice/base/train", data={"csrf": csrf_of(form), "destination": "alice/tuned",
-                                                   "steps": "0"}, follow_redirects=False)
+    r = web.client.post(
+        "/alice/base/train",
+        data={"csrf": csrf_of(form), "destination": "alice/tuned", "steps": "0"},
+        follow_redirects=False,
+    )
     assert r.status_code == 422 and re.search(r'id="prefix-error"\s*>This field is required\.<', r.text)
 
 
 def test_trained_version_page_says_where_it_came_from(web, services, trainable):
-    training = services.trainings.create(services.state.get_account("alice"), "alice", "base", trainable.id,
-                                         {"destination": "alice/tuned", "input": {"prefix": "yo"}})
+    training = services.trainings.create(
+        services.state.get_account("alice"),
+        "alice",
+        "base",
+        trainable.id,
+        {"destination": "alice/tuned", "input": {"prefix": "yo"}},
+    )
     services.blobs.put(f"predictions/{training.id}/w.txt", b"yo")
-    done = services.trainings.complete(training, {"status": "succeeded",
-                                                  "output": {"weights": blob_ref(f"predictions/{training.id}/w.txt")}})
+    done = services.trainings.complete(
+        training, {"status": "succeeded", "output": {"weights": blob_ref(f"predictions/{training.id}/w.txt")}}
+    )
     finish(services, training.id, done["output"])
     web.sign_in(ALICE)
     page = web.get("/alice/tuned").text
-    assert re.search(r'id="trained-from">This version was trained from <a href="/alice/base\?version='
-                     + trainable.id + r'">alice/base:', page)
+    assert re.search(
+        r'id="trained-from">This version was trained from <a href="/alice/base\?version='
+        + trainable.id
+        + r'">alice/base:',
+        page,
+    )
     assert 'class="tag">trained<' in page
     new_id = done["output"]["version"].split(":")[1]
     assert f'id="trained-version" href="/alice/tuned?version={new_id}"' in web.get(f"/t/{training.id}").text

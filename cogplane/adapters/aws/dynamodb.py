@@ -115,16 +115,25 @@ _PREDICTIONS = "predictions"
 
 
 def _account_item(account: Account) -> dict[str, dict[str, Any]]:
-    return {**_account_key(account.username), r.GSI1_PK: _s(_ACCOUNTS), r.GSI1_SK: _s(account.username),
-            r.DATA: _s(_dumps(account.to_dict()))}
+    return {
+        **_account_key(account.username),
+        r.GSI1_PK: _s(_ACCOUNTS),
+        r.GSI1_SK: _s(account.username),
+        r.DATA: _s(_dumps(account.to_dict())),
+    }
 
 
 def _token_item(token: ApiToken) -> dict[str, dict[str, Any]]:
     data = token.to_dict()
     used = data.pop("last_used_at", None)
-    item = {**_token_key(token.token_hash), r.GSI1_PK: _s(f"TOKENS#{token.account}"),
-            r.GSI1_SK: _s(f"{token.created_at}#{token.id}"), r.GSI2_PK: _s(f"TOKENID#{token.id}"),
-            r.GSI2_SK: _s("TOKEN"), r.DATA: _s(_dumps(data))}
+    item = {
+        **_token_key(token.token_hash),
+        r.GSI1_PK: _s(f"TOKENS#{token.account}"),
+        r.GSI1_SK: _s(f"{token.created_at}#{token.id}"),
+        r.GSI2_PK: _s(f"TOKENID#{token.id}"),
+        r.GSI2_SK: _s("TOKEN"),
+        r.DATA: _s(_dumps(data)),
+    }
     if used:
         item[_LAST_USED] = _s(used)
     return item
@@ -133,8 +142,13 @@ def _token_item(token: ApiToken) -> dict[str, dict[str, Any]]:
 def _token(item: dict[str, dict[str, Any]]) -> ApiToken:
     data = _data(item)
     if "id" not in data:  # written before tokens had names: {token_hash, username, created_at}
-        data = {"id": "tok_" + data["token_hash"][:20], "account": data["username"], "name": "default",
-                "token_hash": data["token_hash"], "created_at": data["created_at"]}
+        data = {
+            "id": "tok_" + data["token_hash"][:20],
+            "account": data["username"],
+            "name": "default",
+            "token_hash": data["token_hash"],
+            "created_at": data["created_at"],
+        }
     token = ApiToken.from_dict(data)
     token.last_used_at = item[_LAST_USED]["S"] if _LAST_USED in item else None
     return token
@@ -200,8 +214,11 @@ _RUNS = "runs"  # run_count lives in its own attribute: increments are atomic AD
 
 
 def _model_item(model: Model) -> dict[str, dict[str, Any]]:
-    item = {**_model_key(model.owner, model.name), r.DATA: _s(_dumps(model.to_dict())),
-            _RUNS: _n(int(model.run_count or 0))}
+    item = {
+        **_model_key(model.owner, model.name),
+        r.DATA: _s(_dumps(model.to_dict())),
+        _RUNS: _n(int(model.run_count or 0)),
+    }
     if model.visibility == "public":
         item[r.GSI1_PK] = _s(_PUBLIC_MODELS)
         item[r.GSI1_SK] = _s(_model_sort(model.created_at, model.owner, model.name))
@@ -391,8 +408,12 @@ class DynamoStateStore:
     def _conditional(self, call, condition: str, error: Exception, **kwargs: Any) -> None:
         """One put/delete under `attribute_(not_)exists(pk)`; raise `error` when it fails."""
         try:
-            call(TableName=self.table_name, ConditionExpression=condition,
-                 ExpressionAttributeNames={"#pk": r.PK}, **kwargs)
+            call(
+                TableName=self.table_name,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#pk": r.PK},
+                **kwargs,
+            )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 raise error from exc
@@ -426,8 +447,7 @@ class DynamoStateStore:
         self._put_existing(_account_item(account), f"Account {account.username} not found.")
 
     def list_accounts(self, *, cursor: str | None = None, limit: int = 100) -> Page[Account]:
-        items, nxt = self._table.query(index=r.GSI1, partition=_ACCOUNTS, forward=True, cursor=cursor,
-                                       limit=limit)
+        items, nxt = self._table.query(index=r.GSI1, partition=_ACCOUNTS, forward=True, cursor=cursor, limit=limit)
         return Page(items=[Account.from_dict(_data(i)) for i in items], next_cursor=nxt)
 
     def put_token(self, token: ApiToken) -> bool:
@@ -448,7 +468,8 @@ class DynamoStateStore:
     def touch_token(self, token_hash: str, used_at: str) -> None:
         try:
             self.client.update_item(
-                TableName=self.table_name, Key=_token_key(token_hash),
+                TableName=self.table_name,
+                Key=_token_key(token_hash),
                 UpdateExpression="SET #used = :at",
                 ConditionExpression="attribute_exists(#pk) AND (attribute_not_exists(#used) OR #used < :at)",
                 ExpressionAttributeNames={"#pk": r.PK, "#used": _LAST_USED},
@@ -460,15 +481,17 @@ class DynamoStateStore:
 
     def delete_token(self, token_id: str) -> ApiToken | None:
         # the id index (gsi2) finds the hash; the delete itself is on the base table, conditional
-        items, _ = self._table.query(index=r.GSI2, partition=f"TOKENID#{token_id}", forward=True,
-                                     cursor=None, limit=10)
+        items, _ = self._table.query(index=r.GSI2, partition=f"TOKENID#{token_id}", forward=True, cursor=None, limit=10)
         for item in items:
             token = _token(item)
             try:
                 resp = self.client.delete_item(
-                    TableName=self.table_name, Key=_token_key(token.token_hash),
-                    ConditionExpression="attribute_exists(#pk)", ExpressionAttributeNames={"#pk": r.PK},
-                    ReturnValues="ALL_OLD")
+                    TableName=self.table_name,
+                    Key=_token_key(token.token_hash),
+                    ConditionExpression="attribute_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": r.PK},
+                    ReturnValues="ALL_OLD",
+                )
             except ClientError as exc:
                 if _code(exc) == "ConditionalCheckFailedException":
                     continue
@@ -478,10 +501,15 @@ class DynamoStateStore:
 
     # --- organization members -----------------------------------------------------------
     def put_member(self, membership: Membership) -> None:
-        self.client.put_item(TableName=self.table_name, Item={
-            **_member_key(membership.org, membership.username),
-            r.GSI1_PK: _s(f"MEMBERSHIPS#{membership.username}"), r.GSI1_SK: _s(membership.org),
-            r.DATA: _s(_dumps(membership.to_dict()))})
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                **_member_key(membership.org, membership.username),
+                r.GSI1_PK: _s(f"MEMBERSHIPS#{membership.username}"),
+                r.GSI1_SK: _s(membership.org),
+                r.DATA: _s(_dumps(membership.to_dict())),
+            },
+        )
 
     def get_member(self, org: str, username: str) -> Membership | None:
         item = self._table.get(_member_key(org, username))
@@ -495,41 +523,67 @@ class DynamoStateStore:
         return True
 
     def list_members(self, org: str) -> list[Membership]:
-        items = self._table.query_all(index=None, partition=f"ORG#{org}", sort_condition="begins_with(#sk, :p)",
-                                      sort_values={":p": _s("MEMBER#")}, forward=True)
+        items = self._table.query_all(
+            index=None,
+            partition=f"ORG#{org}",
+            sort_condition="begins_with(#sk, :p)",
+            sort_values={":p": _s("MEMBER#")},
+            forward=True,
+        )
         return [Membership.from_dict(_data(i)) for i in items]
 
     def list_memberships(self, username: str) -> list[Membership]:
         items = self._table.query_all(index=r.GSI1, partition=f"MEMBERSHIPS#{username}", forward=True)
         # the index trails writes by a moment: confirm each on the base table (consistent read)
-        return [m for m in (Membership.from_dict(_data(i)) for i in items)
-                if self._table.get(_member_key(m.org, m.username)) is not None]
+        return [
+            m
+            for m in (Membership.from_dict(_data(i)) for i in items)
+            if self._table.get(_member_key(m.org, m.username)) is not None
+        ]
 
     # --- usage --------------------------------------------------------------------------
     def list_usage(self, account: str, *, since: str, until: str) -> list[UsageRecord]:
         if since > until:
             return []
-        items = self._table.query_all(index=None, partition=f"USAGE#{account}",
-                                      sort_condition="#sk BETWEEN :lo AND :hi",
-                                      sort_values={":lo": _s(since), ":hi": _s(until + "$")}, forward=True)
-        return [UsageRecord(account=account, day=i[r.SK]["S"].partition("#")[0],
-                            hardware=i[r.SK]["S"].partition("#")[2],
-                            predict_time=float(i[_PREDICT_TIME]["N"]), predictions=int(i[_PREDICTIONS]["N"]))
-                for i in items]
+        items = self._table.query_all(
+            index=None,
+            partition=f"USAGE#{account}",
+            sort_condition="#sk BETWEEN :lo AND :hi",
+            sort_values={":lo": _s(since), ":hi": _s(until + "$")},
+            forward=True,
+        )
+        return [
+            UsageRecord(
+                account=account,
+                day=i[r.SK]["S"].partition("#")[0],
+                hardware=i[r.SK]["S"].partition("#")[2],
+                predict_time=float(i[_PREDICT_TIME]["N"]),
+                predictions=int(i[_PREDICTIONS]["N"]),
+            )
+            for i in items
+        ]
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, model: Model) -> None:
         # with the owner's index item (listing an owner's models is a Query of that partition)
         try:
-            self.client.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self.table_name, "Item": _model_item(model),
-                         "ConditionExpression": "attribute_not_exists(#pk)",
-                         "ExpressionAttributeNames": {"#pk": r.PK}}},
-                {"Put": {"TableName": self.table_name, "Item": _owner_model_key(model.owner, model.name)}},
-            ])
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": _model_item(model),
+                            "ConditionExpression": "attribute_not_exists(#pk)",
+                            "ExpressionAttributeNames": {"#pk": r.PK},
+                        }
+                    },
+                    {"Put": {"TableName": self.table_name, "Item": _owner_model_key(model.owner, model.name)}},
+                ]
+            )
         except ClientError as exc:
             if _code(exc) == "TransactionCanceledException" and _cancellation_codes(exc)[:1] == [
-                    "ConditionalCheckFailed"]:
+                "ConditionalCheckFailed"
+            ]:
                 raise Conflict(f"A model named {model.owner}/{model.name} already exists.") from exc
             raise
 
@@ -542,21 +596,30 @@ class DynamoStateStore:
 
     def delete_model(self, owner: str, name: str) -> None:
         try:
-            self.client.transact_write_items(TransactItems=[
-                {"Delete": {"TableName": self.table_name, "Key": _model_key(owner, name),
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self.table_name,
+                            "Key": _model_key(owner, name),
                             "ConditionExpression": "attribute_exists(#pk)",
-                            "ExpressionAttributeNames": {"#pk": r.PK}}},
-                {"Delete": {"TableName": self.table_name, "Key": _owner_model_key(owner, name)}},
-            ])
+                            "ExpressionAttributeNames": {"#pk": r.PK},
+                        }
+                    },
+                    {"Delete": {"TableName": self.table_name, "Key": _owner_model_key(owner, name)}},
+                ]
+            )
         except ClientError as exc:
             if _code(exc) == "TransactionCanceledException" and _cancellation_codes(exc)[:1] == [
-                    "ConditionalCheckFailed"]:
+                "ConditionalCheckFailed"
+            ]:
                 raise NotFound(f"Model {owner}/{name} not found.") from exc
             raise
 
     def list_models_of(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[Model]:
-        items, nxt = self._table.query(index=None, partition=f"OWNER_MODELS#{owner}", forward=True,
-                                       cursor=cursor, limit=limit)
+        items, nxt = self._table.query(
+            index=None, partition=f"OWNER_MODELS#{owner}", forward=True, cursor=cursor, limit=limit
+        )
         models = [self.get_model(owner, i[r.SK]["S"]) for i in items]
         return Page(items=[m for m in models if m is not None], next_cursor=nxt)
 
@@ -592,9 +655,7 @@ class DynamoStateStore:
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
-            old = exc.response.get("Item") or self._table.get(
-                _version_key(version.owner, version.name, version.id)
-            )
+            old = exc.response.get("Item") or self._table.get(_version_key(version.owner, version.name, version.id))
             if old is None:  # deleted in between: try again
                 return self.put_version(version)
             return Version.from_dict(_data(old)), False
@@ -608,17 +669,16 @@ class DynamoStateStore:
         items = self._table.query_all(index=r.GSI2, partition=f"VERSION#{version_id}", forward=True)
         return [Version.from_dict(_data(i)) for i in items]
 
-    def list_versions(
-        self, owner: str, name: str, *, cursor: str | None = None, limit: int = 100
-    ) -> Page[Version]:
+    def list_versions(self, owner: str, name: str, *, cursor: str | None = None, limit: int = 100) -> Page[Version]:
         items, nxt = self._table.query(
             index=r.GSI1, partition=f"VERSIONS#{owner}/{name}", forward=False, cursor=cursor, limit=limit
         )
         return Page(items=[Version.from_dict(_data(i)) for i in items], next_cursor=nxt)
 
     def delete_version(self, owner: str, name: str, version_id: str) -> None:
-        self._delete_existing(_version_key(owner, name, version_id),
-                              f"Version {version_id} of {owner}/{name} not found.")
+        self._delete_existing(
+            _version_key(owner, name, version_id), f"Version {version_id} of {owner}/{name} not found."
+        )
 
     # --- predictions --------------------------------------------------------------------
     def _write(self, put: dict[str, Any], outbox: Sequence[OutboxEvent], also: Sequence[dict] = ()) -> None:
@@ -662,12 +722,16 @@ class DynamoStateStore:
             "ExpressionAttributeNames": {"#pk": r.PK},
         }
         owner, _, name = prediction.model.partition("/")
-        count_run = {"Update": {  # the model's run_count, in the same transaction (no extra call)
-            "TableName": self.table_name, "Key": _model_key(owner, name),
-            "UpdateExpression": "ADD #runs :one", "ConditionExpression": "attribute_exists(#pk)",
-            "ExpressionAttributeNames": {"#runs": _RUNS, "#pk": r.PK},
-            "ExpressionAttributeValues": {":one": _n(1)},
-        }}
+        count_run = {
+            "Update": {  # the model's run_count, in the same transaction (no extra call)
+                "TableName": self.table_name,
+                "Key": _model_key(owner, name),
+                "UpdateExpression": "ADD #runs :one",
+                "ConditionExpression": "attribute_exists(#pk)",
+                "ExpressionAttributeNames": {"#runs": _RUNS, "#pk": r.PK},
+                "ExpressionAttributeValues": {":one": _n(1)},
+            }
+        }
         for also in ([count_run], []):
             try:
                 self._write(put, outbox, also)
@@ -718,12 +782,21 @@ class DynamoStateStore:
                 "ExpressionAttributeValues": {":rev": _n(rev), **status_values},
             }
             delta = billable(before, updated)
-            usage = [] if delta is None else [{"Update": {  # billable time, in the same transaction
-                "TableName": self.table_name, "Key": _usage_key(delta.account, delta.day, delta.hardware),
-                "UpdateExpression": "ADD #t :t, #n :one",
-                "ExpressionAttributeNames": {"#t": _PREDICT_TIME, "#n": _PREDICTIONS},
-                "ExpressionAttributeValues": {":t": {"N": repr(delta.predict_time)}, ":one": _n(1)},
-            }}]
+            usage = (
+                []
+                if delta is None
+                else [
+                    {
+                        "Update": {  # billable time, in the same transaction
+                            "TableName": self.table_name,
+                            "Key": _usage_key(delta.account, delta.day, delta.hardware),
+                            "UpdateExpression": "ADD #t :t, #n :one",
+                            "ExpressionAttributeNames": {"#t": _PREDICT_TIME, "#n": _PREDICTIONS},
+                            "ExpressionAttributeValues": {":t": {"N": repr(delta.predict_time)}, ":one": _n(1)},
+                        }
+                    }
+                ]
+            )
             try:
                 self._write(put, events, usage)
             except ClientError as exc:
@@ -789,8 +862,9 @@ class DynamoStateStore:
 
     # --- deployments --------------------------------------------------------------------
     def create_deployment(self, deployment: Deployment) -> None:
-        self._put_new(_deployment_item(deployment),
-                      f"A deployment named {deployment.owner}/{deployment.name} already exists.")
+        self._put_new(
+            _deployment_item(deployment), f"A deployment named {deployment.owner}/{deployment.name} already exists."
+        )
 
     def get_deployment(self, owner: str, name: str) -> Deployment | None:
         item = self._table.get(_deployment_key(owner, name))
@@ -807,17 +881,13 @@ class DynamoStateStore:
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
-                raise Conflict(
-                    f"Deployment {deployment.owner}/{deployment.name} changed meanwhile; retry."
-                ) from exc
+                raise Conflict(f"Deployment {deployment.owner}/{deployment.name} changed meanwhile; retry.") from exc
             raise
 
     def delete_deployment(self, owner: str, name: str) -> None:
         self._delete_existing(_deployment_key(owner, name), f"Deployment {owner}/{name} not found.")
 
-    def list_deployments(
-        self, owner: str, *, cursor: str | None = None, limit: int = 100
-    ) -> Page[Deployment]:
+    def list_deployments(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[Deployment]:
         items, nxt = self._table.query(
             index=None,
             partition=f"DEPLOYMENTS#{owner}",
@@ -832,8 +902,7 @@ class DynamoStateStore:
     def list_warm_deployments(self, limit: int = 100) -> list[Deployment]:
         if limit < 1:
             return []
-        items, _ = self._table.query(index=r.GSI2, partition=_WARM_DEPLOYMENTS, forward=True,
-                                     cursor=None, limit=limit)
+        items, _ = self._table.query(index=r.GSI2, partition=_WARM_DEPLOYMENTS, forward=True, cursor=None, limit=limit)
         # the index is eventually consistent: trust the record, not its presence in the index
         found = [Deployment.from_dict(_data(i)) for i in items]
         return [d for d in found if d.min_instances > 0]
@@ -945,17 +1014,24 @@ class DynamoRateLimiter:
             level, decision = take(tokens, updated, now, per_minute)
             condition, values = "attribute_not_exists(#pk)", {}
             if item is not None:
-                condition, values = "#updated = :prev AND #tokens = :prev_tokens", {
-                    ":prev": item["updated"], ":prev_tokens": item["tokens"]}
+                condition, values = (
+                    "#updated = :prev AND #tokens = :prev_tokens",
+                    {":prev": item["updated"], ":prev_tokens": item["tokens"]},
+                )
             stamp = max(now, updated) if updated is not None else now
             try:
                 self.client.put_item(
                     TableName=self.table_name,
-                    Item={**_rate_key(key), "tokens": {"N": repr(level)}, "updated": {"N": repr(stamp)},
-                          r.TTL_ATTRIBUTE: _n(int(stamp) + 3600)},
+                    Item={
+                        **_rate_key(key),
+                        "tokens": {"N": repr(level)},
+                        "updated": {"N": repr(stamp)},
+                        r.TTL_ATTRIBUTE: _n(int(stamp) + 3600),
+                    },
                     ConditionExpression=condition,
-                    ExpressionAttributeNames={"#pk": r.PK} if item is None else {
-                        "#updated": "updated", "#tokens": "tokens"},
+                    ExpressionAttributeNames={"#pk": r.PK}
+                    if item is None
+                    else {"#updated": "updated", "#tokens": "tokens"},
                     **({"ExpressionAttributeValues": values} if values else {}),
                 )
                 return decision
@@ -964,5 +1040,10 @@ class DynamoRateLimiter:
                     raise
         # constant contention: refuse rather than let requests through uncounted
         assert decision is not None
-        return RateDecision(allowed=False, limit=decision.limit, remaining=0, reset_seconds=decision.reset_seconds,
-                            retry_after=max(1, decision.retry_after))
+        return RateDecision(
+            allowed=False,
+            limit=decision.limit,
+            remaining=0,
+            reset_seconds=decision.reset_seconds,
+            retry_after=max(1, decision.retry_after),
+        )

@@ -92,7 +92,7 @@ class StatePoolHardware:
         if pool not in self._images:
             version = None
             if pool.startswith(_DEPLOYMENT_POOL_PREFIX):
-                rest, _, version_id = pool[len(_DEPLOYMENT_POOL_PREFIX):].rpartition(".")
+                rest, _, version_id = pool[len(_DEPLOYMENT_POOL_PREFIX) :].rpartition(".")
                 found = self.state.find_versions(version_id) if version_id else []
                 version = found[0] if found else None
             elif pool.startswith(("v-", "t-")):  # a version's predictions | its trainings
@@ -108,7 +108,7 @@ class StatePoolHardware:
 
     def _lookup(self, pool: str) -> str:
         if pool.startswith(_DEPLOYMENT_POOL_PREFIX):
-            rest, _, _version = pool[len(_DEPLOYMENT_POOL_PREFIX):].rpartition(".")
+            rest, _, _version = pool[len(_DEPLOYMENT_POOL_PREFIX) :].rpartition(".")
             owner, _, name = rest.partition(".")
             deployment = self.state.get_deployment(owner, name) if owner and name else None
             return deployment.hardware if deployment else CPU
@@ -121,11 +121,22 @@ class StatePoolHardware:
 
 
 class EcsDispatcher:
-    def __init__(self, ecs_client: Any, *, cluster: str, task_definitions: dict[str, str],
-                 capacity_providers: dict[str, str], subnets: list[str], security_groups: list[str],
-                 max_per_pool: int = 4, hardware_for: Callable[[str], str] | None = None,
-                 queue: JobQueue | None = None, container: str = RUNNER_CONTAINER,
-                 now: Callable[[], float] = time.time, image_for: Callable[[str], str | None] | None = None):
+    def __init__(
+        self,
+        ecs_client: Any,
+        *,
+        cluster: str,
+        task_definitions: dict[str, str],
+        capacity_providers: dict[str, str],
+        subnets: list[str],
+        security_groups: list[str],
+        max_per_pool: int = 4,
+        hardware_for: Callable[[str], str] | None = None,
+        queue: JobQueue | None = None,
+        container: str = RUNNER_CONTAINER,
+        now: Callable[[], float] = time.time,
+        image_for: Callable[[str], str | None] | None = None,
+    ):
         self.ecs = ecs_client
         self.cluster = cluster
         self.task_definitions = dict(task_definitions)
@@ -142,9 +153,16 @@ class EcsDispatcher:
 
     @classmethod
     def from_config(cls, ecs_client: Any, config: EcsConfig, **kwargs: Any) -> EcsDispatcher:
-        return cls(ecs_client, cluster=config.cluster, task_definitions=config.task_definitions,
-                   capacity_providers=config.capacity_providers, subnets=config.subnets,
-                   security_groups=config.security_groups, max_per_pool=config.max_per_pool, **kwargs)
+        return cls(
+            ecs_client,
+            cluster=config.cluster,
+            task_definitions=config.task_definitions,
+            capacity_providers=config.capacity_providers,
+            subnets=config.subnets,
+            security_groups=config.security_groups,
+            max_per_pool=config.max_per_pool,
+            **kwargs,
+        )
 
     # --- the port -----------------------------------------------------------------------
     def wake(self, pool: str) -> None:
@@ -181,8 +199,9 @@ class EcsDispatcher:
         """Pools of runner tasks that stopped recently (ECS lists stopped tasks for about an hour):
         where a wake may have been lost (a runner idled out just as work arrived, a task that
         crashed or never got capacity). One ListTasks and one DescribeTasks, whatever the cluster."""
-        arns = self.ecs.list_tasks(cluster=self.cluster, desiredStatus="STOPPED",
-                                   maxResults=max(1, min(100, limit))).get("taskArns", [])
+        arns = self.ecs.list_tasks(
+            cluster=self.cluster, desiredStatus="STOPPED", maxResults=max(1, min(100, limit))
+        ).get("taskArns", [])
         if not arns:
             return []
         tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns, include=["TAGS"]).get("tasks", [])
@@ -207,14 +226,20 @@ class EcsDispatcher:
             found = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
         except ClientError:
             found = None
-        if found and found.get("status", "ACTIVE") == "ACTIVE" and any(
+        if (
+            found
+            and found.get("status", "ACTIVE") == "ACTIVE"
+            and any(
                 c.get("name") == MODEL_CONTAINER and c.get("image") == image
-                for c in found.get("containerDefinitions", [])):
+                for c in found.get("containerDefinitions", [])
+            )
+        ):
             arn = found["taskDefinitionArn"]
         else:
             base = self.ecs.describe_task_definition(taskDefinition=base_arn)["taskDefinition"]
             arn = self.ecs.register_task_definition(**image_task_kwargs(base, family, image, self.container))[
-                "taskDefinition"]["taskDefinitionArn"]
+                "taskDefinition"
+            ]["taskDefinitionArn"]
             log.info("registered %s for image %s on %s", arn, image, hardware)
         self._image_task_definitions[family] = arn
         return arn
@@ -222,8 +247,11 @@ class EcsDispatcher:
     def count(self, pool: str, *, warm: bool = False) -> int:
         """Tasks of the pool that are pending or running (desired status RUNNING)."""
         total = 0
-        kwargs: dict[str, Any] = {"cluster": self.cluster, "startedBy": started_by(pool, warm=warm),
-                                  "desiredStatus": "RUNNING"}
+        kwargs: dict[str, Any] = {
+            "cluster": self.cluster,
+            "startedBy": started_by(pool, warm=warm),
+            "desiredStatus": "RUNNING",
+        }
         while True:
             resp = self.ecs.list_tasks(**kwargs)
             total += len(resp.get("taskArns", []))
@@ -241,8 +269,17 @@ class EcsDispatcher:
         if image:
             task_definition = self.image_task_definition(image, hardware)
         runner_id = "r-" + uuid.uuid4().hex[:12]
-        command = ["python", "-m", "gpu_runner", "--pool", pool, "--runner-id", runner_id,
-                   "--spawned-at", repr(self.now())]
+        command = [
+            "python",
+            "-m",
+            "gpu_runner",
+            "--pool",
+            pool,
+            "--runner-id",
+            runner_id,
+            "--spawned-at",
+            repr(self.now()),
+        ]
         if warm:
             command.append("--keep-warm")
         kwargs: dict[str, Any] = {
@@ -250,11 +287,15 @@ class EcsDispatcher:
             "taskDefinition": task_definition,
             "count": 1,
             "startedBy": started_by(pool, warm=warm),
-            "overrides": {"containerOverrides": [{
-                "name": self.container,
-                "command": command,
-                "environment": [{"name": "COGPLANE_RUNNER_ID", "value": runner_id}],
-            }]},
+            "overrides": {
+                "containerOverrides": [
+                    {
+                        "name": self.container,
+                        "command": command,
+                        "environment": [{"name": "COGPLANE_RUNNER_ID", "value": runner_id}],
+                    }
+                ]
+            },
             "tags": [
                 {"key": POOL_TAG, "value": pool[:_TAG_VALUE_MAX]},
                 {"key": "cogplane:runner", "value": runner_id},
@@ -268,8 +309,13 @@ class EcsDispatcher:
             raise ValueError(f"No capacity provider for GPU hardware {hardware!r} (pool {pool})")
         if hardware == CPU:
             kwargs["launchType"] = "FARGATE"
-            kwargs["networkConfiguration"] = {"awsvpcConfiguration": {
-                "subnets": self.subnets, "securityGroups": self.security_groups, "assignPublicIp": "ENABLED"}}
+            kwargs["networkConfiguration"] = {
+                "awsvpcConfiguration": {
+                    "subnets": self.subnets,
+                    "securityGroups": self.security_groups,
+                    "assignPublicIp": "ENABLED",
+                }
+            }
         else:
             kwargs["capacityProviderStrategy"] = [{"capacityProvider": provider, "weight": 1, "base": 0}]
         resp = self.ecs.run_task(**kwargs)
@@ -296,8 +342,9 @@ def _task_pool(task: dict[str, Any]) -> str | None:
     return None
 
 
-def image_task_kwargs(base: dict[str, Any], family: str, image: str, runner_name: str = RUNNER_CONTAINER
-                      ) -> dict[str, Any]:
+def image_task_kwargs(
+    base: dict[str, Any], family: str, image: str, runner_name: str = RUNNER_CONTAINER
+) -> dict[str, Any]:
     """RegisterTaskDefinition arguments for an image version, from the SKU's runner definition."""
     runner = dict(next(c for c in base["containerDefinitions"] if c["name"] == runner_name))
     gpu = [r for r in runner.pop("resourceRequirements", []) or [] if r.get("type") == "GPU"]
@@ -324,8 +371,9 @@ def image_task_kwargs(base: dict[str, Any], family: str, image: str, runner_name
         runner.pop("memory", None)
     else:  # Fargate shares the task's memory; soft reservations only
         model["memoryReservation"] = 1024
-    runner["environment"] = [e for e in runner.get("environment", []) or []
-                             if e["name"] not in ("COG_URL", "COGPLANE_RUNNER_HTTP_PORT")] + [
+    runner["environment"] = [
+        e for e in runner.get("environment", []) or [] if e["name"] not in ("COG_URL", "COGPLANE_RUNNER_HTTP_PORT")
+    ] + [
         {"name": "COG_URL", "value": f"http://127.0.0.1:{COG_PORT}"},
         {"name": "COGPLANE_RUNNER_HTTP_PORT", "value": str(IMAGE_RUNNER_HTTP_PORT)},
     ]
@@ -337,8 +385,15 @@ def image_task_kwargs(base: dict[str, Any], family: str, image: str, runner_name
         "networkMode": base.get("networkMode", "awsvpc") if fargate else "host",
         "tags": [{"key": "cogplane:image", "value": image[:_TAG_VALUE_MAX]}],
     }
-    for key in ("taskRoleArn", "executionRoleArn", "requiresCompatibilities", "cpu", "memory",
-                "ephemeralStorage", "runtimePlatform"):
+    for key in (
+        "taskRoleArn",
+        "executionRoleArn",
+        "requiresCompatibilities",
+        "cpu",
+        "memory",
+        "ephemeralStorage",
+        "runtimePlatform",
+    ):
         if base.get(key):
             kwargs[key] = base[key]
     return kwargs

@@ -60,9 +60,9 @@ class SqsJobQueue:
             return url
         name = self.queue_name(pool)
         try:
-            url = self.client.create_queue(
-                QueueName=name, Attributes=resources.pool_queue_attributes(self.dlq_arn)
-            )["QueueUrl"]
+            url = self.client.create_queue(QueueName=name, Attributes=resources.pool_queue_attributes(self.dlq_arn))[
+                "QueueUrl"
+            ]
         except ClientError as exc:
             if _code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
                 raise
@@ -134,8 +134,6 @@ class SqsJobQueue:
     def depth(self, pool: str) -> int:
         resp = self._on_queue(
             pool,
-            lambda url: self.client.get_queue_attributes(
-                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-            ),
+            lambda url: self.client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]),
         )
         return int(resp.get("Attributes", {}).get("ApproximateNumberOfMessages", "0"))

@@ -29,8 +29,9 @@ log = logging.getLogger("cogplane.dispatcher")
 EXIT_SETUP_FAILED = 3
 STOPPED = "stopped: cogplane was shut down before this prediction finished (its grace period ran out)."
 STOPPED_AT_ONCE = "stopped: cogplane was stopped at once (a second Ctrl-C) before this prediction finished."
-STOPPED_EARLIER = ("stopped: cogplane ended (it was killed) before this prediction finished; "
-                   "found when it started again.")
+STOPPED_EARLIER = (
+    "stopped: cogplane ended (it was killed) before this prediction finished; found when it started again."
+)
 
 
 @dataclass
@@ -51,8 +52,18 @@ def _pdeathsig() -> object:
 
 
 class ProcessDispatcher:
-    def __init__(self, db, services, *, max_per_pool: int = 2, idle_timeout: float = 300.0,
-                 log_dir: Path, env: dict[str, str] | None = None, tick: float = 0.25, grace: float = 30.0):
+    def __init__(
+        self,
+        db,
+        services,
+        *,
+        max_per_pool: int = 2,
+        idle_timeout: float = 300.0,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        tick: float = 0.25,
+        grace: float = 30.0,
+    ):
         self.db = db
         self.services = services
         self.max_per_pool = max_per_pool
@@ -130,8 +141,10 @@ class ProcessDispatcher:
             if runner_id and runner_id not in self.children:
                 fail_if_held(self.services, row["id"], runner_id, reason)
         with self.db.write() as conn:
-            conn.execute("UPDATE jobs SET visible_at = ? WHERE visible_at > ?",
-                         (epoch(self.services.clock), epoch(self.services.clock)))
+            conn.execute(
+                "UPDATE jobs SET visible_at = ? WHERE visible_at > ?",
+                (epoch(self.services.clock), epoch(self.services.clock)),
+            )
 
     def _drain(self) -> None:
         """Runs in the dispatcher's thread once stopped (see start)."""
@@ -142,8 +155,9 @@ class ProcessDispatcher:
                 child.proc.send_signal(signal.SIGINT)  # runner: "the platform stops" (see gpu_runner)
         # a runner fails what is left after `grace`, stops its cog server (3 s) and exits
         deadline = time.monotonic() + self.grace + 15
-        while (any(c.proc.poll() is None for c in children) and time.monotonic() < deadline
-               and not self.hurried.is_set()):
+        while (
+            any(c.proc.poll() is None for c in children) and time.monotonic() < deadline and not self.hurried.is_set()
+        ):
             self.hurried.wait(0.1)
         at_once = self.hurried.is_set()
         for child in children:
@@ -164,8 +178,7 @@ class ProcessDispatcher:
         self._drain()
 
     def pools_with_work(self) -> list[str]:
-        rows = self.db.read("SELECT DISTINCT pool FROM jobs WHERE visible_at <= ?",
-                            (epoch(self.services.clock),))
+        rows = self.db.read("SELECT DISTINCT pool FROM jobs WHERE visible_at <= ?", (epoch(self.services.clock),))
         return [r["pool"] for r in rows]
 
     def deployment_pools(self) -> dict[str, tuple[int, int]]:
@@ -178,7 +191,9 @@ class ProcessDispatcher:
         for row in self.db.read("SELECT data FROM deployments"):
             d = json.loads(row["data"])
             pools[f"d-{d['owner']}.{d['name']}.{d['version']}"] = (
-                int(d.get("min_instances") or 0), int(d.get("max_instances") or 1))
+                int(d.get("min_instances") or 0),
+                int(d.get("max_instances") or 1),
+            )
         return pools
 
     def warm_pools(self) -> dict[str, int]:
@@ -232,7 +247,7 @@ class ProcessDispatcher:
                 if child.keep_warm and child.proc.poll() is None and not child.retiring:
                     by_pool.setdefault(child.pool, []).append(child)
         for pool, kids in by_pool.items():
-            for child in kids[warm.get(pool, 0):]:
+            for child in kids[warm.get(pool, 0) :]:
                 log.info("retiring warm runner %s of pool %s", child.id, pool)
                 child.retiring = True
                 child.proc.send_signal(signal.SIGTERM)
@@ -240,16 +255,35 @@ class ProcessDispatcher:
     def spawn(self, pool: str, *, keep_warm: bool = False) -> Child:
         runner_id = "r-" + uuid.uuid4().hex[:12]
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "gpu_runner", "--pool", pool, "--runner-id", runner_id,
-               "--spawned-at", repr(time.time()), "--idle-timeout", str(self.idle_timeout),
-               "--stop-grace", repr(self.grace)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gpu_runner",
+            "--pool",
+            pool,
+            "--runner-id",
+            runner_id,
+            "--spawned-at",
+            repr(time.time()),
+            "--idle-timeout",
+            str(self.idle_timeout),
+            "--stop-grace",
+            repr(self.grace),
+        ]
         if keep_warm:
             cmd.append("--keep-warm")
         env = {**os.environ, **self.env}
         with open(self.log_dir / f"{runner_id}.log", "ab") as out:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_pdeathsig(),
-                                    cwd=str(Path(__file__).resolve().parents[3]))
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_pdeathsig(),
+                cwd=str(Path(__file__).resolve().parents[3]),
+            )
         child = Child(id=runner_id, pool=pool, proc=proc, keep_warm=keep_warm)
         with self.lock:
             self.children[runner_id] = child
@@ -261,9 +295,11 @@ class ProcessDispatcher:
         self.children.pop(child.id, None)
         state = self.services.state
         record = state.get_runner(child.id)
-        reason = reason or (f"The runner serving this prediction stopped unexpectedly (exit code {code})."
-                            if code not in (0, EXIT_SETUP_FAILED) else
-                            "The runner stopped before the prediction finished.")
+        reason = reason or (
+            f"The runner serving this prediction stopped unexpectedly (exit code {code})."
+            if code not in (0, EXIT_SETUP_FAILED)
+            else "The runner stopped before the prediction finished."
+        )
         held = set(record.in_flight) if record else set()
         # also what it took since its last heartbeat: running predictions that name it (an index)
         for row in self.db.read("SELECT id, data FROM predictions WHERE status = 'processing'"):
@@ -292,9 +328,11 @@ def fail_if_held(services, prediction_id: str, runner_id: str, reason: str) -> b
     if prediction is None or prediction.status != "processing" or prediction.runner_id != runner_id:
         return False
     try:
-        services.state.update_prediction(prediction_id, {
-            "status": "failed", "error": reason, "completed_at": services.clock.now()},
-            expect_status=["processing"])
+        services.state.update_prediction(
+            prediction_id,
+            {"status": "failed", "error": reason, "completed_at": services.clock.now()},
+            expect_status=["processing"],
+        )
         return True
     except (Conflict, NotFound):
         return False

@@ -214,8 +214,9 @@ class SqliteStateStore:
 
     def update_account(self, account: Account) -> None:
         with self.db.write() as conn:
-            cur = conn.execute("UPDATE accounts SET data = ? WHERE username = ?",
-                               (_dumps(account.to_dict()), account.username))
+            cur = conn.execute(
+                "UPDATE accounts SET data = ? WHERE username = ?", (_dumps(account.to_dict()), account.username)
+            )
             if cur.rowcount == 0:
                 raise NotFound(f"Account {account.username} not found.")
 
@@ -232,8 +233,7 @@ class SqliteStateStore:
     def put_token(self, token: ApiToken) -> bool:
         with self.db.write() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO api_tokens (id, token_hash, account, created_at, data)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO api_tokens (id, token_hash, account, created_at, data) VALUES (?, ?, ?, ?, ?)",
                 (token.id, token.token_hash, token.account, token.created_at, _dumps(token.to_dict())),
             )
             return cur.rowcount == 1
@@ -262,8 +262,10 @@ class SqliteStateStore:
     # --- organization members -----------------------------------------------------------
     def put_member(self, membership: Membership) -> None:
         with self.db.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO members (org, username, data) VALUES (?, ?, ?)",
-                         (membership.org, membership.username, _dumps(membership.to_dict())))
+            conn.execute(
+                "INSERT OR REPLACE INTO members (org, username, data) VALUES (?, ?, ?)",
+                (membership.org, membership.username, _dumps(membership.to_dict())),
+            )
 
     def get_member(self, org: str, username: str) -> Membership | None:
         rows = self.db.read("SELECT data FROM members WHERE org = ? AND username = ?", (org, username))
@@ -289,8 +291,16 @@ class SqliteStateStore:
             " WHERE account = ? AND day >= ? AND day <= ? ORDER BY day, hardware",
             (account, since, until),
         )
-        return [UsageRecord(account=r["account"], day=r["day"], hardware=r["hardware"],
-                            predict_time=r["predict_time"], predictions=r["predictions"]) for r in rows]
+        return [
+            UsageRecord(
+                account=r["account"],
+                day=r["day"],
+                hardware=r["hardware"],
+                predict_time=r["predict_time"],
+                predictions=r["predictions"],
+            )
+            for r in rows
+        ]
 
     # --- models -------------------------------------------------------------------------
     def create_model(self, model: Model) -> None:
@@ -299,8 +309,14 @@ class SqliteStateStore:
                 conn.execute(
                     "INSERT INTO models (owner, name, visibility, created_at, latest_version_created_at, data)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (model.owner, model.name, model.visibility, model.created_at,
-                     model.latest_version_created_at, _dumps(model.to_dict())),
+                    (
+                        model.owner,
+                        model.name,
+                        model.visibility,
+                        model.created_at,
+                        model.latest_version_created_at,
+                        _dumps(model.to_dict()),
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"A model named {model.owner}/{model.name} already exists.") from exc
@@ -314,8 +330,7 @@ class SqliteStateStore:
             cur = conn.execute(
                 "UPDATE models SET visibility = ?, latest_version_created_at = ?, data = ?"
                 " WHERE owner = ? AND name = ?",
-                (model.visibility, model.latest_version_created_at, _dumps(model.to_dict()),
-                 model.owner, model.name),
+                (model.visibility, model.latest_version_created_at, _dumps(model.to_dict()), model.owner, model.name),
             )
             if cur.rowcount == 0:
                 raise NotFound(f"Model {model.owner}/{model.name} not found.")
@@ -336,8 +351,14 @@ class SqliteStateStore:
         nxt = cursors.encode({"n": rows[limit - 1]["name"]}) if len(rows) > limit else None
         return Page(items=items, next_cursor=nxt)
 
-    def list_models(self, *, sort_by: str = "latest_version_created_at", descending: bool = True,
-                    cursor: str | None = None, limit: int = 100) -> Page[Model]:
+    def list_models(
+        self,
+        *,
+        sort_by: str = "latest_version_created_at",
+        descending: bool = True,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[Model]:
         column = "created_at" if sort_by == "model_created_at" else "latest_version_created_at"
         op, order = ("<", "DESC") if descending else (">", "ASC")
         sql = f"SELECT data, {column} AS k, owner, name FROM models WHERE visibility = 'public'"
@@ -383,11 +404,15 @@ class SqliteStateStore:
         rows = self.db.read("SELECT data FROM versions WHERE id = ? LIMIT 100", (version_id,))
         return [Version.from_dict(json.loads(r["data"])) for r in rows]
 
-    def list_versions(self, owner: str, name: str, *, cursor: str | None = None,
-                      limit: int = 100) -> Page[Version]:
-        return _newest_first(self.db, Version,
-                             "SELECT data, created_at, id FROM versions WHERE owner = ? AND name = ?",
-                             [owner, name], cursor, limit)
+    def list_versions(self, owner: str, name: str, *, cursor: str | None = None, limit: int = 100) -> Page[Version]:
+        return _newest_first(
+            self.db,
+            Version,
+            "SELECT data, created_at, id FROM versions WHERE owner = ? AND name = ?",
+            [owner, name],
+            cursor,
+            limit,
+        )
 
     def delete_version(self, owner: str, name: str, version_id: str) -> None:
         with self.db.write() as conn:
@@ -403,8 +428,14 @@ class SqliteStateStore:
             try:
                 conn.execute(
                     "INSERT INTO predictions (id, owner, created_at, status, data, kind) VALUES (?, ?, ?, ?, ?, ?)",
-                    (prediction.id, prediction.owner, prediction.created_at, prediction.status,
-                     _dumps(prediction.to_dict()), prediction.kind),
+                    (
+                        prediction.id,
+                        prediction.owner,
+                        prediction.created_at,
+                        prediction.status,
+                        _dumps(prediction.to_dict()),
+                        prediction.kind,
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"Prediction {prediction.id} already exists.") from exc
@@ -420,11 +451,17 @@ class SqliteStateStore:
         rows = self.db.read("SELECT data FROM predictions WHERE id = ?", (prediction_id,))
         return Prediction.from_dict(json.loads(rows[0]["data"])) if rows else None
 
-    def update_prediction(self, prediction_id: str, changes: dict[str, Any], *,
-                          expect_status: Iterable[str] | None = None,
-                          outbox: Sequence[OutboxEvent] = ()) -> Prediction:
+    def update_prediction(
+        self,
+        prediction_id: str,
+        changes: dict[str, Any],
+        *,
+        expect_status: Iterable[str] | None = None,
+        outbox: Sequence[OutboxEvent] = (),
+    ) -> Prediction:
         allowed = (
-            {str(s) for s in expect_status} if expect_status is not None
+            {str(s) for s in expect_status}
+            if expect_status is not None
             else {str(s) for s in Status} - {str(s) for s in TERMINAL}
         )
         with self.db.write() as conn:
@@ -453,9 +490,16 @@ class SqliteStateStore:
                 )
             return updated
 
-    def list_predictions(self, owner: str, *, created_after: str | None = None,
-                         created_before: str | None = None, cursor: str | None = None,
-                         limit: int = 100, kind: str = "prediction") -> Page[Prediction]:
+    def list_predictions(
+        self,
+        owner: str,
+        *,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        kind: str = "prediction",
+    ) -> Page[Prediction]:
         sql = "SELECT data, created_at, id FROM predictions WHERE owner = ? AND kind = ?"
         params: list[Any] = [owner, kind]
         if created_after:
@@ -476,8 +520,7 @@ class SqliteStateStore:
             try:
                 conn.execute(
                     "INSERT INTO deployments (owner, name, release_number, data) VALUES (?, ?, ?, ?)",
-                    (deployment.owner, deployment.name, deployment.release_number,
-                     _dumps(deployment.to_dict())),
+                    (deployment.owner, deployment.name, deployment.release_number, _dumps(deployment.to_dict())),
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"A deployment named {deployment.owner}/{deployment.name} already exists.") from exc
@@ -491,8 +534,13 @@ class SqliteStateStore:
             cur = conn.execute(
                 "UPDATE deployments SET release_number = ?, data = ?"
                 " WHERE owner = ? AND name = ? AND release_number = ?",
-                (deployment.release_number, _dumps(deployment.to_dict()), deployment.owner,
-                 deployment.name, expect_release),
+                (
+                    deployment.release_number,
+                    _dumps(deployment.to_dict()),
+                    deployment.owner,
+                    deployment.name,
+                    expect_release,
+                ),
             )
             if cur.rowcount == 0:
                 raise Conflict(f"Deployment {deployment.owner}/{deployment.name} changed meanwhile; retry.")
@@ -503,8 +551,7 @@ class SqliteStateStore:
             if cur.rowcount == 0:
                 raise NotFound(f"Deployment {owner}/{name} not found.")
 
-    def list_deployments(self, owner: str, *, cursor: str | None = None,
-                         limit: int = 100) -> Page[Deployment]:
+    def list_deployments(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[Deployment]:
         sql = "SELECT data, name FROM deployments WHERE owner = ?"
         params: list[Any] = [owner]
         if cursor:
@@ -520,16 +567,19 @@ class SqliteStateStore:
     def list_warm_deployments(self, limit: int = 100) -> list[Deployment]:
         # the partial index deployments_warm holds only deployments with min_instances > 0
         rows = self.db.read(
-            "SELECT data FROM deployments WHERE json_extract(data, '$.min_instances') > 0"
-            " ORDER BY owner, name LIMIT ?", (max(0, int(limit)),))
+            "SELECT data FROM deployments WHERE json_extract(data, '$.min_instances') > 0 ORDER BY owner, name LIMIT ?",
+            (max(0, int(limit)),),
+        )
         return [Deployment.from_dict(json.loads(r["data"])) for r in rows]
 
     # --- files --------------------------------------------------------------------------
     def create_file(self, file: File) -> None:
         with self.db.write() as conn:
             try:
-                conn.execute("INSERT INTO files (id, owner, created_at, data) VALUES (?, ?, ?, ?)",
-                             (file.id, file.owner, file.created_at, _dumps(file.to_dict())))
+                conn.execute(
+                    "INSERT INTO files (id, owner, created_at, data) VALUES (?, ?, ?, ?)",
+                    (file.id, file.owner, file.created_at, _dumps(file.to_dict())),
+                )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"File {file.id} already exists.") from exc
 
@@ -538,8 +588,9 @@ class SqliteStateStore:
         return File.from_dict(json.loads(rows[0]["data"])) if rows else None
 
     def list_files(self, owner: str, *, cursor: str | None = None, limit: int = 100) -> Page[File]:
-        return _newest_first(self.db, File, "SELECT data, created_at, id FROM files WHERE owner = ?",
-                             [owner], cursor, limit)
+        return _newest_first(
+            self.db, File, "SELECT data, created_at, id FROM files WHERE owner = ?", [owner], cursor, limit
+        )
 
     def delete_file(self, file_id: str) -> None:
         with self.db.write() as conn:
@@ -548,8 +599,10 @@ class SqliteStateStore:
     # --- runners ------------------------------------------------------------------------
     def put_runner(self, runner: Runner) -> None:
         with self.db.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO runners (id, pool, data) VALUES (?, ?, ?)",
-                         (runner.id, runner.pool, _dumps(runner.to_dict())))
+            conn.execute(
+                "INSERT OR REPLACE INTO runners (id, pool, data) VALUES (?, ?, ?)",
+                (runner.id, runner.pool, _dumps(runner.to_dict())),
+            )
 
     def get_runner(self, runner_id: str) -> Runner | None:
         rows = self.db.read("SELECT data FROM runners WHERE id = ?", (runner_id,))
@@ -651,9 +704,7 @@ class SqliteOutbox:
                 return
             data = json.loads(row["data"])
             data.update(due_at=due_at, attempts=attempts)
-            conn.execute(
-                "UPDATE outbox SET due_at = ?, data = ? WHERE id = ?", (due_at, _dumps(data), event_id)
-            )
+            conn.execute("UPDATE outbox SET due_at = ?, data = ? WHERE id = ?", (due_at, _dumps(data), event_id))
 
 
 class SqliteRateLimiter:
@@ -666,8 +717,9 @@ class SqliteRateLimiter:
     def take(self, key: str, *, per_minute: int, now: float) -> RateDecision:
         with self.db.write() as conn:
             row = conn.execute("SELECT tokens, updated FROM rate_buckets WHERE key = ?", (key,)).fetchone()
-            level, decision = take(row["tokens"] if row else None, row["updated"] if row else None, now,
-                                   per_minute)
-            conn.execute("INSERT OR REPLACE INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)",
-                         (key, level, max(now, row["updated"]) if row else now))
+            level, decision = take(row["tokens"] if row else None, row["updated"] if row else None, now, per_minute)
+            conn.execute(
+                "INSERT OR REPLACE INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)",
+                (key, level, max(now, row["updated"]) if row else now),
+            )
         return decision

@@ -23,8 +23,9 @@ class Predictor(BasePredictor):
     def predict(
         self,
         images: list[Path] = Input(description="Images to check"),
-        threshold: float = Input(description="Score at or above which an image is flagged", default=0.5,
-                                 ge=0.0, le=1.0),
+        threshold: float = Input(
+            description="Score at or above which an image is flagged", default=0.5, ge=0.0, le=1.0
+        ),
     ) -> Output:
         from PIL import Image
 

@@ -26,17 +26,26 @@ AdminDep = Annotated[Account, Depends(admin_account)]
 
 
 def account_view(account: Account, memberships: list[Membership] | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {"username": account.username, "type": account.type,
-                            "name": account.name or account.username, "admin": account.admin,
-                            "created_at": account.created_at}
+    view: dict[str, Any] = {
+        "username": account.username,
+        "type": account.type,
+        "name": account.name or account.username,
+        "admin": account.admin,
+        "created_at": account.created_at,
+    }
     if memberships is not None:
         view["orgs"] = [{"org": m.org, "role": m.role} for m in memberships]
     return view
 
 
 def token_view(token: ApiToken) -> dict[str, Any]:
-    return {"id": token.id, "account": token.account, "name": token.name, "created_at": token.created_at,
-            "last_used_at": token.last_used_at}
+    return {
+        "id": token.id,
+        "account": token.account,
+        "name": token.name,
+        "created_at": token.created_at,
+        "last_used_at": token.last_used_at,
+    }
 
 
 def member_view(m: Membership) -> dict[str, Any]:
@@ -46,13 +55,19 @@ def member_view(m: Membership) -> dict[str, Any]:
 def usage_view(account: str, rows: list[UsageRecord], prices: dict[str, float]) -> dict[str, Any]:
     out = []
     for row in rows:
-        item = {"day": row.day, "hardware": row.hardware, "predict_time": round(row.predict_time, 6),
-                "predictions": row.predictions}
+        item = {
+            "day": row.day,
+            "hardware": row.hardware,
+            "predict_time": round(row.predict_time, 6),
+            "predictions": row.predictions,
+        }
         if row.hardware in prices:
             item["cost"] = round(row.predict_time * prices[row.hardware], 6)
         out.append(item)
-    total = {"predict_time": round(sum(r.predict_time for r in rows), 6),
-             "predictions": sum(r.predictions for r in rows)}
+    total = {
+        "predict_time": round(sum(r.predict_time for r in rows), 6),
+        "predictions": sum(r.predictions for r in rows),
+    }
     if prices and all(r.hardware in prices for r in rows):
         total["cost"] = round(sum(r.predict_time * prices[r.hardware] for r in rows), 6)
     return {"account": account, "results": out, "total": total}
@@ -88,8 +103,9 @@ async def create_user(services: ServicesDep, admin: AdminDep, body: JsonBody) ->
 async def list_users(services: ServicesDep, admin: AdminDep, cursor: str | None = None) -> dict[str, Any]:
     def run():
         page = services.accounts.list_accounts(cursor=cursor, limit=services.settings.page_size)
-        return [account_view(a, services.accounts.memberships(a.username) if a.type == "user" else None)
-                for a in page.items], page.next_cursor
+        return [
+            account_view(a, services.accounts.memberships(a.username) if a.type == "user" else None) for a in page.items
+        ], page.next_cursor
 
     results, nxt = await run_in_threadpool(run)
     return {"results": results, "next_cursor": nxt}
@@ -149,8 +165,9 @@ async def revoke_token(token_id: str, services: ServicesDep, admin: AdminDep) ->
 
 
 @router.get("/usage")
-async def usage(services: ServicesDep, admin: AdminDep, account: str, since: str | None = None,
-                until: str | None = None) -> dict[str, Any]:
+async def usage(
+    services: ServicesDep, admin: AdminDep, account: str, since: str | None = None, until: str | None = None
+) -> dict[str, Any]:
     """Billable predict time of one account by day and hardware (since/until: YYYY-MM-DD, inclusive)."""
     rows = await run_in_threadpool(lambda: services.accounts.usage(account, since=since, until=until))
     return usage_view(account, rows, services.settings.hardware_prices)

@@ -21,17 +21,20 @@ def _service(services) -> CollectionService:
 
 
 @router.get("/collections")
-def list_collections(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-                     cursor: str | None = None) -> dict[str, Any]:
+def list_collections(
+    services: ServicesDep, account: AccountDep, base: BaseUrlDep, cursor: str | None = None
+) -> dict[str, Any]:
     """The install's collections (a page; `cursor` is the offset of the next one)."""
     every = _service(services).list()
     size = services.settings.page_size
     start = offset_cursor(cursor)
-    chunk = every[start:start + size]
+    chunk = every[start : start + size]
     more = start + size < len(every)
-    return {"previous": None,
-            "next": page_url(base, "/v1/collections", str(start + size) if more else None),
-            "results": [{"name": c.name, "slug": c.slug, "description": c.description} for c in chunk]}
+    return {
+        "previous": None,
+        "next": page_url(base, "/v1/collections", str(start + size) if more else None),
+        "results": [{"name": c.name, "slug": c.slug, "description": c.description} for c in chunk],
+    }
 
 
 @router.get("/collections/{slug}")
@@ -39,6 +42,10 @@ def get_collection(slug: str, services: ServicesDep, account: AccountDep, base: 
     """A collection with its models."""
     svc = _service(services)
     collection = svc.get(slug)
-    return {"name": collection.name, "slug": collection.slug, "description": collection.description,
-            "full_description": collection.full_description,
-            "models": [present_model(services, m, base) for m in svc.models(collection)]}
+    return {
+        "name": collection.name,
+        "slug": collection.slug,
+        "description": collection.description,
+        "full_description": collection.full_description,
+        "models": [present_model(services, m, base) for m in svc.models(collection)],
+    }

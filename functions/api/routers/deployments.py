@@ -22,8 +22,9 @@ def present_deployment(services: Services, deployment: Deployment) -> dict[str, 
 
 
 @router.get("/deployments")
-def list_deployments(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-                     cursor: str | None = None) -> dict[str, Any]:
+def list_deployments(
+    services: ServicesDep, account: AccountDep, base: BaseUrlDep, cursor: str | None = None
+) -> dict[str, Any]:
     """Your deployments by name, one page at a time (`next` is an absolute URL)."""
     page = services.deployments.list(account, cursor=cursor, limit=services.settings.page_size)
     creators: dict[str, dict[str, Any]] = {}
@@ -56,8 +57,9 @@ def get_deployment(owner: str, name: str, services: ServicesDep, account: Accoun
 
 
 @router.patch("/deployments/{owner}/{name}")
-def update_deployment(owner: str, name: str, services: ServicesDep, account: AccountDep,
-                      body: JsonBody) -> dict[str, Any]:
+def update_deployment(
+    owner: str, name: str, services: ServicesDep, account: AccountDep, body: JsonBody
+) -> dict[str, Any]:
     """Change any of version, hardware, min_instances, max_instances: a new release."""
     return present_deployment(services, services.deployments.update(account, owner, name, body))
 
@@ -70,12 +72,27 @@ def delete_deployment(owner: str, name: str, services: ServicesDep, account: Acc
 
 
 @router.post("/deployments/{owner}/{name}/predictions", status_code=201)
-async def create_deployment_prediction(owner: str, name: str, request: Request, services: ServicesDep,
-                                       account: AccountDep, base: BaseUrlDep, body: JsonBody) -> JSONResponse:
+async def create_deployment_prediction(
+    owner: str,
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    account: AccountDep,
+    base: BaseUrlDep,
+    body: JsonBody,
+) -> JSONResponse:
     """Run the deployment's current release; the prediction is served by the deployment's pool."""
-    deployment, model, version, pool = await run_in_threadpool(
-        services.deployments.target, account, owner, name
+    deployment, model, version, pool = await run_in_threadpool(services.deployments.target, account, owner, name)
+    return await _create(
+        request,
+        services,
+        account,
+        base,
+        model,
+        version,
+        body,
+        deployment=f"{deployment.owner}/{deployment.name}",
+        pool=pool,
+        timeout=deployment.timeout,
+        hardware=deployment.hardware,
     )
-    return await _create(request, services, account, base, model, version, body,
-                         deployment=f"{deployment.owner}/{deployment.name}", pool=pool,
-                         timeout=deployment.timeout, hardware=deployment.hardware)

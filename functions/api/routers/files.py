@@ -18,8 +18,7 @@ router = APIRouter(prefix="/v1", tags=["files"])
 
 
 @router.post("/files", status_code=201)
-async def create_file(request: Request, services: ServicesDep, account: AccountDep,
-                      base: BaseUrlDep) -> JSONResponse:
+async def create_file(request: Request, services: ServicesDep, account: AccountDep, base: BaseUrlDep) -> JSONResponse:
     """Upload a file (multipart part `content`; optional `filename`, `type`, `metadata`)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPProblem(415, "Upload files as multipart/form-data with the file in a part named `content`.")
@@ -41,20 +40,27 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
     filename = form.get("filename")
     content_type = form.get("type")
     record = await run_in_threadpool(
-        services.files.create, account, data,
+        services.files.create,
+        account,
+        data,
         filename=filename if isinstance(filename, str) and filename else content.filename,
         content_type=content_type if isinstance(content_type, str) and content_type else content.content_type,
-        metadata=metadata)
+        metadata=metadata,
+    )
     return JSONResponse(file_json(record, base), status_code=201)
 
 
 @router.get("/files")
-def list_files(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-               cursor: str | None = None) -> dict[str, Any]:
+def list_files(
+    services: ServicesDep, account: AccountDep, base: BaseUrlDep, cursor: str | None = None
+) -> dict[str, Any]:
     """Your files, newest first."""
     page = services.files.list(account, cursor=cursor, limit=services.settings.page_size)
-    return {"previous": None, "next": page_url(base, "/v1/files", page.next_cursor),
-            "results": [file_json(f, base) for f in page.items]}
+    return {
+        "previous": None,
+        "next": page_url(base, "/v1/files", page.next_cursor),
+        "results": [file_json(f, base) for f in page.items],
+    }
 
 
 @router.get("/files/{file_id}")
@@ -67,8 +73,9 @@ def get_file(file_id: str, services: ServicesDep, account: AccountDep, base: Bas
 def download_file(file_id: str, services: ServicesDep, account: AccountDep) -> RedirectResponse:
     """Redirects to a signed, expiring URL of the file's bytes."""
     record = services.files.get(account, file_id)
-    return RedirectResponse(services.blobs.signed_url(record.blob_key, expires_in=3600, filename=record.name),
-                            status_code=307)
+    return RedirectResponse(
+        services.blobs.signed_url(record.blob_key, expires_in=3600, filename=record.name), status_code=307
+    )
 
 
 @router.delete("/files/{file_id}", status_code=204)

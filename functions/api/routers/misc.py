@@ -22,8 +22,13 @@ def list_hardware(services: ServicesDep, account: AccountDep) -> JSONResponse:
 @router.get("/account")
 def get_account(account: AccountDep) -> dict[str, Any]:
     """The account the token belongs to."""
-    return {"type": account.type, "username": account.username, "name": account.name or account.username,
-            "github_url": account.github_url, "avatar_url": account.avatar_url}
+    return {
+        "type": account.type,
+        "username": account.username,
+        "name": account.name or account.username,
+        "github_url": account.github_url,
+        "avatar_url": account.avatar_url,
+    }
 
 
 @router.get("/webhooks/default/secret")
@@ -41,5 +46,8 @@ def download_blob(key: str, services: ServicesDep, expires: int = 0, signature: 
     info = services.blobs.head(key)
     if info is None:
         raise NotFound("This file no longer exists.")
-    return FileResponse(services.blobs.path_of(key), media_type=info.content_type or "application/octet-stream",
-                        filename=key.rsplit("/", 1)[-1])
+    return FileResponse(
+        services.blobs.path_of(key),
+        media_type=info.content_type or "application/octet-stream",
+        filename=key.rsplit("/", 1)[-1],
+    )

@@ -50,12 +50,18 @@ def present_model(services: Services, model: Model, base: str) -> dict[str, Any]
 
 
 @router.get("/models")
-def list_models(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-                sort_by: str = "latest_version_created_at", sort_direction: str = "desc",
-                cursor: str | None = None) -> dict[str, Any]:
+def list_models(
+    services: ServicesDep,
+    account: AccountDep,
+    base: BaseUrlDep,
+    sort_by: str = "latest_version_created_at",
+    sort_direction: str = "desc",
+    cursor: str | None = None,
+) -> dict[str, Any]:
     """Public models, newest version first by default."""
-    page = services.catalog.list_models(sort_by=sort_by, sort_direction=sort_direction, cursor=cursor,
-                                        limit=services.settings.page_size)
+    page = services.catalog.list_models(
+        sort_by=sort_by, sort_direction=sort_direction, cursor=cursor, limit=services.settings.page_size
+    )
     return {
         "previous": None,
         "next": page_url(base, "/v1/models", page.next_cursor, sort_by=sort_by, sort_direction=sort_direction),
@@ -63,8 +69,9 @@ def list_models(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
     }
 
 
-async def search_models(request: Request, services: ServicesDep, account: AccountDep,
-                        base: BaseUrlDep) -> dict[str, Any]:
+async def search_models(
+    request: Request, services: ServicesDep, account: AccountDep, base: BaseUrlDep
+) -> dict[str, Any]:
     """`QUERY /v1/models` with the search text as the body (raw, or JSON-quoted as JS sends it)."""
     raw = (await request.body()).decode("utf-8", errors="replace").strip()
     if raw.startswith('"'):
@@ -88,15 +95,15 @@ def create_model(services: ServicesDep, account: AccountDep, base: BaseUrlDep, b
 
 
 @router.get("/models/{owner}/{name}")
-def get_model(owner: str, name: str, services: ServicesDep, account: AccountDep,
-              base: BaseUrlDep) -> dict[str, Any]:
+def get_model(owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep) -> dict[str, Any]:
     """Get a model (private models only for their owner)."""
     return present_model(services, services.catalog.get_model(account, owner, name), base)
 
 
 @router.patch("/models/{owner}/{name}")
-def update_model(owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-                 body: JsonBody) -> dict[str, Any]:
+def update_model(
+    owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep, body: JsonBody
+) -> dict[str, Any]:
     """Change a model's description, links or visibility."""
     return present_model(services, services.catalog.update_model(account, owner, name, body), base)
 
@@ -109,8 +116,9 @@ def delete_model(owner: str, name: str, services: ServicesDep, account: AccountD
 
 
 @router.get("/models/{owner}/{name}/examples")
-def list_examples(owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-                  cursor: str | None = None) -> dict[str, Any]:
+def list_examples(
+    owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep, cursor: str | None = None
+) -> dict[str, Any]:
     """The model's example predictions (its default example first) that still exist."""
     model = services.catalog.get_model(account, owner, name)
     ids = list(dict.fromkeys([i for i in [model.default_example_id, *model.example_ids] if i]))
@@ -118,17 +126,19 @@ def list_examples(owner: str, name: str, services: ServicesDep, account: Account
     size = services.settings.page_size
     start = offset_cursor(cursor)
     more = start + size < len(examples)
-    return {"previous": None,
-            "next": page_url(base, f"/v1/models/{owner}/{name}/examples", str(start + size) if more else None),
-            "results": examples[start:start + size]}
+    return {
+        "previous": None,
+        "next": page_url(base, f"/v1/models/{owner}/{name}/examples", str(start + size) if more else None),
+        "results": examples[start : start + size],
+    }
 
 
 @router.get("/models/{owner}/{name}/versions")
-def list_versions(owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-                  cursor: str | None = None) -> dict[str, Any]:
+def list_versions(
+    owner: str, name: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep, cursor: str | None = None
+) -> dict[str, Any]:
     """The model's versions, newest first."""
-    page = services.catalog.list_versions(account, owner, name, cursor=cursor,
-                                          limit=services.settings.page_size)
+    page = services.catalog.list_versions(account, owner, name, cursor=cursor, limit=services.settings.page_size)
     return {
         "previous": None,
         "next": page_url(base, f"/v1/models/{owner}/{name}/versions", page.next_cursor),
@@ -137,8 +147,7 @@ def list_versions(owner: str, name: str, services: ServicesDep, account: Account
 
 
 @router.get("/models/{owner}/{name}/versions/{version_id}")
-def get_version(owner: str, name: str, version_id: str, services: ServicesDep,
-                account: AccountDep) -> dict[str, Any]:
+def get_version(owner: str, name: str, version_id: str, services: ServicesDep, account: AccountDep) -> dict[str, Any]:
     """One version with its OpenAPI schema, and (an extension) its `build`: the status and log of
     its environment build (cogplane.builds)."""
     from cogplane import builds
@@ -148,16 +157,16 @@ def get_version(owner: str, name: str, version_id: str, services: ServicesDep,
 
 
 @router.delete("/models/{owner}/{name}/versions/{version_id}", status_code=202)
-def delete_version(owner: str, name: str, version_id: str, services: ServicesDep,
-                   account: AccountDep) -> Response:
+def delete_version(owner: str, name: str, version_id: str, services: ServicesDep, account: AccountDep) -> Response:
     """Delete one of your versions (202, as Replicate answers)."""
     services.catalog.delete_version(account, owner, name, version_id)
     return Response(status_code=202)
 
 
 @router.post("/models/{owner}/{name}/versions", status_code=201)
-async def push_version(owner: str, name: str, request: Request, services: ServicesDep,
-                       account: AccountDep) -> JSONResponse:
+async def push_version(
+    owner: str, name: str, request: Request, services: ServicesDep, account: AccountDep
+) -> JSONResponse:
     """Upload a source version (multipart: `bundle` tar.gz, `schema` and `config` JSON, `cog_version`).
 
     The version id is the sha256 of the bundle: pushing the same content again answers 200 with
@@ -166,8 +175,11 @@ async def push_version(owner: str, name: str, request: Request, services: Servic
     if content_type.startswith("application/json"):
         return await _push_image_version(owner, name, request, services, account)
     if not content_type.startswith("multipart/form-data"):
-        raise HTTPProblem(415, "Upload a version as multipart/form-data (bundle, schema, config), or "
-                               "register an image as JSON (image, openapi_schema, cog_version).")
+        raise HTTPProblem(
+            415,
+            "Upload a version as multipart/form-data (bundle, schema, config), or "
+            "register an image as JSON (image, openapi_schema, cog_version).",
+        )
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BUNDLE_BYTES:
         raise HTTPProblem(413, f"The bundle is larger than {MAX_BUNDLE_BYTES // (1024 * 1024)} MiB.")
@@ -191,14 +203,21 @@ async def push_version(owner: str, name: str, request: Request, services: Servic
     from fastapi.concurrency import run_in_threadpool
 
     version, created = await run_in_threadpool(
-        services.catalog.push_version, account, owner, name, bundle=bundle, schema=schema, config=config,
+        services.catalog.push_version,
+        account,
+        owner,
+        name,
+        bundle=bundle,
+        schema=schema,
+        config=config,
         cog_version=cog_version if isinstance(cog_version, str) else "0.23.1",
     )
     return JSONResponse(version_json(version), status_code=201 if created else 200)
 
 
-async def _push_image_version(owner: str, name: str, request: Request, services: ServicesDep,
-                              account: AccountDep) -> JSONResponse:
+async def _push_image_version(
+    owner: str, name: str, request: Request, services: ServicesDep, account: AccountDep
+) -> JSONResponse:
     """Register an image version: `{"image": "REGISTRY/REPO@sha256:<id>", "openapi_schema": {...},
     "cog_version": "...", "config": {...}}` (`cogplane push --image` reads the schema and the
     config from the image's labels; the runner takes the image's `concurrency.max` from `config`).
@@ -214,7 +233,13 @@ async def _push_image_version(owner: str, name: str, request: Request, services:
     from fastapi.concurrency import run_in_threadpool
 
     version, created = await run_in_threadpool(
-        services.catalog.push_image_version, account, owner, name, image=body.get("image"), schema=schema,
-        cog_version=cog_version if isinstance(cog_version, str) else None, config=config,
+        services.catalog.push_image_version,
+        account,
+        owner,
+        name,
+        image=body.get("image"),
+        schema=schema,
+        cog_version=cog_version if isinstance(cog_version, str) else None,
+        config=config,
     )
     return JSONResponse(version_json(version), status_code=201 if created else 200)

@@ -38,21 +38,39 @@ def present(services: Services, p: Prediction, base: str, version: Version | Non
     return present_prediction(services, p, base, version)
 
 
-async def _create(request: Request, services: Services, account: Account, base: str, model: Model,
-                  version: Version, body: dict[str, Any], *, deployment: str | None = None,
-                  pool: str | None = None, timeout: float | None = None,
-                  hardware: str | None = None) -> JSONResponse:
+async def _create(
+    request: Request,
+    services: Services,
+    account: Account,
+    base: str,
+    model: Model,
+    version: Version,
+    body: dict[str, Any],
+    *,
+    deployment: str | None = None,
+    pool: str | None = None,
+    timeout: float | None = None,
+    hardware: str | None = None,
+) -> JSONResponse:
     wait = parse_prefer(request.headers.get("prefer"), services.settings.max_wait_seconds)
     prediction = await run_in_threadpool(
-        services.predictions.create, account, model, version, body,
-        cancel_after=request.headers.get("cancel-after"), deployment=deployment, pool=pool, timeout=timeout,
+        services.predictions.create,
+        account,
+        model,
+        version,
+        body,
+        cancel_after=request.headers.get("cancel-after"),
+        deployment=deployment,
+        pool=pool,
+        timeout=timeout,
         hardware=hardware,
     )
     headers: dict[str, str] = {}
     if wait is not None:
         prediction = await run_in_threadpool(services.predictions.wait, prediction.id, wait)
-        headers["Preference-Applied"] = f"wait={wait}" if request.headers.get("prefer", "").strip() != "wait" \
-            else "wait"
+        headers["Preference-Applied"] = (
+            f"wait={wait}" if request.headers.get("prefer", "").strip() != "wait" else "wait"
+        )
         if prediction.status not in TERMINAL:
             # Both clients treat anything but `starting` as final: never show a running state here.
             prediction = prediction.replace(status="starting", output=None)
@@ -62,24 +80,31 @@ async def _create(request: Request, services: Services, account: Account, base: 
 
 
 @router.post("/predictions", status_code=201)
-async def create_prediction(request: Request, services: ServicesDep, account: AccountDep,
-                            base: BaseUrlDep, body: JsonBody) -> JSONResponse:
+async def create_prediction(
+    request: Request, services: ServicesDep, account: AccountDep, base: BaseUrlDep, body: JsonBody
+) -> JSONResponse:
     """Create a prediction for a version (`id`, `owner/name:id` or `owner/name`)."""
     model, version = await run_in_threadpool(services.catalog.resolve_version, account, body.get("version"))
     return await _create(request, services, account, base, model, version, body)
 
 
 @router.post("/models/{owner}/{name}/predictions", status_code=201)
-async def create_model_prediction(owner: str, name: str, request: Request, services: ServicesDep,
-                                  account: AccountDep, base: BaseUrlDep, body: JsonBody) -> JSONResponse:
+async def create_model_prediction(
+    owner: str,
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    account: AccountDep,
+    base: BaseUrlDep,
+    body: JsonBody,
+) -> JSONResponse:
     """Create a prediction with the model's latest version."""
     model, version = await run_in_threadpool(services.catalog.latest_version, account, owner, name)
     return await _create(request, services, account, base, model, version, body)
 
 
 @router.get("/predictions/{prediction_id}")
-def get_prediction(prediction_id: str, services: ServicesDep, account: AccountDep,
-                   base: BaseUrlDep) -> dict[str, Any]:
+def get_prediction(prediction_id: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep) -> dict[str, Any]:
     """Get a prediction (only its creator can)."""
     return present(services, services.predictions.get(account, prediction_id), base)
 
@@ -94,24 +119,32 @@ def _timestamp(value: str | None, name: str) -> str | None:
 
 
 @router.get("/predictions")
-def list_predictions(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-                     created_after: str | None = None, created_before: str | None = None,
-                     cursor: str | None = None) -> dict[str, Any]:
+def list_predictions(
+    services: ServicesDep,
+    account: AccountDep,
+    base: BaseUrlDep,
+    created_after: str | None = None,
+    created_before: str | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
     """Your predictions, newest first, 100 per page."""
     after, before = _timestamp(created_after, "created_after"), _timestamp(created_before, "created_before")
-    page = services.predictions.list(account, created_after=after, created_before=before, cursor=cursor,
-                                     limit=services.settings.page_size)
+    page = services.predictions.list(
+        account, created_after=after, created_before=before, cursor=cursor, limit=services.settings.page_size
+    )
     results = [present(services, p, base) for p in page.items]
     return {
         "previous": None,
-        "next": page_url(base, "/v1/predictions", page.next_cursor, created_after=created_after,
-                         created_before=created_before),
+        "next": page_url(
+            base, "/v1/predictions", page.next_cursor, created_after=created_after, created_before=created_before
+        ),
         "results": results,
     }
 
 
 @router.post("/predictions/{prediction_id}/cancel")
-def cancel_prediction(prediction_id: str, services: ServicesDep, account: AccountDep,
-                      base: BaseUrlDep) -> dict[str, Any]:
+def cancel_prediction(
+    prediction_id: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep
+) -> dict[str, Any]:
     """Cancel a prediction; a finished one is returned unchanged."""
     return present(services, services.predictions.cancel(account, prediction_id), base)

@@ -120,8 +120,10 @@ async def events(services: Services, prediction_id: str) -> AsyncIterator[str]:
 
 
 STREAM_NOT_FOUND = "The requested resource could not be found."
-STREAM_ENDED = (f"This stream has ended: a stream URL works while its prediction runs and "
-                f"{STREAM_GRACE_SECONDS} s after it ends. GET the prediction for its output.")
+STREAM_ENDED = (
+    f"This stream has ended: a stream URL works while its prediction runs and "
+    f"{STREAM_GRACE_SECONDS} s after it ends. GET the prediction for its output."
+)
 
 
 def open_stream(services: Services, token: str):
@@ -133,16 +135,22 @@ def open_stream(services: Services, token: str):
     iterator, _ = output_kind(services, prediction.model, prediction.version)
     if not (prediction.stream or iterator):  # it never had a stream URL
         raise NotFound(STREAM_NOT_FOUND)
-    if prediction.status in TERMINAL and prediction.completed_at and \
-            seconds_between(prediction.completed_at, services.clock.now()) > STREAM_GRACE_SECONDS:
+    if (
+        prediction.status in TERMINAL
+        and prediction.completed_at
+        and seconds_between(prediction.completed_at, services.clock.now()) > STREAM_GRACE_SECONDS
+    ):
         raise NotFound(STREAM_ENDED)
     return prediction
 
 
 async def _stream(services: Services, token: str) -> StreamingResponse:
     prediction = await run_in_threadpool(open_stream, services, token)
-    return StreamingResponse(events(services, prediction.id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(services, prediction.id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/streams/{token}")

@@ -15,8 +15,9 @@ router = APIRouter(prefix="/v1", tags=["trainings"])
 
 
 @router.post("/models/{owner}/{name}/versions/{version_id}/trainings", status_code=201)
-async def create_training(owner: str, name: str, version_id: str, services: ServicesDep, account: AccountDep,
-                          base: BaseUrlDep, body: JsonBody) -> JSONResponse:
+async def create_training(
+    owner: str, name: str, version_id: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep, body: JsonBody
+) -> JSONResponse:
     """Train a version (`destination`: an existing model of yours that gets the trained version)."""
     training = await run_in_threadpool(services.trainings.create, account, owner, name, version_id, body)
     out = present_prediction(services, training, base)
@@ -24,8 +25,9 @@ async def create_training(owner: str, name: str, version_id: str, services: Serv
 
 
 @router.get("/trainings")
-def list_trainings(services: ServicesDep, account: AccountDep, base: BaseUrlDep,
-                   cursor: str | None = None) -> dict[str, Any]:
+def list_trainings(
+    services: ServicesDep, account: AccountDep, base: BaseUrlDep, cursor: str | None = None
+) -> dict[str, Any]:
     """Your trainings, newest first, 100 per page."""
     page = services.trainings.list(account, cursor=cursor, limit=services.settings.page_size)
     return {
@@ -42,7 +44,6 @@ def get_training(training_id: str, services: ServicesDep, account: AccountDep, b
 
 
 @router.post("/trainings/{training_id}/cancel")
-def cancel_training(training_id: str, services: ServicesDep, account: AccountDep,
-                    base: BaseUrlDep) -> dict[str, Any]:
+def cancel_training(training_id: str, services: ServicesDep, account: AccountDep, base: BaseUrlDep) -> dict[str, Any]:
     """Cancel a training; a finished one is returned unchanged."""
     return present_prediction(services, services.trainings.cancel(account, training_id), base)

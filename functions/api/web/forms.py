@@ -55,7 +55,8 @@ class Field:
         """The schema's constraints in words (shown under the control)."""
         out = []
         numeric = self.kind in ("integer", "number") or (
-            self.kind == "list" and self.item_type in ("integer", "number"))
+            self.kind == "list" and self.item_type in ("integer", "number")
+        )
         lo, hi = self.show(self.minimum), self.show(self.maximum)
         if numeric and lo and hi:
             out.append(f"From {lo} to {hi}.")
@@ -113,9 +114,16 @@ def fields_for(schema: dict) -> list[Field]:
     for name, raw in input_properties_ordered(schema):
         prop, nullable = _unwrap(schema, resolve_prop(schema, raw))
         ptype = prop.get("type")
-        f = Field(name=name, label=name, kind="json", description=prop.get("description") or "",
-                  required=name in required, default=prop.get("default"), deprecated=bool(prop.get("deprecated")),
-                  nullable=nullable)
+        f = Field(
+            name=name,
+            label=name,
+            kind="json",
+            description=prop.get("description") or "",
+            required=name in required,
+            default=prop.get("default"),
+            deprecated=bool(prop.get("deprecated")),
+            nullable=nullable,
+        )
         f.minimum, f.maximum = _num(prop.get("minimum")), _num(prop.get("maximum"))
         f.min_length = prop.get("minLength") if isinstance(prop.get("minLength"), int) else None
         f.max_length = prop.get("maxLength") if isinstance(prop.get("maxLength"), int) else None

@@ -74,8 +74,12 @@ def env():
     if "env" not in _ENV:
         import jinja2  # imported on the first page, not at Lambda init
 
-        e = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
-                               autoescape=True, trim_blocks=True, lstrip_blocks=True)
+        e = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+            autoescape=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         e.filters["short_id"] = lambda v: (v or "")[:12]
         e.filters["when"] = _when
         e.filters["seconds"] = _seconds
@@ -114,8 +118,9 @@ def web_service(request: Request) -> WebService:
     services = services_of(request)
     web = services.extras.get("web")
     if web is None:
-        web = services.extras["web"] = WebService(services.state, services.blobs, services.predictions,
-                                                  services.catalog)
+        web = services.extras["web"] = WebService(
+            services.state, services.blobs, services.predictions, services.catalog
+        )
     return web
 
 
@@ -179,8 +184,11 @@ def _nonce(request: Request) -> str:
 
 def secure(request: Request) -> bool:
     public = services_of(request).settings.public_url or ""
-    return (request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").startswith("https")
-            or public.startswith("https://"))
+    return (
+        request.url.scheme == "https"
+        or request.headers.get("x-forwarded-proto", "").startswith("https")
+        or public.startswith("https://")
+    )
 
 
 def root(request: Request) -> str:
@@ -189,14 +197,31 @@ def root(request: Request) -> str:
 
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     viewer = viewer_of(request)
-    html = env().get_template(template).render(
-        request=request, root=root(request), viewer=viewer, csrf=sess.csrf_token(key_of(request), _nonce(request)),
-        notice=request.query_params.get("notice"), **switcher(request), **context)
+    html = (
+        env()
+        .get_template(template)
+        .render(
+            request=request,
+            root=root(request),
+            viewer=viewer,
+            csrf=sess.csrf_token(key_of(request), _nonce(request)),
+            notice=request.query_params.get("notice"),
+            **switcher(request),
+            **context,
+        )
+    )
     response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
     fresh = getattr(request.state, "anon_nonce", None)
     if fresh and viewer is None:
-        response.set_cookie(sess.ANON_COOKIE, fresh, httponly=True, samesite="lax", secure=secure(request),
-                            path="/", max_age=sess.SESSION_SECONDS)
+        response.set_cookie(
+            sess.ANON_COOKIE,
+            fresh,
+            httponly=True,
+            samesite="lax",
+            secure=secure(request),
+            path="/",
+            max_age=sess.SESSION_SECONDS,
+        )
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
     return response
@@ -258,12 +283,24 @@ async def signin(request: Request) -> Response:
     try:
         account = await run_in_threadpool(services.accounts.authenticate, f"Bearer {token}")
     except Unauthenticated:
-        return render(request, "signin.html", status=401, next=target,
-                      error="That token is not valid. Use the API token printed by `make up` "
-                            "(it is also kept in .cogplane/token).")
+        return render(
+            request,
+            "signin.html",
+            status=401,
+            next=target,
+            error="That token is not valid. Use the API token printed by `make up` "
+            "(it is also kept in .cogplane/token).",
+        )
     response = RedirectResponse(root(request) + target, status_code=303)
-    response.set_cookie(sess.SESSION_COOKIE, sess.make_session(key_of(request), account.username), httponly=True,
-                        samesite="lax", secure=secure(request), path="/", max_age=sess.SESSION_SECONDS)
+    response.set_cookie(
+        sess.SESSION_COOKIE,
+        sess.make_session(key_of(request), account.username),
+        httponly=True,
+        samesite="lax",
+        secure=secure(request),
+        path="/",
+        max_age=sess.SESSION_SECONDS,
+    )
     response.delete_cookie(sess.ANON_COOKIE, path="/")
     return response
 
@@ -282,8 +319,15 @@ async def signout(request: Request) -> Response:
 @router.get("/")
 async def explore(request: Request, q: str = "", collection: str = "") -> HTMLResponse:
     entries, fallback = await run_in_threadpool(web_service(request).explore, q, collection or None)
-    return render(request, "explore.html", entries=entries, fallback=fallback, q=q, collection=collection,
-                  collections=web_service(request).collections())
+    return render(
+        request,
+        "explore.html",
+        entries=entries,
+        fallback=fallback,
+        q=q,
+        collection=collection,
+        collections=web_service(request).collections(),
+    )
 
 
 @router.get("/dashboard")
@@ -339,8 +383,7 @@ def file_name(url: str) -> str:
 
 
 def _is_file_url(value: Any) -> bool:
-    return isinstance(value, str) and (value.startswith("data:") or "/v1/blobs/" in value
-                                       or "/v1/files/" in value)
+    return isinstance(value, str) and (value.startswith("data:") or "/v1/blobs/" in value or "/v1/files/" in value)
 
 
 def output_view(p: Prediction, version: Version | None, sign) -> dict[str, Any]:
@@ -357,8 +400,11 @@ def output_view(p: Prediction, version: Version | None, sign) -> dict[str, Any]:
         return {"kind": "files", "files": [{"url": v, "kind": media_kind(v), "name": file_name(v)} for v in values]}
     if isinstance(value, str):
         return {"kind": "text", "text": value}
-    if isinstance(value, list) and all(isinstance(v, str) for v in value) and (
-            is_iterator_output(schema) or is_concatenate_output(schema)):
+    if (
+        isinstance(value, list)
+        and all(isinstance(v, str) for v in value)
+        and (is_iterator_output(schema) or is_concatenate_output(schema))
+    ):
         return {"kind": "text", "text": "".join(value)}
     return {"kind": "json", "json": value}
 
@@ -390,17 +436,26 @@ def input_view(request: Request, p: Prediction, version: Version | None) -> list
 
 def timing(p: Prediction, now: str) -> dict[str, Any]:
     end = p.completed_at or now
-    return {"elapsed": round(max(0.0, seconds_between(p.created_at, end)), 3),
-            "running": p.status not in TERMINAL,
-            "predict_time": (p.metrics or {}).get("predict_time")}
+    return {
+        "elapsed": round(max(0.0, seconds_between(p.created_at, end)), 3),
+        "running": p.status not in TERMINAL,
+        "predict_time": (p.metrics or {}).get("predict_time"),
+    }
 
 
 def prediction_state(request: Request, p: Prediction, version: Version | None) -> dict[str, Any]:
     output = output_view(p, version, _sign(request))
     html = env().get_template("_output.html").render(output=output, p=p)
-    return {"id": p.id, "status": p.status, "logs": p.logs or "", "error": p.error, "output_html": html,
-            "shared": p.shared, "data_removed": p.data_removed,
-            **timing(p, services_of(request).clock.now())}
+    return {
+        "id": p.id,
+        "status": p.status,
+        "logs": p.logs or "",
+        "error": p.error,
+        "output_html": html,
+        "shared": p.shared,
+        "data_removed": p.data_removed,
+        **timing(p, services_of(request).clock.now()),
+    }
 
 
 @router.get("/t/{training_id}")
@@ -423,14 +478,27 @@ async def prediction_page(request: Request, prediction_id: str) -> HTMLResponse:
     owner, _, name = p.model.partition("/")
     model = services_of(request).state.get_model(owner, name)
     state = prediction_state(request, p, version)
-    can_example = (mine and model is not None and model.owner == viewer.username and p.status == "succeeded"
-                   and p.remove_at is None)
+    can_example = (
+        mine
+        and model is not None
+        and model.owner == viewer.username
+        and p.status == "succeeded"
+        and p.remove_at is None
+    )
     trained = p.output.get("version", "") if p.kind == "training" and isinstance(p.output, dict) else ""
-    return render(request, "prediction.html", p=p, state=state, mine=mine, model=model,
-                  trained_version=trained.partition(":")[2] if isinstance(trained, str) else "",
-                  inputs=input_view(request, p, version), can_example=can_example,
-                  is_example=model is not None and p.id in model.example_ids,
-                  state_json=json.dumps({k: v for k, v in state.items() if k != "output_html"}).replace("<", "\\u003c"))
+    return render(
+        request,
+        "prediction.html",
+        p=p,
+        state=state,
+        mine=mine,
+        model=model,
+        trained_version=trained.partition(":")[2] if isinstance(trained, str) else "",
+        inputs=input_view(request, p, version),
+        can_example=can_example,
+        is_example=model is not None and p.id in model.example_ids,
+        state_json=json.dumps({k: v for k, v in state.items() if k != "output_html"}).replace("<", "\\u003c"),
+    )
 
 
 @router.get("/p/{prediction_id}/json")
@@ -503,22 +571,33 @@ def snippets(base: str, model: Model, version: Version, fields: list[Field], exa
         if example and f.name in example and f.kind != "secret":
             sample[f.name] = example[f.name]
         elif f.required:
-            sample[f.name] = {"file": "https://example.com/your-file.png", "files": ["https://example.com/a.png"],
-                              "integer": int(f.minimum or 0), "number": f.minimum or 0, "boolean": False,
-                              "select": f.choices[0] if f.choices else ""}.get(f.kind, "...")
+            sample[f.name] = {
+                "file": "https://example.com/your-file.png",
+                "files": ["https://example.com/a.png"],
+                "integer": int(f.minimum or 0),
+                "number": f.minimum or 0,
+                "boolean": False,
+                "select": f.choices[0] if f.choices else "",
+            }.get(f.kind, "...")
     ref = f"{model.full_name}:{version.id}"
-    py = (f'import replicate\n\n# export REPLICATE_API_TOKEN=<your token>\n'
-          f'client = replicate.Client(base_url="{base}")\n'
-          f'output = client.run(\n    "{ref}",\n    input={_python(sample, 4)}\n)\nprint(output)\n')
+    py = (
+        f"import replicate\n\n# export REPLICATE_API_TOKEN=<your token>\n"
+        f'client = replicate.Client(base_url="{base}")\n'
+        f'output = client.run(\n    "{ref}",\n    input={_python(sample, 4)}\n)\nprint(output)\n'
+    )
     js_input = json.dumps(sample, indent=2, ensure_ascii=False).replace("\n", "\n  ")
-    js = (f'import Replicate from "replicate";\n\n// export REPLICATE_API_TOKEN=<your token>\n'
-          f'const replicate = new Replicate({{ baseUrl: "{base}/v1" }});\n'
-          f'const output = await replicate.run("{ref}", {{\n  input: {js_input}\n}});\nconsole.log(output);\n')
+    js = (
+        f'import Replicate from "replicate";\n\n// export REPLICATE_API_TOKEN=<your token>\n'
+        f'const replicate = new Replicate({{ baseUrl: "{base}/v1" }});\n'
+        f'const output = await replicate.run("{ref}", {{\n  input: {js_input}\n}});\nconsole.log(output);\n'
+    )
     body = json.dumps({"input": sample}, ensure_ascii=False).replace("'", "'\\''")
-    curl = (f'curl -s -X POST {base}/v1/models/{model.full_name}/predictions \\\n'
-            f'  -H "Authorization: Bearer $REPLICATE_API_TOKEN" \\\n'
-            f'  -H "Content-Type: application/json" -H "Prefer: wait" \\\n'
-            f"  -d '{body}'\n")
+    curl = (
+        f"curl -s -X POST {base}/v1/models/{model.full_name}/predictions \\\n"
+        f'  -H "Authorization: Bearer $REPLICATE_API_TOKEN" \\\n'
+        f'  -H "Content-Type: application/json" -H "Prefer: wait" \\\n'
+        f"  -d '{body}'\n"
+    )
     return {"python": py, "javascript": js, "curl": curl}
 
 
@@ -541,10 +620,17 @@ def model_context(request: Request, owner: str, name: str, version_id: str | Non
     from cogplane import builds
 
     build = builds.read(services.blobs, version) if version else None
-    return {"model": model, "versions": versions, "version": version, "fields": fields, "build": build,
-            "trainable": version is not None and has_training(version.openapi_schema or {}),
-            "examples": example_views, "is_owner": viewer is not None and viewer.username == owner,
-            "snippets": snippets(base, model, version, fields, example_input) if version else None}
+    return {
+        "model": model,
+        "versions": versions,
+        "version": version,
+        "fields": fields,
+        "build": build,
+        "trainable": version is not None and has_training(version.openapi_schema or {}),
+        "examples": example_views,
+        "is_owner": viewer is not None and viewer.username == owner,
+        "snippets": snippets(base, model, version, fields, example_input) if version else None,
+    }
 
 
 def _reserved(owner: str) -> bool:
@@ -552,8 +638,9 @@ def _reserved(owner: str) -> bool:
 
 
 @router.get("/{owner}/{name}")
-async def model_page(request: Request, owner: str, name: str, version: str | None = None,
-                     source: str | None = None) -> Response:
+async def model_page(
+    request: Request, owner: str, name: str, version: str | None = None, source: str | None = None
+) -> Response:
     if _reserved(owner):
         return problem(404, "The requested resource could not be found.")
     ctx = await run_in_threadpool(model_context, request, owner, name, version)
@@ -592,8 +679,9 @@ def plain_error(f: Field | None, error: dict[str, Any]) -> str:
     return msg[:1].upper() + msg[1:]
 
 
-def form_errors(exc: DomainError, by_name: dict[str, Field], errors: dict[str, str], *,
-                also: tuple[str, ...] = ()) -> None:
+def form_errors(
+    exc: DomainError, by_name: dict[str, Field], errors: dict[str, str], *, also: tuple[str, ...] = ()
+) -> None:
     """Put a refused create's reasons next to the form fields they name (the rest at the top);
     anything but a validation error (422) is not the form's business and goes on up."""
     if isinstance(exc, InputValidationError):
@@ -609,7 +697,7 @@ def form_errors(exc: DomainError, by_name: dict[str, Field], errors: dict[str, s
     detail = exc.detail
     if field:  # the field is shown beside the message already
         detail = detail.replace(f"`{field}`: ", "")
-        detail = detail[len(f"{field}: "):] if detail.startswith(f"{field}: ") else detail
+        detail = detail[len(f"{field}: ") :] if detail.startswith(f"{field}: ") else detail
     errors[field if field in by_name or field in also else ""] = detail[:1].upper() + detail[1:]
 
 
@@ -628,8 +716,9 @@ async def run_model(request: Request, owner: str, name: str) -> Response:
     base = base_url(request)
 
     async def upload(item, content: bytes) -> str:
-        record = await run_in_threadpool(services.files.create, viewer, content, filename=item.filename,
-                                         content_type=item.content_type or None)
+        record = await run_in_threadpool(
+            services.files.create, viewer, content, filename=item.filename, content_type=item.content_type or None
+        )
         return f"{base}/v1/files/{record.id}"
 
     fields: list[Field] = ctx["fields"]
@@ -644,8 +733,9 @@ async def run_model(request: Request, owner: str, name: str) -> Response:
                     errors[e["field"]] = plain_error(by_name[e["field"]], e)
     else:
         try:
-            p = await run_in_threadpool(services.predictions.create, viewer, ctx["model"], version,
-                                        {"input": values}, source="web")
+            p = await run_in_threadpool(
+                services.predictions.create, viewer, ctx["model"], version, {"input": values}, source="web"
+            )
             return redirect(request, f"/p/{p.id}")
         except DomainError as exc:
             form_errors(exc, by_name, errors)
@@ -687,8 +777,9 @@ async def train_model(request: Request, owner: str, name: str) -> Response:
     base = base_url(request)
 
     async def upload(item, content: bytes) -> str:
-        record = await run_in_threadpool(services.files.create, viewer, content, filename=item.filename,
-                                         content_type=item.content_type or None)
+        record = await run_in_threadpool(
+            services.files.create, viewer, content, filename=item.filename, content_type=item.content_type or None
+        )
         return f"{base}/v1/files/{record.id}"
 
     fields: list[Field] = ctx["fields"]
@@ -697,8 +788,15 @@ async def train_model(request: Request, owner: str, name: str) -> Response:
     values, errors, shown = await parse_form(form, fields, upload)
     if not errors:
         try:
-            t = await run_in_threadpool(services.trainings.create, viewer, owner, name, version.id,
-                                        {"input": values, "destination": destination}, source="web")
+            t = await run_in_threadpool(
+                services.trainings.create,
+                viewer,
+                owner,
+                name,
+                version.id,
+                {"input": values, "destination": destination},
+                source="web",
+            )
             return redirect(request, f"/t/{t.id}")
         except DomainError as exc:
             form_errors(exc, by_name, errors, also=("destination",))

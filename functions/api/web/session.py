@@ -64,8 +64,11 @@ def _sign(key: bytes, payload: str) -> str:
 
 def make_session(key: bytes, username: str, now: float | None = None) -> str:
     now = time.time() if now is None else now
-    payload = _b64(json.dumps({"u": username, "n": secrets.token_urlsafe(16), "e": int(now) + SESSION_SECONDS},
-                              separators=(",", ":")).encode())
+    payload = _b64(
+        json.dumps(
+            {"u": username, "n": secrets.token_urlsafe(16), "e": int(now) + SESSION_SECONDS}, separators=(",", ":")
+        ).encode()
+    )
     return f"{payload}.{_sign(key, payload)}"
 
 
@@ -91,8 +94,11 @@ def csrf_token(key: bytes, nonce: str) -> str:
 
 
 def csrf_ok(key: bytes, nonce: str | None, token: str | None) -> bool:
-    return bool(nonce) and bool(token) and hmac.compare_digest(csrf_token(key, nonce).encode(),
-                                                           token.encode(errors="replace"))
+    return (
+        bool(nonce)
+        and bool(token)
+        and hmac.compare_digest(csrf_token(key, nonce).encode(), token.encode(errors="replace"))
+    )
 
 
 def new_nonce() -> str:

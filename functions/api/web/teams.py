@@ -62,8 +62,9 @@ def _managed(request: Request) -> Account:
 # --- tokens ---------------------------------------------------------------------------------
 
 
-def _tokens_page(request: Request, account: Account, *, new: dict | None = None, error: str | None = None,
-                 status: int = 200) -> Response:
+def _tokens_page(
+    request: Request, account: Account, *, new: dict | None = None, error: str | None = None, status: int = 200
+) -> Response:
     tokens = services_of(request).accounts.list_tokens(account.username)
     return render(request, "tokens.html", status=status, account=account, tokens=tokens, new=new, error=error)
 
@@ -80,11 +81,13 @@ async def create_token(request: Request) -> Response:
     account = _managed(request)
     name = str(form.get("name") or "").strip()
     if not name:
-        return await run_in_threadpool(lambda: _tokens_page(request, account, error="Give the token a name.",
-                                                            status=400))
+        return await run_in_threadpool(
+            lambda: _tokens_page(request, account, error="Give the token a name.", status=400)
+        )
     try:
         secret, token = await run_in_threadpool(
-            lambda: services_of(request).accounts.create_token(account.username, name=name))
+            lambda: services_of(request).accounts.create_token(account.username, name=name)
+        )
     except DomainError as exc:
         detail, status = exc.detail, exc.status
         return await run_in_threadpool(lambda: _tokens_page(request, account, error=detail, status=status))
@@ -160,17 +163,37 @@ async def usage_page(request: Request, days: int = USAGE_DAYS) -> Response:
     days = max(1, min(days, 366))
     until = datetime.now(UTC).date()
     since = until - timedelta(days=days - 1)
-    rows = await run_in_threadpool(lambda: services.accounts.usage(account.username, since=since.isoformat(),
-                                                                   until=until.isoformat()))
+    rows = await run_in_threadpool(
+        lambda: services.accounts.usage(account.username, since=since.isoformat(), until=until.isoformat())
+    )
     prices = services.settings.hardware_prices
     per_day: dict[str, float] = {}
     for row in rows:
         per_day[row.day] = per_day.get(row.day, 0.0) + row.predict_time
     top = max(per_day.values(), default=0.0) or 1.0
     chart = [{"day": d, "seconds": s, "pct": round(100 * s / top, 1)} for d, s in sorted(per_day.items())]
-    table = [{"day": r.day, "hardware": r.hardware, "seconds": r.predict_time, "predictions": r.predictions,
-              "cost": r.predict_time * prices[r.hardware] if r.hardware in prices else None} for r in rows]
+    table = [
+        {
+            "day": r.day,
+            "hardware": r.hardware,
+            "seconds": r.predict_time,
+            "predictions": r.predictions,
+            "cost": r.predict_time * prices[r.hardware] if r.hardware in prices else None,
+        }
+        for r in rows
+    ]
     total = sum(r.predict_time for r in rows)
     total_cost = sum(t["cost"] or 0.0 for t in table) if prices else None
-    return render(request, "usage.html", account=account, chart=chart, table=table, total=total,
-                  total_cost=total_cost, prices=prices, days=days, since=since.isoformat(), until=until.isoformat())
+    return render(
+        request,
+        "usage.html",
+        account=account,
+        chart=chart,
+        table=table,
+        total=total,
+        total_cost=total_cost,
+        prices=prices,
+        days=days,
+        since=since.isoformat(),
+        until=until.isoformat(),
+    )
