@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import http.client
 import json
 import os
 import re
@@ -44,28 +43,27 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from cogplane.cogconfig import effective_concurrency, parse_environment
+from gpu_runner.cog_client import (  # noqa: F401 - the health statuses are part of this module's interface
+    BUSY,
+    DEFUNCT,
+    EXITED,
+    FAILED_STATUSES,
+    READY,
+    SERVING_STATUSES,
+    SETUP_FAILED,
+    STARTING,
+    TIMEOUT,
+    UNHEALTHY,
+    CogClient,
+    HealthResult,
+)
 
 SCHEMA_PATH = Path(".cog") / "openapi_schema.json"
-
-# Statuses reported by coglet's /health-check body.
-STARTING = "STARTING"
-READY = "READY"
-BUSY = "BUSY"
-SETUP_FAILED = "SETUP_FAILED"
-UNHEALTHY = "UNHEALTHY"
-DEFUNCT = "DEFUNCT"
-# Statuses added here: the process has exited / wait_ready ran out of time.
-EXITED = "EXITED"
-TIMEOUT = "TIMEOUT"
-
-FAILED_STATUSES = frozenset({SETUP_FAILED, UNHEALTHY, DEFUNCT, EXITED})
-SERVING_STATUSES = frozenset({READY, BUSY})
 
 _ENV_ALLOW = {
     "PATH",
@@ -99,24 +97,6 @@ _PORT_RETRIES = 3
 
 PR_SET_PDEATHSIG = 1
 _PDEATHSIG_SITE = Path(__file__).resolve().parent / "pdeathsig"  # holds a sitecustomize.py
-
-
-@dataclass(frozen=True)
-class HealthResult:
-    status: str
-    setup_logs: str = ""
-    error: str | None = None
-    body: dict = field(default_factory=dict)
-
-    @property
-    def serving(self) -> bool:
-        """READY or BUSY: the server accepts (or is running) predictions."""
-        return self.status in SERVING_STATUSES
-
-    @property
-    def failed(self) -> bool:
-        """A state the server never leaves: stop it and start a new one."""
-        return self.status in FAILED_STATUSES
 
 
 def write_schema(model_dir: Path, schema: dict) -> Path:
@@ -306,24 +286,21 @@ class CogServer:
 
     def health(self, timeout: float = 1.0) -> HealthResult:
         """One GET /health-check. A process that has exited reports EXITED (with its log's tail)."""
-        if self._proc is None:
+        if self._proc is None or self.port is None:
             return HealthResult(EXITED, error="cog server not started")
         if self._proc.poll() is not None:
             return HealthResult(EXITED, error=self._exit_message())
-        try:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-            try:
-                conn.request("GET", "/health-check")
-                response = conn.getresponse()
-                raw = response.read()
-            finally:
-                conn.close()
-            body = json.loads(raw)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            if self._proc.poll() is not None:
-                return HealthResult(EXITED, error=self._exit_message())
-            return HealthResult(STARTING, error=f"health-check: {exc}")
-        return _health_from_body(body)
+        result = self.client().health(timeout=timeout)
+        if not result.body and self._proc.poll() is not None:  # no answer: it died meanwhile
+            return HealthResult(EXITED, error=self._exit_message())
+        return result
+
+    def client(self, route: str | None = None) -> CogClient:
+        """A client of this server (its port changes when it is restarted on another one);
+        `route` defaults to what the server serves: /trainings in train mode, else /predictions."""
+        if self.port is None:
+            raise RuntimeError("cog server not started")
+        return CogClient(self.host, self.port, route or ("trainings" if self.train else "predictions"))
 
     def wait_ready(self, timeout: float | None = None, interval: float = 0.05) -> HealthResult:
         """Poll health until READY/BUSY or a failed state (SETUP_FAILED, UNHEALTHY, DEFUNCT, EXITED).
@@ -458,15 +435,3 @@ def clean_setup_error(error: str | None) -> str:
     """coglet's setup error without its internal prefixes and slot id: "RuntimeError: msg"."""
     text = (error or "").strip()
     return _SETUP_PREFIX.sub("", text).strip() or text or "setup failed"
-
-
-def _health_from_body(body: dict) -> HealthResult:
-    status = str(body.get("status") or STARTING).upper()
-    setup = body.get("setup") or {}
-    setup_logs = setup.get("logs") or ""
-    error = None
-    if status == SETUP_FAILED:
-        error = setup_logs or "setup failed"
-    elif status in (UNHEALTHY, DEFUNCT):
-        error = body.get("user_healthcheck_error") or f"cog server is {status}"
-    return HealthResult(status, setup_logs=setup_logs, error=error, body=body)

@@ -2,19 +2,18 @@
 on localhost:5000 (`COG_URL`) next to the runner (a sidecar in the same ECS task).
 
 It offers the part of CogServer's interface the runner uses (`host`, `port`, `url`, `alive`,
-`health`, `wait_ready`, `start`, `stop`). `start`/`stop` do nothing to the server: its lifetime is
-the container's (ECS stops the task when the essential model container exits). A connection that
-is refused means "not up yet" (STARTING), as the container may still be pulling or importing.
+`health`, `wait_ready`, `client`, `start`, `stop`). `start`/`stop` do nothing to the server: its
+lifetime is the container's (ECS stops the task when the essential model container exits). A
+connection that is refused means "not up yet" (STARTING), as the container may still be pulling or
+importing. All of its HTTP goes through `gpu_runner.cog_client`.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
 from urllib.parse import urlsplit
 
-from gpu_runner.cog_server import STARTING, TIMEOUT, HealthResult, _health_from_body
+from gpu_runner.cog_client import CogClient, HealthResult
 
 DEFAULT_COG_URL = "http://localhost:5000"
 
@@ -36,6 +35,10 @@ class ExternalCogServer:
     def pid(self) -> int | None:
         return None
 
+    def client(self, route: str = "predictions") -> CogClient:
+        assert self.port is not None
+        return CogClient(self.host, self.port, route)
+
     def start(self) -> ExternalCogServer:
         self.started_at = time.monotonic()
         return self
@@ -46,32 +49,10 @@ class ExternalCogServer:
         return True
 
     def health(self, timeout: float = 1.0) -> HealthResult:
-        try:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-            try:
-                conn.request("GET", "/health-check")
-                body = json.loads(conn.getresponse().read())
-            finally:
-                conn.close()
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            return HealthResult(STARTING, error=f"health-check: {exc}")
-        return _health_from_body(body)
+        return self.client().health(timeout=timeout)
 
     def wait_ready(self, timeout: float | None = None, interval: float = 0.25) -> HealthResult:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            result = self.health(timeout=max(0.5, interval))
-            if result.serving or result.failed:
-                return result
-            if deadline is not None and time.monotonic() >= deadline:
-                return HealthResult(
-                    TIMEOUT,
-                    setup_logs=result.setup_logs,
-                    body=result.body,
-                    error=f"cog server at {self.url} not ready after {timeout} s "
-                    f"(last status {result.status}: {result.error or ''})",
-                )
-            time.sleep(interval)
+        return self.client().wait_ready(timeout=timeout, interval=interval)
 
     def stop(self, grace: float = 5.0) -> int | None:
         return None

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import http.client
 import itertools
-import json
 import logging
 import os
 import re
@@ -44,14 +42,14 @@ from cogplane.schema import file_inputs, is_iterator_output, output_schema, reso
 from cogplane.sealing import scrub
 from cogplane.services.files import file_id_from_url
 from cogplane.services.presenters import blob_ref
-from gpu_runner.cog_server import SETUP_FAILED, CogServer, clean_setup_error, model_setup_lines, write_schema
+from gpu_runner.cog_client import SETUP_FAILED, CogClient, CogUpdate, validation_message
+from gpu_runner.cog_server import CogServer, clean_setup_error, model_setup_lines, write_schema
 from gpu_runner.environment import EnvironmentBuildError, build_record, ensure_environment
 from gpu_runner.external_server import DEFAULT_COG_URL, ExternalCogServer
 
 log = logging.getLogger("cogplane.runner")
 
 EXIT_SETUP_FAILED = 3  # tells the dispatcher to back off before booting this pool again
-TERMINAL_COG = ("succeeded", "failed", "canceled")
 _PREFIX = re.compile(r"^(?:Prediction failed: )+")
 
 
@@ -142,6 +140,7 @@ class RunnerProcess:
         self.inflight: dict[str, InFlight] = {}
         self.lock = threading.Lock()
         self.server: CogServer | ExternalCogServer | None = None
+        self.cog: CogClient | None = None  # speaks to self.server
         self.version: Version | None = None
         self.model_dir: Path | None = None
         self.weights_path: Path | None = None  # a trained version's weights (COG_WEIGHTS)
@@ -381,6 +380,7 @@ class RunnerProcess:
         self.server.start()
         health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
         if health.serving:
+            self.cog = self.server.client(self.route)
             # what the model printed while it was loaded and in setup()
             for line in model_setup_lines(health.setup_logs).splitlines():
                 on_log(line)
@@ -480,7 +480,7 @@ class RunnerProcess:
                 log.error("could not open the secret inputs of %s: %s", prediction.id, exc)
                 self.finish(
                     prediction.id,
-                    {"status": "failed", "error": f"The prediction's secret inputs could not be read: {exc}"},
+                    CogUpdate(status="failed", error=f"The prediction's secret inputs could not be read: {exc}"),
                 )
                 return
         try:
@@ -488,7 +488,7 @@ class RunnerProcess:
         except Exception as exc:  # noqa: BLE001 - one prediction's bug must not take the runner down
             log.exception("could not start prediction %s", prediction.id)
             self.finish(
-                prediction.id, {"status": "failed", "error": f"The runner could not start the prediction: {exc}"}
+                prediction.id, CogUpdate(status="failed", error=f"The runner could not start the prediction: {exc}")
             )
 
     def send(self, prediction: Prediction, flight: InFlight) -> None:
@@ -497,42 +497,19 @@ class RunnerProcess:
         try:
             model_input = self.model_input({**(prediction.input or {}), **flight.secrets}, prediction.id)
         except InputFetchError as exc:
-            self.finish(prediction.id, {"status": "failed", "error": str(exc), "logs": "", "metrics": {}})
+            self.finish(prediction.id, CogUpdate(status="failed", error=str(exc)))
             return
-        body = json.dumps({"id": prediction.id, "input": model_input, "webhook": hook}).encode()
-        deadline = time.monotonic() + 30
-        delay = 0.002
-        while True:
-            try:
-                conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
-                conn.request(
-                    "PUT",
-                    f"/{self.route}/{prediction.id}",
-                    body=body,
-                    headers={"Content-Type": "application/json", "Prefer": "respond-async"},
-                )
-                response = conn.getresponse()
-                text = response.read().decode(errors="replace")
-                conn.close()
-            except OSError as exc:
-                status, text = 0, str(exc)
-            else:
-                status = response.status
-            if status in (200, 202):
-                return
-            if status == 409 and time.monotonic() < deadline:
-                time.sleep(delay)  # backpressure: the slot frees right after the previous response
-                delay = min(delay * 2, 0.1)
-                continue
-            if status == 422:
-                reason = _validation_message(text)
-            else:
-                reason = f"The model server refused the prediction ({status or 'no answer'}): {text[:500]}"
-            reason = scrub(reason, flight.secrets) or reason
-            self.finish(prediction.id, {"status": "failed", "error": reason, "logs": "", "metrics": {}})
-            if status != 422:
-                self.restart_needed.set()
+        answer = self.cog.predict(prediction.id, model_input, hook)
+        if answer.accepted:
             return
+        if answer.status == 422:
+            reason = validation_message(answer.text)
+        else:
+            reason = f"The model server refused the prediction ({answer.status or 'no answer'}): {answer.text[:500]}"
+        reason = scrub(reason, flight.secrets) or reason
+        self.finish(prediction.id, CogUpdate(status="failed", error=reason))
+        if answer.status != 422:
+            self.restart_needed.set()
 
     def model_input(self, value: dict[str, Any], prediction_id: str = "") -> dict[str, Any]:
         """The input cog gets: every file input (`format: uri`) that is a URL becomes a URL of this
@@ -666,18 +643,18 @@ class RunnerProcess:
         self.blobs.put(key, data, content_type=content_type)
         return blob_ref(key)
 
-    def progress(self, prediction_id: str, body: dict[str, Any]) -> None:
+    def progress(self, prediction_id: str, update: CogUpdate) -> None:
         with self.lock:
             flight = self.inflight.get(prediction_id)
         if flight is None:
             return
         changes: dict[str, Any] = {}
-        logs = flight.log_prefix + (scrub(body.get("logs"), flight.secrets) or "")
+        logs = flight.log_prefix + (scrub(update.logs, flight.secrets) or "")
         if logs != flight.written.get("logs", flight.log_prefix):
             changes["logs"] = logs
         # A checked prediction's outputs are held until the check (finish): none is streamed unchecked.
-        if flight.iterator and not flight.safety and isinstance(body.get("output"), list):
-            output = self.map_output(body["output"], flight)
+        if flight.iterator and not flight.safety and isinstance(update.output, list):
+            output = self.map_output(update.output, flight)
             if output != flight.written.get("output"):
                 changes["output"] = output
         if not changes:
@@ -688,27 +665,27 @@ class RunnerProcess:
         except (Conflict, NotFound):
             pass
 
-    def finish(self, prediction_id: str, body: dict[str, Any]) -> None:
+    def finish(self, prediction_id: str, update: CogUpdate) -> None:
         with self.lock:
             flight = self.inflight.get(prediction_id)
         if flight is None:
             return
         now = self.clock.now()
         metrics = dict(flight.metrics)
-        cog_metrics = body.get("metrics") or {}
+        cog_metrics = update.metrics
         metrics.update({k: v for k, v in cog_metrics.items() if k != "predict_time"})
         metrics["predict_time"] = round(
             float(cog_metrics.get("predict_time") or time.monotonic() - flight.started_mono), 6
         )
         metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
-        status = body.get("status")
+        status = update.status
         changes: dict[str, Any] = {
             "status": status,
             "completed_at": now,
             "metrics": metrics,
-            "logs": flight.log_prefix + (scrub(body.get("logs"), flight.secrets) or ""),
-            "output": self.map_output(body.get("output"), flight),
-            "error": scrub(clean_error(body.get("error")), flight.secrets) if status == "failed" else None,
+            "logs": flight.log_prefix + (scrub(update.logs, flight.secrets) or ""),
+            "output": self.map_output(update.output, flight),
+            "error": scrub(clean_error(update.error), flight.secrets) if status == "failed" else None,
         }
         if flight.safety:
             self.check_safety(prediction_id, changes)
@@ -728,7 +705,7 @@ class RunnerProcess:
         self.queue.ack(flight.job)
         self.last_work = time.monotonic()
         self.wakeup.set()
-        if body.get("error") == "Worker crashed":
+        if update.worker_crashed:
             self.restart_needed.set()
 
     def check_safety(self, prediction_id: str, changes: dict[str, Any]) -> None:
@@ -782,7 +759,7 @@ class RunnerProcess:
         with self.lock:
             ids = list(self.inflight)
         for pid in ids:
-            self.finish(pid, {"status": "failed", "error": reason})
+            self.finish(pid, CogUpdate(status="failed", error=reason))
 
     def watch_cancels(self) -> None:
         """A prediction canceled (or timed out) in the state store is stopped in cog within ~0.2 s."""
@@ -792,7 +769,7 @@ class RunnerProcess:
             for flight in flights:
                 if flight.cancel_sent_at is not None:
                     if time.monotonic() - flight.cancel_sent_at > 30:  # cog never confirmed: give up on it
-                        self.finish(flight.prediction_id, {"status": "canceled"})
+                        self.finish(flight.prediction_id, CogUpdate(status="canceled"))
                         self.restart_needed.set()
                     continue
                 current = self.state.get_prediction(flight.prediction_id)
@@ -802,15 +779,8 @@ class RunnerProcess:
             time.sleep(0.2)
 
     def cog_cancel(self, prediction_id: str) -> None:
-        if not self.server or not self.server.port:
-            return
-        try:
-            conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=5)
-            conn.request("POST", f"/{self.route}/{prediction_id}/cancel")
-            conn.getresponse().read()
-            conn.close()
-        except OSError:
-            pass
+        if self.cog is not None:
+            self.cog.cancel(prediction_id)
 
     # --- the HTTP side: cog's webhooks and uploads ------------------------------------------
     def serve_http(self) -> None:
@@ -839,14 +809,14 @@ class RunnerProcess:
                     return self._reply(404)
                 prediction_id = self.path.rsplit("/", 1)[-1]
                 try:  # a model's lone surrogates or NaN must not make the stored prediction unreadable
-                    body = loads_lenient(data)
+                    update = CogUpdate.from_json(loads_lenient(data))
                 except ValueError:
                     return self._reply(400)
                 self._reply(200)
-                if body.get("status") in TERMINAL_COG:
-                    runner.finish(prediction_id, body)
+                if update.terminal:
+                    runner.finish(prediction_id, update)
                 else:
-                    runner.progress(prediction_id, body)
+                    runner.progress(prediction_id, update)
 
             def do_GET(self) -> None:  # noqa: N802 - file inputs, served to cog from the blob store
                 parts = self.path.split("?", 1)[0].split("/")
@@ -1044,15 +1014,6 @@ def _extension(mime: str) -> str:
 
 def _safe_part(part: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(part))[:40] or "_"
-
-
-def _validation_message(text: str) -> str:
-    try:
-        detail = json.loads(text).get("detail")
-        parts = [f"{'.'.join(str(x) for x in d.get('loc', [])[2:])}: {d.get('msg')}" for d in detail]
-        return "Input validation failed: " + "; ".join(parts)
-    except (ValueError, AttributeError, TypeError):
-        return f"Input validation failed: {text[:500]}"
 
 
 Runner = Runner  # the domain record keeps this name; the process class is RunnerProcess
