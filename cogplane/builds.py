@@ -2,8 +2,8 @@
 of predictions (which hold what the model printed).
 
 The runner that boots a version writes two blobs: `builds/<version id>/status.json` (status,
-environment, times, error) and `builds/<version id>/log.txt` (pip's output, the platform's
-warnings about cog.yaml). `GET /v1/models/{owner}/{name}/versions/{id}` shows them as its `build`
+environment, times, error) and `builds/<version id>/log.txt` (the output of uv or pip, the
+platform's warnings about cog.yaml). `GET /v1/models/{owner}/{name}/versions/{id}` shows them as its `build`
 field (an extension to Replicate's shape; clients ignore unknown fields), and so does the web UI.
 
 Statuses: `pending` (no runner has booted the version yet: environments are prepared on first

@@ -4,9 +4,19 @@ A source version is a model folder (cog.yaml, predict.py, files). Before its cog
 it needs a virtual environment holding the model's packages plus the cog SDK that runs it:
 
 - `build.python_packages` (a list of requirement strings) and/or `build.python_requirements` (a
-  requirements file inside the model folder) are installed with ONE pip command, together with
+  requirements file inside the model folder) are installed with ONE install command, together with
   `cog==COG_VERSION`. One command matters: `torch==2.13.0` must be resolved together with the
-  packages that depend on it, or pip may pick another (multi-GB) torch build.
+  packages that depend on it, or the installer may pick another (multi-GB) torch build.
+- The installer is uv (`uv venv` + `uv pip install --python`) where the `uv` binary exists (it is
+  a runtime dependency of cogplane), else pip. `COGPLANE_INSTALLER=auto|uv|pip` chooses (auto: uv
+  if available). uv's cache is `<cache_root>/.uv-cache`, shared by every environment of the cache
+  (same file system, so uv hard-links files from it: a torch environment whose wheels are cached
+  builds in seconds). uv does not read pip's configuration, so the index settings pip would use
+  (`pip config list`: index-url, extra-index-url, find-links, constraint, no-index, from pip.conf
+  files and PIP_* variables) are passed to uv as flags, with pip's rule for several indexes
+  (the best version across all of them: `--index-strategy unsafe-best-match`); UV_* variables
+  apply as usual, configuration files do not (`--no-config`: a model folder's pyproject.toml or
+  uv.toml must not steer the build).
 - Any `cog`/`coglet` pin in the model's list is replaced by ours: the platform drives the cog
   server of a known version (see cog-contract.md).
 - The environment lives at `<cache_root>/<key>`, where key = sha256 of (python version, sorted
@@ -18,9 +28,10 @@ it needs a virtual environment holding the model's packages plus the cog SDK tha
   that race for the same key build it once and a crashed build never leaves a half environment
   where the next runner would take it.
 
-Virtual environments are not relocatable as-is: pip writes the absolute interpreter path into the
-scripts it installs in `bin/` (and `bin/activate*` name the folder). Before the rename, those
-references to the temporary folder are rewritten to the final path.
+Virtual environments are not relocatable as-is: pip and uv write the absolute interpreter path
+into the scripts they install in `bin/` (and `bin/activate*` name the folder). Before the rename,
+those references to the temporary folder are rewritten to the final path (each into a new file:
+an installed file may be a hard link into uv's cache, which must never change).
 """
 
 from __future__ import annotations
@@ -55,8 +66,12 @@ _NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 LogFn = Callable[[str], None]
 
 
+INSTALLERS = ("auto", "uv", "pip")
+UV_CACHE = ".uv-cache"  # inside the cache root: on the environments' file system (hard links)
+
+
 class EnvironmentBuildError(Exception):
-    """pip (or venv) failed. `logs` holds the complete build output."""
+    """The installer (or venv) failed. `logs` holds the complete build output."""
 
     def __init__(self, message: str, logs: str = "") -> None:
         super().__init__(message)
@@ -170,12 +185,14 @@ def ensure_environment(
     *,
     timeout: float | None = None,
     on_build_start: Callable[[], None] | None = None,
+    installer: str | None = None,
 ) -> Path:
     """Return the root of a ready environment for this cog.yaml, building it if needed.
 
     `env/bin/python` runs the model; `env/bin` must come first on the cog server's PATH. Build
-    output (pip's, line by line) goes to `on_log`, and is kept in the environment as BUILD_LOG.
-    `on_build_start` is called when a build really starts (not for a cached environment). Raises
+    output (the installer's, line by line) goes to `on_log`, and is kept in the environment as
+    BUILD_LOG. `on_build_start` is called when a build really starts (not for a cached environment).
+    `installer`: "uv", "pip" or "auto" (default: $COGPLANE_INSTALLER, else auto). Raises
     EnvironmentBuildError if the build fails (or takes longer than `timeout` seconds).
     """
     model_dir = Path(model_dir)
@@ -193,8 +210,74 @@ def ensure_environment(
             shutil.rmtree(final, ignore_errors=True)
         if on_build_start is not None:
             on_build_start()
-        _build(spec, model_dir, cache_root, final, on_log, timeout)
+        _build(spec, model_dir, cache_root, final, on_log, timeout, choose_installer(installer))
     return final
+
+
+def choose_installer(wanted: str | None = None) -> str:
+    """ "uv" or "pip": `wanted` (or $COGPLANE_INSTALLER; default auto = uv where its binary exists)."""
+    choice = (wanted or os.environ.get("COGPLANE_INSTALLER") or "auto").strip().lower()
+    if choice not in INSTALLERS:
+        raise EnvironmentBuildError(f"COGPLANE_INSTALLER must be one of {', '.join(INSTALLERS)}, not {choice!r}")
+    if choice == "pip":
+        return "pip"
+    if uv_binary() is not None:
+        return "uv"
+    if choice == "uv":
+        raise EnvironmentBuildError("COGPLANE_INSTALLER=uv but no uv binary was found (pip install uv)")
+    return "pip"
+
+
+@functools.cache
+def uv_binary() -> str | None:
+    """The uv next to this interpreter (the `uv` package cogplane depends on), else uv on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+@functools.cache
+def pip_index_options() -> tuple[tuple[str, ...], bool]:
+    """(uv flags, whether extra indexes were named) from the configuration pip would use here.
+
+    Read with `pip config list` (pip.conf files and PIP_* variables; PIP_* wins, then `install.`,
+    then `global.`), so that uv installs from the same indexes, local wheel folders and constraints.
+    """
+    try:
+        listed = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_child_env(),
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (), False
+    rank = {":env:": 0, "install": 1, "global": 2}
+    found: dict[str, tuple[int, str]] = {}
+    for line in listed.splitlines():
+        key, sep, value = line.partition("=")
+        section, _, name = key.strip().rpartition(".")
+        if not sep or section not in rank:
+            continue
+        value = value.strip().strip("'\"")
+        if name not in found or rank[section] < found[name][0]:
+            found[name] = (rank[section], value)
+    flags: list[str] = []
+    for name, flag in (
+        ("index-url", "--index-url"),
+        ("extra-index-url", "--extra-index-url"),
+        ("find-links", "--find-links"),
+        ("constraint", "--constraint"),
+    ):
+        for item in found.get(name, (0, ""))[1].split():
+            flags += [flag, item]
+    if found.get("no-index", (0, ""))[1].lower() in ("1", "true", "yes", "on"):
+        flags.append("--no-index")
+    return tuple(flags), "extra-index-url" in found
 
 
 def _build(
@@ -204,6 +287,7 @@ def _build(
     final: Path,
     on_log: LogFn,
     timeout: float | None,
+    installer: str = "pip",
 ) -> None:
     building = cache_root / ".building"
     building.mkdir(parents=True, exist_ok=True)
@@ -219,20 +303,32 @@ def _build(
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     try:
-        log(f"cogplane: building environment {spec.key[:12]} (python {spec.python_version})")
-        host_pip = _host_pip_supports_python_option()
-        venv = [spec.python_executable, "-m", "venv", *(["--without-pip"] if host_pip else []), str(tmp)]
-        _run(venv, model_dir, log, logs, deadline)
-        if host_pip:  # 1 s instead of 4 s for a cog-only env, and 22 MB less per env: no pip inside
-            pip = [sys.executable, "-m", "pip", "--python", str(tmp / "bin" / "python"), "install"]
-        else:
-            pip = [str(tmp / "bin" / "python"), "-m", "pip", "install"]
-        pip += _PIP_FLAGS
+        log(f"cogplane: building environment {spec.key[:12]} (python {spec.python_version}, {installer})")
+        wanted = [*spec.packages, f"cog=={spec.cog_version}"]
         if spec.requirements_file is not None:
-            pip += ["-r", str(spec.requirements_file)]
-        pip += [*spec.packages, f"cog=={spec.cog_version}"]
-        log("cogplane: " + " ".join(pip[1:]))
-        _run(pip, model_dir, log, logs, deadline)
+            wanted = ["-r", str(spec.requirements_file), *wanted]
+        if installer == "uv":
+            uv = uv_binary() or "uv"
+            cache = ["--cache-dir", str(cache_root / UV_CACHE)] if not os.environ.get("UV_CACHE_DIR") else []
+            # --no-config: no uv.toml/pyproject.toml from the model folder (the cwd) steers the build
+            venv = [uv, "venv", "--no-config", "--no-project", "--python", spec.python_executable, str(tmp)]
+            _run(venv, model_dir, log, logs, deadline)
+            flags, extra_indexes = pip_index_options()
+            install = [uv, "pip", "install", "--no-config", "--python", str(tmp / "bin" / "python"), *cache, *flags]
+            if extra_indexes and not os.environ.get("UV_INDEX_STRATEGY"):
+                install += ["--index-strategy", "unsafe-best-match"]  # pip's rule across indexes
+            install += wanted
+        else:
+            host_pip = _host_pip_supports_python_option()
+            venv = [spec.python_executable, "-m", "venv", *(["--without-pip"] if host_pip else []), str(tmp)]
+            _run(venv, model_dir, log, logs, deadline)
+            if host_pip:  # 1 s instead of 4 s for a cog-only env, and 22 MB less per env: no pip inside
+                install = [sys.executable, "-m", "pip", "--python", str(tmp / "bin" / "python"), "install"]
+            else:
+                install = [str(tmp / "bin" / "python"), "-m", "pip", "install"]
+            install += [*_PIP_FLAGS, *wanted]
+        log("cogplane: " + " ".join([Path(install[0]).name, *install[1:]]))
+        _run(install, model_dir, log, logs, deadline)
         _relocate(tmp, final)
         seconds = round(time.monotonic() - started, 2)
         metadata = {
@@ -241,6 +337,7 @@ def _build(
             "packages": list(spec.packages),
             "requirements": spec.requirements,
             "cog": spec.cog_version,
+            "installer": installer,
             "built_at": time.time(),
             "build_seconds": seconds,
         }
@@ -254,9 +351,17 @@ def _build(
         raise
 
 
-def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float | None) -> None:
+def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")}
     env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float | None) -> None:
+    env = _child_env()
+    if os.path.basename(cmd[0]) == "uv":
+        env.setdefault("NO_COLOR", "1")
+        env.setdefault("UV_NO_PROGRESS", "1")
     proc = subprocess.Popen(
         cmd,
         cwd=cwd,  # relative paths in a requirements file are relative to the model folder
@@ -300,7 +405,11 @@ def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float
     if timed_out.is_set():
         raise EnvironmentBuildError("environment build timed out", "\n".join(logs))
     if code != 0:
-        what = "pip install" if "pip" in cmd else "python -m venv"
+        uv = os.path.basename(cmd[0]) == "uv"
+        if "install" in cmd:
+            what = "uv pip install" if uv else "pip install"
+        else:
+            what = "uv venv" if uv else "python -m venv"
         tail = next((line for line in reversed(logs) if line.strip()), "")
         raise EnvironmentBuildError(f"{what} failed (exit {code}): {tail}", "\n".join(logs))
 
@@ -332,8 +441,10 @@ def _relocate(tmp: Path, final: Path) -> None:
         if old not in data or b"\0" in data[:4096]:
             continue
         mode = path.stat().st_mode
-        path.write_bytes(data.replace(old, new))
-        path.chmod(mode)
+        fresh = path.with_name(path.name + ".cogplane-relocate")
+        fresh.write_bytes(data.replace(old, new))
+        fresh.chmod(mode)
+        os.replace(fresh, path)  # a new inode: a hard link into uv's cache stays untouched
 
 
 @contextlib.contextmanager

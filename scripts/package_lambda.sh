@@ -12,7 +12,7 @@ PLATFORM="${LAMBDA_PLATFORM:-manylinux2014_x86_64}"
 
 # What the functions import: pyproject's runtime dependencies (read from it, so a new one is never
 # missed: the simulated deployment found jinja2 and then cryptography missing here) minus boto3
-# (the runtime provides it) and cog (runners only), plus pyyaml (cog.yaml parsing) that cog brings
+# (the runtime provides it), cog and uv (runners only), plus pyyaml (cog.yaml parsing) that cog brings
 # along elsewhere. uvicorn (pure Python without extras) serves the stream function under LWA;
 # cryptography: stream URL tokens and sealed secret inputs (cogplane.sealing).
 mapfile -t DEPS < <("$PY" - <<'PYEOF'
@@ -22,7 +22,7 @@ import tomllib
 with open("pyproject.toml", "rb") as fh:
     deps = tomllib.load(fh)["project"]["dependencies"]
 for dep in deps:
-    if re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].lower() not in ("boto3", "cog"):
+    if re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].lower() not in ("boto3", "cog", "uv"):
         print(dep)
 print("pyyaml>=6")
 PYEOF

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -12,10 +13,14 @@ import pytest
 
 from gpu_runner.environment import (
     COG_VERSION,
+    METADATA_FILE,
     READY_MARKER,
+    UV_CACHE,
     EnvironmentBuildError,
+    choose_installer,
     ensure_environment,
     environment_spec,
+    pip_index_options,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,18 +74,69 @@ def test_requirements_file_must_exist_inside_the_model(tmp_path: Path) -> None:
         environment_spec(config_with(python_requirements="../outside.txt"), model)
 
 
+# -- the installer -------------------------------------------------------------------------------
+
+
+def test_installer_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COGPLANE_INSTALLER", raising=False)
+    assert choose_installer() == "uv"  # uv is a runtime dependency: auto finds it
+    monkeypatch.setenv("COGPLANE_INSTALLER", "pip")
+    assert choose_installer() == "pip"
+    assert choose_installer("uv") == "uv"  # an explicit choice wins over the variable
+    monkeypatch.setenv("COGPLANE_INSTALLER", "conda")
+    with pytest.raises(EnvironmentBuildError, match="COGPLANE_INSTALLER"):
+        choose_installer()
+
+
+def test_auto_falls_back_to_pip_without_uv(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gpu_runner.environment as environment
+
+    monkeypatch.setattr(environment, "uv_binary", lambda: None)
+    assert choose_installer("auto") == "pip"
+    with pytest.raises(EnvironmentBuildError, match="no uv binary"):
+        choose_installer("uv")
+
+
+def test_uv_gets_the_indexes_pip_is_configured_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "pip.conf"
+    conf.write_text(
+        "[global]\nindex-url = https://pypi.example/simple\nextra-index-url = file:///a file:///b\n"
+        "[install]\nfind-links = /wheels-install\n"
+    )
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    monkeypatch.setenv("PIP_FIND_LINKS", "/wheels-env")  # PIP_* wins over the files
+    monkeypatch.setenv("PIP_CONSTRAINT", str(tmp_path / "c.txt"))
+    pip_index_options.cache_clear()
+    try:
+        flags, extra = pip_index_options()
+    finally:
+        pip_index_options.cache_clear()
+    pairs = list(zip(flags[::2], flags[1::2], strict=True))
+    assert ("--index-url", "https://pypi.example/simple") in pairs
+    assert ("--extra-index-url", "file:///a") in pairs and ("--extra-index-url", "file:///b") in pairs
+    assert ("--find-links", "/wheels-env") in pairs and ("--find-links", "/wheels-install") not in pairs
+    assert ("--constraint", str(tmp_path / "c.txt")) in pairs
+    assert extra
+
+
 # -- real builds ----------------------------------------------------------------------------------
 
 
-def test_builds_hello_environment_then_reuses_it(tmp_path: Path) -> None:
+INSTALLED = {"pip": "Successfully installed", "uv": " + cog==" + COG_VERSION}  # each one's own output
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_builds_hello_environment_then_reuses_it(tmp_path: Path, installer: str) -> None:
     cache = tmp_path / "envs"
     logs: list[str] = []
     started = time.monotonic()
-    env = ensure_environment(BASE_CONFIG, HELLO, cache, on_log=logs.append)
+    env = ensure_environment(BASE_CONFIG, HELLO, cache, on_log=logs.append, installer=installer)
     cold = time.monotonic() - started
     assert (env / READY_MARKER).is_file()
     assert env.parent == cache
-    assert any("Successfully installed" in line for line in logs), logs  # pip's output, line by line
+    assert any(INSTALLED[installer] in line for line in logs), logs  # the installer's output, line by line
+    assert json.loads((env / METADATA_FILE).read_text())["installer"] == installer
+    assert (cache / UV_CACHE).is_dir() == (installer == "uv")  # uv's cache lives beside the environments
     version = subprocess.run(
         [env / "bin" / "python", "-c", "import cog, coglet; print(cog.__version__)"],
         capture_output=True,
@@ -135,13 +191,14 @@ def test_interrupted_build_leftovers_are_not_used(tmp_path: Path) -> None:
     assert not (cache / ".building" / f"{key}-99999").exists()
 
 
-def test_pip_failure_raises_with_the_logs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_install_failure_raises_with_the_logs(tmp_path: Path, installer: str) -> None:
     cache = tmp_path / "envs"
     logs: list[str] = []
     config = config_with("cogplane-test-no-such-package==0.0.1")
     with pytest.raises(EnvironmentBuildError) as info:
-        ensure_environment(config, HELLO, cache, on_log=logs.append)
-    assert "pip install failed" in info.value.message
+        ensure_environment(config, HELLO, cache, on_log=logs.append, installer=installer)
+    assert ("uv pip install failed" if installer == "uv" else "pip install failed") in info.value.message
     assert "cogplane-test-no-such-package" in info.value.logs
     assert info.value.logs.splitlines() == logs
     key = environment_spec(config, HELLO).key
