@@ -58,6 +58,7 @@ test-fast: $(TESTING)
 lint: $(TESTING)
 	$(VENV)/bin/ruff check cogplane functions gpu_runner tests bench infra simaws
 	$(VENV)/bin/ruff format --check cogplane functions gpu_runner tests bench infra simaws
+	$(VENV)/bin/mypy
 
 bench: $(TESTING)
 	$(PY) -m bench

@@ -38,7 +38,7 @@ def secure_home(home: Path) -> Path:
     return home
 
 
-def create_private(path: Path) -> None:
+def create_private(path: str | Path) -> None:
     """Make sure `path` exists and is 0600 before anything else opens it (SQLite creates the -wal
     and -shm files with the database file's mode)."""
     path = Path(path)

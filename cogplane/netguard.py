@@ -46,8 +46,12 @@ class FetchError(ValueError):
     """The fetch failed (status, size, time, connection)."""
 
 
-def _parse_allow(allow: Iterable[str] | None) -> tuple[list[ipaddress._BaseNetwork], set[str]]:
-    networks, hosts = [], set()
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_allow(allow: Iterable[str] | None) -> tuple[list[Network], set[str]]:
+    networks: list[Network] = []
+    hosts: set[str] = set()
     for entry in allow or ():
         entry = entry.strip()
         if not entry:
@@ -93,7 +97,7 @@ def _resolve(host: str, port: int) -> list[IP]:
         raise BlockedURL(f"the host {host!r} could not be resolved") from exc
     seen: list[IP] = []
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if ip not in seen:
             seen.append(ip)
     if not seen:
@@ -145,11 +149,12 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, ip: IP, port: int, timeout: float, context: ssl.SSLContext):
         super().__init__(host, port, timeout=timeout, context=context)
         self._ip = ip
+        self._tls = context
 
     def connect(self) -> None:
         sock = socket.create_connection((str(self._ip), self.port), self.timeout)
         # SNI and certificate checks use the URL's host name, not the address we connected to
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 _FILENAME = re.compile(r"filename\*?=(?:UTF-8'')?\"?([^\";]+)\"?", re.IGNORECASE)

@@ -225,7 +225,7 @@ class RegistryClient:
             return self._basic()
         if scheme != "bearer" or "realm" not in params:
             raise RegistryError(f"Unsupported registry auth challenge: {header}")
-        query = {k: params[k] for k in ("service", "scope") if k in params}
+        query: dict[str, str] = {k: params[k] for k in ("service", "scope") if k in params}
         query.setdefault("scope", f"repository:{self.ref.repository}:pull")
         headers = {"Authorization": self._basic()} if self.auth else {}
         response = self.http.get(params["realm"], params=query, headers=headers)

@@ -71,8 +71,8 @@ def is_iterator_output(schema: dict) -> bool:
 def is_file_output(schema: dict) -> bool:
     """The model outputs a file, or a list or iterator of files (`format: uri`)."""
     out = output_schema(schema)
-    items = out.get("items") if isinstance(out.get("items"), dict) else {}
-    return out.get("format") == "uri" or items.get("format") == "uri"
+    items = out.get("items")
+    return out.get("format") == "uri" or (isinstance(items, dict) and items.get("format") == "uri")
 
 
 def is_concatenate_output(schema: dict) -> bool:

@@ -589,11 +589,12 @@ def _document(model_dir: Path, ref: str, *, train: bool) -> dict:
     try:
         if train and inspect.isclass(target):
             # cog serves a training class's `train` method (coglet's TrainKind); setup() as usual
-            if not callable(getattr(target, "train", None)):
+            train_fn = getattr(target, "train", None)
+            if not callable(train_fn):
                 raise ValueError(f"{module_name}.{target_name} has no train() method")
             if hasattr(target, "setup"):
                 _validate_setup(_unwrap(target.setup))
-            fn = target.train
+            fn = train_fn
             info = _create_predictor_info(module_name, target_name, _unwrap(fn), "train", True)
         else:
             info = create_predictor(module_name, target_name)

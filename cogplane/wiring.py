@@ -10,6 +10,7 @@ from typing import Any
 from cogplane.clock import RandomIds, SystemClock
 from cogplane.homedir import secure_home
 from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, RateLimiter, StateStore
+from cogplane.sealing import SecretBox
 from cogplane.services.accounts import AccountService
 from cogplane.services.catalog import CatalogService
 from cogplane.services.deployments import DeploymentService
@@ -91,11 +92,11 @@ class Services:
             self.state, self.blobs, self.files, self.predictions, base_url=self.settings.public_url
         )
 
-    def secret_box(self):
+    def secret_box(self) -> SecretBox:
         """Seals secret inputs for the runner (cogplane.sealing); the key is read on first use."""
         box = self.extras.get("secret_box")
         if box is None:
-            from cogplane.sealing import SecretBox, key_material
+            from cogplane.sealing import key_material
 
             box = self.extras["secret_box"] = SecretBox(key_material(self.settings))
         return box

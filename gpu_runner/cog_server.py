@@ -43,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -123,7 +124,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _pdeathsig_preexec() -> object:
+def _pdeathsig_preexec() -> Callable[[], None] | None:
     """A preexec_fn that sets PR_SET_PDEATHSIG=SIGKILL in the child (None where unsupported).
 
     libc's prctl is looked up here, in the parent, so that the forked child only makes the call.

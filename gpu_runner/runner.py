@@ -492,7 +492,7 @@ class RunnerProcess:
             )
 
     def send(self, prediction: Prediction, flight: InFlight) -> None:
-        assert self.server and self.httpd
+        assert self.server and self.httpd and self.cog
         hook = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/{prediction.id}"
         try:
             model_input = self.model_input({**(prediction.input or {}), **flight.secrets}, prediction.id)
@@ -607,7 +607,8 @@ class RunnerProcess:
                 for i, v in enumerate(value)
             ]
         if isinstance(value, dict):
-            props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+            declared = node.get("properties")
+            props = declared if isinstance(declared, dict) else {}
             extra = node.get("additionalProperties")
             return {
                 k: self._map_output(v, props.get(k) or (extra if isinstance(extra, dict) else {}), (*path, k), flight)
@@ -842,7 +843,7 @@ class RunnerProcess:
                 prediction_id = self.headers.get("x-prediction-id") or "unknown"
                 key = runner.store_output(prediction_id, name, data, self.headers.get("content-type"))
                 key = key[len(blob_ref("")) :]
-                port = runner.httpd.server_address[1]
+                port = runner.httpd.server_address[1] if runner.httpd else runner.config.http_port
                 self._reply(201, {"Location": f"http://127.0.0.1:{port}/blob/{key}"})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.config.http_port), Handler)
@@ -934,14 +935,14 @@ class RunnerProcess:
 
     def open_doorbell(self) -> None:
         """A UDP socket on 127.0.0.1: any datagram means "there may be work"."""
-        self.doorbell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.doorbell.bind(("127.0.0.1", 0))
-        self.record.doorbell = f"127.0.0.1:{self.doorbell.getsockname()[1]}"
+        doorbell = self.doorbell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        doorbell.bind(("127.0.0.1", 0))
+        self.record.doorbell = f"127.0.0.1:{doorbell.getsockname()[1]}"
 
         def listen() -> None:
             while not self.stopping.is_set():
                 try:
-                    self.doorbell.recv(64)
+                    doorbell.recv(64)
                 except OSError:
                     return
                 self.wakeup.set()

@@ -195,12 +195,19 @@ def run() -> int:
             print(f"warning: could not push the platform model {result.model}: {result.error}", flush=True)
 
     app = create_app(services)
-    ssl = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)} if tls else {}
     # h11: the method `QUERY` (search) must reach the app; h11 accepts any token as a method.
     # The graceful part of a stop is the runners' drain (Stopper); the server only ends after it,
     # so it waits little for open connections (a polling client keeps one).
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2, http="h11", **ssl
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        http="h11",
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
     )
     server = _Server(config)
 

@@ -102,7 +102,7 @@ class CatalogService:
                 f"Unknown hardware {hardware!r}; this install offers: {', '.join(self.hardware)}.",
                 field="hardware",
             )
-        extra = {}
+        extra: dict[str, Any] = {}  # the optional string fields of Model, checked here
         for key in MODEL_FIELDS:
             value = body.get(key)
             if value is not None and not isinstance(value, str):
@@ -248,7 +248,7 @@ class CatalogService:
         owner: str,
         name: str,
         *,
-        image: str,
+        image: str | None,  # from the request body: checked here
         schema: dict[str, Any],
         cog_version: str | None,
         config: dict[str, Any] | None = None,
@@ -344,7 +344,7 @@ class CatalogService:
         if not is_version_id(ref):
             raise invalid
         for version in self.state.find_versions(ref):
-            model = self.state.get_model(version.owner, version.name)
-            if model and (model.visibility == "public" or self.access.can_act_for(viewer, model.owner)):
-                return model, version
+            owning = self.state.get_model(version.owner, version.name)
+            if owning and (owning.visibility == "public" or self.access.can_act_for(viewer, owning.owner)):
+                return owning, version
         raise invalid

@@ -41,7 +41,7 @@ class CollectionService:
         self.state = state
         self.collections = {c.slug: c for c in collections}
 
-    def list(self) -> list[Collection]:
+    def list_collections(self) -> list[Collection]:
         return list(self.collections.values())
 
     def get(self, slug: str) -> Collection:

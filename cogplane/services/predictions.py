@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -15,7 +16,7 @@ from cogplane.domain.status import TERMINAL, Status, sources_for
 from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
 from cogplane.schema import file_inputs
-from cogplane.sealing import split_secrets
+from cogplane.sealing import SecretBox, split_secrets
 from cogplane.services.accounts import AccountService
 
 EVENTS = ("start", "output", "logs", "completed")
@@ -61,7 +62,7 @@ class PredictionService:
         self.files = files
         self.allow_networks = list(allow_networks or [])  # netguard allow-list: webhooks, http(s) inputs
         self.timeout_seconds = timeout_seconds
-        self.secret_box = None  # () -> cogplane.sealing.SecretBox (set by Services)
+        self.secret_box: Callable[[], SecretBox] | None = None  # set by Services
         self.refusing: str | None = None  # set while the platform stops: creates answer 503
 
     # --- create -------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class PredictionService:
         clean, secret_values = split_secrets(version.openapi_schema, clean)
 
         webhook = body.get("webhook")
+        events: Any  # from the request body; checked below: a list of EVENTS, or None
         if webhook is None and isinstance(body.get("webhook_completed"), str):
             webhook = body["webhook_completed"]  # legacy field some clients still send
             events = ["completed"]

@@ -76,7 +76,9 @@ class WebService:
             from cogplane.services.collections import CollectionService
         except ImportError:  # pragma: no cover - an install without collections
             return list(KINDS)
-        installed = [Collection(c.slug, c.name, c.description) for c in CollectionService(self.state).list()]
+        installed = [
+            Collection(c.slug, c.name, c.description) for c in CollectionService(self.state).list_collections()
+        ]
         return installed + [k for k in KINDS if k.slug not in {c.slug for c in installed}]
 
     def explore(self, query: str = "", collection: str | None = None) -> tuple[list[ExploreEntry], bool]:
@@ -109,7 +111,7 @@ class WebService:
         except ImportError:  # pragma: no cover
             return None
         svc = CollectionService(self.state)
-        if slug not in {c.slug for c in svc.list()}:
+        if slug not in {c.slug for c in svc.list_collections()}:
             return None
         return {m.full_name for m in svc.models(svc.get(slug))}
 

@@ -19,6 +19,7 @@ Then this module steps aside: it leaves sys.path and imports any other sitecusto
 environment has.
 """
 
+import importlib
 import os
 import sys
 
@@ -79,7 +80,7 @@ def _print_setup_tracebacks() -> None:
                 if exc is None or getattr(exc, "__cogplane_reported__", False):
                     return  # a setup() that calls its base's setup(): printed once, by the inner one
                 try:
-                    exc.__cogplane_reported__ = True
+                    setattr(exc, "__cogplane_reported__", True)  # noqa: B010 - a mark on the model's exception
                 except AttributeError:
                     pass
                 tb = exc.__traceback__.tb_next if exc.__traceback__ else None  # not this wrapper
@@ -120,7 +121,7 @@ def _print_setup_tracebacks() -> None:
             if callable(setup) and not getattr(setup, "__cogplane_traced__", False):
                 cls.setup = _traced(setup)
 
-        base.__init_subclass__ = classmethod(__init_subclass__)
+        setattr(base, "__init_subclass__", classmethod(__init_subclass__))  # noqa: B010 - patches cog's class
 
     sys.meta_path.insert(0, _Finder())
 
@@ -130,7 +131,7 @@ def _hand_over() -> None:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     me = sys.modules.pop(__name__)
     try:
-        import sitecustomize  # noqa: F401  (the environment's own, if any)
+        importlib.import_module("sitecustomize")  # the environment's own, if any
     except ImportError:
         sys.modules[__name__] = me  # the import system expects to find this module there
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class Child:
     doorbell: tuple[str, int] | None = None
 
 
-def _pdeathsig() -> object:
+def _pdeathsig() -> Callable[[], None] | None:
     from gpu_runner.cog_server import _pdeathsig_preexec
 
     return _pdeathsig_preexec()

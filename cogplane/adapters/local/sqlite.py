@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cogplane.adapters import cursor as cursors
@@ -106,7 +107,7 @@ def _dumps(value: Any) -> str:
 class Database:
     """One SQLite file shared by the adapters; a connection per thread (and per process)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str | Path):
         self.path = str(path)
         if self.path != ":memory:":
             from cogplane.homedir import HOME_MODE, create_private

@@ -73,22 +73,24 @@ def usage_view(account: str, rows: list[UsageRecord], prices: dict[str, float]) 
     return {"account": account, "results": out, "total": total}
 
 
-def _str(body: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+def _str(body: dict[str, Any], key: str) -> str:
     from cogplane.domain.errors import Unprocessable
 
     value = body.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value:
         raise Unprocessable(f"`{key}` is required (a string).", field=key)
     return value
+
+
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    return None if body.get(key) is None else _str(body, key)
 
 
 @router.post("/users", status_code=201)
 async def create_user(services: ServicesDep, admin: AdminDep, body: JsonBody) -> dict[str, Any]:
     """A new user and their first token (shown this once)."""
     username = _str(body, "username")
-    name = _str(body, "name", required=False)
+    name = _optional_str(body, "name")
 
     def run():
         account = services.accounts.create_account(username, name=name)
@@ -114,7 +116,7 @@ async def list_users(services: ServicesDep, admin: AdminDep, cursor: str | None 
 @router.post("/orgs", status_code=201)
 async def create_org(services: ServicesDep, admin: AdminDep, body: JsonBody) -> dict[str, Any]:
     name, owner = _str(body, "name"), _str(body, "owner")
-    display = _str(body, "display_name", required=False)
+    display = _optional_str(body, "display_name")
 
     def run():
         org = services.accounts.create_org(name, owner=owner, display_name=display)
@@ -132,7 +134,7 @@ async def list_members(org: str, services: ServicesDep, admin: AdminDep) -> dict
 @router.post("/orgs/{org}/members", status_code=201)
 async def add_member(org: str, services: ServicesDep, admin: AdminDep, body: JsonBody) -> dict[str, Any]:
     username = _str(body, "username")
-    role = _str(body, "role", required=False) or "member"
+    role = _optional_str(body, "role") or "member"
     membership = await run_in_threadpool(lambda: services.accounts.add_member(org, username, role=role))
     return member_view(membership)
 
@@ -147,7 +149,7 @@ async def remove_member(org: str, username: str, services: ServicesDep, admin: A
 async def create_token(services: ServicesDep, admin: AdminDep, body: JsonBody) -> dict[str, Any]:
     """A new token of any account (user or org), shown this once."""
     account = _str(body, "account")
-    name = _str(body, "name", required=False)
+    name = _optional_str(body, "name")
     secret, token = await run_in_threadpool(lambda: services.accounts.create_token(account, name=name))
     return {**token_view(token), "token": secret, "token_id": token.id}
 

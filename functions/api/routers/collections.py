@@ -25,7 +25,7 @@ def list_collections(
     services: ServicesDep, account: AccountDep, base: BaseUrlDep, cursor: str | None = None
 ) -> dict[str, Any]:
     """The install's collections (a page; `cursor` is the offset of the next one)."""
-    every = _service(services).list()
+    every = _service(services).list_collections()
     size = services.settings.page_size
     start = offset_cursor(cursor)
     chunk = every[start : start + size]

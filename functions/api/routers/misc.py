@@ -40,14 +40,16 @@ def webhook_secret(account: AccountDep) -> dict[str, str]:
 @router.get("/blobs/{key:path}")
 def download_blob(key: str, services: ServicesDep, expires: int = 0, signature: str = "") -> FileResponse:
     """A signed, expiring download URL of the local blob store (no auth header needed)."""
-    verify = getattr(services.blobs, "verify", None)
-    if verify is None or not signature or not verify(key, expires, signature):
+    from cogplane.adapters.local.disk import DiskBlobStore
+
+    blobs = services.blobs  # only the local store signs its own URLs (S3 presigns them)
+    if not isinstance(blobs, DiskBlobStore) or not signature or not blobs.verify(key, expires, signature):
         raise NotFound("This link is invalid or has expired.")
-    info = services.blobs.head(key)
+    info = blobs.head(key)
     if info is None:
         raise NotFound("This file no longer exists.")
     return FileResponse(
-        services.blobs.path_of(key),
+        blobs.path_of(key),
         media_type=info.content_type or "application/octet-stream",
         filename=key.rsplit("/", 1)[-1],
     )

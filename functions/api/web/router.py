@@ -332,8 +332,8 @@ async def explore(request: Request, q: str = "", collection: str = "") -> HTMLRe
 
 @router.get("/dashboard")
 async def dashboard(request: Request, cursor: str | None = None) -> HTMLResponse:
-    require_viewer(request)
-    acting = acting_of(request)  # the switcher scopes the dashboard to yourself or one of your orgs
+    viewer = require_viewer(request)
+    acting = acting_of(request) or viewer  # the switcher scopes the dashboard to yourself or one of your orgs
     page = await run_in_threadpool(web_service(request).dashboard, acting, cursor=cursor, limit=PAGE_SIZE)
     models = await run_in_threadpool(lambda: services_of(request).state.list_models_of(acting.username, limit=50))
     return render(request, "dashboard.html", page=page, first=cursor is None, models=models.items)
@@ -413,12 +413,13 @@ def input_view(request: Request, p: Prediction, version: Version | None) -> list
     """The input as submitted, in x-order; files become viewable links, secrets are masked."""
     services = services_of(request)
     fields = {f.name: f for f in fields_for(version.openapi_schema)} if version else {}
-    order = list(fields) + [k for k in (p.input or {}) if k not in fields]
+    inputs = p.input or {}
+    order = list(fields) + [k for k in inputs if k not in fields]
     rows = []
     for name in order:
-        if name not in (p.input or {}):
+        if name not in inputs:
             continue
-        value = p.input[name]
+        value = inputs[name]
         f = fields.get(name)
         row: dict[str, Any] = {"name": name, "value": value, "kind": "value"}
         if f is not None and f.kind == "secret":
@@ -481,7 +482,7 @@ async def prediction_page(request: Request, prediction_id: str) -> HTMLResponse:
     can_example = (
         mine
         and model is not None
-        and model.owner == viewer.username
+        and model.owner == p.owner  # == viewer.username (mine)
         and p.status == "succeeded"
         and p.remove_at is None
     )

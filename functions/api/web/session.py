@@ -94,11 +94,9 @@ def csrf_token(key: bytes, nonce: str) -> str:
 
 
 def csrf_ok(key: bytes, nonce: str | None, token: str | None) -> bool:
-    return (
-        bool(nonce)
-        and bool(token)
-        and hmac.compare_digest(csrf_token(key, nonce).encode(), token.encode(errors="replace"))
-    )
+    if not nonce or not token:
+        return False
+    return hmac.compare_digest(csrf_token(key, nonce).encode(), token.encode(errors="replace"))
 
 
 def new_nonce() -> str:
