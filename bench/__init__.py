@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): cogplane's performance targets (DESIGN.md §5), measured side by side.
+"""`python -m bench` (`make bench`): cogplane's performance targets (docs/DESIGN.md §5), measured side by side.
 
 One run on this machine measures, in this order:
 

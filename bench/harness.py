@@ -484,7 +484,7 @@ class DirectCog(_Started):
 
     def predict(self, inputs: dict) -> tuple[float, dict]:
         """POST /predictions (sync); a 409 (the slot is freed just after the previous response, see
-        cog-contract.md §0.4) is retried after 1 ms and its time is included."""
+        docs/cog-contract.md §0.4) is retried after 1 ms and its time is included."""
         assert self.client is not None
         t0 = time.perf_counter()
         for _ in range(1000):

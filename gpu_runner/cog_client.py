@@ -1,4 +1,4 @@
-"""The one place that speaks cog's HTTP API (cog 0.23 / coglet; see docs/ and cog-contract notes).
+"""The one place that speaks cog's HTTP API (cog 0.23 / coglet; see docs/cog-contract.md).
 
 - `CogClient`: GET /health-check, PUT /{route}/{id} with `Prefer: respond-async` and a webhook,
   POST /{route}/{id}/cancel. `route` is `predictions`, or `trainings` for a server in train mode.

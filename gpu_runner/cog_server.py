@@ -1,6 +1,6 @@
 """Supervise one real cog server (`python -m cog.server.http`, coglet inside) for a model folder.
 
-How it is started (see cog-contract.md for why each point matters):
+How it is started (see docs/cog-contract.md for why each point matters):
 - `<env>/bin/python -m cog.server.http --host 127.0.0.1 [--upload-url URL]`, cwd = the model
   folder (coglet reads `.cog/openapi_schema.json` relative to the cwd: `write_schema`), PORT = a
   free port, `<env>/bin` first on PATH (coglet spawns its Python worker as a bare `python` looked

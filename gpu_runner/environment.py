@@ -18,7 +18,7 @@ it needs a virtual environment holding the model's packages plus the cog SDK tha
   apply as usual, configuration files do not (`--no-config`: a model folder's pyproject.toml or
   uv.toml must not steer the build).
 - Any `cog`/`coglet` pin in the model's list is replaced by ours: the platform drives the cog
-  server of a known version (see cog-contract.md).
+  server of a known version (see docs/cog-contract.md).
 - The environment lives at `<cache_root>/<key>`, where key = sha256 of (python version, sorted
   packages, requirements file content, cog version). Versions with the same dependencies share it;
   every model without dependencies shares one base environment holding only cog. It survives

@@ -1,4 +1,4 @@
-"""The JSON shapes clients see (replicate-api.md §1-2). The API and the webhook sender both use
+"""The JSON shapes clients see (docs/replicate-api.md §1-2). The API and the webhook sender both use
 these, so a webhook body is exactly what GET returns at that moment."""
 
 from __future__ import annotations

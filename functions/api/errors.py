@@ -1,4 +1,4 @@
-"""Every error leaves as problem+json (replicate-api.md §0), mapped once here."""
+"""Every error leaves as problem+json (docs/replicate-api.md §0), mapped once here."""
 
 from __future__ import annotations
 

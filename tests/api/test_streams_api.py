@@ -1,4 +1,4 @@
-"""SSE (replicate-api.md §3), collections, model examples, netguard at create time — via TestClient."""
+"""SSE (docs/replicate-api.md §3), collections, model examples, netguard at create time — via TestClient."""
 
 from __future__ import annotations
 

@@ -180,7 +180,7 @@ def test_bucket_at_the_default_create_limit(limiter):
 
 def test_bucket_is_shared_by_concurrent_takers(limiter):
     """Threads racing for one bucket spend each token once (atomic read-modify-write). Not run
-    on moto, which does not make conditional writes atomic across threads (moto-notes.md); the
+    on moto, which does not make conditional writes atomic across threads (docs/moto-notes.md); the
     DynamoDB adapter's lost race is replayed deterministically below."""
     if type(limiter).__name__.startswith("Dynamo"):
         pytest.skip("moto does not serialize concurrent conditional writes")

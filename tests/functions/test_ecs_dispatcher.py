@@ -27,7 +27,7 @@ def _register(ecs, family: str, gpu: bool) -> str:
 def cluster(aws):
     ecs, ec2 = aws["ecs"], aws["ec2"]
     ecs.create_cluster(clusterName=CLUSTER)
-    # moto places EC2-provider tasks only on registered container instances (moto-notes: ECS).
+    # moto places EC2-provider tasks only on registered container instances (docs/moto-notes.md: ECS).
     instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
     document = {
         "instanceId": instance["InstanceId"],

@@ -151,7 +151,7 @@ def fuzz_target(tmp_path_factory):
 
 @schemathesis.check
 def problem_json(ctx, response, case) -> bool | None:
-    """Every 4xx is problem+json with its status in the body (replicate-api.md §0)."""
+    """Every 4xx is problem+json with its status in the body (docs/replicate-api.md §0)."""
     if 400 <= response.status_code < 500 and response.status_code != 405:
         assert response.headers.get("content-type", [""])[0].startswith("application/problem+json"), (
             response.headers.get("content-type")

@@ -1,5 +1,5 @@
 """The compatibility suite: the real replicate 1.0.7 (Python) and 1.4.0 (JS) clients against the
-single-machine stack (HTTPS with its own CA), through replicate-api.md §7 items 1-7, 9 and 10,
+single-machine stack (HTTPS with its own CA), through docs/replicate-api.md §7 items 1-7, 9 and 10,
 with one test per client quirk of §5 (each test names the quirk it pins down).
 
 Fixture models (tests/fixtures/system_models): `tokens` (ConcatenateIterator[str]), `frames`

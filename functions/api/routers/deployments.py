@@ -45,7 +45,7 @@ def create_deployment(services: ServicesDep, account: AccountDep, body: JsonBody
     """Create a deployment in your account.
 
     Status 201: Replicate's OpenAPI 1.0.0-a1 says 200, but this creates a resource and the other
-    create endpoints answer 201; both clients accept any 2xx (replicate-api.md §1, our choice)."""
+    create endpoints answer 201; both clients accept any 2xx (docs/replicate-api.md §1, our choice)."""
     deployment = services.deployments.create(account, body)
     return JSONResponse(present_deployment(services, deployment), status_code=201)
 

@@ -1,4 +1,4 @@
-"""Server-sent events for a prediction (replicate-api.md §3 "Streaming").
+"""Server-sent events for a prediction (docs/replicate-api.md §3 "Streaming").
 
 `GET /v1/streams/{token}` (text models) and `GET /v1/files/streams/{token}` (models whose output
 is files: JS 1.4.0 makes FileOutput objects only when the stream URL's path starts with
