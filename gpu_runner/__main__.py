@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -42,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         config.stop_grace = args.stop_grace
     if args.runner_id:
         config.runner_id = args.runner_id
-    return RunnerProcess(services, config).run()
+    runner = RunnerProcess(services, config)
+    # SIGTERM: ECS scale-in or a retired warm runner; SIGINT: the local platform stops
+    signal.signal(signal.SIGTERM, runner.request_stop)
+    signal.signal(signal.SIGINT, runner.request_stop)
+    return runner.run()
 
 
 if __name__ == "__main__":

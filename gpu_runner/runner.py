@@ -12,12 +12,8 @@ that the API turns into signed URLs.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import itertools
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -25,57 +21,28 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, unquote_to_bytes
 
 from cogplane.builds import BuildLog
 from cogplane.bundle import unpack_bundle
 from cogplane.cogconfig import ConfigError, effective_concurrency
 from cogplane.domain.entities import Job, Prediction, Runner, Version
-from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import TERMINAL
-from cogplane.domain.strictjson import loads_lenient
 from cogplane.domain.timefmt import parse, seconds_between
-from cogplane.schema import file_inputs, is_iterator_output, output_schema, resolve_prop, training_view
+from cogplane.schema import is_iterator_output, training_view
 from cogplane.sealing import scrub
-from cogplane.services.files import file_id_from_url
-from cogplane.services.presenters import blob_ref
 from gpu_runner.cog_client import SETUP_FAILED, CogClient, CogUpdate, validation_message
 from gpu_runner.cog_server import CogServer, clean_setup_error, model_setup_lines, write_schema
 from gpu_runner.environment import EnvironmentBuildError, build_record, ensure_environment
 from gpu_runner.external_server import DEFAULT_COG_URL, ExternalCogServer
+from gpu_runner.inputs import InputFetchError, Inputs
+from gpu_runner.loopback import Loopback
+from gpu_runner.recorder import InFlight, Recorder
 
 log = logging.getLogger("cogplane.runner")
 
 EXIT_SETUP_FAILED = 3  # tells the dispatcher to back off before booting this pool again
-_PREFIX = re.compile(r"^(?:Prediction failed: )+")
-
-
-def clean_error(error: Any) -> str | None:
-    """cog says "Prediction failed: Prediction failed: ValueError: msg"; keep "ValueError: msg"."""
-    if error is None:
-        return None
-    return _PREFIX.sub("", str(error)).strip() or str(error)
-
-
-@dataclass
-class InFlight:
-    job: Job
-    prediction_id: str
-    created_at: str
-    started_mono: float
-    log_prefix: str
-    metrics: dict[str, Any]
-    iterator: bool
-    safety: bool = False  # its image outputs are checked before they are recorded (held until then)
-    cancel_sent_at: float | None = None
-    secrets: dict[str, Any] = field(default_factory=dict)  # decrypted secret inputs (memory only)
-    blob_dir: str = ""  # the prediction's blob folder: predictions/{blob_dir}/… (never its id)
-    done: threading.Event = field(default_factory=threading.Event)
-    written: dict[str, Any] = field(default_factory=dict)  # what progress() last stored
-    stored: dict[tuple, str] = field(default_factory=dict)  # output files already in the blob store
 
 
 @dataclass
@@ -117,7 +84,7 @@ class LogBuffer:
             return
         text, self.lines = "".join(self.lines), []
         self.last = time.monotonic()
-        self.runner.append_logs(self.prediction_id, text)
+        self.runner.recorder.append_logs(self.prediction_id, text)
 
 
 class RunnerProcess:
@@ -137,8 +104,6 @@ class RunnerProcess:
         self.stopping = threading.Event()
         self.stopped = threading.Event()  # shutdown is over: heartbeats end
         self.stop_reason = "The runner was stopped before the prediction finished."
-        self.inflight: dict[str, InFlight] = {}
-        self.lock = threading.Lock()
         self.server: CogServer | ExternalCogServer | None = None
         self.cog: CogClient | None = None  # speaks to self.server
         self.version: Version | None = None
@@ -162,38 +127,29 @@ class RunnerProcess:
             started_at=self.started_at,
             heartbeat_at=self.started_at,
         )
-        self.httpd: ThreadingHTTPServer | None = None
-        self.upload_counter = itertools.count(1)
-        self.served_inputs: dict[str, str] = {}  # token -> blob key (file inputs served to cog)
-        self.served_by_prediction: dict[str, list[str]] = {}
+        self.loopback: Loopback | None = None  # cog's webhook target and input server (run() starts it)
         self.last_work = time.monotonic()
         # a `t-` pool runs trainings: cog in train mode, `/trainings/{id}`, TrainingInput
         self.training = config.pool.startswith("t-")
         self.route = "trainings" if self.training else "predictions"
+        self.recorder = Recorder(
+            services,
+            runner_id=self.id,
+            training=self.training,
+            on_done=self._done,
+            upload_key=lambda url: self.loopback.blob_key(url) if self.loopback else None,
+        )
+        self.inputs = Inputs(services, serve=self._serve_blob, folder=self.recorder.blob_folder)
 
     # --- state helpers --------------------------------------------------------------------
-    def append_logs(self, prediction_id: str, text: str) -> None:
-        try:
-            current = self.state.get_prediction(prediction_id)
-            if current is None or current.status in TERMINAL:
-                return
-            self.state.update_prediction(
-                prediction_id, {"logs": (current.logs or "") + text}, expect_status=[current.status]
-            )
-        except (Conflict, NotFound):
-            pass
-
     def write_record(self) -> None:
-        with self.lock:
-            self.record.in_flight = list(self.inflight)
+        self.record.in_flight = self.recorder.ids()
         self.record.heartbeat_at = self.clock.now()
         self.state.put_runner(self.record)
 
     def heartbeat(self) -> None:
         self.write_record()
-        with self.lock:
-            jobs = [f.job for f in self.inflight.values()]
-        for job in jobs:  # keep the leases of the jobs we hold
+        for job in [flight.job for flight in self.recorder.flights()]:  # keep the leases of the jobs we hold
             try:
                 self.queue.release(job, delay=self.config.lease_seconds)
             except Exception:  # noqa: BLE001 - a lost lease is harmless: processing is guarded by state
@@ -334,6 +290,8 @@ class RunnerProcess:
             log.exception("boot failed")
             return False, f"The model could not be prepared: {exc}"
         self.iterator_output = not self.training and is_iterator_output(self.version.openapi_schema or {})
+        self.recorder.schema = self.run_schema
+        self.recorder.iterator = self.iterator_output
         t1 = time.monotonic()
         ok, reason = self.start_server(on_log)
         t2 = time.monotonic()
@@ -354,7 +312,7 @@ class RunnerProcess:
         return ok, reason
 
     def start_server(self, on_log) -> tuple[bool, str]:
-        assert self.version and self.httpd
+        assert self.version and self.loopback
         config = self.version.config or {}
         # concurrency.max, else @concurrent(max=N) read from the source as cog's CLI reads it
         try:
@@ -409,14 +367,7 @@ class RunnerProcess:
                 break
             jobs.append(job)
         for job in jobs:
-            try:
-                self.state.update_prediction(
-                    job.prediction_id,
-                    {"status": "failed", "error": reason, "completed_at": self.clock.now()},
-                    expect_status=["starting"],
-                )
-            except (Conflict, NotFound):
-                pass
+            self.recorder.fail_unstarted(job.prediction_id, reason)
             self.queue.ack(job)
 
     def start_job(self, job: Job, cold: bool) -> None:
@@ -426,18 +377,9 @@ class RunnerProcess:
             return
         now = self.clock.now()
         if prediction.deadline and parse(now) >= parse(prediction.deadline):
-            try:
-                self.state.update_prediction(
-                    prediction.id,
-                    {
-                        "status": "aborted",
-                        "completed_at": now,
-                        "error": "The prediction did not start before its Cancel-After deadline.",
-                    },
-                    expect_status=["starting"],
-                )
-            except Conflict:
-                pass
+            self.recorder.abort_unstarted(
+                prediction.id, "The prediction did not start before its Cancel-After deadline.", now=now
+            )
             self.queue.ack(job)
             return
         waited = seconds_between(prediction.created_at, now)
@@ -446,58 +388,31 @@ class RunnerProcess:
             metrics.update(self.cold_metrics)
         cold = metrics.get("boot_time", 0.0) + metrics.get("setup_time", 0.0)
         metrics["queue_time"] = round(max(0.0, waited - cold), 4)
-        flight = InFlight(
-            job=job,
-            prediction_id=prediction.id,
-            created_at=prediction.created_at,
-            started_mono=time.monotonic(),
-            log_prefix=prediction.logs or "",
-            metrics=metrics,
-            iterator=self.iterator_output,
-            safety=prediction.safety is not None,
-            blob_dir=prediction.blob_dir or prediction.id,
-        )
-        with self.lock:
-            self.inflight[prediction.id] = flight
-        # The heartbeat thread records that we hold it within milliseconds (off the warm path);
-        # the local dispatcher also finds a dead runner's `processing` predictions by runner_id.
-        self.beat_now.set()
-        try:
-            prediction = self.state.update_prediction(
-                prediction.id,
-                {"status": "processing", "started_at": now, "runner_id": self.id},
-                expect_status=["starting"],
-            )
-        except Conflict:
-            with self.lock:
-                self.inflight.pop(job.prediction_id, None)
+        taken = self.recorder.start(job, prediction, metrics, now=now, on_held=self.beat_now.set)
+        if taken is None:  # canceled, or taken by another runner, since we read it
             self.queue.ack(job)
             return
+        flight, prediction = taken
         if job.sealed:  # secret inputs: decrypted here, kept in memory for this run only
             try:
                 flight.secrets = self.services.secret_box().open(prediction.id, job.sealed)
             except Exception as exc:  # noqa: BLE001 - SealError, or no key configured
                 log.error("could not open the secret inputs of %s: %s", prediction.id, exc)
-                self.finish(
-                    prediction.id,
-                    CogUpdate(status="failed", error=f"The prediction's secret inputs could not be read: {exc}"),
-                )
+                self.recorder.fail(prediction.id, f"The prediction's secret inputs could not be read: {exc}")
                 return
         try:
             self.send(prediction, flight)
         except Exception as exc:  # noqa: BLE001 - one prediction's bug must not take the runner down
             log.exception("could not start prediction %s", prediction.id)
-            self.finish(
-                prediction.id, CogUpdate(status="failed", error=f"The runner could not start the prediction: {exc}")
-            )
+            self.recorder.fail(prediction.id, f"The runner could not start the prediction: {exc}")
 
     def send(self, prediction: Prediction, flight: InFlight) -> None:
-        assert self.server and self.httpd and self.cog
-        hook = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/{prediction.id}"
+        assert self.cog and self.loopback
+        hook = self.loopback.webhook_url(prediction.id)
         try:
             model_input = self.model_input({**(prediction.input or {}), **flight.secrets}, prediction.id)
         except InputFetchError as exc:
-            self.finish(prediction.id, CogUpdate(status="failed", error=str(exc)))
+            self.recorder.fail(prediction.id, str(exc))
             return
         answer = self.cog.predict(prediction.id, model_input, hook)
         if answer.accepted:
@@ -507,270 +422,35 @@ class RunnerProcess:
         else:
             reason = f"The model server refused the prediction ({answer.status or 'no answer'}): {answer.text[:500]}"
         reason = scrub(reason, flight.secrets) or reason
-        self.finish(prediction.id, CogUpdate(status="failed", error=reason))
+        self.recorder.fail(prediction.id, reason)
         if answer.status != 422:
             self.restart_needed.set()
 
     def model_input(self, value: dict[str, Any], prediction_id: str = "") -> dict[str, Any]:
-        """The input cog gets: every file input (`format: uri`) that is a URL becomes a URL of this
-        runner's own loopback server, so cog never reaches a user-chosen host and never needs our CA:
-
-        - our `/v1/files/{id}` URLs are served from the blob store;
-        - other http(s) URLs are fetched here through cogplane.netguard (the install's allow-list,
-          size and time limits, no redirects to unchecked hosts), stored in the blob store under
-          the prediction, and served from there;
-        - `data:` URIs go to cog unchanged. A failed fetch fails the prediction (InputFetchError)."""
-        files = file_inputs(self.run_schema)
-        out = dict(value)
-        for name, is_list in files.items():
-            if out.get(name) is None:
-                continue
-            if is_list and isinstance(out[name], list):
-                out[name] = [self._input_url(name, v, prediction_id) for v in out[name]]
-            elif not is_list:
-                out[name] = self._input_url(name, out[name], prediction_id)
-        return out
-
-    def _input_url(self, field: str, value: Any, prediction_id: str) -> Any:
-        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-            return value
-        if file_id_from_url(value):
-            record = self.state.get_file(file_id_from_url(value))
-            if record is None:
-                raise InputFetchError(f"{field}: the file {value} no longer exists.")
-            return self._serve_blob(record.blob_key, record.name, prediction_id)
-        from cogplane import netguard
-        from cogplane.tls import ssl_context
-
-        settings = self.services.settings
-        try:
-            data, content_type, filename = netguard.fetch(
-                value,
-                allow=settings.allowed_networks,
-                max_bytes=settings.max_input_fetch_bytes,
-                timeout=settings.input_fetch_timeout_seconds,
-                ssl_context=ssl_context(settings.home),
-            )
-        except ValueError as exc:  # BlockedURL / FetchError
-            raise InputFetchError(f"{field}: could not fetch the input file: {exc}") from exc
-        key = f"{self.blob_folder(prediction_id)}inputs/{next(self.upload_counter)}/{filename}"
-        self.blobs.put(key, data, content_type=content_type)
-        return self._serve_blob(key, filename, prediction_id)
-
-    def blob_folder(self, prediction_id: str | None) -> str:
-        """`predictions/{blob_dir}/` of an in-flight prediction: output URLs never name its id."""
-        with self.lock:
-            flight = self.inflight.get(prediction_id or "")
-        return f"predictions/{flight.blob_dir if flight else 'unclaimed-' + uuid.uuid4().hex}/"
+        """The input cog gets (gpu_runner.inputs): file inputs become URLs of the loopback server."""
+        return self.inputs.prepare(self.run_schema, value, prediction_id)
 
     def _serve_blob(self, key: str, name: str, prediction_id: str) -> str:
-        """An unguessable URL on this runner's loopback server that serves one blob to cog (until
-        the prediction finishes)."""
-        assert self.httpd
-        token = uuid.uuid4().hex
-        with self.lock:
-            self.served_inputs[token] = key
-            self.served_by_prediction.setdefault(prediction_id, []).append(token)
-        safe = os.path.basename(name.replace("\\", "/")) or "input"
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/input/{token}/{quote(safe)}"
+        assert self.loopback
+        return self.loopback.serve_blob(key, name, prediction_id)
 
-    def map_output(self, value: Any, flight: InFlight | None = None) -> Any:
-        """cog's output with every file in it stored in the blob store (as a blob reference).
-
-        Source versions' cog servers run without `--upload-url`: coglet then puts each file in the
-        output as a `data:` URI, in the model's order (with an upload URL it uploads the files of a
-        list in parallel and lists them in the order the uploads finish). Each one is stored here,
-        named by its place in the output (`output.png`, `output_0.png`, ...; a data URI carries no
-        file name). A `data:` string where the schema says plain `string` is the model's own text
-        and stays as it is. Upload URLs (`/blob/...`, from image versions' cog) map to their blobs."""
-        assert self.httpd
-        node = output_schema(self.run_schema)
-        return self._map_output(value, node, (), flight)
-
-    def _map_output(self, value: Any, node: dict, path: tuple, flight: InFlight | None) -> Any:
-        assert self.httpd
-        schema = self.run_schema
-        if isinstance(node, dict) and "$ref" in node:
-            node = resolve_prop(schema, node)
-        node = node if isinstance(node, dict) else {}
-        if isinstance(value, str):
-            prefix = f"http://127.0.0.1:{self.httpd.server_address[1]}/blob/"
-            if value.startswith(prefix):
-                return blob_ref(unquote(value[len(prefix) :]))
-            if value.startswith("data:") and (node.get("format") == "uri" or not node.get("type")):
-                return self._store_data_uri(value, path, flight) or value
-            return value
-        if isinstance(value, list):
-            items = node.get("items")
-            return [
-                self._map_output(v, items if isinstance(items, dict) else {}, (*path, i), flight)
-                for i, v in enumerate(value)
-            ]
-        if isinstance(value, dict):
-            declared = node.get("properties")
-            props = declared if isinstance(declared, dict) else {}
-            extra = node.get("additionalProperties")
-            return {
-                k: self._map_output(v, props.get(k) or (extra if isinstance(extra, dict) else {}), (*path, k), flight)
-                for k, v in value.items()
-            }
-        return value
-
-    def _store_data_uri(self, uri: str, path: tuple, flight: InFlight | None) -> str | None:
-        """Store one `data:[mime][;base64],...` output file; None if it is not a valid data URI.
-        An iterator's output is sent again with every webhook: each file is stored once per flight."""
-        cache_key = (path, len(uri), hash(uri))
-        if flight is not None and cache_key in flight.stored:
-            return flight.stored[cache_key]
-        header, sep, payload = uri.partition(",")
-        if not sep:
-            return None
-        params = header[len("data:") :].split(";")
-        mime = params[0].strip().lower() or "text/plain"
-        try:
-            data = base64.b64decode(payload, validate=True) if "base64" in params[1:] else unquote_to_bytes(payload)
-        except (ValueError, binascii.Error):
-            return None
-        name = "output" + "".join(f"_{_safe_part(p)}" for p in path) + _extension(mime)
-        prediction_id = flight.prediction_id if flight else "unknown"
-        ref = self.store_output(prediction_id, name, data, mime)
-        if flight is not None:
-            flight.stored[cache_key] = ref
-        return ref
-
-    def store_output(self, prediction_id: str, name: str, data: bytes, content_type: str | None) -> str:
-        """Put one output file in the blob store; its blob key."""
-        key = f"{self.blob_folder(prediction_id)}{next(self.upload_counter)}/{name}"
-        self.blobs.put(key, data, content_type=content_type)
-        return blob_ref(key)
-
-    def progress(self, prediction_id: str, update: CogUpdate) -> None:
-        with self.lock:
-            flight = self.inflight.get(prediction_id)
-        if flight is None:
-            return
-        changes: dict[str, Any] = {}
-        logs = flight.log_prefix + (scrub(update.logs, flight.secrets) or "")
-        if logs != flight.written.get("logs", flight.log_prefix):
-            changes["logs"] = logs
-        # A checked prediction's outputs are held until the check (finish): none is streamed unchecked.
-        if flight.iterator and not flight.safety and isinstance(update.output, list):
-            output = self.map_output(update.output, flight)
-            if output != flight.written.get("output"):
-                changes["output"] = output
-        if not changes:
-            return  # cog's "processing" webhooks often carry nothing new: no write
-        flight.written.update(changes)
-        try:
-            self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
-        except (Conflict, NotFound):
-            pass
-
-    def finish(self, prediction_id: str, update: CogUpdate) -> None:
-        with self.lock:
-            flight = self.inflight.get(prediction_id)
-        if flight is None:
-            return
-        now = self.clock.now()
-        metrics = dict(flight.metrics)
-        cog_metrics = update.metrics
-        metrics.update({k: v for k, v in cog_metrics.items() if k != "predict_time"})
-        metrics["predict_time"] = round(
-            float(cog_metrics.get("predict_time") or time.monotonic() - flight.started_mono), 6
-        )
-        metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
-        status = update.status
-        changes: dict[str, Any] = {
-            "status": status,
-            "completed_at": now,
-            "metrics": metrics,
-            "logs": flight.log_prefix + (scrub(update.logs, flight.secrets) or ""),
-            "output": self.map_output(update.output, flight),
-            "error": scrub(clean_error(update.error), flight.secrets) if status == "failed" else None,
-        }
-        if flight.safety:
-            self.check_safety(prediction_id, changes)
-            changes["completed_at"] = now = self.clock.now()
-            metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
-        if self.training and status == "succeeded":
-            changes = self._trained(prediction_id, changes)
-        try:
-            self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
-        except (Conflict, NotFound):
-            pass  # canceled, timed out or failed by someone else first: that state stands
-        with self.lock:
-            self.inflight.pop(prediction_id, None)
-            for token in self.served_by_prediction.pop(prediction_id, []):
-                self.served_inputs.pop(token, None)
-        flight.done.set()
+    def _done(self, flight: InFlight, update: CogUpdate) -> None:
+        """A held prediction ended (recorded by the recorder): its job is done, its slot free."""
+        if self.loopback:
+            self.loopback.release(flight.prediction_id)
         self.queue.ack(flight.job)
         self.last_work = time.monotonic()
         self.wakeup.set()
         if update.worker_crashed:
             self.restart_needed.set()
 
-    def check_safety(self, prediction_id: str, changes: dict[str, Any]) -> None:
-        """The platform's safety check of the image outputs, before anything is recorded. If it
-        cannot run, the prediction fails without its output (no unchecked image is ever shown)."""
-        from cogplane.services.safety import SafetyCheckError
-
-        metrics = changes["metrics"]
-        if changes.get("output") is None:
-            changes["safety"] = {"checked": True, "flagged": []}
-            return
-        started = time.monotonic()
-        try:
-            result = self.services.safety.check(prediction_id, changes["output"])
-        except Exception as exc:  # noqa: BLE001 - any failure of the check withholds the output
-            if not isinstance(exc, SafetyCheckError):
-                log.exception("safety check of %s failed", prediction_id)
-            metrics["safety_time"] = round(time.monotonic() - started, 4)
-            changes.update(
-                status="failed",
-                output=None,
-                safety={"checked": False, "flagged": []},
-                error=f"The safety check of the outputs could not run: {exc}",
-                logs=changes["logs"] + "Safety checker: the check failed; the outputs are withheld.\n",
-            )
-            return
-        metrics["safety_time"] = result.seconds
-        changes.update(
-            output=result.output,
-            safety={"checked": True, "flagged": result.flagged},
-            logs=changes["logs"] + result.logs,
-        )
-
-    def _trained(self, training_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """A succeeded training: its weights become the destination's new version."""
-        training = self.state.get_prediction(training_id)
-        if training is None:
-            return changes
-        try:
-            return self.services.trainings.complete(training, changes)
-        except Exception as exc:  # noqa: BLE001 - the training fails with the reason, the runner lives on
-            log.exception("could not make the trained version of %s", training_id)
-            return {
-                **changes,
-                "status": "failed",
-                "output": None,
-                "error": f"The trained version could not be created: {exc}",
-            }
-
-    def fail_inflight(self, reason: str) -> None:
-        with self.lock:
-            ids = list(self.inflight)
-        for pid in ids:
-            self.finish(pid, CogUpdate(status="failed", error=reason))
-
     def watch_cancels(self) -> None:
         """A prediction canceled (or timed out) in the state store is stopped in cog within ~0.2 s."""
-        while not self.stopping.is_set() or self.inflight:
-            with self.lock:
-                flights = list(self.inflight.values())
-            for flight in flights:
+        while not self.stopping.is_set() or len(self.recorder):
+            for flight in self.recorder.flights():
                 if flight.cancel_sent_at is not None:
                     if time.monotonic() - flight.cancel_sent_at > 30:  # cog never confirmed: give up on it
-                        self.finish(flight.prediction_id, CogUpdate(status="canceled"))
+                        self.recorder.finish(flight.prediction_id, CogUpdate(status="canceled"))
                         self.restart_needed.set()
                     continue
                 current = self.state.get_prediction(flight.prediction_id)
@@ -782,73 +462,6 @@ class RunnerProcess:
     def cog_cancel(self, prediction_id: str) -> None:
         if self.cog is not None:
             self.cog.cancel(prediction_id)
-
-    # --- the HTTP side: cog's webhooks and uploads ------------------------------------------
-    def serve_http(self) -> None:
-        runner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def _body(self) -> bytes:
-                length = int(self.headers.get("content-length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def _reply(self, status: int, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                data = self._body()
-                if not self.path.startswith("/webhook/"):
-                    return self._reply(404)
-                prediction_id = self.path.rsplit("/", 1)[-1]
-                try:  # a model's lone surrogates or NaN must not make the stored prediction unreadable
-                    update = CogUpdate.from_json(loads_lenient(data))
-                except ValueError:
-                    return self._reply(400)
-                self._reply(200)
-                if update.terminal:
-                    runner.finish(prediction_id, update)
-                else:
-                    runner.progress(prediction_id, update)
-
-            def do_GET(self) -> None:  # noqa: N802 - file inputs, served to cog from the blob store
-                parts = self.path.split("?", 1)[0].split("/")
-                key = runner.served_inputs.get(parts[2]) if len(parts) >= 4 and parts[1] == "input" else None
-                if key is None:
-                    return self._reply(404)
-                try:
-                    data = runner.blobs.get(key)
-                except Exception:  # noqa: BLE001 - gone meanwhile
-                    return self._reply(404)
-                info = runner.blobs.head(key)
-                self.send_response(200)
-                self.send_header("Content-Type", (info.content_type if info else None) or "application/octet-stream")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_PUT(self) -> None:  # noqa: N802
-                data = self._body()
-                if not self.path.startswith("/upload/"):
-                    return self._reply(404)
-                name = os.path.basename(unquote(self.path[len("/upload/") :])) or "output"
-                prediction_id = self.headers.get("x-prediction-id") or "unknown"
-                key = runner.store_output(prediction_id, name, data, self.headers.get("content-type"))
-                key = key[len(blob_ref("")) :]
-                port = runner.httpd.server_address[1] if runner.httpd else runner.config.http_port
-                self._reply(201, {"Location": f"http://127.0.0.1:{port}/blob/{key}"})
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.config.http_port), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, name="runner-http", daemon=True).start()
 
     # --- main loop --------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, *_: Any) -> None:
@@ -863,9 +476,11 @@ class RunnerProcess:
         self.wakeup.set()
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        self.serve_http()
+        """Serve the pool until idle, stopped (`request_stop`) or the model cannot be set up; the
+        exit code. Installs no signal handlers: the entry point (`__main__`) routes them here."""
+        self.loopback = Loopback(
+            self.blobs, on_update=self.recorder.update, on_upload=self.recorder.store_output, port=self.config.http_port
+        ).start()
         self.open_doorbell()
         self.set_state("booting")
         threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
@@ -914,8 +529,7 @@ class RunnerProcess:
                 if not self.restart_server():
                     return EXIT_SETUP_FAILED
             self.wakeup.clear()
-            with self.lock:
-                busy = len(self.inflight)
+            busy = len(self.recorder)
             if busy >= self.concurrency:
                 self.wakeup.wait(0.05)  # finish() rings as soon as a slot frees
                 continue
@@ -962,7 +576,7 @@ class RunnerProcess:
         """A crashed or UNHEALTHY cog server never recovers: fail what it held, start a new one."""
         self.restart_needed.clear()
         log.warning("restarting the cog server")
-        self.fail_inflight("The model server crashed while running this prediction (Worker crashed).")
+        self.recorder.fail_all("The model server crashed while running this prediction (Worker crashed).")
         if self.server:
             self.server.stop(grace=2)
         self.server_restarts += 1
@@ -976,13 +590,13 @@ class RunnerProcess:
         self.stopping.set()
         self.record.state = "stopping"
         deadline = time.monotonic() + self.config.stop_grace
-        while self.inflight and time.monotonic() < deadline:
+        while len(self.recorder) and time.monotonic() < deadline:
             time.sleep(0.05)
-        self.fail_inflight(self.stop_reason)
+        self.recorder.fail_all(self.stop_reason)
         if self.server:
             self.server.stop(grace=3)
-        if self.httpd:
-            self.httpd.shutdown()
+        if self.loopback:
+            self.loopback.stop()
         if self.doorbell:
             self.doorbell.close()
         self.stopped.set()
@@ -990,31 +604,6 @@ class RunnerProcess:
             self.state.delete_runner(self.id)
         except Exception:  # noqa: BLE001
             pass
-
-
-class InputFetchError(Exception):
-    """A file input could not be fetched or served: the prediction fails with this message."""
-
-
-_EXTENSIONS = {
-    "audio/wav": ".wav",
-    "audio/wave": ".wav",
-    "audio/x-wav": ".wav",
-    "audio/mp3": ".mp3",
-    "image/jpeg": ".jpg",
-    "text/plain": ".txt",
-    "application/octet-stream": ".bin",
-}
-
-
-def _extension(mime: str) -> str:
-    import mimetypes
-
-    return _EXTENSIONS.get(mime) or mimetypes.guess_extension(mime) or ".bin"
-
-
-def _safe_part(part: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(part))[:40] or "_"
 
 
 Runner = Runner  # the domain record keeps this name; the process class is RunnerProcess

@@ -16,7 +16,6 @@ from cogplane.services.presenters import BLOB_PREFIX
 from gpu_runner.cog_server import CogServer
 from gpu_runner.runner import RunnerConfig, RunnerProcess
 from tests.runner.conftest import wait_until
-from tests.runner.test_external_server import _run
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runner_models"
 
@@ -52,7 +51,7 @@ def _predict(
         ),
     )
     result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
+    thread = threading.Thread(target=lambda: result.append(runner.run()), daemon=True)
     thread.start()
     try:
         assert wait_until(
@@ -156,7 +155,7 @@ def test_image_version_concurrency_from_its_config_label(services, base_env, tmp
                 http_port=free_port(),
             ),
         )
-        thread = threading.Thread(target=lambda: _run(runner), daemon=True)
+        thread = threading.Thread(target=lambda: runner.run(), daemon=True)
         thread.start()
         assert wait_until(lambda: all(services.state.get_prediction(p.id).status in TERMINAL for p in predictions), 120)
         runner.stopping.set()
@@ -174,10 +173,9 @@ def test_map_output_stores_data_uris_where_the_schema_has_files(services, tmp_pa
     """Without cog: data URIs become stored files in place (once per prediction for an iterator's
     repeated webhooks); a `data:` string the schema calls plain text stays text."""
     import base64
-    from types import SimpleNamespace
 
     from cogplane.domain.entities import Version
-    from gpu_runner.runner import InFlight
+    from gpu_runner.recorder import InFlight, Recorder
 
     def version(output: dict) -> Version:
         schema = {"components": {"schemas": {"Input": {}, "Output": output}}}
@@ -185,28 +183,27 @@ def test_map_output_stores_data_uris_where_the_schema_has_files(services, tmp_pa
             id="cd" * 32, owner="a", name="b", created_at="2026-01-01T00:00:00.000000Z", openapi_schema=schema
         )
 
-    runner = RunnerProcess(services, RunnerConfig(pool="p", work_root=tmp_path, env_cache=tmp_path))
-    runner.httpd = SimpleNamespace(server_address=("127.0.0.1", 1))
+    recorder = Recorder(services, runner_id="r-test")
     uri = "data:text/plain;base64," + base64.b64encode(b"first").decode()
-    runner.version = version(
+    recorder.schema = version(
         {"type": "array", "items": {"type": "string", "format": "uri"}, "x-cog-array-type": "iterator"}
-    )
+    ).openapi_schema
     flight = InFlight(
         job=None, prediction_id="pid", created_at="", started_mono=0.0, log_prefix="", metrics={}, iterator=True
     )
-    first = runner.map_output([uri], flight)
-    again = runner.map_output([uri, "data:image/png;base64,iVBO"], flight)
+    first = recorder.map_output([uri], flight)
+    again = recorder.map_output([uri, "data:image/png;base64,iVBO"], flight)
     assert again[0] == first[0] and len(again) == 2  # stored once, the same reference
     keys = [ref[len(BLOB_PREFIX) :] for ref in again]
     assert services.blobs.get(keys[0]) == b"first" and keys[0].endswith("/output_0.txt")
     assert keys[1].endswith("/output_1.png") and services.blobs.head(keys[1]).content_type == "image/png"
-    runner.version = version({"title": "Output"})  # Any: no type, so a data URI is a file
-    stored = runner.map_output("data:,hello%20there")
+    recorder.schema = version({"title": "Output"}).openapi_schema  # Any: no type, so a data URI is a file
+    stored = recorder.map_output("data:,hello%20there")
     assert services.blobs.get(stored[len(BLOB_PREFIX) :]) == b"hello there"
-    runner.version = version({"type": "string"})
-    assert runner.map_output("data:,not a file") == "data:,not a file"
-    runner.version = version(
+    recorder.schema = version({"type": "string"}).openapi_schema
+    assert recorder.map_output("data:,not a file") == "data:,not a file"
+    recorder.schema = version(
         {"type": "object", "properties": {"img": {"type": "string", "format": "uri"}, "note": {"type": "string"}}}
-    )
-    out = runner.map_output({"img": uri, "note": uri})
+    ).openapi_schema
+    out = recorder.map_output({"img": uri, "note": uri})
     assert out["img"].startswith(BLOB_PREFIX) and out["img"].endswith("/output_img.txt") and out["note"] == uri

@@ -20,17 +20,6 @@ from tests.unit.test_ecs_metadata import SPAWNED, TASK
 VERSION = "ee" * 32
 
 
-def _run(runner: RunnerProcess) -> int:
-    """RunnerProcess.run without installing signal handlers (we are not the main thread)."""
-    runner.serve_http()
-    runner.open_doorbell()
-    runner.set_state("booting")
-    try:
-        return runner._run()
-    finally:
-        runner.shutdown()
-
-
 def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):
     model_dir = tmp_path / "image"
     shutil.copytree(MODELS["hello"], model_dir)
@@ -71,7 +60,7 @@ def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):
             ),
         )
         result: list[int] = []
-        thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
+        thread = threading.Thread(target=lambda: result.append(runner.run()), daemon=True)
         thread.start()
         assert wait_until(lambda: state.get_prediction(prediction.id).status == "succeeded", 30), state.get_prediction(
             prediction.id
@@ -185,7 +174,7 @@ def test_a_prediction_the_runner_cannot_start_fails_and_the_runner_goes_on(
             ),
         )
         result: list[int] = []
-        thread = threading.Thread(target=lambda: result.append(_run(runner)), daemon=True)
+        thread = threading.Thread(target=lambda: result.append(runner.run()), daemon=True)
         thread.start()
         assert wait_until(lambda: state.get_prediction(good.id).status == "succeeded", 30)
         thread.join(15)
