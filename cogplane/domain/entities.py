@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from cogplane.domain.status import Status
+
 T = TypeVar("T")
 
 
@@ -124,7 +126,7 @@ class Prediction(_Record):
     version: str  # 64-hex version id
     input: dict[str, Any] | None
     created_at: str
-    status: str = "starting"
+    status: Status = Status.STARTING  # stored and served as its string value
     source: str = "api"  # api | web
     output: Any = None
     logs: str | None = ""
@@ -153,6 +155,9 @@ class Prediction(_Record):
     blob_dir: str | None = None
     kind: str = "prediction"  # prediction | training (a run of the version's `train` interface)
     destination: str | None = None  # trainings: "owner/name" that gets the trained version
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # a stored (or cog-sent) string becomes the enum
 
 
 @dataclass

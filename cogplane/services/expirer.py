@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 
+from cogplane.domain import transitions
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.lifecycle import TIMER
-from cogplane.domain.status import TERMINAL
+from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.services.presenters import blob_prefix
 
@@ -96,9 +97,9 @@ class Expirer:
                 log.exception("could not check pool %s", pool)
         return counts
 
-    def _update(self, prediction_id: str, changes: dict, expect: list[str]) -> bool:
+    def _update(self, prediction_id: str, transition: transitions.Transition) -> bool:
         try:
-            self.services.state.update_prediction(prediction_id, changes, expect_status=expect)
+            transition.apply(self.services.state, prediction_id)
             return True
         except (Conflict, NotFound):
             return False
@@ -113,9 +114,7 @@ class Expirer:
             services.outbox.reschedule(event.id, due_at=add_seconds(now, RECHECK_SECONDS), attempts=event.attempts + 1)
             return None
         services.blobs.delete_prefix(blob_prefix(prediction))
-        done = self._update(
-            prediction.id, {"input": {}, "output": None, "logs": "", "data_removed": True}, [str(s) for s in TERMINAL]
-        )
+        done = self._update(prediction.id, transitions.remove_data())
         services.outbox.complete(event.id)
         return done
 
@@ -136,23 +135,9 @@ class Expirer:
         services.outbox.complete(event.id)
         if prediction is None or prediction.status in TERMINAL:
             return False
-        if prediction.status == "starting":
-            return self._update(
-                prediction.id,
-                {
-                    "status": "aborted",
-                    "completed_at": now,
-                    "error": "The prediction did not start before its Cancel-After deadline.",
-                },
-                ["starting"],
-            )
-        metrics = dict(prediction.metrics)
-        if prediction.started_at:
-            metrics["predict_time"] = round(seconds_between(prediction.started_at, now), 6)
-        metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
-        return self._update(
-            prediction.id, {"status": "canceled", "completed_at": now, "metrics": metrics}, ["processing"]
-        )
+        if prediction.status == Status.STARTING:
+            return self._update(prediction.id, transitions.abort(now=now))
+        return self._update(prediction.id, transitions.cancel(prediction, now=now))
 
     def _timeout(self, event, now: str) -> bool:
         services = self.services
@@ -160,24 +145,11 @@ class Expirer:
         services.outbox.complete(event.id)
         if (
             prediction is None
-            or prediction.status != "processing"
+            or prediction.status != Status.PROCESSING
             or prediction.started_at != event.payload.get("started_at")
         ):
             return False
-        limit = prediction.timeout or seconds_between(prediction.started_at, now)
-        metrics = dict(prediction.metrics)
-        metrics["predict_time"] = round(seconds_between(prediction.started_at, now), 6)
-        metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
-        return self._update(
-            prediction.id,
-            {
-                "status": "failed",
-                "completed_at": now,
-                "metrics": metrics,
-                "error": f"Prediction timed out: it ran longer than the {limit:g} s limit.",
-            },
-            ["processing"],
-        )
+        return self._update(prediction.id, transitions.time_out(prediction, now=now))
 
     def lost_runners(self, now: str) -> int:
         services = self.services
@@ -189,16 +161,11 @@ class Expirer:
             self.lost_pools.add(runner.pool)
             for prediction_id in runner.in_flight:
                 prediction = services.state.get_prediction(prediction_id)
-                if prediction and prediction.status == "processing" and prediction.runner_id == runner.id:
-                    failed += self._update(
-                        prediction_id,
-                        {
-                            "status": "failed",
-                            "completed_at": now,
-                            "error": "The runner serving this prediction stopped responding (no heartbeat for "
-                            f"{self.lost_after:g} s).",
-                        },
-                        ["processing"],
+                if prediction and prediction.status == Status.PROCESSING and prediction.runner_id == runner.id:
+                    reason = (
+                        "The runner serving this prediction stopped responding (no heartbeat for "
+                        f"{self.lost_after:g} s)."
                     )
+                    failed += self._update(prediction_id, transitions.fail(reason, now=now, from_=[Status.PROCESSING]))
             services.state.delete_runner(runner.id)
         return failed

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from cogplane.domain import strictjson
+from cogplane.domain import strictjson, transitions
 from cogplane.domain.durations import parse_duration
 from cogplane.domain.entities import Account, Job, Model, Page, Prediction, Version
-from cogplane.domain.errors import InvalidRequest, NotFound, Unavailable, Unprocessable
-from cogplane.domain.status import TERMINAL, Status, sources_for
-from cogplane.domain.timefmt import add_seconds, seconds_between
+from cogplane.domain.errors import Conflict, InvalidRequest, NotFound, Unavailable, Unprocessable
+from cogplane.domain.status import TERMINAL
+from cogplane.domain.timefmt import add_seconds
 from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
 from cogplane.schema import file_inputs
 from cogplane.sealing import SecretBox, split_secrets
@@ -219,13 +219,9 @@ class PredictionService:
                         ) from exc
 
     def _fail(self, prediction_id: str, reason: str) -> None:
-        now = self.clock.now()
         try:
-            self.state.update_prediction(
-                prediction_id,
-                {"status": Status.FAILED.value, "error": reason, "completed_at": now},
-            )
-        except Exception:  # noqa: BLE001 - best effort; the expirer catches what is left
+            transitions.fail(reason, now=self.clock.now()).apply(self.state, prediction_id)
+        except Exception:  # noqa: BLE001 - best effort (the store may be what failed); the expirer catches what is left
             pass
 
     # --- read ---------------------------------------------------------------------------
@@ -258,17 +254,9 @@ class PredictionService:
         for _ in range(5):  # retry when a runner moved it meanwhile
             if prediction.status in TERMINAL:
                 return prediction
-            now = self.clock.now()
-            changes: dict[str, Any] = {"status": Status.CANCELED.value, "completed_at": now}
-            if prediction.started_at:
-                elapsed = seconds_between(prediction.started_at, now)
-                metrics = dict(prediction.metrics)
-                metrics.setdefault("predict_time", round(elapsed, 6))
-                metrics["total_time"] = round(seconds_between(prediction.created_at, now), 6)
-                changes["metrics"] = metrics
             try:
-                return self.state.update_prediction(prediction_id, changes, expect_status=[prediction.status])
-            except Exception:  # noqa: BLE001 - a conditional write lost a race: re-read and retry
+                return transitions.cancel(prediction, now=self.clock.now()).apply(self.state, prediction_id)
+            except Conflict:  # a conditional write lost a race: re-read and retry
                 prediction = self.get_own(viewer, prediction_id)
         return prediction
 
@@ -290,6 +278,3 @@ class PredictionService:
             elapsed = now - started
             delay = 0.001 if elapsed < 0.1 else min(0.05, elapsed / 10)
             time.sleep(min(delay, remaining))
-
-    def transition_allowed_from(self, status: str) -> frozenset[Status]:
-        return sources_for(status)

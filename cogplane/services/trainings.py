@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 from cogplane.domain.entities import Account, Prediction, Version
 from cogplane.domain.errors import NotFound, Unprocessable
+from cogplane.domain.status import Status
 from cogplane.ports import BlobStore, Clock, StateStore
 from cogplane.schema import has_training, training_view, without_training
 from cogplane.services.presenters import BLOB_PREFIX, blob_ref
@@ -127,7 +128,7 @@ class TrainingService:
         try:
             version = self._make_version(training, changes.get("output"))
         except _TrainingFailed as exc:
-            return {**changes, "status": "failed", "error": str(exc), "output": None}
+            return {**changes, "status": Status.FAILED, "error": str(exc), "output": None}
         return {
             **changes,
             "output": {"version": f"{version.model}:{version.id}", "weights": blob_ref(version.weights_key or "")},

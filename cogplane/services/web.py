@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cogplane.domain import transitions
 from cogplane.domain.entities import Account, Model, Page, Prediction, Version
 from cogplane.domain.errors import Conflict, Forbidden, NotFound, Unprocessable
-from cogplane.domain.status import TERMINAL
+from cogplane.domain.status import TERMINAL, Status
 from cogplane.ports import BlobStore, StateStore
 from cogplane.schema import file_input_names, is_file_output, is_iterator_output
 from cogplane.services.presenters import blob_prefix
@@ -123,7 +124,7 @@ class WebService:
         """A change to any prediction, finished ones included (conditional on the status read)."""
         for _ in range(5):
             try:
-                return self.state.update_prediction(prediction.id, changes, expect_status=[prediction.status])
+                return transitions.amend(changes, status=prediction.status).apply(self.state, prediction.id)
             except Conflict:
                 fresh = self.state.get_prediction(prediction.id)
                 if fresh is None:
@@ -167,7 +168,7 @@ class WebService:
             raise NotFound(f"Model {prediction.model} not found.")
         if model.owner != viewer.username:
             raise Forbidden("Only the model's owner can add examples to it.")
-        if prediction.status != "succeeded":
+        if prediction.status != Status.SUCCEEDED:
             raise Unprocessable("Only a prediction that succeeded can be an example.")
         if prediction.remove_at is not None or prediction.data_removed:
             raise Unprocessable(
@@ -194,6 +195,6 @@ class WebService:
         found = []
         for prediction_id in ids[:MAX_EXAMPLES]:
             prediction = self.state.get_prediction(prediction_id)
-            if prediction is not None and prediction.status == "succeeded" and not prediction.data_removed:
+            if prediction is not None and prediction.status == Status.SUCCEEDED and not prediction.data_removed:
                 found.append(prediction)
         return found

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cogplane.clock import epoch
+from cogplane.domain import transitions
 from cogplane.domain.errors import Conflict, NotFound
+from cogplane.domain.status import Status
 
 log = logging.getLogger("cogplane.dispatcher")
 
@@ -137,7 +139,7 @@ class ProcessDispatcher:
             for prediction_id in record.in_flight:
                 fail_if_held(self.services, prediction_id, record.id, reason)
             self.services.state.delete_runner(record.id)
-        for row in self.db.read("SELECT id, data FROM predictions WHERE status = 'processing'"):
+        for row in self.db.read("SELECT id, data FROM predictions WHERE status = ?", (Status.PROCESSING,)):
             runner_id = json.loads(row["data"]).get("runner_id")
             if runner_id and runner_id not in self.children:
                 fail_if_held(self.services, row["id"], runner_id, reason)
@@ -303,7 +305,7 @@ class ProcessDispatcher:
         )
         held = set(record.in_flight) if record else set()
         # also what it took since its last heartbeat: running predictions that name it (an index)
-        for row in self.db.read("SELECT id, data FROM predictions WHERE status = 'processing'"):
+        for row in self.db.read("SELECT id, data FROM predictions WHERE status = ?", (Status.PROCESSING,)):
             if json.loads(row["data"]).get("runner_id") == child.id:
                 held.add(row["id"])
         for prediction_id in held:
@@ -326,13 +328,11 @@ class ProcessDispatcher:
 def fail_if_held(services, prediction_id: str, runner_id: str, reason: str) -> bool:
     """Fail a processing prediction if (and only if) this runner holds it."""
     prediction = services.state.get_prediction(prediction_id)
-    if prediction is None or prediction.status != "processing" or prediction.runner_id != runner_id:
+    if prediction is None or prediction.status != Status.PROCESSING or prediction.runner_id != runner_id:
         return False
     try:
-        services.state.update_prediction(
-            prediction_id,
-            {"status": "failed", "error": reason, "completed_at": services.clock.now()},
-            expect_status=["processing"],
+        transitions.fail(reason, now=services.clock.now(), from_=[Status.PROCESSING]).apply(
+            services.state, prediction_id
         )
         return True
     except (Conflict, NotFound):

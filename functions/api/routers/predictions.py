@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from cogplane.domain.entities import Account, Model, Prediction, Version
 from cogplane.domain.errors import InvalidRequest
-from cogplane.domain.status import TERMINAL
+from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import iso, parse
 from cogplane.services.presenters import present_prediction
 from cogplane.wiring import Services
@@ -73,7 +73,7 @@ async def _create(
         )
         if prediction.status not in TERMINAL:
             # Both clients treat anything but `starting` as final: never show a running state here.
-            prediction = prediction.replace(status="starting", output=None)
+            prediction = prediction.replace(status=Status.STARTING, output=None)
     body_out = present(services, prediction, base, version)
     headers["Location"] = body_out["urls"]["get"]
     return JSONResponse(body_out, status_code=201, headers=headers)

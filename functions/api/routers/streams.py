@@ -32,7 +32,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from cogplane.domain.errors import NotFound
-from cogplane.domain.status import TERMINAL
+from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import seconds_between
 from cogplane.sealing import STREAM_GRACE_SECONDS
 from cogplane.services.presenters import output_kind, resolve_blob_refs
@@ -98,12 +98,12 @@ async def events(services: Services, prediction_id: str) -> AsyncIterator[str]:
             sent_items = len(output)
             quiet_since = time.monotonic()
         if terminal:
-            if not iterator and status == "succeeded" and output is not None:
+            if not iterator and status == Status.SUCCEEDED and output is not None:
                 yield sse("output", _text(resolve_blob_refs(output, sign)), next_id())
-            if status == "failed":
+            if status == Status.FAILED:
                 yield sse("error", json.dumps({"detail": prediction.error or "The prediction failed."}), next_id())
                 yield sse("done", json.dumps({"reason": "error"}), next_id())
-            elif status in ("canceled", "aborted"):
+            elif status in (Status.CANCELED, Status.ABORTED):
                 yield sse("done", json.dumps({"reason": "canceled"}), next_id())
             else:
                 yield sse("done", "{}", next_id())

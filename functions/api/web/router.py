@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 
 from cogplane.domain.entities import Account, Model, Prediction, Version
 from cogplane.domain.errors import DomainError, Forbidden, InputValidationError, NotFound, Unauthenticated
-from cogplane.domain.status import TERMINAL
+from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import parse, seconds_between
 from cogplane.domain.validation import validate_input
 from cogplane.schema import has_training, is_concatenate_output, is_file_output, is_iterator_output, training_view
@@ -483,7 +483,7 @@ async def prediction_page(request: Request, prediction_id: str) -> HTMLResponse:
         mine
         and model is not None
         and model.owner == p.owner  # == viewer.username (mine)
-        and p.status == "succeeded"
+        and p.status == Status.SUCCEEDED
         and p.remove_at is None
     )
     trained = p.output.get("version", "") if p.kind == "training" and isinstance(p.output, dict) else ""
