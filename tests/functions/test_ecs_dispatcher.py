@@ -2,57 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from cogplane.adapters.aws.ecs import POOL_TAG, EcsConfig, EcsDispatcher, StatePoolHardware, started_by
 from cogplane.domain.entities import Deployment, Model, Version
+from tests.functions.conftest import CLUSTER
 
-CLUSTER = "cogplane-runners"
 POOL = "v-" + "ab" * 32
-
-
-def _register(ecs, family: str, gpu: bool) -> str:
-    container = {"name": "runner", "image": "runner:latest", "memory": 1024, "essential": True}
-    if gpu:
-        container["resourceRequirements"] = [{"type": "GPU", "value": "1"}]
-    kwargs = {"family": family, "containerDefinitions": [container]}
-    if not gpu:
-        kwargs.update(networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="2048", memory="8192")
-    return ecs.register_task_definition(**kwargs)["taskDefinition"]["taskDefinitionArn"]
-
-
-@pytest.fixture
-def cluster(aws):
-    ecs, ec2 = aws["ecs"], aws["ec2"]
-    ecs.create_cluster(clusterName=CLUSTER)
-    # moto places EC2-provider tasks only on registered container instances (docs/moto-notes.md: ECS).
-    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
-    document = {
-        "instanceId": instance["InstanceId"],
-        "instanceType": instance["InstanceType"],
-        "availabilityZone": instance["Placement"]["AvailabilityZone"],
-        "region": "us-east-1",
-        "imageId": instance["ImageId"],
-        "privateIp": instance.get("PrivateIpAddress"),
-    }
-    ecs.register_container_instance(cluster=CLUSTER, instanceIdentityDocument=json.dumps(document))
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as the stack's VPC
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/20")["Subnet"]["SubnetId"]
-    sg = ec2.create_security_group(GroupName="runners", Description="runners", VpcId=vpc)["GroupId"]
-    return EcsConfig(
-        cluster=CLUSTER,
-        task_definitions={
-            "cpu": _register(ecs, "runner-cpu", gpu=False),
-            "gpu-t4": _register(ecs, "runner-gpu-t4", gpu=True),
-        },
-        capacity_providers={"gpu-t4": "cogplane-gpu-t4"},
-        subnets=[subnet],
-        security_groups=[sg],
-        max_per_pool=2,
-    )
 
 
 def _tasks(ecs):

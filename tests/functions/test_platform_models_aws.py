@@ -11,8 +11,7 @@ from pathlib import Path
 from cogplane.push import prepare
 from cogplane.services.catalog import bundle_key
 from cogplane.services.platform_models import PLATFORM_MODELS, committed_schema, install_platform_models
-from tests.functions.conftest import BUCKET
-from tests.functions.test_ecs_dispatcher import CLUSTER, cluster  # noqa: F401 - the fixture
+from tests.functions.conftest import BUCKET, CLUSTER
 
 CHECKER = PLATFORM_MODELS / "safety-checker"
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -88,7 +87,7 @@ def test_a_failed_install_is_retried_on_the_next_event(aws, monkeypatch):
     _assert_installed(_services(), aws["s3"])
 
 
-def test_the_checkers_queued_work_wakes_its_pool_from_the_expirer(aws, cluster, monkeypatch):  # noqa: F811
+def test_the_checkers_queued_work_wakes_its_pool_from_the_expirer(aws, cluster, monkeypatch):
     """A runner queues the checker's prediction with no dispatcher (runner tasks have none): the
     pool never had a runner, so only the expirer's watch of the platform pools starts one."""
     from cogplane.adapters.aws.ecs import started_by

@@ -10,7 +10,7 @@ from cogplane.services.deployments import pool_for_deployment
 from cogplane.services.expirer import Expirer
 from cogplane.settings import Settings
 from cogplane.wiring import build_aws, build_local
-from tests.functions.test_ecs_dispatcher import CLUSTER, cluster  # noqa: F401 - the fixture
+from tests.functions.conftest import CLUSTER
 
 VERSION = "cd" * 32
 NOW = "2026-03-01T12:00:00.000000Z"
@@ -40,7 +40,7 @@ def _deployment(name, min_instances, max_instances=2):
     )
 
 
-def test_min_instances_are_kept_warm_and_cold_deployments_are_left_alone(aws, cluster):  # noqa: F811
+def test_min_instances_are_kept_warm_and_cold_deployments_are_left_alone(aws, cluster):
     clock = ManualClock(NOW)
     services = _services(aws, cluster, clock)
     services.state.create_deployment(_deployment("warm", 2))
@@ -60,7 +60,7 @@ def test_min_instances_are_kept_warm_and_cold_deployments_are_left_alone(aws, cl
     assert len(_running(aws, warm_pool, warm=True)) == 2
 
 
-def test_a_lost_wake_is_woken_from_recently_stopped_tasks(aws, cluster):  # noqa: F811
+def test_a_lost_wake_is_woken_from_recently_stopped_tasks(aws, cluster):
     clock = ManualClock(NOW)
     services = _services(aws, cluster, clock)
     pool = "v-" + VERSION
@@ -76,7 +76,7 @@ def test_a_lost_wake_is_woken_from_recently_stopped_tasks(aws, cluster):  # noqa
     assert services.dispatcher.recent_pools() == [pool]
 
 
-def test_a_lost_runner_pool_with_work_gets_a_new_runner(aws, cluster):  # noqa: F811
+def test_a_lost_runner_pool_with_work_gets_a_new_runner(aws, cluster):
     clock = ManualClock(NOW)
     services = _services(aws, cluster, clock)
     pool = "v-" + VERSION
