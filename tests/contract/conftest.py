@@ -13,6 +13,7 @@ import pytest
 from cogplane import clock
 from cogplane.adapters.local import disk as local_disk
 from cogplane.adapters.local import sqlite as local_sqlite
+from cogplane.domain.entities import Prediction
 from cogplane.ports import BlobStore, JobQueue, Outbox, StateStore
 from tests.conftest import fake_aws_credentials
 
@@ -21,6 +22,58 @@ REGION = "us-east-1"
 TABLE = "cogplane-test-state"
 BUCKET = "cogplane-test-blobs"
 QUEUE_PREFIX = "cogplane-test-pool-"
+
+
+# --- entity builders shared by the contract suites ---------------------------------------------
+
+
+def ts(n: int) -> str:
+    """Distinct, ordered timestamps: n minutes after a fixed start (n < 1440)."""
+    return f"2026-01-01T{n // 60:02d}:{n % 60:02d}:00.000000Z"
+
+
+def vid(n: int) -> str:
+    return f"{n:064x}"
+
+
+def pid(n: int) -> str:
+    return f"p{n:025d}"
+
+
+def prediction(n: int, *, owner: str = "alice", created: int | None = None, **fields: Any) -> Prediction:
+    values: dict[str, Any] = {
+        "id": pid(n),
+        "owner": owner,
+        "model": "alice/m",
+        "version": vid(1),
+        "input": {"prompt": f"hello {n}", "scale": 1.5, "nested": {"list": [1, 2.5, None, True]}},
+        "created_at": ts(created if created is not None else n),
+        "pool": "pool-a",
+    }
+    return Prediction(**{**values, **fields})
+
+
+class Recording:
+    """Wraps a boto3 client: records each operation; `before` hooks run ahead of one."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self.calls: list[str] = []
+        self.before: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            hook = self.before.pop(name, None)
+            if hook:
+                hook()
+            return attr(*args, **kwargs)
+
+        return call
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 from cogplane.domain.entities import Account, ApiToken, Membership
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import Status
-from tests.contract.test_state_store import pid, prediction, ts
+from tests.contract.conftest import pid, prediction, ts
 
 
 def token(n: int, account: str = "alice", **fields) -> ApiToken:
@@ -208,7 +208,7 @@ def test_dynamo_bucket_reads_again_after_losing_a_race():
 
     from cogplane import resources
     from cogplane.adapters.aws.dynamodb import DynamoRateLimiter
-    from tests.contract.test_aws_adapters import Recording
+    from tests.contract.conftest import Recording
 
     with mock_aws():
         raw = boto3.client("dynamodb", region_name="us-east-1")

@@ -16,31 +16,9 @@ from cogplane.adapters.aws.s3 import S3BlobStore
 from cogplane.adapters.aws.sqs import SqsJobQueue
 from cogplane.domain.entities import Job, Model, Prediction, Version
 from cogplane.domain.errors import Conflict, InvalidRequest
+from tests.contract.conftest import Recording
 
 TABLE = "t"
-
-
-class Recording:
-    """Wraps a boto3 client: records each operation; `before` hooks run ahead of one."""
-
-    def __init__(self, client: Any):
-        self._client = client
-        self.calls: list[str] = []
-        self.before: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr) or name.startswith("_"):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append(name)
-            hook = self.before.pop(name, None)
-            if hook:
-                hook()
-            return attr(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture

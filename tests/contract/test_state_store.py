@@ -14,24 +14,11 @@ from cogplane.domain.entities import (
     Model,
     OutboxEvent,
     Page,
-    Prediction,
     Runner,
     Version,
 )
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound
-
-
-def ts(n: int) -> str:
-    """Distinct, ordered timestamps: n minutes after a fixed start (n < 1440)."""
-    return f"2026-01-01T{n // 60:02d}:{n % 60:02d}:00.000000Z"
-
-
-def vid(n: int) -> str:
-    return f"{n:064x}"
-
-
-def pid(n: int) -> str:
-    return f"p{n:025d}"
+from tests.contract.conftest import pid, prediction, ts, vid
 
 
 def walk(fetch: Callable[[str | None], Page[Any]], *, max_pages: int = 50) -> list[list[Any]]:
@@ -73,19 +60,6 @@ def version(n: int, *, owner: str = "alice", name: str = "m", created: int | Non
         openapi_schema={"components": {"schemas": {"Input": {"type": "object", "n": n}}}},
         config={"predict": "predict.py:Predictor", "ratio": 0.25},
     )
-
-
-def prediction(n: int, *, owner: str = "alice", created: int | None = None, **fields: Any) -> Prediction:
-    values: dict[str, Any] = {
-        "id": pid(n),
-        "owner": owner,
-        "model": "alice/m",
-        "version": vid(1),
-        "input": {"prompt": f"hello {n}", "scale": 1.5, "nested": {"list": [1, 2.5, None, True]}},
-        "created_at": ts(created if created is not None else n),
-        "pool": "pool-a",
-    }
-    return Prediction(**{**values, **fields})
 
 
 def event(n: int, *, prediction_id: str, due: int = 0) -> OutboxEvent:
