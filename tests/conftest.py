@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import json
@@ -11,6 +12,7 @@ import pytest
 
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
+from gpu_runner.ecs_metadata import parse_time
 
 
 def pytest_addoption(parser):
@@ -105,3 +107,47 @@ def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch, region: str) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+# A model with a secret input (cog's `Secret`), and a value that must never be stored in clear.
+SECRET_PLAIN = "sk-live-0123456789-very-secret"
+SECRET_PROPERTY = {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True, "x-order": 3}
+
+
+def secret_schema() -> dict:
+    schema = copy.deepcopy(HELLO_SCHEMA)
+    schema["components"]["schemas"]["Input"]["properties"]["api_key"] = SECRET_PROPERTY
+    return schema
+
+
+# What a trainable model's schema adds (cog's TrainingInput/TrainingOutput).
+TRAIN_SCHEMA_EXTRA = {
+    "TrainingInput": {
+        "type": "object",
+        "title": "TrainingInput",
+        "required": ["prefix"],
+        "properties": {
+            "prefix": {"type": "string", "title": "Prefix", "x-order": 0},
+            "steps": {"type": "integer", "title": "Steps", "default": 3, "minimum": 1, "maximum": 100, "x-order": 1},
+        },
+    },
+    "TrainingOutput": {
+        "type": "object",
+        "title": "Output",
+        "required": ["weights"],
+        "properties": {"weights": {"type": "string", "format": "uri", "title": "Weights"}},
+    },
+}
+
+
+# What an ECS task's metadata endpoint (v4 /task) answers for a runner task, and when it was spawned.
+ECS_TASK = {
+    "Cluster": "cogplane",
+    "TaskARN": "arn:aws:ecs:us-east-1:1:task/cogplane/abc",
+    "PullStartedAt": "2026-03-01T12:01:30.250000123Z",
+    "PullStoppedAt": "2026-03-01T12:02:10.750000999Z",
+    "Containers": [{"Name": "runner", "CreatedAt": "2026-03-01T12:02:11Z", "StartedAt": "2026-03-01T12:02:12Z"}],
+}
+
+
+ECS_SPAWNED = parse_time("2026-03-01T12:00:00Z")

@@ -47,3 +47,30 @@ def push(client, owner, name, schema, *, visibility="private", files=None):
 @pytest.fixture
 def version(client, schema):
     return push(client, "alice", "hello", schema)
+
+
+def parse_sse(text: str) -> tuple[list[str], list[dict]]:
+    """(comments, events) the way an EventSource reads them: data lines joined with \\n."""
+    comments, events, current = [], [], {}
+    for line in text.split("\n"):
+        if line == "":
+            if current:
+                current["data"] = "\n".join(current.get("data", []))
+                events.append(current)
+            current = {}
+        elif line.startswith(":"):
+            comments.append(line[1:].strip())
+        else:
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "data":
+                current.setdefault("data", []).append(value)
+            else:
+                current[field] = value
+    return comments, events
+
+
+def create_prediction(client, version, **extra):
+    r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}, **extra})
+    assert r.status_code == 201, r.text
+    return r.json()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from functions.stream import server
-from tests.api.test_streams_api import create, parse_sse
+from tests.api.conftest import create_prediction, parse_sse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HANDLER = "functions/stream/run.sh"  # infra.constants.STREAM_HANDLER (tests/infra checks they agree)
@@ -81,7 +81,7 @@ def finished(client, services, schema):
         "x-cog-array-type": "iterator",
     }
     version = push(client, "alice", "streamer", schema, files={"cog.yaml": "predict: p.py:P\n"})
-    body = create(client, version)
+    body = create_prediction(client, version)
     services.state.update_prediction(
         body["id"], {"status": "processing", "logs": "step 1\n", "output": ["Hello", " world"]}
     )

@@ -9,28 +9,7 @@ import time
 import pytest
 
 from functions.api.routers import streams
-from tests.api.conftest import push
-
-
-def parse_sse(text: str) -> tuple[list[str], list[dict]]:
-    """(comments, events) the way an EventSource reads them: data lines joined with \\n."""
-    comments, events, current = [], [], {}
-    for line in text.split("\n"):
-        if line == "":
-            if current:
-                current["data"] = "\n".join(current.get("data", []))
-                events.append(current)
-            current = {}
-        elif line.startswith(":"):
-            comments.append(line[1:].strip())
-        else:
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "data":
-                current.setdefault("data", []).append(value)
-            else:
-                current[field] = value
-    return comments, events
+from tests.api.conftest import create_prediction, parse_sse, push
 
 
 @pytest.fixture
@@ -44,14 +23,8 @@ def iterator_version(client, schema):
     return push(client, "alice", "streamer", schema, files={"cog.yaml": "predict: p.py:P\n"})
 
 
-def create(client, version, **extra):
-    r = client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}, **extra})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 def test_stream_of_a_finished_iterator_prediction(app, client, services, iterator_version):
-    body = create(client, iterator_version)
+    body = create_prediction(client, iterator_version)
     services.state.update_prediction(
         body["id"], {"status": "processing", "logs": "line 1\nline 2\n", "output": ["Hello", " wor", "ld\nnext"]}
     )
@@ -73,7 +46,7 @@ def test_stream_of_a_finished_iterator_prediction(app, client, services, iterato
 
 
 def test_stream_follows_a_running_prediction_piece_by_piece(client, services, iterator_version):
-    body = create(client, iterator_version)
+    body = create_prediction(client, iterator_version)
     pid = body["id"]
 
     def model():
@@ -98,14 +71,14 @@ def test_stream_follows_a_running_prediction_piece_by_piece(client, services, it
 
 
 def test_stream_true_gives_any_model_a_stream_url_with_the_final_output(client, services, version):
-    body = create(client, version, stream=True)
+    body = create_prediction(client, version, stream=True)
     assert "/v1/streams/" in body["urls"]["stream"] and body["id"] not in body["urls"]["stream"]
-    plain = create(client, version)
+    plain = create_prediction(client, version)
     assert "stream" not in plain["urls"]
     client.post(f"/v1/predictions/{body['id']}/cancel")
     _, events = parse_sse(client.get(body["urls"]["stream"]).text)
     assert [(e["event"], json.loads(e["data"])) for e in events] == [("done", {"reason": "canceled"})]
-    other = create(client, version, stream=True)
+    other = create_prediction(client, version, stream=True)
     services.state.update_prediction(other["id"], {"status": "processing"})
     services.state.update_prediction(other["id"], {"status": "succeeded", "output": "hello x"})
     _, events = parse_sse(client.get(other["urls"]["stream"]).text)
@@ -119,7 +92,7 @@ def test_file_models_stream_under_v1_files(client, services, schema):
         "x-cog-array-type": "iterator",
     }
     v = push(client, "alice", "frames", schema, files={"cog.yaml": "predict: p.py:Q\n"})
-    body = create(client, v)
+    body = create_prediction(client, v)
     token = services.stream_tokens().token(body["id"])
     assert body["urls"]["stream"] == f"https://cogplane.test/v1/files/streams/{token}"
     services.blobs.put("predictions/x/1/a.png", b"png", content_type="image/png")
@@ -133,7 +106,7 @@ def test_file_models_stream_under_v1_files(client, services, schema):
 
 def test_stream_of_unknown_prediction_is_404_and_removed_data_times_out(client, services, version, monkeypatch):
     assert client.get("/v1/streams/nosuch0000000000000000000").status_code == 404
-    body = create(client, version, stream=True)
+    body = create_prediction(client, version, stream=True)
     services.state.update_prediction(body["id"], {"status": "canceled", "data_removed": True})
     monkeypatch.setattr(streams, "REMOVED_TIMEOUT_SECONDS", 0.05)
     text = client.get(body["urls"]["stream"]).text
@@ -203,7 +176,7 @@ def test_collections_and_examples(client, services, version):
 def test_a_prediction_id_opens_no_stream_and_the_token_is_not_the_id(app, client, services, iterator_version):
     from fastapi.testclient import TestClient
 
-    body = create(client, iterator_version)
+    body = create_prediction(client, iterator_version)
     pid, url = body["id"], body["urls"]["stream"]
     assert pid not in url
     anon = TestClient(app)
@@ -218,7 +191,7 @@ def test_a_prediction_id_opens_no_stream_and_the_token_is_not_the_id(app, client
 def test_predictions_without_a_stream_url_have_no_stream(app, client, services, version):
     from fastapi.testclient import TestClient
 
-    body = create(client, version)  # not an iterator model, no `stream: true`
+    body = create_prediction(client, version)  # not an iterator model, no `stream: true`
     assert "stream" not in body["urls"]
     token = services.stream_tokens().token(body["id"])
     assert TestClient(app).get(f"/v1/streams/{token}").status_code == 404
@@ -230,7 +203,7 @@ def test_a_stream_url_works_while_running_and_for_a_grace_period_after(app, clie
     from cogplane.clock import ManualClock
     from cogplane.sealing import STREAM_GRACE_SECONDS
 
-    body = create(client, iterator_version)
+    body = create_prediction(client, iterator_version)
     anon = TestClient(app)
     services.state.update_prediction(body["id"], {"status": "processing", "output": ["a"]})
     clock = ManualClock("2026-01-01T00:00:00.000000Z")
@@ -245,7 +218,7 @@ def test_a_stream_url_works_while_running_and_for_a_grace_period_after(app, clie
 
 
 def test_output_urls_do_not_name_the_prediction(client, services, iterator_version):
-    body = create(client, iterator_version)
+    body = create_prediction(client, iterator_version)
     stored = services.state.get_prediction(body["id"])
     assert stored.blob_dir and body["id"] not in stored.blob_dir
     from cogplane.services.presenters import blob_prefix

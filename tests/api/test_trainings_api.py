@@ -6,24 +6,7 @@ import replicate.training as rt
 
 from cogplane.services.presenters import blob_ref
 from tests.api.conftest import push
-
-TRAIN_SCHEMA_EXTRA = {
-    "TrainingInput": {
-        "type": "object",
-        "title": "TrainingInput",
-        "required": ["prefix"],
-        "properties": {
-            "prefix": {"type": "string", "title": "Prefix", "x-order": 0},
-            "steps": {"type": "integer", "title": "Steps", "default": 3, "minimum": 1, "maximum": 100, "x-order": 1},
-        },
-    },
-    "TrainingOutput": {
-        "type": "object",
-        "title": "Output",
-        "required": ["weights"],
-        "properties": {"weights": {"type": "string", "format": "uri", "title": "Weights"}},
-    },
-}
+from tests.conftest import TRAIN_SCHEMA_EXTRA
 
 
 def _trainable(client, schema):

@@ -11,7 +11,7 @@ from cogplane.domain.entities import Account, Model, Version
 from cogplane.sealing import REDACTED
 from cogplane.settings import Settings
 from cogplane.wiring import build_aws
-from tests.api.test_secret_inputs_api import PLAIN, secret_schema
+from tests.conftest import SECRET_PLAIN, secret_schema
 from tests.functions.conftest import REGION, TABLE
 
 VERSION = "ab" * 32
@@ -35,16 +35,16 @@ def test_secret_inputs_are_sealed_with_the_signing_key_on_aws(aws):
     )
     services.state.put_version(version)
 
-    p = services.predictions.create(account, model, version, {"input": {"prompt": "p", "api_key": PLAIN}})
+    p = services.predictions.create(account, model, version, {"input": {"prompt": "p", "api_key": SECRET_PLAIN}})
     assert p.input["api_key"] == REDACTED
 
     table = json.dumps(aws["dynamodb"].scan(TableName=TABLE)["Items"])
-    assert REDACTED in table and PLAIN not in table
+    assert REDACTED in table and SECRET_PLAIN not in table
     job = services.queue.claim(p.pool)
-    assert job is not None and job.sealed and PLAIN not in job.sealed
+    assert job is not None and job.sealed and SECRET_PLAIN not in job.sealed
     # a runner (its own process, its own services over the same secret) opens it
     runner_side = build_aws(Settings(signing_secret_arn=arn), clients=aws)
-    assert runner_side.secret_box().open(p.id, job.sealed) == {"api_key": PLAIN}
+    assert runner_side.secret_box().open(p.id, job.sealed) == {"api_key": SECRET_PLAIN}
 
 
 def test_stream_urls_made_by_the_api_open_in_the_stream_function_on_aws(aws):

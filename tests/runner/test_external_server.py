@@ -14,8 +14,8 @@ from cogplane.schema import generate_schema
 from gpu_runner.cog_server import CogServer, free_port, write_schema
 from gpu_runner.external_server import ExternalCogServer
 from gpu_runner.runner import RunnerConfig, RunnerProcess
+from tests.conftest import ECS_SPAWNED, ECS_TASK
 from tests.runner.conftest import MODELS, wait_until
-from tests.unit.test_ecs_metadata import SPAWNED, TASK
 
 VERSION = "ee" * 32
 
@@ -101,7 +101,7 @@ def test_cold_boot_phases_from_ecs_reach_the_prediction(services, base_env, tmp_
             return
 
         def do_GET(self):  # noqa: N802
-            body = json.dumps(TASK).encode()
+            body = json.dumps(ECS_TASK).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -111,7 +111,7 @@ def test_cold_boot_phases_from_ecs_reach_the_prediction(services, base_env, tmp_
     threading.Thread(target=meta.serve_forever, daemon=True).start()
     monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", f"http://127.0.0.1:{meta.server_address[1]}/v4/x")
     try:
-        done = _predict_on_image(services, base_env, tmp_path, spawned_at=SPAWNED)
+        done = _predict_on_image(services, base_env, tmp_path, spawned_at=ECS_SPAWNED)
     finally:
         meta.shutdown()
         meta.server_close()

@@ -10,7 +10,7 @@ from cogplane.domain.entities import Runner
 from cogplane.services.expirer import Expirer
 from cogplane.services.presenters import blob_prefix, blob_ref
 from functions.api.app import create_app
-from tests.services.test_webhooks import make_version
+from tests.services.conftest import make_version
 
 
 @pytest.fixture

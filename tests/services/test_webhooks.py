@@ -14,18 +14,9 @@ from replicate.webhook import Webhooks, WebhookSigningSecret
 from cogplane.domain.errors import Unprocessable
 from cogplane.netguard import check_url
 from cogplane.services.webhooks import WebhookSender, sign
-from tests.conftest import HELLO_SCHEMA, make_bundle
+from tests.services.conftest import make_version
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def make_version(services):
-    alice = services.state.get_account("alice")
-    model = services.catalog.create_model(alice, {"owner": "alice", "name": "m", "visibility": "private"})
-    version, _ = services.catalog.push_version(
-        alice, "alice", "m", bundle=make_bundle({"cog.yaml": "x"}), schema=HELLO_SCHEMA, config={}, cog_version="0.23.1"
-    )
-    return alice, model, version
 
 
 def create(services, webhook, events=None, **body):

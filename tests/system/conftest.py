@@ -8,9 +8,11 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -287,3 +289,31 @@ def db_rows(stack: Stack, sql: str, params: tuple = ()) -> list:
         return [json.loads(row[0]) for row in db.execute(sql, params).fetchall()]
     finally:
         db.close()
+
+
+def png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, the pixel bytes without the per-row filter byte) of an 8-bit RGB PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    assert (depth, color) == (8, 2), "an 8-bit RGB PNG"
+    idat, pos = b"", 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    row = 1 + 3 * width
+    return width, height, b"".join(raw[i * row + 1 : (i + 1) * row] for i in range(height))
+
+
+def is_black(data: bytes) -> bool:
+    """Every pixel 0 (whatever each row's filter, differences of zeros are zeros)."""
+    return not any(png_pixels(data)[2])
+
+
+def fetch(stack: Stack, url: str) -> bytes:
+    with stack.client() as c:
+        r = c.get(url)
+        assert r.status_code == 200, r.text
+        return r.content

@@ -9,37 +9,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import struct
 import subprocess
-import zlib
 
 import httpx
 import pytest
 
-from tests.system.conftest import REPO, TOKEN, Stack, node_env, wait_for
+from tests.system.conftest import REPO, TOKEN, Stack, fetch, is_black, node_env, png_pixels, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
-
-
-def png_pixels(data: bytes) -> tuple[int, int, bytes]:
-    """(width, height, the pixel bytes without the per-row filter byte) of an 8-bit RGB PNG."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
-    assert (depth, color) == (8, 2), "an 8-bit RGB PNG"
-    idat, pos = b"", 8
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind == b"IDAT":
-            idat += data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    row = 1 + 3 * width
-    return width, height, b"".join(raw[i * row + 1 : (i + 1) * row] for i in range(height))
-
-
-def is_black(data: bytes) -> bool:
-    """Every pixel 0 (whatever each row's filter, differences of zeros are zeros)."""
-    return not any(png_pixels(data)[2])
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +34,6 @@ def safety_stack(tmp_path_factory):
 def painter(safety_stack):
     folder = REPO / "tests" / "fixtures" / "system_models" / "painter"
     return safety_stack.cli("push", str(folder), "local/painter").stdout.strip()
-
-
-def fetch(stack: Stack, url: str) -> bytes:
-    with stack.client() as c:
-        r = c.get(url)
-        assert r.status_code == 200, r.text
-        return r.content
 
 
 def web_run(stack: Stack, model: str, text: str) -> tuple[str, str]:

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from tests.system.conftest import REPO, SimStack
-from tests.system.test_safety_e2e import fetch, is_black, png_pixels
+from tests.system.conftest import REPO, SimStack, fetch, is_black, png_pixels
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 

@@ -9,15 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gpu_runner.ecs_metadata import ENV, boot_phases, parse_time, task_metadata
-
-TASK = {
-    "Cluster": "cogplane",
-    "TaskARN": "arn:aws:ecs:us-east-1:1:task/cogplane/abc",
-    "PullStartedAt": "2026-03-01T12:01:30.250000123Z",
-    "PullStoppedAt": "2026-03-01T12:02:10.750000999Z",
-    "Containers": [{"Name": "runner", "CreatedAt": "2026-03-01T12:02:11Z", "StartedAt": "2026-03-01T12:02:12Z"}],
-}
-SPAWNED = parse_time("2026-03-01T12:00:00Z")
+from tests.conftest import ECS_SPAWNED, ECS_TASK
 
 
 @pytest.fixture
@@ -27,7 +19,7 @@ def metadata_endpoint(monkeypatch):
             return
 
         def do_GET(self):  # noqa: N802
-            body = json.dumps(TASK).encode() if self.path == "/v4/abc/task" else b"{}"
+            body = json.dumps(ECS_TASK).encode() if self.path == "/v4/abc/task" else b"{}"
             self.send_response(200 if self.path == "/v4/abc/task" else 404)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -48,12 +40,12 @@ def test_times_parse_with_nanoseconds_and_zero_values():
 
 def test_phases_come_from_the_task_metadata(metadata_endpoint):
     assert task_metadata()["TaskARN"].endswith("/abc")
-    assert boot_phases(SPAWNED) == {"capacity_time": 90.25, "image_pull_time": 40.5}
+    assert boot_phases(ECS_SPAWNED) == {"capacity_time": 90.25, "image_pull_time": 40.5}
     assert boot_phases(None) == {"image_pull_time": 40.5}
 
 
 def test_no_phases_off_ecs(monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
-    assert boot_phases(SPAWNED) == {}
+    assert boot_phases(ECS_SPAWNED) == {}
     monkeypatch.setenv(ENV, "http://127.0.0.1:9/nothing")  # unreachable: no phases, no error
-    assert boot_phases(SPAWNED) == {}
+    assert boot_phases(ECS_SPAWNED) == {}

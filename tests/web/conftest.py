@@ -96,3 +96,12 @@ def shot(request):
         return path
 
     return take
+
+
+def new_page(browser, **kw):
+    context = browser.new_context(
+        ignore_https_errors=True, viewport=kw.pop("viewport", {"width": 1280, "height": 900}), **kw
+    )
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return context, page

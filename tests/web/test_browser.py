@@ -7,17 +7,9 @@ import re
 import pytest
 
 from tests.system.conftest import REPO, TOKEN
+from tests.web.conftest import new_page
 
 pytestmark = pytest.mark.system
-
-
-def new_page(browser, **kw):
-    context = browser.new_context(
-        ignore_https_errors=True, viewport=kw.pop("viewport", {"width": 1280, "height": 900}), **kw
-    )
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    return context, page
 
 
 def sign_in(page, url: str, next_path: str = "/dashboard") -> None:

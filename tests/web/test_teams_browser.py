@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.web.test_browser import new_page
+from tests.web.conftest import new_page
 
 pytestmark = pytest.mark.system
 

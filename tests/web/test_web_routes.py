@@ -264,7 +264,7 @@ def test_the_form_has_a_control_for_every_cog_input_kind(web, services):
 
 @pytest.fixture
 def trainable(web_app, services, schema):
-    from tests.api.test_trainings_api import TRAIN_SCHEMA_EXTRA
+    from tests.conftest import TRAIN_SCHEMA_EXTRA
 
     schema = json.loads(json.dumps(schema))  # the `hello` model keeps the plain schema
     schema["components"]["schemas"].update(TRAIN_SCHEMA_EXTRA)
