@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cogplane.domain.status import Status
+
 # Statuses reported by coglet's /health-check body.
 STARTING = "STARTING"
 READY = "READY"
@@ -34,7 +36,7 @@ FAILED_STATUSES = frozenset({SETUP_FAILED, UNHEALTHY, DEFUNCT, EXITED})
 SERVING_STATUSES = frozenset({READY, BUSY})
 
 # A prediction's statuses in cog's webhooks.
-TERMINAL_COG = ("succeeded", "failed", "canceled")
+TERMINAL_COG = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
 WORKER_CRASHED = "Worker crashed"  # coglet's error when the model's worker process died
 
 

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from cogplane.domain import transitions
 from cogplane.domain.entities import Job, Prediction
 from cogplane.domain.errors import Conflict, NotFound
-from cogplane.domain.status import TERMINAL
+from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import seconds_between
 from cogplane.schema import output_schema, resolve_prop
 from cogplane.sealing import scrub
@@ -119,8 +120,8 @@ class Recorder:
             current = self.state.get_prediction(prediction_id)
             if current is None or current.status in TERMINAL:
                 return
-            self.state.update_prediction(
-                prediction_id, {"logs": (current.logs or "") + text}, expect_status=[current.status]
+            transitions.amend({"logs": (current.logs or "") + text}, status=current.status).apply(
+                self.state, prediction_id
             )
         except (Conflict, NotFound):
             pass
@@ -128,22 +129,14 @@ class Recorder:
     def fail_unstarted(self, prediction_id: str, reason: str) -> None:
         """A queued prediction this runner will never run (its model could not be set up)."""
         try:
-            self.state.update_prediction(
-                prediction_id,
-                {"status": "failed", "error": reason, "completed_at": self.clock.now()},
-                expect_status=["starting"],
-            )
+            transitions.fail(reason, now=self.clock.now(), from_=[Status.STARTING]).apply(self.state, prediction_id)
         except (Conflict, NotFound):
             pass
 
     def abort_unstarted(self, prediction_id: str, reason: str, now: str | None = None) -> None:
         """A queued prediction whose Cancel-After deadline passed before it could start."""
         try:
-            self.state.update_prediction(
-                prediction_id,
-                {"status": "aborted", "completed_at": now or self.clock.now(), "error": reason},
-                expect_status=["starting"],
-            )
+            transitions.abort(now=now or self.clock.now(), error=reason).apply(self.state, prediction_id)
         except (Conflict, NotFound):
             pass
 
@@ -176,10 +169,8 @@ class Recorder:
             self.inflight[prediction.id] = flight
         on_held()
         try:
-            started = self.state.update_prediction(
-                prediction.id,
-                {"status": "processing", "started_at": now or self.clock.now(), "runner_id": self.runner_id},
-                expect_status=["starting"],
+            started = transitions.start(now=now or self.clock.now(), runner_id=self.runner_id).apply(
+                self.state, prediction.id
             )
         except (Conflict, NotFound):
             with self.lock:
@@ -212,13 +203,13 @@ class Recorder:
             return  # cog's "processing" webhooks often carry nothing new: no write
         flight.written.update(changes)
         try:
-            self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
+            transitions.amend(changes, status=Status.PROCESSING).apply(self.state, prediction_id)
         except (Conflict, NotFound):
             pass
 
     # --- its end -----------------------------------------------------------------------------
     def fail(self, prediction_id: str, reason: str) -> None:
-        self.finish(prediction_id, CogUpdate(status="failed", error=reason))
+        self.finish(prediction_id, CogUpdate(status=Status.FAILED, error=reason))
 
     def fail_all(self, reason: str) -> None:
         for prediction_id in self.ids():
@@ -243,16 +234,16 @@ class Recorder:
             "metrics": metrics,
             "logs": flight.log_prefix + (scrub(update.logs, flight.secrets) or ""),
             "output": self.map_output(update.output, flight),
-            "error": scrub(clean_error(update.error), flight.secrets) if status == "failed" else None,
+            "error": scrub(clean_error(update.error), flight.secrets) if status == Status.FAILED else None,
         }
         if flight.safety:
             self.check_safety(prediction_id, changes)
             changes["completed_at"] = now = self.clock.now()
             metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
-        if self.training and status == "succeeded":
+        if self.training and status == Status.SUCCEEDED:
             changes = self._trained(prediction_id, changes)
-        try:
-            self.state.update_prediction(prediction_id, changes, expect_status=["processing"])
+        try:  # the safety check or the training may have turned it into a failure
+            transitions.finish(changes.pop("status"), changes).apply(self.state, prediction_id)
         except (Conflict, NotFound):
             pass  # canceled, timed out or failed by someone else first: that state stands
         with self.lock:
@@ -277,7 +268,7 @@ class Recorder:
                 log.exception("safety check of %s failed", prediction_id)
             metrics["safety_time"] = round(time.monotonic() - started, 4)
             changes.update(
-                status="failed",
+                status=Status.FAILED,
                 output=None,
                 safety={"checked": False, "flagged": []},
                 error=f"The safety check of the outputs could not run: {exc}",
@@ -302,7 +293,7 @@ class Recorder:
             log.exception("could not make the trained version of %s", training_id)
             return {
                 **changes,
-                "status": "failed",
+                "status": Status.FAILED,
                 "output": None,
                 "error": f"The trained version could not be created: {exc}",
             }

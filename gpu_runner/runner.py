@@ -28,7 +28,7 @@ from cogplane.builds import BuildLog
 from cogplane.bundle import unpack_bundle
 from cogplane.cogconfig import ConfigError, effective_concurrency
 from cogplane.domain.entities import Job, Prediction, Runner, Version
-from cogplane.domain.status import TERMINAL
+from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import parse, seconds_between
 from cogplane.schema import is_iterator_output, training_view
 from cogplane.sealing import scrub
@@ -372,7 +372,7 @@ class RunnerProcess:
 
     def start_job(self, job: Job, cold: bool) -> None:
         prediction = self.state.get_prediction(job.prediction_id)
-        if prediction is None or prediction.status != "starting":
+        if prediction is None or prediction.status != Status.STARTING:
             self.queue.ack(job)  # canceled while queued, or already taken: nothing to run
             return
         now = self.clock.now()
@@ -450,7 +450,7 @@ class RunnerProcess:
             for flight in self.recorder.flights():
                 if flight.cancel_sent_at is not None:
                     if time.monotonic() - flight.cancel_sent_at > 30:  # cog never confirmed: give up on it
-                        self.recorder.finish(flight.prediction_id, CogUpdate(status="canceled"))
+                        self.recorder.finish(flight.prediction_id, CogUpdate(status=Status.CANCELED))
                         self.restart_needed.set()
                     continue
                 current = self.state.get_prediction(flight.prediction_id)
