@@ -18,6 +18,37 @@ class SystemClock:
         return time.monotonic()
 
 
+class OffsetClock(SystemClock):
+    """The system clock shifted by the seconds written in a file (COGPLANE_CLOCK_FILE), re-read on
+    every call: tests move a running deployment's clock (e.g. an output URL 61 minutes later) by
+    writing a number. A missing or empty file is no shift."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def offset(self) -> float:
+        try:
+            with open(self.path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            return 0.0
+        try:
+            return float(text) if text else 0.0
+        except ValueError:
+            return 0.0
+
+    def now(self) -> str:
+        return iso(datetime.now(UTC) + timedelta(seconds=self.offset()))
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset()
+
+
+def clock_for(settings) -> SystemClock:
+    """The clock a process runs on: the system's, or shifted by COGPLANE_CLOCK_FILE (tests)."""
+    return OffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
+
+
 class ManualClock:
     """A clock that moves only when told to (tests)."""
 

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # What builds source versions' environments (gpu_runner/environment.py reads it): uv where its
     # binary exists (auto), or always uv, or always pip.
     installer: Literal["auto", "uv", "pip"] = "auto"
+    # Tests: a file holding seconds by which this process's clock runs ahead (cogplane.clock).
+    clock_file: str = ""
 
     @field_validator("prices")
     @classmethod

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from cogplane.clock import RandomIds, SystemClock
+from cogplane.clock import RandomIds, clock_for
 from cogplane.homedir import secure_home
 from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, RateLimiter, StateStore
 from cogplane.sealing import SecretBox
@@ -154,7 +154,7 @@ def build_local(
         SqliteStateStore,
     )
 
-    clock = clock or SystemClock()
+    clock = clock or clock_for(settings)
     secure_home(settings.home)
     db = Database(str(settings.db_path))
     blobs = DiskBlobStore(
@@ -192,7 +192,7 @@ def build_aws(
     if not (settings.table_name and settings.bucket and settings.queue_prefix):
         raise RuntimeError("COGPLANE_TABLE_NAME, COGPLANE_BUCKET and COGPLANE_QUEUE_PREFIX must be set")
     clients = clients or _aws_clients()
-    clock = clock or SystemClock()
+    clock = clock or clock_for(settings)
     state = DynamoStateStore(clients["dynamodb"], settings.table_name, clock)
     queue = SqsJobQueue(
         clients["sqs"], settings.queue_prefix, dlq_arn=settings.dlq_arn, wait_seconds=settings.queue_wait_seconds
@@ -209,7 +209,7 @@ def build_aws(
         settings=settings,
         state=state,
         queue=queue,
-        blobs=S3BlobStore(clients["s3"], settings.bucket),
+        blobs=_signed_blobs(settings, S3BlobStore(clients["s3"], settings.bucket), clock),
         outbox=DynamoOutbox(clients["dynamodb"], settings.table_name),
         clock=clock,
         ids=RandomIds(),
@@ -223,6 +223,18 @@ def build_aws(
             "gpu-l40s": "Nvidia L40S GPU",
         },
     )
+
+
+def _signed_blobs(settings: Settings, s3: Any, clock: Clock) -> Any:
+    """Download URLs the platform signs (SigningKeys) and the stream function serves, when the
+    deployment has a URL to serve them from (cogplane.adapters.aws.signed); else S3 presigns."""
+    if not (settings.secrets_key or settings.signing_secret_arn):
+        return s3
+    base = settings.stream_url or settings.public_url  # empty in the stream function: per request
+    from cogplane.adapters.aws.signed import SignedUrlBlobStore
+    from cogplane.sealing import key_material
+
+    return SignedUrlBlobStore(s3, base_url=base, secret=lambda: key_material(settings), clock=clock)
 
 
 def _aws_client(name: str) -> Any:

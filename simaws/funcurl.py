@@ -25,7 +25,8 @@ from simaws.lambdas import LambdaFunction
 
 log = logging.getLogger("simaws.funcurl")
 
-_HOP = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"proxy-connection"}
+# Host is kept, as a Function URL's event keeps it (the app sees its own URL's host).
+_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"proxy-connection"}
 
 
 def free_port() -> int:
@@ -125,7 +126,8 @@ class FunctionUrl:
             log.error("function URL: %s", exc)
             await _reply(send, 502, b'{"Message":"Internal Server Error"}')
             return
-        headers = [(k, v) for k, v in scope.get("headers", []) if k not in _HOP]
+        headers = [(k, v) for k, v in scope.get("headers", []) if k not in _HOP and k != b"x-forwarded-proto"]
+        headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))  # https when deployed
         url = f"http://127.0.0.1:{port}{scope.get('raw_path', scope['path'].encode()).decode()}"
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")

@@ -73,8 +73,14 @@ def clients(endpoint: str) -> dict[str, Any]:
 
 
 # Settings an operator may set on a deployment's functions; the simulation takes them from its
-# own environment (tests use low rate limits to stay quick).
-DEPLOYMENT_SETTINGS = ("COGPLANE_RATE_CREATE_PER_MINUTE", "COGPLANE_RATE_OTHER_PER_MINUTE", "COGPLANE_PRICES")
+# own environment (tests use low rate limits to stay quick, and COGPLANE_CLOCK_FILE to move the
+# functions' clock: cogplane.clock.OffsetClock).
+DEPLOYMENT_SETTINGS = (
+    "COGPLANE_RATE_CREATE_PER_MINUTE",
+    "COGPLANE_RATE_OTHER_PER_MINUTE",
+    "COGPLANE_PRICES",
+    "COGPLANE_CLOCK_FILE",
+)
 
 
 # --- state kept across restarts ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The stream function's web server: the same FastAPI app (functions.api.app) under uvicorn, for
 the Lambda Web Adapter. Started by functions/stream/run.sh; runs anywhere (`python -m ...`).
 
-Only the SSE routes and the readiness check are served: the Function URL in front of it has no
+Only the SSE routes, the signed download URLs of files (`/v1/blobs/…`, checked by their
+signature) and the readiness check are served: the Function URL in front of it has no
 authorisation of its own (stream URLs are capability URLs) and no API Gateway throttling, and the
 function may only read the table, so every other route answers 404 here instead of reaching the
 app. The API itself stays behind API Gateway.
@@ -15,10 +16,13 @@ import re
 
 import uvicorn
 
+from cogplane.adapters.aws.signed import REQUEST_BASE
+
 HOST = "127.0.0.1"  # only the adapter, in the same execution environment, talks to it
 DEFAULT_PORT = 8080  # the adapter's default (AWS_LWA_PORT, falling back to PORT)
 HEALTH_PATH = "/healthz"
-STREAM_PATHS = re.compile(r"^/v1/(?:streams/[^/]+|files/streams/[^/]+)/?$")
+# the SSE routes, and the platform-signed download URLs of output files (cogplane.adapters.aws.signed)
+STREAM_PATHS = re.compile(r"^/v1/(?:(?:streams/[^/]+|files/streams/[^/]+)/?$|blobs/.+)")
 _NOT_FOUND = json.dumps(
     {
         "type": "about:blank",
@@ -29,6 +33,15 @@ _NOT_FOUND = json.dumps(
 ).encode()
 
 
+def origin(scope) -> str:
+    """The Function URL this request came through (the adapter forwards its Host and
+    X-Forwarded-Proto), e.g. https://abc.lambda-url.us-east-1.on.aws."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    host = headers.get("x-forwarded-host") or headers.get("host", "")
+    proto = headers.get("x-forwarded-proto") or scope.get("scheme", "http")
+    return f"{proto}://{host}" if host else ""
+
+
 class StreamRoutesOnly:
     """Pure ASGI: GET/HEAD of the stream routes and the health check reach the app; nothing else."""
 
@@ -37,6 +50,7 @@ class StreamRoutesOnly:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
+            REQUEST_BASE.set(origin(scope))  # where download URLs signed here are served
             path = scope.get("path", "")
             allowed = scope.get("method") in ("GET", "HEAD") and (
                 path == HEALTH_PATH or STREAM_PATHS.match(path) is not None

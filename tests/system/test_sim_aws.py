@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -21,7 +22,8 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 def sim(tmp_path_factory):
     assert (REPO / "cdk.out" / "manifest.json").is_file(), "run `make synth` first (make test does)"
     home = tmp_path_factory.mktemp("sim") / "home"
-    s = SimStack(home, env={"COGPLANE_USER": "admin"}).start()
+    # the functions' clock runs ahead by what a test writes here (cogplane.clock.OffsetClock)
+    s = SimStack(home, env={"COGPLANE_USER": "admin", "COGPLANE_CLOCK_FILE": str(home.parent / "clock")}).start()
     try:
         for name in ("hello",):
             s.cli("push", str(REPO / "examples" / name), f"admin/{name}", "--public")
@@ -67,13 +69,17 @@ def test_js_client_runs_hello(sim):
     assert "# pass 4" in result.stdout, result.stdout
 
 
-def test_file_outputs_are_served_from_s3(sim):
+def test_file_outputs_are_served_by_the_stream_function_from_s3(sim):
     client = sim.replicate()
     outputs = list(client.run("admin/frames", input={"count": 2}))
     assert len(outputs) == 2
-    # http: URLs (replicate 1.0.7 wraps only https: ones in FileOutput): presigned S3 URLs on moto
-    assert all(url.startswith("http://127.0.0.1:") and "X-Amz-Signature=" in url for url in outputs), outputs
-    assert [httpx.get(url).content for url in outputs] == [b"frame 0\n", b"frame 1\n"]
+    # http: URLs (replicate 1.0.7 wraps only https: ones in FileOutput): the platform's signed URLs
+    # on the stream function's Function URL (not API Gateway, not an S3 presign)
+    assert all(
+        url.startswith("http://127.0.0.1:") and not url.startswith(sim.url) and "/v1/blobs/" in url for url in outputs
+    ), outputs
+    assert all("X-Amz-" not in url for url in outputs), outputs
+    assert [httpx.get(url, timeout=60).content for url in outputs] == [b"frame 0\n", b"frame 1\n"]
 
 
 def test_streams_through_the_stream_function_and_secrets_through_the_runner_task(sim):
@@ -128,3 +134,31 @@ def test_streams_come_through_the_function_url(sim):
         body = c.post(f"{sim.url}/v1/models/admin/tokens/predictions", json={"input": {"text": "x"}}).json()
     stream = body["urls"]["stream"]
     assert stream.startswith("http://127.0.0.1:") and not stream.startswith(sim.url), stream
+
+
+def test_output_urls_live_their_hour_by_the_platforms_clock(sim):
+    """Output URLs are signed by the platform (SigningKeys), not presigned by a Lambda role whose
+    session may end first: fetched 59 minutes after they were made they work, at 61 they are a
+    clear 404. The functions' clock is moved through COGPLANE_CLOCK_FILE. (Before: S3 presigns,
+    which moto serves at any age.) Last in this module: it moves the deployment's clock."""
+    clock = sim.home.parent / "clock"
+    with httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as api:
+        created = api.post(
+            "/v1/models/admin/frames/predictions", json={"input": {"count": 1}}, headers={"Prefer": "wait"}
+        ).json()
+        for _ in range(240):
+            body = api.get(f"/v1/predictions/{created['id']}").json()
+            if body["status"] in ("succeeded", "failed", "canceled"):
+                break
+            time.sleep(0.5)
+    assert body["status"] == "succeeded", body
+    (url,) = body["output"]
+    try:
+        clock.write_text(str(59 * 60))
+        r = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)  # as replicate-python
+        assert r.status_code == 200 and r.content == b"frame 0\n", (r.status_code, r.text[:300])
+        clock.write_text(str(61 * 60))
+        r = httpx.get(url, timeout=60)
+        assert r.status_code == 404 and "expired" in r.json()["detail"], (r.status_code, r.text[:300])
+    finally:
+        clock.write_text("0")

@@ -36,6 +36,26 @@ def test_real_run_delivers_signed_webhooks_in_order(stack, model_copy, receiver)
     assert len({r["headers"]["webhook-id"] for r in receiver.requests}) == len(receiver.requests)
 
 
+def test_a_webhooks_file_urls_return_the_bytes_to_the_receiver(stack, model_copy, receiver):
+    """The receiver fetches the output files named in the webhook body, with no token (deployed:
+    URLs the platform signs and the stream function serves, not presigned by the webhooks
+    function, whose role once could not read the bucket: 403)."""
+    import httpx
+
+    stack.cli("push", str(model_copy("frames")), "local/frames-hooks")
+    with stack.client() as c:
+        c.post(
+            "/v1/models/local/frames-hooks/predictions",
+            json={"input": {"count": 2}, "webhook": receiver.url, "webhook_events_filter": ["completed"]},
+        ).raise_for_status()
+        wait_for(lambda: receiver.requests, timeout=180)
+    body = receiver.requests[-1]["json"]
+    assert body["status"] == "succeeded", body
+    assert all("X-Amz-" not in url and "AWSAccessKeyId" not in url for url in body["output"]), body["output"]
+    with httpx.Client(verify=stack.verify, timeout=60) as anyone:
+        assert [anyone.get(url).content for url in body["output"]] == [b"frame 0\n", b"frame 1\n"]
+
+
 def test_filter_completed_only(stack, model_copy, receiver):
     stack.cli("push", str(model_copy("tokens")), "local/tokens-hooks")
     with stack.client() as c:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from cogplane.domain.errors import NotFound
 from functions.api.deps import AccountDep, ServicesDep
@@ -38,13 +38,30 @@ def webhook_secret(account: AccountDep) -> dict[str, str]:
 
 
 @router.get("/blobs/{key:path}")
-def download_blob(key: str, services: ServicesDep, expires: int = 0, signature: str = "") -> FileResponse:
-    """A signed, expiring download URL of the local blob store (no auth header needed)."""
+def download_blob(key: str, services: ServicesDep, expires: int = 0, signature: str = "") -> Response:
+    """A signed, expiring download URL (no auth header needed; a bearer one is ignored): the local
+    store's files, or deployed, S3 objects streamed by the stream function
+    (cogplane.adapters.aws.signed). It works until `expires` by the platform's clock, then 404."""
+    from cogplane.adapters.aws.signed import SignedUrlBlobStore
     from cogplane.adapters.local.disk import DiskBlobStore
 
-    blobs = services.blobs  # only the local store signs its own URLs (S3 presigns them)
-    if not isinstance(blobs, DiskBlobStore) or not signature or not blobs.verify(key, expires, signature):
+    blobs = services.blobs  # the stores that sign their own URLs (a bare S3 store presigns them)
+    if not isinstance(blobs, DiskBlobStore | SignedUrlBlobStore) or not signature:
         raise NotFound("This link is invalid or has expired.")
+    if not blobs.verify(key, expires, signature):
+        raise NotFound("This link is invalid or has expired.")
+    if isinstance(blobs, SignedUrlBlobStore):
+        from cogplane.adapters.aws.s3 import content_disposition
+
+        chunks, found = blobs.open(key)  # NotFound (404) if it is gone
+        return StreamingResponse(
+            chunks,
+            media_type=found.content_type or "application/octet-stream",
+            headers={
+                "content-length": str(found.size),
+                "content-disposition": content_disposition(key.rsplit("/", 1)[-1]),
+            },
+        )
     info = blobs.head(key)
     if info is None:
         raise NotFound("This file no longer exists.")
