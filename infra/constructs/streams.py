@@ -65,7 +65,8 @@ class Streams(Construct):
         )
         self.function.add_layers(lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapter", layer_arn))
         # Streams only read: the prediction (and its model version's schema) from the table, and
-        # output files through URLs presigned with this function's credentials.
+        # output files, which this function serves to the platform-signed URLs
+        # (`/v1/blobs/…`, cogplane.adapters.aws.signed) from the bucket.
         data.table.grant_read_data(self.function)
         data.bucket.grant_read(self.function)
         data.signing_secret.grant_read(self.function)  # opens stream URLs' tokens (cogplane.sealing)

@@ -46,8 +46,8 @@ class Webhooks(Construct):
         )
         data.table.grant_read_write_data(self.function)  # outbox: read due, complete, reschedule
         data.signing_secret.grant_read(self.function)
-        # Webhook bodies carry file outputs as URLs presigned by this function: a URL signed with
-        # credentials that may not s3:GetObject answers 403 to the receiver.
+        # Webhook bodies carry file outputs as URLs the platform signs (SigningKeys) and the stream
+        # function serves (cogplane.adapters.aws.signed); the read grant covers the S3 fallback.
         data.bucket.grant_read(self.function)
         self.function.add_event_source(
             sources.DynamoEventSource(
