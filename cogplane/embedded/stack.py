@@ -183,6 +183,11 @@ def run() -> int:
     )
     services.dispatcher = dispatcher
     services.predictions.dispatcher = dispatcher
+    from cogplane.adapters.local.completions import CompletionHub, notify_dir
+
+    # `Prefer: wait` sleeps until the runner that ends a prediction says so (no polling)
+    completions = CompletionHub(notify_dir(str(settings.db_path)) or str(settings.home / "notify")).start()
+    services.predictions.completions = completions
     services.accounts.ensure_account(settings.user, admin=True)  # the first user of an install
     try:
         token = ensure_token(services, settings.user, settings.home, settings.token)
@@ -234,6 +239,7 @@ def run() -> int:
             print("Stopping runners ...", flush=True)
         dispatcher.stop(settings.stop_grace)  # at once when Stopper already did it
         pumps.stop()
+        completions.stop()
     if stopper.first is not None:
         print("Stopped.", flush=True)
     return 0 if server.started else 1

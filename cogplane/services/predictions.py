@@ -53,6 +53,7 @@ class PredictionService:
         access: AccountService | None = None,
     ):
         self.state = state
+        self.completions: Any = None  # a CompletionHub where ends are announced (single machine)
         self.access = access or AccountService(state, clock)
         self.queue = queue
         self.dispatcher = dispatcher
@@ -262,7 +263,11 @@ class PredictionService:
 
     # --- wait ---------------------------------------------------------------------------
     def wait(self, prediction_id: str, timeout: float) -> Prediction:
-        """Poll until terminal or `timeout` seconds; returns the last state seen."""
+        """Until terminal or `timeout` seconds; returns the last state seen. With a completion hub
+        (`completions`: the single-machine API process) it sleeps until the writer of the end says
+        so; otherwise it polls."""
+        if self.completions is not None:
+            return self._wait_notified(prediction_id, timeout)
         started = time.monotonic()
         deadline = started + timeout
         while True:
@@ -278,3 +283,36 @@ class PredictionService:
             elapsed = now - started
             delay = 0.001 if elapsed < 0.1 else min(0.05, elapsed / 10)
             time.sleep(min(delay, remaining))
+
+    def _wait_notified(self, prediction_id: str, timeout: float) -> Prediction:
+        deadline = time.monotonic() + timeout
+        hub = self.completions
+        with hub.watching(prediction_id) as waiter:
+            while True:
+                prediction = self.state.get_prediction(prediction_id)
+                if prediction is None:
+                    raise NotFound(NOT_FOUND)
+                remaining = deadline - time.monotonic()
+                if prediction.status in TERMINAL or remaining <= 0:
+                    return prediction
+                hub.wait(waiter, min(remaining, hub.fallback_seconds))
+
+    async def wait_async(self, prediction_id: str, timeout: float) -> Prediction:
+        """`wait` for an event loop: no thread is held while waiting (only with a hub; without
+        one, the polling `wait` runs in a worker thread)."""
+        if self.completions is None:
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(self.wait, prediction_id, timeout)
+        deadline = time.monotonic() + timeout
+        hub = self.completions
+        with hub.watching(prediction_id) as waiter:
+            while True:
+                # a SQLite read by primary key (tens of µs): cheaper than a hop to a worker thread
+                prediction = self.state.get_prediction(prediction_id)
+                if prediction is None:
+                    raise NotFound(NOT_FOUND)
+                remaining = deadline - time.monotonic()
+                if prediction.status in TERMINAL or remaining <= 0:
+                    return prediction
+                await hub.wait_async(waiter, min(remaining, hub.fallback_seconds))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cogplane.adapters import cursor as cursors
+from cogplane.adapters.local.completions import CompletionNotifier, notify_dir
 from cogplane.clock import epoch
 from cogplane.domain.entities import (
     Account,
@@ -194,6 +195,7 @@ def _newest_first(db: Database, cls, sql: str, params: list[Any], cursor: str | 
 
 class SqliteStateStore:
     def __init__(self, db: Database, clock=None):
+        self.completions = CompletionNotifier(notify_dir(db.path))
         self.db = db
         self.clock = clock  # times the derived outbox events (webhook throttling); wall time if None
 
@@ -489,7 +491,9 @@ class SqliteStateStore:
                     " predict_time = predict_time + excluded.predict_time, predictions = predictions + 1",
                     (delta.account, delta.day, delta.hardware, delta.predict_time),
                 )
-            return updated
+        if updated.status in TERMINAL and before.status not in TERMINAL:
+            self.completions.ended(prediction_id)  # after the commit: a woken waiter reads it
+        return updated
 
     def list_predictions(
         self,

@@ -67,7 +67,7 @@ async def _create(
     )
     headers: dict[str, str] = {}
     if wait is not None:
-        prediction = await run_in_threadpool(services.predictions.wait, prediction.id, wait)
+        prediction = await services.predictions.wait_async(prediction.id, wait)
         headers["Preference-Applied"] = (
             f"wait={wait}" if request.headers.get("prefer", "").strip() != "wait" else "wait"
         )

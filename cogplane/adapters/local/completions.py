@@ -1,0 +1,187 @@
+"""Completion notices on one machine: the API learns that a prediction ended without polling.
+
+A `Prefer: wait` create used to read the prediction every millisecond until a runner (another
+process) had written its end: CPU in the API process for every waiting request, and up to a
+millisecond of latency. Now the process that writes a terminal status (the SQLite state store, in
+a runner or the API) sends the prediction id as one datagram to every listening API process, and a
+waiting request wakes at once.
+
+- Each listener (an API process: `CompletionHub`) binds a Linux abstract-namespace datagram socket
+  (no path-length limit, nothing left on disk if it dies) and announces it with an empty file named
+  after it in `<database>.notify/`. Writers list that folder and `sendto` each name (a few µs);
+  a name nobody answers any more is removed.
+- A notice carries no authority: it only says "read this prediction again". The waiter always
+  re-reads the state and still re-reads every `FALLBACK_SECONDS` without a notice (a lost
+  datagram, a writer on another machine), so correctness never depends on delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+
+FALLBACK_SECONDS = 0.25  # re-read without a notice at least this often (safety net only)
+_MAX_ID = 256
+
+
+def notify_dir(db_path: str) -> str | None:
+    """Where listeners announce themselves for a database (None for an in-memory one)."""
+    if not db_path or db_path == ":memory:":
+        return None
+    return os.path.abspath(db_path) + ".notify"
+
+
+class CompletionNotifier:
+    """The writer's side: tell every listening API process that a prediction ended."""
+
+    def __init__(self, directory: str | None):
+        self.directory = directory
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self._sock = sock
+        return self._sock
+
+    def ended(self, prediction_id: str) -> None:
+        if self.directory is None:
+            return
+        try:
+            names = [e.name for e in os.scandir(self.directory) if e.name.startswith("cogplane-")]
+        except OSError:  # no listener has ever started here
+            return
+        message = prediction_id.encode()[:_MAX_ID]
+        with self._lock:
+            if self._sock is not None and self._sock.fileno() == -1:
+                self._sock = None
+            sock = self._socket()
+            for name in names:
+                try:
+                    sock.sendto(message, b"\0" + name.encode())
+                except (ConnectionRefusedError, FileNotFoundError):  # that listener is gone
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(self.directory, name))
+                except OSError:  # its buffer is full: the waiter's fallback read covers it
+                    pass
+
+
+class _Waiter:
+    __slots__ = ("event", "loop", "future")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future | None = None
+
+
+class CompletionHub:
+    """The listener's side (one per API process): wakes the requests waiting on a prediction."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.name = f"cogplane-{os.getpid()}-{secrets.token_hex(6)}"
+        self._waiters: dict[str, set[_Waiter]] = {}
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.received = 0
+        self.fallback_seconds = FALLBACK_SECONDS
+
+    def start(self) -> CompletionHub:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(b"\0" + self.name.encode())
+        self._sock = sock
+        with open(os.path.join(self.directory, self.name), "w"):
+            pass
+        self._thread = threading.Thread(target=self._listen, name="completions", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.directory, self.name))
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _listen(self) -> None:
+        while True:
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                data = sock.recv(_MAX_ID)
+            except OSError:
+                return
+            if not data:
+                if self._sock is None:
+                    return
+                continue
+            self.received += 1
+            self._wake(data.decode(errors="replace"))
+
+    def _wake(self, prediction_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(prediction_id, ()))
+        for waiter in waiters:
+            waiter.event.set()
+            if waiter.loop is not None and waiter.future is not None:
+                waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+
+    @contextlib.contextmanager
+    def watching(self, prediction_id: str) -> Iterator[_Waiter]:
+        """Register before reading the state (a notice in between is not lost)."""
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters.setdefault(prediction_id, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                group = self._waiters.get(prediction_id)
+                if group is not None:
+                    group.discard(waiter)
+                    if not group:
+                        del self._waiters[prediction_id]
+
+    @staticmethod
+    def wait(waiter: _Waiter, timeout: float) -> bool:
+        """Block until a notice (True) or `timeout` seconds (False)."""
+        woke = waiter.event.wait(max(0.0, timeout))
+        waiter.event.clear()
+        return woke
+
+    @staticmethod
+    async def wait_async(waiter: _Waiter, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        if waiter.event.is_set():
+            waiter.event.clear()
+            return True
+        waiter.loop, waiter.future = loop, loop.create_future()
+        if waiter.event.is_set():  # set between the check and the future
+            waiter.event.clear()
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.future), max(0.0, timeout))
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiter.future = None
+            waiter.event.clear()
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

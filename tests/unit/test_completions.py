@@ -1,0 +1,124 @@
+"""Completion notices (cogplane/adapters/local/completions.py): the single-machine API learns that a
+prediction ended from the process that wrote the end, instead of polling the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from cogplane.adapters.local.completions import CompletionHub, CompletionNotifier, notify_dir
+from cogplane.adapters.local.sqlite import Database, SqliteStateStore
+from cogplane.clock import RandomIds, SystemClock
+from cogplane.domain.entities import Prediction
+from cogplane.services.predictions import PredictionService
+from cogplane.wiring import NoDispatcher
+
+TS = "2026-11-30T00:00:00.000000Z"
+
+
+@pytest.fixture
+def hub(tmp_path: Path):
+    hub = CompletionHub(str(tmp_path / "notify")).start()
+    yield hub
+    hub.stop()
+
+
+def test_a_notice_wakes_the_waiter_of_that_prediction_only(hub: CompletionHub) -> None:
+    notifier = CompletionNotifier(hub.directory)
+    with hub.watching("p1") as one, hub.watching("p2") as two:
+        notifier.ended("p1")
+        assert hub.wait(one, 10) is True
+        assert hub.wait(two, 0.05) is False
+
+
+def test_a_notice_sent_before_the_wait_is_not_lost(hub: CompletionHub) -> None:
+    notifier = CompletionNotifier(hub.directory)
+    with hub.watching("p1") as waiter:
+        notifier.ended("p1")  # between registering and waiting
+        deadline = threading.Event()
+        deadline.wait(0.2)  # the listener thread has delivered it by now (or soon)
+        assert asyncio.run(hub.wait_async(waiter, 10)) is True
+
+
+def test_async_waiter_wakes_on_a_notice_from_another_thread(hub: CompletionHub) -> None:
+    notifier = CompletionNotifier(hub.directory)
+
+    async def scenario() -> tuple[bool, bool]:
+        with hub.watching("p9") as waiter:
+            timer = threading.Timer(0.05, notifier.ended, args=("p9",))
+            timer.start()
+            woke = await hub.wait_async(waiter, 10)
+            again = await hub.wait_async(waiter, 0.05)  # nothing more: times out
+            return woke, again
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
+def test_a_listener_that_is_gone_is_forgotten(tmp_path: Path) -> None:
+    directory = tmp_path / "notify"
+    directory.mkdir()
+    (directory / "cogplane-1-dead").write_text("")  # announced, but nobody binds that name
+    CompletionNotifier(str(directory)).ended("p1")
+    assert not (directory / "cogplane-1-dead").exists()
+
+
+def test_no_listener_and_in_memory_databases_cost_nothing(tmp_path: Path) -> None:
+    assert notify_dir(":memory:") is None
+    CompletionNotifier(None).ended("p1")
+    CompletionNotifier(str(tmp_path / "never-made")).ended("p1")
+    hub = CompletionHub(str(tmp_path / "notify")).start()
+    announced = tmp_path / "notify" / hub.name
+    assert announced.exists()
+    hub.stop()
+    assert not announced.exists()
+
+
+def _service(db_path: Path) -> tuple[SqliteStateStore, PredictionService]:
+    state = SqliteStateStore(Database(str(db_path)))
+    service = PredictionService(state, None, NoDispatcher(), SystemClock(), RandomIds())
+    return state, service
+
+
+def test_the_state_store_announces_an_end_and_wait_returns_it(tmp_path: Path) -> None:
+    db_path = tmp_path / "state.db"
+    hub = CompletionHub(notify_dir(str(db_path))).start()
+    try:
+        state, service = _service(db_path)
+        service.completions = hub
+        hub.fallback_seconds = 30  # only a notice can end the wait in time
+        state.create_prediction(
+            Prediction(id="p1", owner="alice", model="alice/m", version="v", input={}, created_at=TS)
+        )
+        writer_state, _ = _service(db_path)  # another connection, as a runner's process has
+
+        def finish() -> None:
+            writer_state.update_prediction("p1", {"status": "processing", "started_at": TS})
+            writer_state.update_prediction("p1", {"status": "succeeded", "completed_at": TS, "output": "hi"})
+
+        threading.Timer(0.1, finish).start()
+        received = hub.received
+        ended = service.wait("p1", 20)
+        assert ended.status == "succeeded" and ended.output == "hi"
+        assert hub.received == received + 1  # one notice: the end, not the start
+
+        state.create_prediction(
+            Prediction(id="p2", owner="alice", model="alice/m", version="v", input={}, created_at=TS)
+        )
+        threading.Timer(0.1, lambda: writer_state.update_prediction("p2", {"status": "canceled"})).start()
+        ended = asyncio.run(service.wait_async("p2", 20))
+        assert ended.status == "canceled"
+    finally:
+        hub.stop()
+
+
+def test_wait_without_a_hub_still_polls(tmp_path: Path) -> None:
+    state, service = _service(tmp_path / "state.db")
+    state.create_prediction(Prediction(id="p1", owner="alice", model="alice/m", version="v", input={}, created_at=TS))
+    threading.Timer(0.05, lambda: state.update_prediction("p1", {"status": "failed", "error": "x"})).start()
+    assert service.wait("p1", 20).status == "failed"
+    assert asyncio.run(service.wait_async("p1", 1)).status == "failed"
+    assert not os.path.exists(str(tmp_path / "state.db") + ".notify")
