@@ -35,6 +35,8 @@ QUICK = {
     "throughput_n": 60,
     "clients": 4,
 }
+LOAD_WINDOW_S = 4.0  # measured seconds per load cell (x --scale)
+LOAD_WARMUP_S = 1.0  # unmeasured seconds before each cell's window
 IDLE_TIMEOUT = 4.0  # stack 1: runners exit after 4 s idle, so cold boots need no restart
 ENV_BUILD_TIMEOUT = 1800.0
 
@@ -118,13 +120,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clients", type=int, default=None, help="client threads for throughput")
     parser.add_argument(
+        "--env-builds",
+        choices=("none", "light", "full"),
+        default=None,
+        help="environment section: full = examples/embeddings (torch) and examples/whisper, pip vs uv, "
+        "cold and warm cache (several minutes: pip builds torch slowly); light = whisper only; "
+        "none = skip (default: full, light with --quick)",
+    )
+    parser.add_argument(
+        "--sections",
+        default="environment,cold,warm,throughput,load",
+        help="comma-separated sections to run (default: all of environment,cold,warm,throughput,load)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="load section: multiply each cell's measured window (default 1: about 3 minutes in all "
+        "on 2 cores); a bigger machine may also pass --load-runners/--load-clients",
+    )
+    parser.add_argument("--load-runners", default="1,2,4,8", help="load section: runner counts (default 1,2,4,8)")
+    parser.add_argument("--load-clients", default="4,16,64", help="load section: client counts (default 4,16,64)")
+    parser.add_argument(
         "--plain-http",
         action="store_true",
         help="start the stacks with COGPLANE_TLS=0 (default: the stack's own default)",
     )
     args = parser.parse_args(argv)
 
+    sections = {x.strip() for x in args.sections.split(",") if x.strip()}
+    unknown = sections - {"environment", "cold", "warm", "throughput", "load"}
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     cfg = dict(QUICK if args.quick else FULL)
+    cfg["env_builds"] = args.env_builds or ("light" if args.quick else "full")
+    if "environment" not in sections:
+        cfg["env_builds"] = "none"
     if args.clients:
         cfg["clients"] = args.clients
     tls = False if args.plain_http else None
@@ -143,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         "config": cfg,
         "environments": {},
+        "environment_builds": [],
         "warm": None,
         "warm_after_idle": None,
         "cold": [],
         "throughput": [],
+        "load": [],
         "stacks": {},
         "errors": [],
     }
@@ -154,20 +187,39 @@ def main(argv: list[str] | None = None) -> int:
     say(f"environment cache: {env_cache}")
     prepare_environments(env_cache, results)
 
+    if cfg["env_builds"] != "none":
+        from bench.envbuild import EXAMPLES_BY_LEVEL, environment_builds
+
+        results["environment_builds"] = (
+            run_section(
+                results,
+                f"environment builds ({cfg['env_builds']})",
+                environment_builds,
+                EXAMPLES_BY_LEVEL[cfg["env_builds"]],
+                ENV_BUILD_TIMEOUT,
+                say,
+            )
+            or []
+        )
+
     hello_ok = results["environments"]["hello"]["ok"]
     if not hello_ok:
         results["errors"].append(
             {"section": "environments", "error": "hello's environment could not be built: nothing to measure"}
         )
-    else:
+    elif sections & {"cold", "warm", "throughput"}:
         # Stack 1: one runner per pool, short idle timeout (cold boots by idle exit).
         stack = Stack(env_cache=env_cache, max_runners=1, idle_timeout=IDLE_TIMEOUT, tls=tls)
         with running(results, stack, "stack 1", "max_runners_1"):
             results["meta"]["api_scheme"] = stack.scheme
             idle_wait = IDLE_TIMEOUT + 30
             for example, inputs in (
-                ("hello", scenarios.HELLO_INPUT),
-                ("embeddings", {"text": "a cold boot benchmark"}),
+                (
+                    ("hello", scenarios.HELLO_INPUT),
+                    ("embeddings", {"text": "a cold boot benchmark"}),
+                )
+                if "cold" in sections
+                else ()
             ):
                 if not results["environments"][example]["ok"]:
                     results["cold"].append(
@@ -186,17 +238,24 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if value:
                     results["cold"].append(value)
-            results["warm"] = run_section(results, "warm path vs direct cog", _warm, stack, env_cache, cfg)
-            results["warm_after_idle"] = run_section(
-                results, "warm after idle", scenarios.warm_after_idle, stack, cfg["idle_gap_s"], cfg["idle_samples"]
-            )
-            for fn in (scenarios.closed_loop, scenarios.open_burst):
+            if "warm" in sections:
+                results["warm"] = run_section(results, "warm path vs direct cog", _warm, stack, env_cache, cfg)
+                results["warm_after_idle"] = run_section(
+                    results,
+                    "warm after idle",
+                    scenarios.warm_after_idle,
+                    stack,
+                    cfg["idle_gap_s"],
+                    cfg["idle_samples"],
+                )
+            for fn in (scenarios.closed_loop, scenarios.open_burst) if "throughput" in sections else ():
                 value = run_section(
                     results, f"throughput 1 runner ({fn.__name__})", fn, stack, cfg["throughput_n"], cfg["clients"]
                 )
                 if value:
                     results["throughput"].append({"runners": 1, **value})
 
+    if hello_ok and "throughput" in sections:
         # Stack 2: up to two runners for the pool.
         stack = Stack(env_cache=env_cache, max_runners=2, idle_timeout=30, tls=tls)
         with running(results, stack, "stack 2", "max_runners_2"):
@@ -209,10 +268,38 @@ def main(argv: list[str] | None = None) -> int:
                 if value:
                     results["throughput"].append({"runners": serving or 2, **value})
 
+    if "load" in sections and hello_ok:
+        runners = tuple(int(x) for x in args.load_runners.split(",") if x.strip())
+        clients = tuple(int(x) for x in args.load_clients.split(",") if x.strip())
+        cfg["load"] = {
+            "runners": runners,
+            "clients": clients,
+            "window_s": LOAD_WINDOW_S * args.scale * (0.5 if args.quick else 1.0),
+            "warmup_s": LOAD_WARMUP_S,
+        }
+
+        def make_stack(count: int) -> Stack:
+            return Stack(env_cache=env_cache, max_runners=count, idle_timeout=300, tls=tls, examples=("hello",))
+
+        results["load"] = (
+            run_section(
+                results,
+                "load grid",
+                scenarios.load_grid,
+                make_stack,
+                runners,
+                clients,
+                cfg["load"]["window_s"],
+                LOAD_WARMUP_S,
+                say,
+            )
+            or []
+        )
+
     results["meta"]["bench_seconds"] = round(time.monotonic() - started, 1)
-    print(report.render(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(report.render(results))
     print(f"results written to {args.json}")
     return 1 if results["errors"] else 0
 

@@ -254,6 +254,82 @@ def render(results: dict[str, Any]) -> str:
     else:
         out.append("  not measured (see errors)")
 
+    # 4. load grid
+    out += [
+        "",
+        "4. LOAD  examples/hello, closed loop with Prefer: wait; completed predictions/s in the measured window; "
+        "CPU ms per prediction",
+    ]
+    load = results.get("load") or []
+    if load:
+        rows = []
+        for r in load:
+            if r.get("error"):
+                rows.append([str(r["runners"]), str(r.get("clients", "-")), "ERROR " + r["error"][:60], *[""] * 6])
+                continue
+            c = r["cpu_ms_per_prediction"]
+            rows.append(
+                [
+                    str(r["runners"]),
+                    str(r["clients"]),
+                    _f(r["per_s"], 1),
+                    _f(r["latency_ms"]["p50"], 1),
+                    _f(r["latency_ms"]["p99"], 1),
+                    _f(c["api"], 2),
+                    _f(c["runners"], 2),
+                    _f(c["cog"], 2),
+                    _f(c["api"] + c["runners"], 2),
+                ]
+            )
+        out += _table(["runners", "clients", "pred/s", "p50 ms", "p99 ms", "API", "runners", "cog", "platform"], rows)
+        good = [r for r in load if not r.get("error")]
+        if good:
+            best = max(r["per_s"] for r in good)
+            at64 = [r["per_s"] for r in good if r["clients"] == max(x["clients"] for x in good)]
+            ratio = max(at64) / best if at64 and best else None
+            worst = max(r["latency_ms"]["p99"] / r["latency_ms"]["p50"] for r in good if r["latency_ms"]["p50"])
+            platform = min(r["cpu_ms_per_prediction"]["api"] + r["cpu_ms_per_prediction"]["runners"] for r in good)
+            out.append(
+                f"  best {best:.1f}/s; at the most clients {_f(ratio * 100 if ratio else None, 0)} % of the best "
+                f"(target >= 90 %); worst p99/p50 {worst:.1f} (target <= 5); lowest platform CPU (API + runners) "
+                f"{platform:.2f} ms per prediction (target <= 3)"
+            )
+    else:
+        out.append("  not measured (see errors)")
+
+    # 5. environment builds
+    builds = results.get("environment_builds") or []
+    out += [
+        "",
+        "5. ENVIRONMENT BUILDS  seconds to build a model environment (fresh cache root each; warm = same cache again)",
+    ]
+    if builds:
+        rows = []
+        by_model: dict[str, dict[str, dict]] = {}
+        for b in builds:
+            by_model.setdefault(b["model"], {})[b["installer"]] = b
+        for model, arms in by_model.items():
+            for phase in ("cold", "warm"):
+                pip, uv = (arms.get(i, {}).get(phase) or {} for i in ("pip", "uv"))
+                ratio = (
+                    f"{pip['seconds'] / uv['seconds']:.1f}x"
+                    if pip.get("ok") and uv.get("ok") and uv["seconds"] > 0
+                    else "-"
+                )
+                rows.append(
+                    [
+                        f"{model} ({phase} cache)",
+                        _f(pip.get("seconds"), 1) if pip.get("ok") else f"FAILED {pip.get('error', '')[:40]}",
+                        _f(uv.get("seconds"), 1) if uv.get("ok") else f"FAILED {uv.get('error', '')[:40]}",
+                        ratio,
+                        str(uv.get("env_mb", "-")),
+                    ]
+                )
+        out += _table(["seconds", "pip", "uv", "pip/uv", "env MB"], rows)
+        out.append("  target: a torch environment whose wheels are cached builds in <= 15 s")
+    else:
+        out.append("  not measured (--env-builds none, or see errors)")
+
     errors = results.get("errors", [])
     if errors:
         out += ["", "ERRORS"]

@@ -119,3 +119,32 @@ def test_report_renders_a_minimal_result():
     )
     assert "WARM PATH" in text and "COLD BOOT" in text and "THROUGHPUT" in text
     assert "embeddings: NOT AVAILABLE (no torch)" in text and "x: boom" in text
+
+
+def test_report_renders_the_load_and_environment_sections():
+    from bench.report import render
+
+    cell = {
+        "runners": 2,
+        "clients": 16,
+        "per_s": 80.0,
+        "latency_ms": {"p50": 150.0, "p99": 400.0},
+        "cpu_ms_per_prediction": {"api": 3.0, "runners": 2.0, "cog": 8.0},
+    }
+    build = {"ok": True, "seconds": 60.0, "env_mb": 1400}
+    text = render(
+        {
+            "meta": {"mode": "full", "when": "now", "host": "h", "cpus": 2, "cpu": "c", "python": "3.11"}
+            | {"env_cache": "/tmp/envs"},
+            "environments": {},
+            "load": [cell, {**cell, "clients": 64, "per_s": 76.0}, {"runners": 8, "clients": 4, "error": "Boom: x"}],
+            "environment_builds": [
+                {"model": "examples/embeddings", "installer": "pip", "cold": build, "warm": build},
+                {"model": "examples/embeddings", "installer": "uv", "cold": {**build, "seconds": 10.0}, "warm": {}},
+            ],
+            "errors": [],
+        }
+    )
+    assert "4. LOAD" in text and "ERROR Boom: x" in text
+    assert "at the most clients 95 % of the best" in text  # 76 of 80
+    assert "5. ENVIRONMENT BUILDS" in text and "6.0x" in text  # pip 60 s / uv 10 s, cold
