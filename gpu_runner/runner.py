@@ -1,20 +1,24 @@
-"""The runner: claims a pool's jobs exactly once, drives a real cog server, reports back.
+"""The runner's loop: claims a pool's jobs exactly once, drives a cog server, reports back.
 
-One runner process (local) or ECS task (deployed) serves one pool. Flow per prediction:
-claim job -> conditional write starting→processing (the exactly-once guard) -> `PUT
-/predictions/{id}` with `Prefer: respond-async` and a webhook back to this runner -> record logs
-and growing output as webhooks arrive -> record the terminal state with metrics -> ack the job.
+One runner process (local) or ECS task (deployed) serves one pool. Flow per prediction: claim a
+job -> the recorder's conditional write starting→processing (the exactly-once guard) -> the cog
+client's `PUT /predictions/{id}` (`Prefer: respond-async`, a webhook to the loopback server) ->
+the recorder records logs and growing output as webhooks arrive, then the terminal state with its
+metrics -> ack the job.
 
-File outputs reach us as `data:` URIs in cog's output (cog runs without `--upload-url`, so a list
-keeps the model's order: map_output), go to the blob store, and are recorded as blob references
-that the API turns into signed URLs.
+RunnerProcess only ties the parts together; each depends only on those below it:
+
+    runner (this loop: claims, heartbeats, doorbell, cancels, restarts, graceful stop)
+      -> boot (version, source, environment, weights, cog server) -> cog_server / external_server
+      -> recorder (in-flight predictions, every write of their state)
+      -> loopback (cog's webhooks, input serving, uploads) and inputs (file inputs to loopback URLs)
+      -> cog_client (the one place that speaks cog's HTTP; CogUpdate, HealthResult)
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -24,18 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cogplane.builds import BuildLog
-from cogplane.bundle import unpack_bundle
-from cogplane.cogconfig import ConfigError, effective_concurrency
-from cogplane.domain.entities import Job, Prediction, Runner, Version
+from cogplane.domain.entities import Job, Prediction, Runner
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import parse, seconds_between
-from cogplane.schema import is_iterator_output, training_view
 from cogplane.sealing import scrub
-from gpu_runner.cog_client import SETUP_FAILED, CogClient, CogUpdate, validation_message
-from gpu_runner.cog_server import CogServer, clean_setup_error, model_setup_lines, write_schema
-from gpu_runner.environment import EnvironmentBuildError, build_record, ensure_environment
-from gpu_runner.external_server import DEFAULT_COG_URL, ExternalCogServer
+from gpu_runner.boot import Boot, BootConfig, LogBuffer
+from gpu_runner.cog_client import CogUpdate, validation_message
+from gpu_runner.external_server import DEFAULT_COG_URL
 from gpu_runner.inputs import InputFetchError, Inputs
 from gpu_runner.loopback import Loopback
 from gpu_runner.recorder import InFlight, Recorder
@@ -65,28 +64,6 @@ class RunnerConfig:
     runner_id: str = field(default_factory=lambda: "r-" + uuid.uuid4().hex[:12])
 
 
-class LogBuffer:
-    """Collects boot/build lines for waiting predictions and writes them at most every 0.5 s."""
-
-    def __init__(self, runner: RunnerProcess, prediction_id: str | None):
-        self.runner = runner
-        self.prediction_id = prediction_id
-        self.lines: list[str] = []
-        self.last = 0.0
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line.rstrip("\n") + "\n")
-        if time.monotonic() - self.last > 0.5:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.prediction_id or not self.lines:
-            return
-        text, self.lines = "".join(self.lines), []
-        self.last = time.monotonic()
-        self.runner.recorder.append_logs(self.prediction_id, text)
-
-
 class RunnerProcess:
     """One runner: serves one pool until idle, stopped, or its model cannot be set up."""
 
@@ -99,26 +76,15 @@ class RunnerProcess:
         self.config = config
         self.id = config.runner_id
         self.started_mono = time.monotonic()
-        self.spawned_at = config.spawned_at  # unix time the dispatcher started us (for boot_time)
         self.started_at = self.clock.now()
         self.stopping = threading.Event()
         self.stopped = threading.Event()  # shutdown is over: heartbeats end
         self.stop_reason = "The runner was stopped before the prediction finished."
-        self.server: CogServer | ExternalCogServer | None = None
-        self.cog: CogClient | None = None  # speaks to self.server
-        self.version: Version | None = None
-        self.model_dir: Path | None = None
-        self.weights_path: Path | None = None  # a trained version's weights (COG_WEIGHTS)
-        self.env_dir: Path | None = None
-        self.concurrency = 1
-        self.iterator_output = False
         self.restart_needed = threading.Event()
-        self.server_restarts = 0
         self._boot_job: Job | None = None  # the job whose lease is kept while we boot
         self.wakeup = threading.Event()  # rung by the doorbell and by finished predictions
         self.beat_now = threading.Event()  # asks the heartbeat thread for an immediate beat
         self.doorbell: socket.socket | None = None
-        self.cold_metrics: dict[str, float] = {}
         self.record = Runner(
             id=self.id,
             pool=config.pool,
@@ -129,13 +95,22 @@ class RunnerProcess:
         )
         self.loopback: Loopback | None = None  # cog's webhook target and input server (run() starts it)
         self.last_work = time.monotonic()
-        # a `t-` pool runs trainings: cog in train mode, `/trainings/{id}`, TrainingInput
-        self.training = config.pool.startswith("t-")
-        self.route = "trainings" if self.training else "predictions"
+        self.boot = Boot(
+            services,
+            BootConfig(
+                pool=config.pool,
+                runner_id=self.id,
+                work_root=config.work_root,
+                env_cache=config.env_cache,
+                cog_url=config.cog_url,
+                setup_timeout=config.setup_timeout,
+                spawned_at=config.spawned_at,
+            ),
+        )
         self.recorder = Recorder(
             services,
             runner_id=self.id,
-            training=self.training,
+            training=self.boot.training,
             on_done=self._done,
             upload_key=lambda url: self.loopback.blob_key(url) if self.loopback else None,
         )
@@ -158,204 +133,6 @@ class RunnerProcess:
     def set_state(self, value: str) -> None:
         self.record.state = value
         self.heartbeat()
-
-    # --- the version ----------------------------------------------------------------------
-    def resolve_version(self) -> Version:
-        pool = self.config.pool
-        if pool.startswith(("v-", "t-")):
-            found = self.state.find_versions(pool[2:])
-            if not found:
-                raise RuntimeError(f"no version {pool[2:]} exists")
-            return found[0]
-        if pool.startswith("d-"):
-            # d-{owner}.{name}.{version_id}: owners have no '.', names may, version ids are hex.
-            # The pool's version is the one in its name, not the deployment's current one: after a
-            # release to another version this pool still drains its work with its own version.
-            rest, _, version_id = pool[2:].rpartition(".")
-            owner, _, name = rest.partition(".")
-            if not owner or not name or not version_id:
-                raise RuntimeError(f"malformed deployment pool {pool!r}")
-            deployment = self.state.get_deployment(owner, name)
-            if deployment is not None:
-                m_owner, _, m_name = deployment.model.partition("/")
-                version = self.state.get_version(m_owner, m_name, version_id)
-                if version is not None:
-                    return version
-            found = self.state.find_versions(version_id)  # the deployment was deleted meanwhile
-            if not found:
-                raise RuntimeError(f"deployment {owner}/{name}: no version {version_id} exists")
-            return found[0]
-        raise RuntimeError(f"unknown pool {pool!r}")
-
-    def prepare_source(self, version: Version, on_log) -> Path:
-        """Unpack the bundle once per version (atomic rename: runners of a pool share it)."""
-        target = self.config.work_root / "versions" / version.id
-        if (target / "cog.yaml").is_file():
-            return target
-        on_log(f"Fetching the model source ({version.size / 1e6:.1f} MB)")
-        tmp = self.config.work_root / "versions" / f".{version.id}.{self.id}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        unpack_bundle(self.blobs.get(version.bundle_key), tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another runner won the race: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
-
-    def prepare_environment(self, version: Version, model_dir: Path, on_log) -> Path:
-        """The version's environment (built, or found in the cache). Its build output goes to the
-        version's build log (cogplane.builds), not to the prediction: that gets one line."""
-        build_log = BuildLog(self.blobs, version.id)
-        started: dict[str, float] = {}
-
-        def on_build_start() -> None:  # the prediction's one line for this phase
-            started["at"] = time.monotonic()
-            build_log.building = True
-            build_log.save("building", started_at=self.clock.now())
-            on_log("Building the model's environment (its log is in the version's build log)")
-
-        try:
-            env_dir = ensure_environment(
-                version.config, model_dir, self.config.env_cache, on_log=build_log, on_build_start=on_build_start
-            )
-        except EnvironmentBuildError as exc:
-            build_log.save("failed", error=exc.message, completed_at=self.clock.now())
-            raise
-        metadata, env_log = build_record(env_dir)
-        if "at" not in started and env_log:
-            build_log(f"cogplane: environment {env_dir.name[:12]} was already built; the log of that build:")
-            build_log.lines.extend(env_log.rstrip("\n").splitlines())
-        build_log.save(
-            "succeeded",
-            environment=env_dir.name[:12],
-            python_version=metadata.get("python"),
-            build_seconds=metadata.get("build_seconds"),
-            completed_at=self.clock.now(),
-        )
-        return env_dir
-
-    # --- boot -----------------------------------------------------------------------------
-    @property
-    def run_schema(self) -> dict[str, Any]:
-        """The schema of what this runner runs: a training pool's Input/Output are the
-        version's TrainingInput/TrainingOutput (the schema file cog reads stays the version's)."""
-        schema = (self.version.openapi_schema or {}) if self.version else {}
-        return training_view(schema) if self.training else schema
-
-    def prepare_weights(self, version: Version, on_log) -> Path | None:
-        """A trained version's weights, fetched once per version to a local file: cog passes
-        COG_WEIGHTS to `setup(self, weights)` as given, so a path works with open()/Path()."""
-        if not version.weights_key:
-            return None
-        name = os.path.basename(version.weights_key) or "weights"
-        target = self.config.work_root / "weights" / version.id / name
-        if not target.exists():
-            on_log(f"Fetching the trained weights ({version.trained_from} + {name})")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{name}.{self.id}")
-            tmp.write_bytes(self.blobs.get(version.weights_key))
-            os.replace(tmp, target)  # atomic: runners of a pool share it
-        return target
-
-    def boot(self, waiting: str | None) -> tuple[bool, str]:
-        """Make the cog server READY. Returns (ok, reason). Boot lines go to the waiting prediction."""
-        on_log = LogBuffer(self, waiting)
-        t0, wall0 = time.monotonic(), time.time()
-        from gpu_runner.ecs_metadata import boot_phases
-
-        phases = boot_phases(self.spawned_at) if not self.server_restarts else {}
-        try:
-            self.version = self.version or self.resolve_version()
-            on_log(f"Booting {self.version.model} (cold start: no runner was warm)")
-            if "capacity_time" in phases:
-                on_log(
-                    f"Capacity provisioning (task placed, instance started if none was free): "
-                    f"{phases['capacity_time']:.2f} s"
-                )
-            if "image_pull_time" in phases:
-                on_log(f"Image pull: {phases['image_pull_time']:.2f} s")
-            if self.version.kind == "image":  # the model container serves cog: nothing to build
-                on_log(f"Waiting for the model image's cog server ({self.version.image})")
-            else:
-                self.model_dir = self.prepare_source(self.version, on_log)
-                self.env_dir = self.prepare_environment(self.version, self.model_dir, on_log)
-                write_schema(self.model_dir, self.version.openapi_schema)
-                self.weights_path = self.prepare_weights(self.version, on_log)
-        except EnvironmentBuildError as exc:
-            on_log("Building the model's environment failed (its log is in the version's build log)")
-            on_log.flush()
-            return False, f"Building the model's environment failed: {exc}"
-        except Exception as exc:  # noqa: BLE001 - any boot failure fails the waiting work, clearly
-            on_log.flush()
-            log.exception("boot failed")
-            return False, f"The model could not be prepared: {exc}"
-        self.iterator_output = not self.training and is_iterator_output(self.version.openapi_schema or {})
-        self.recorder.schema = self.run_schema
-        self.recorder.iterator = self.iterator_output
-        t1 = time.monotonic()
-        ok, reason = self.start_server(on_log)
-        t2 = time.monotonic()
-        # boot: from the runner's spawn (or this boot's start) until the cog server is launched;
-        # setup: from then until cog says READY (imports + the model's setup())
-        boot_start = t0 - max(0.0, wall0 - self.spawned_at) if self.spawned_at and not self.server_restarts else t0
-        self.cold_metrics = {
-            "boot_time": round(t1 - min(t0, boot_start), 4),
-            "setup_time": round(t2 - t1, 4),
-            **phases,
-        }  # capacity_time and image_pull_time are parts of boot_time
-        on_log(
-            f"Model ready (boot {self.cold_metrics['boot_time']:.2f} s, setup {self.cold_metrics['setup_time']:.2f} s)"
-            if ok
-            else "Model setup failed"
-        )
-        on_log.flush()
-        return ok, reason
-
-    def start_server(self, on_log) -> tuple[bool, str]:
-        assert self.version and self.loopback
-        config = self.version.config or {}
-        # concurrency.max, else @concurrent(max=N) read from the source as cog's CLI reads it
-        try:
-            self.concurrency = effective_concurrency(config, self.model_dir if self.version.kind != "image" else None)
-        except ConfigError as exc:  # refused at push by the CLI and the API; not expected here
-            return False, f"The model's cog.yaml is invalid: {exc}"
-        if self.version.kind == "image":
-            self.server = ExternalCogServer(self.config.cog_url)
-        else:
-            assert self.model_dir and self.env_dir
-            # no upload URL: file outputs come back as data URIs in the model's order (map_output)
-            weights = self.weights_path
-            self.server = CogServer(
-                self.model_dir,
-                self.env_dir,
-                concurrency=self.concurrency,
-                setup_timeout=self.config.setup_timeout,
-                log_path=self.config.work_root / "logs" / f"{self.id}.log",
-                config=config,
-                env={"COG_WEIGHTS": str(weights)} if weights else None,
-                train=self.training,
-            )
-        self.server.start()
-        health = self.server.wait_ready(timeout=(self.config.setup_timeout or 600) + 30)
-        if health.serving:
-            self.cog = self.server.client(self.route)
-            # what the model printed while it was loaded and in setup()
-            for line in model_setup_lines(health.setup_logs).splitlines():
-                on_log(line)
-            return True, ""
-        if health.status == SETUP_FAILED:
-            detail = clean_setup_error(health.error)
-        else:
-            detail = health.error or health.status
-        self.server.stop(grace=2)
-        # a failed setup's health body holds only the error: the model's output (its traceback
-        # too) is in the server's log, complete once the server has stopped
-        output = (
-            self.server.setup_output() if isinstance(self.server, CogServer) else model_setup_lines(health.setup_logs)
-        )
-        for line in output.splitlines():
-            on_log(line)
-        return False, f"Model setup failed: {detail}"
 
     # --- jobs -----------------------------------------------------------------------------
     def fail_queued(self, reason: str, first: Job | None) -> None:
@@ -385,7 +162,7 @@ class RunnerProcess:
         waited = seconds_between(prediction.created_at, now)
         metrics: dict[str, Any] = {}
         if cold:
-            metrics.update(self.cold_metrics)
+            metrics.update(self.boot.cold_metrics)
         cold = metrics.get("boot_time", 0.0) + metrics.get("setup_time", 0.0)
         metrics["queue_time"] = round(max(0.0, waited - cold), 4)
         taken = self.recorder.start(job, prediction, metrics, now=now, on_held=self.beat_now.set)
@@ -407,14 +184,15 @@ class RunnerProcess:
             self.recorder.fail(prediction.id, f"The runner could not start the prediction: {exc}")
 
     def send(self, prediction: Prediction, flight: InFlight) -> None:
-        assert self.cog and self.loopback
+        cog = self.boot.cog
+        assert cog and self.loopback
         hook = self.loopback.webhook_url(prediction.id)
         try:
             model_input = self.model_input({**(prediction.input or {}), **flight.secrets}, prediction.id)
         except InputFetchError as exc:
             self.recorder.fail(prediction.id, str(exc))
             return
-        answer = self.cog.predict(prediction.id, model_input, hook)
+        answer = cog.predict(prediction.id, model_input, hook)
         if answer.accepted:
             return
         if answer.status == 422:
@@ -428,7 +206,18 @@ class RunnerProcess:
 
     def model_input(self, value: dict[str, Any], prediction_id: str = "") -> dict[str, Any]:
         """The input cog gets (gpu_runner.inputs): file inputs become URLs of the loopback server."""
-        return self.inputs.prepare(self.run_schema, value, prediction_id)
+        return self.inputs.prepare(self.boot.run_schema, value, prediction_id)
+
+    @property
+    def concurrency(self) -> int:
+        return self.boot.concurrency
+
+    def boot_server(self, waiting: str | None) -> tuple[bool, str]:
+        """Boot (gpu_runner.boot); its lines go to the prediction that waits for it, if any."""
+        ok, reason = self.boot.run(LogBuffer(self.recorder.append_logs, waiting))
+        self.recorder.schema = self.boot.run_schema
+        self.recorder.iterator = self.boot.iterator_output
+        return ok, reason
 
     def _serve_blob(self, key: str, name: str, prediction_id: str) -> str:
         assert self.loopback
@@ -460,8 +249,8 @@ class RunnerProcess:
             time.sleep(0.2)
 
     def cog_cancel(self, prediction_id: str) -> None:
-        if self.cog is not None:
-            self.cog.cancel(prediction_id)
+        if self.boot.cog is not None:
+            self.boot.cog.cancel(prediction_id)
 
     # --- main loop --------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, *_: Any) -> None:
@@ -509,7 +298,7 @@ class RunnerProcess:
         if first is not None:
             self._boot_job = first
             threading.Thread(target=self._keep_lease, args=(first,), daemon=True).start()
-        ok, reason = self.boot(first.prediction_id if first else None)
+        ok, reason = self.boot_server(first.prediction_id if first else None)
         self._boot_job = None
         if self.stopping.is_set():  # stopped while booting: the job waits for the next runner
             if first is not None:
@@ -525,12 +314,13 @@ class RunnerProcess:
             self.start_job(first, cold=True)
         self.last_work = time.monotonic()
         while not self.stopping.is_set():
-            if self.restart_needed.is_set() or (self.server and not self.server.alive()):
+            server = self.boot.server
+            if self.restart_needed.is_set() or (server and not server.alive()):
                 if not self.restart_server():
                     return EXIT_SETUP_FAILED
             self.wakeup.clear()
             busy = len(self.recorder)
-            if busy >= self.concurrency:
+            if busy >= self.boot.concurrency:
                 self.wakeup.wait(0.05)  # finish() rings as soon as a slot frees
                 continue
             job = self.queue.claim(self.config.pool, lease_seconds=self.config.lease_seconds)
@@ -577,10 +367,7 @@ class RunnerProcess:
         self.restart_needed.clear()
         log.warning("restarting the cog server")
         self.recorder.fail_all("The model server crashed while running this prediction (Worker crashed).")
-        if self.server:
-            self.server.stop(grace=2)
-        self.server_restarts += 1
-        ok, reason = self.start_server(lambda line: None)
+        ok, reason = self.boot.restart()
         if not ok:
             log.error("restart failed: %s", reason)
         return ok
@@ -593,8 +380,7 @@ class RunnerProcess:
         while len(self.recorder) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.recorder.fail_all(self.stop_reason)
-        if self.server:
-            self.server.stop(grace=3)
+        self.boot.stop(grace=3)
         if self.loopback:
             self.loopback.stop()
         if self.doorbell:

@@ -31,7 +31,7 @@ def test_warnings_and_the_shared_environments_build_go_to_the_versions_build_log
     )
     runner = RunnerProcess(services, RunnerConfig(pool=f"v-{version.id}", work_root=tmp_path / "work", env_cache=cache))
     prediction_lines: list[str] = []
-    env = runner.prepare_environment(version, HELLO, prediction_lines.append)
+    env = runner.boot.prepare_environment(version, HELLO, prediction_lines.append)
     assert env == built
     assert prediction_lines == []  # a cached environment: nothing for the prediction
     build = builds.read(services.blobs, version)

@@ -76,14 +76,14 @@ def test_runner_resolves_the_version_named_by_a_deployment_pool(services, schema
     d = deployment("my.app", version=vid(2), min_instances=0)
     services.state.create_deployment(d)
 
-    assert _runner(services, tmp_path, deployment_pool(d)).resolve_version().id == vid(2)
+    assert _runner(services, tmp_path, deployment_pool(d)).boot.resolve_version().id == vid(2)
     # the old pool of a deployment released to another version still drains with its own version
     old = _runner(services, tmp_path, pool_for_deployment("alice", "my.app", vid(1)))
-    assert old.resolve_version().id == vid(1)
+    assert old.boot.resolve_version().id == vid(1)
     # ...and so does a pool whose deployment was deleted meanwhile
     services.state.delete_deployment("alice", "my.app")
-    assert _runner(services, tmp_path, deployment_pool(d)).resolve_version().id == vid(2)
+    assert _runner(services, tmp_path, deployment_pool(d)).boot.resolve_version().id == vid(2)
     with pytest.raises(RuntimeError):
-        _runner(services, tmp_path, pool_for_deployment("alice", "my.app", vid(9))).resolve_version()
+        _runner(services, tmp_path, pool_for_deployment("alice", "my.app", vid(9))).boot.resolve_version()
     with pytest.raises(RuntimeError):
-        _runner(services, tmp_path, "d-nodots").resolve_version()
+        _runner(services, tmp_path, "d-nodots").boot.resolve_version()
