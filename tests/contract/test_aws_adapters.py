@@ -14,6 +14,7 @@ from cogplane import resources
 from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoStateStore
 from cogplane.adapters.aws.s3 import S3BlobStore
 from cogplane.adapters.aws.sqs import SqsJobQueue
+from cogplane.domain import transitions
 from cogplane.domain.entities import Job, Model, Prediction, Version
 from cogplane.domain.errors import Conflict, InvalidRequest
 from tests.contract.conftest import Recording
@@ -98,6 +99,43 @@ def test_concurrent_terminal_write_makes_a_late_update_conflict(ddb):
         store.update_prediction("p1", {"status": "succeeded"})
     assert store.get_prediction("p1").status == "canceled"
     assert outbox.due("2100-01-01T00:00:00.000000Z", kind="webhook") == []
+
+
+def test_a_runner_that_lost_the_start_race_gets_conflict(ddb):
+    """Two runners took the same job: the other's start lands between our read and our
+    conditional write, which DynamoDB refuses (ConditionalCheckFailed); read again, the
+    prediction is no longer `starting`: Conflict, and the other runner holds it."""
+    recording = Recording(ddb)
+    store = DynamoStateStore(recording, TABLE)
+    store.create_prediction(prediction())
+    other = DynamoStateStore(ddb, TABLE)
+    recording.before["put_item"] = lambda: transitions.start(now="2026-01-01T00:01:00.000000Z", runner_id="r2").apply(
+        other, "p1"
+    )
+    with pytest.raises(Conflict):
+        transitions.start(now="2026-01-01T00:01:00.000000Z", runner_id="r1").apply(store, "p1")
+    assert recording.calls[-3:] == ["get_item", "put_item", "get_item"]  # refused, read again, gave up
+    assert store.get_prediction("p1").runner_id == "r2"
+
+
+def test_an_update_that_keeps_losing_races_is_a_conflict(ddb):
+    recording = Recording(ddb)
+    store = DynamoStateStore(recording, TABLE)
+    store.create_prediction(prediction())
+    other = DynamoStateStore(ddb, TABLE)
+    recording.calls.clear()
+    writes = []
+
+    def interfere() -> None:  # another writer changes it before each of our writes
+        writes.append(other.update_prediction("p1", {"logs": f"line {len(writes)}\n"}))
+        recording.before["put_item"] = interfere
+
+    recording.before["put_item"] = interfere
+    with pytest.raises(Conflict, match="kept changing"):
+        transitions.amend({"metrics": {"x": 1}}, status="starting").apply(store, "p1")
+    stored = store.get_prediction("p1")
+    assert stored.metrics == {} and stored.logs == writes[-1].logs
+    assert recording.calls.count("put_item") == len(writes) > 1  # every try refused
 
 
 def test_lists_never_scan(ddb):

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cogplane.domain import transitions
 from cogplane.domain.entities import (
     Account,
     Deployment,
@@ -18,6 +19,7 @@ from cogplane.domain.entities import (
     Version,
 )
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound
+from cogplane.domain.status import Status
 from tests.contract.conftest import pid, prediction, ts, vid
 
 
@@ -290,6 +292,74 @@ def test_update_prediction_honours_expect_status(store):
     )
     assert removed.data_removed is True
     assert store.get_prediction(p.id).status == "succeeded"
+
+
+def test_transitions_that_lost_a_race_are_a_conflict_and_change_nothing(store, outbox):
+    """Every transition is conditional on the status it was decided from: a writer that lost the
+    race gets the domain's Conflict (never an adapter error), and nothing of its change is kept."""
+    p = prediction(1)
+    store.create_prediction(p)
+    stale = store.get_prediction(p.id)
+    assert stale is not None
+    running = transitions.start(now=ts(2), runner_id="r1").apply(store, p.id)
+    assert running.status is Status.PROCESSING and running.runner_id == "r1"
+    for late in (
+        transitions.start(now=ts(3), runner_id="r2"),  # a second runner given the same job
+        transitions.cancel(stale, now=ts(3)),  # the owner's cancel, decided from `starting`
+        transitions.abort(now=ts(3)),  # the Cancel-After deadline of a queued prediction
+        transitions.fail("setup failed", now=ts(3), from_=[Status.STARTING]),
+    ):
+        with pytest.raises(Conflict):
+            late.apply(store, p.id)
+    assert store.get_prediction(p.id) == running
+    done = transitions.finish(Status.SUCCEEDED, {"output": "x", "completed_at": ts(4)}).apply(store, p.id)
+    assert done.status is Status.SUCCEEDED
+    for late in (
+        transitions.cancel(running, now=ts(5)),
+        transitions.time_out(running, now=ts(5)),
+        transitions.finish(Status.FAILED, {"error": "late"}),
+        transitions.amend({"logs": "late\n"}, status=Status.PROCESSING),
+    ):
+        with pytest.raises(Conflict):
+            late.apply(store, p.id)
+    assert store.get_prediction(p.id) == done
+    completed = [e for e in outbox.due(ts(100), kind="webhook") if e.payload == {"event": "completed"}]
+    assert completed == []  # no webhook asked for; and no second terminal write ever happened
+    removed = transitions.remove_data().apply(store, p.id)
+    assert removed.data_removed and removed.status is Status.SUCCEEDED and removed.output is None
+
+
+def test_racing_runners_start_a_prediction_once(state):
+    """Threads racing to take one queued prediction: exactly one wins, the others get Conflict.
+    Not run on moto, which does not make conditional writes atomic across threads
+    (docs/moto-notes.md); the DynamoDB adapter's lost race is replayed deterministically in
+    test_aws_adapters.py."""
+    if state.name == "aws":
+        pytest.skip("moto does not serialize concurrent conditional writes")
+    import threading
+
+    store = state.store
+    p = prediction(1)
+    store.create_prediction(p)
+    outcomes: dict[str, str] = {}
+    barrier = threading.Barrier(6)
+
+    def runner(name: str) -> None:
+        barrier.wait()
+        try:
+            transitions.start(now=ts(2), runner_id=name).apply(store, p.id)
+            outcomes[name] = "won"
+        except Conflict:
+            outcomes[name] = "conflict"
+
+    threads = [threading.Thread(target=runner, args=(f"r{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [name for name, outcome in outcomes.items() if outcome == "won"]
+    assert len(outcomes) == 6 and len(winners) == 1
+    assert store.get_prediction(p.id).runner_id == winners[0]
 
 
 def test_update_missing_prediction_is_not_found(store):
