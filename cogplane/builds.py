@@ -16,6 +16,8 @@ import json
 import time
 from typing import Any
 
+from cogplane.domain.status import BuildStatus
+
 MAX_LOG_CHARS = 256 * 1024  # the log's tail is kept beyond this (a torch install is ~20 KB)
 
 
@@ -23,7 +25,7 @@ def _keys(version_id: str) -> tuple[str, str]:
     return f"builds/{version_id}/status.json", f"builds/{version_id}/log.txt"
 
 
-def write(blobs, version_id: str, status: str, logs: str, **info: Any) -> None:
+def write(blobs, version_id: str, status: BuildStatus, logs: str, **info: Any) -> None:
     status_key, log_key = _keys(version_id)
     if len(logs) > MAX_LOG_CHARS:
         logs = "[... the start of the log was cut ...]\n" + logs[-MAX_LOG_CHARS:]
@@ -35,13 +37,13 @@ def write(blobs, version_id: str, status: str, logs: str, **info: Any) -> None:
 def read(blobs, version) -> dict[str, Any]:
     """The `build` field of a version."""
     if getattr(version, "kind", None) == "image":
-        return {"status": "not_needed", "logs": None}
+        return {"status": BuildStatus.NOT_NEEDED, "logs": None}
     status_key, log_key = _keys(version.id)
     try:
         record = json.loads(blobs.get(status_key))
         logs = blobs.get(log_key).decode(errors="replace")
     except Exception:  # noqa: BLE001 - not booted yet (a missing blob), or being written
-        return {"status": "pending", "logs": None}
+        return {"status": BuildStatus.PENDING, "logs": None}
     return {**record, "logs": logs}
 
 
@@ -60,13 +62,13 @@ class BuildLog:
     def __call__(self, line: str) -> None:
         self.lines.append(line.rstrip("\n"))
         if self.building and time.monotonic() - self.last > self.interval:
-            self.save("building")
+            self.save(BuildStatus.BUILDING)
 
     @property
     def text(self) -> str:
         return "\n".join(self.lines) + ("\n" if self.lines else "")
 
-    def save(self, status: str, **info: Any) -> None:
+    def save(self, status: BuildStatus, **info: Any) -> None:
         self.last = time.monotonic()
         try:
             write(self.blobs, self.version_id, status, self.text, **info)

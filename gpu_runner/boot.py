@@ -25,6 +25,7 @@ from cogplane.builds import BuildLog
 from cogplane.bundle import unpack_bundle
 from cogplane.cogconfig import ConfigError, effective_concurrency
 from cogplane.domain.entities import Version
+from cogplane.domain.status import BuildStatus
 from cogplane.schema import is_iterator_output, training_view
 from gpu_runner.cog_client import SETUP_FAILED, CogClient
 from gpu_runner.cog_server import CogServer, clean_setup_error, model_setup_lines, write_schema
@@ -142,7 +143,7 @@ class Boot:
         def on_build_start() -> None:  # the prediction's one line for this phase
             started["at"] = time.monotonic()
             build_log.building = True
-            build_log.save("building", started_at=self.clock.now())
+            build_log.save(BuildStatus.BUILDING, started_at=self.clock.now())
             on_log("Building the model's environment (its log is in the version's build log)")
 
         try:
@@ -150,14 +151,14 @@ class Boot:
                 version.config, model_dir, self.config.env_cache, on_log=build_log, on_build_start=on_build_start
             )
         except EnvironmentBuildError as exc:
-            build_log.save("failed", error=exc.message, completed_at=self.clock.now())
+            build_log.save(BuildStatus.FAILED, error=exc.message, completed_at=self.clock.now())
             raise
         metadata, env_log = build_record(env_dir)
         if "at" not in started and env_log:
             build_log(f"cogplane: environment {env_dir.name[:12]} was already built; the log of that build:")
             build_log.lines.extend(env_log.rstrip("\n").splitlines())
         build_log.save(
-            "succeeded",
+            BuildStatus.SUCCEEDED,
             environment=env_dir.name[:12],
             python_version=metadata.get("python"),
             build_seconds=metadata.get("build_seconds"),

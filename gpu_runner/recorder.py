@@ -200,7 +200,7 @@ class Recorder:
             if output != flight.written.get("output"):
                 changes["output"] = output
         if not changes:
-            return  # cog's "processing" webhooks often carry nothing new: no write
+            return  # cog's webhooks while processing often carry nothing new: no write
         flight.written.update(changes)
         try:
             transitions.amend(changes, status=Status.PROCESSING).apply(self.state, prediction_id)

@@ -14,6 +14,16 @@ class Status(StrEnum):
     ABORTED = "aborted"  # only with Cancel-After: deadline reached before the run started
 
 
+class BuildStatus(StrEnum):
+    """A source version's build (cogplane/builds.py): its environment is made on first boot."""
+
+    PENDING = "pending"  # no runner has booted it yet
+    BUILDING = "building"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    NOT_NEEDED = "not_needed"  # image versions, built by `cog build`
+
+
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED})
 
 _ALLOWED: dict[Status, frozenset[Status]] = {
