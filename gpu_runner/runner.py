@@ -8,7 +8,8 @@ metrics -> ack the job.
 
 RunnerProcess only ties the parts together; each depends only on those below it:
 
-    runner (this loop: claims, heartbeats, doorbell, cancels, restarts, graceful stop)
+    runner (this loop: claims, starts, sends, cancels, restarts, graceful stop)
+      -> presence (the runner's record and heartbeats, job leases, the doorbell)
       -> boot (version, source, environment, weights, cog server) -> cog_server / external_server
       -> recorder (in-flight predictions, every write of their state)
       -> loopback (cog's webhooks, input serving, uploads) and inputs (file inputs to loopback URLs)
@@ -37,6 +38,7 @@ from gpu_runner.cog_client import CogUpdate, validation_message
 from gpu_runner.external_server import DEFAULT_COG_URL
 from gpu_runner.inputs import InputFetchError, Inputs
 from gpu_runner.loopback import Loopback
+from gpu_runner.presence import Presence
 from gpu_runner.recorder import InFlight, Recorder
 
 log = logging.getLogger("cogplane.runner")
@@ -78,21 +80,9 @@ class RunnerProcess:
         self.started_mono = time.monotonic()
         self.started_at = self.clock.now()
         self.stopping = threading.Event()
-        self.stopped = threading.Event()  # shutdown is over: heartbeats end
         self.stop_reason = "The runner was stopped before the prediction finished."
         self.restart_needed = threading.Event()
-        self._boot_job: Job | None = None  # the job whose lease is kept while we boot
         self.wakeup = threading.Event()  # rung by the doorbell and by finished predictions
-        self.beat_now = threading.Event()  # asks the heartbeat thread for an immediate beat
-        self.doorbell: socket.socket | None = None
-        self.record = Runner(
-            id=self.id,
-            pool=config.pool,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            started_at=self.started_at,
-            heartbeat_at=self.started_at,
-        )
         self.loopback: Loopback | None = None  # cog's webhook target and input server (run() starts it)
         self.last_work = time.monotonic()
         self.boot = Boot(
@@ -115,24 +105,20 @@ class RunnerProcess:
             upload_key=lambda url: self.loopback.blob_key(url) if self.loopback else None,
         )
         self.inputs = Inputs(services, serve=self._serve_blob, folder=self.recorder.blob_folder)
-
-    # --- state helpers --------------------------------------------------------------------
-    def write_record(self) -> None:
-        self.record.in_flight = self.recorder.ids()
-        self.record.heartbeat_at = self.clock.now()
-        self.state.put_runner(self.record)
-
-    def heartbeat(self) -> None:
-        self.write_record()
-        for job in [flight.job for flight in self.recorder.flights()]:  # keep the leases of the jobs we hold
-            try:
-                self.queue.release(job, delay=self.config.lease_seconds)
-            except Exception:  # noqa: BLE001 - a lost lease is harmless: processing is guarded by state
-                log.debug("could not extend lease", exc_info=True)
-
-    def set_state(self, value: str) -> None:
-        self.record.state = value
-        self.heartbeat()
+        self.presence = Presence(
+            services,
+            Runner(
+                id=self.id,
+                pool=config.pool,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started_at=self.started_at,
+                heartbeat_at=self.started_at,
+            ),
+            held=lambda: [flight.job for flight in self.recorder.flights()],
+            lease_seconds=config.lease_seconds,
+            heartbeat_seconds=config.heartbeat_seconds,
+        )
 
     # --- jobs -----------------------------------------------------------------------------
     def fail_queued(self, reason: str, first: Job | None) -> None:
@@ -165,7 +151,7 @@ class RunnerProcess:
             metrics.update(self.boot.cold_metrics)
         cold = metrics.get("boot_time", 0.0) + metrics.get("setup_time", 0.0)
         metrics["queue_time"] = round(max(0.0, waited - cold), 4)
-        taken = self.recorder.start(job, prediction, metrics, now=now, on_held=self.beat_now.set)
+        taken = self.recorder.start(job, prediction, metrics, now=now, on_held=self.presence.beat_now.set)
         if taken is None:  # canceled, or taken by another runner, since we read it
             self.queue.ack(job)
             return
@@ -270,36 +256,18 @@ class RunnerProcess:
         self.loopback = Loopback(
             self.blobs, on_update=self.recorder.update, on_upload=self.recorder.store_output, port=self.config.http_port
         ).start()
-        self.open_doorbell()
-        self.set_state("booting")
-        threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
+        self.presence.start(ring=self.wakeup.set)
         try:
             return self._run()
         finally:
             self.shutdown()
 
-    def _heartbeats(self) -> None:
-        # beats go on while stopping: the in-flight predictions of a stopping runner are still
-        # its own (no "lost runner" while they finish)
-        while not self.stopped.is_set():
-            self.beat_now.wait(self.config.heartbeat_seconds)
-            self.beat_now.clear()
-            if self.stopped.is_set():
-                return
-            try:
-                self.heartbeat()
-            except Exception:  # noqa: BLE001 - keep beating; a missed beat is not fatal
-                log.warning("heartbeat failed", exc_info=True)
-
     def _run(self) -> int:
         # Claim first, so the prediction that caused this cold boot shows the boot in its logs;
         # its lease is extended while we boot (environment builds can take minutes).
         first = self.queue.claim(self.config.pool, lease_seconds=self.config.lease_seconds)
-        if first is not None:
-            self._boot_job = first
-            threading.Thread(target=self._keep_lease, args=(first,), daemon=True).start()
-        ok, reason = self.boot_server(first.prediction_id if first else None)
-        self._boot_job = None
+        with self.presence.leased(first):
+            ok, reason = self.boot_server(first.prediction_id if first else None)
         if self.stopping.is_set():  # stopped while booting: the job waits for the next runner
             if first is not None:
                 self.queue.release(first, delay=0)
@@ -308,7 +276,7 @@ class RunnerProcess:
             log.error("%s", reason)
             self.fail_queued(reason, first)
             return EXIT_SETUP_FAILED
-        self.set_state("ready")
+        self.presence.set_state("ready")
         threading.Thread(target=self.watch_cancels, name="cancels", daemon=True).start()
         if first is not None:
             self.start_job(first, cold=True)
@@ -337,31 +305,6 @@ class RunnerProcess:
             self.wakeup.wait(0.002 if idle < 0.05 else 0.25)
         return 0
 
-    def open_doorbell(self) -> None:
-        """A UDP socket on 127.0.0.1: any datagram means "there may be work"."""
-        doorbell = self.doorbell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        doorbell.bind(("127.0.0.1", 0))
-        self.record.doorbell = f"127.0.0.1:{doorbell.getsockname()[1]}"
-
-        def listen() -> None:
-            while not self.stopping.is_set():
-                try:
-                    doorbell.recv(64)
-                except OSError:
-                    return
-                self.wakeup.set()
-
-        threading.Thread(target=listen, name="doorbell", daemon=True).start()
-
-    def _keep_lease(self, job: Job) -> None:
-        while self._boot_job is job and not self.stopping.is_set():
-            time.sleep(min(10.0, self.config.lease_seconds / 3))
-            if self._boot_job is job:
-                try:
-                    self.queue.release(job, delay=self.config.lease_seconds)
-                except Exception:  # noqa: BLE001
-                    pass
-
     def restart_server(self) -> bool:
         """A crashed or UNHEALTHY cog server never recovers: fail what it held, start a new one."""
         self.restart_needed.clear()
@@ -375,7 +318,7 @@ class RunnerProcess:
     def shutdown(self) -> None:
         """SIGTERM/idle: finish in-flight work within the grace period, fail the rest with a reason."""
         self.stopping.set()
-        self.record.state = "stopping"
+        self.presence.record.state = "stopping"
         deadline = time.monotonic() + self.config.stop_grace
         while len(self.recorder) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -383,13 +326,7 @@ class RunnerProcess:
         self.boot.stop(grace=3)
         if self.loopback:
             self.loopback.stop()
-        if self.doorbell:
-            self.doorbell.close()
-        self.stopped.set()
-        try:
-            self.state.delete_runner(self.id)
-        except Exception:  # noqa: BLE001
-            pass
+        self.presence.close()
 
 
 Runner = Runner  # the domain record keeps this name; the process class is RunnerProcess

@@ -1,0 +1,63 @@
+"""gpu_runner.presence: the runner's record (its state, what it holds, its doorbell), leases kept
+while it boots and with every beat, and a doorbell that wakes it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from cogplane.domain.entities import Job, Runner
+from gpu_runner.presence import Presence
+from tests.runner.conftest import wait_until
+
+
+class Leases:
+    """A queue that only counts lease extensions (the real queues' release is tested elsewhere)."""
+
+    def __init__(self) -> None:
+        self.released: list[tuple[str, float]] = []
+
+    def release(self, job: Job, delay: float) -> None:
+        self.released.append((job.prediction_id, delay))
+
+
+def _presence(services, held: list[Job], queue: Leases) -> Presence:
+    services.queue = queue
+    record = Runner(id="r-p", pool="v-x", pid=1, host="h", started_at="t", heartbeat_at="t")
+    return Presence(services, record, held=lambda: list(held), lease_seconds=0.3, heartbeat_seconds=0.05)
+
+
+def test_the_record_shows_the_state_and_what_is_held(services):
+    held = [Job(prediction_id="p1", pool="v-x", enqueued_at="t")]
+    queue = Leases()
+    presence = _presence(services, held, queue)
+    rung = threading.Event()
+    presence.start(ring=rung.set)
+    try:
+        record = services.state.get_runner("r-p")
+        assert record.state == "booting" and record.in_flight == ["p1"] and record.doorbell.startswith("127.0.0.1:")
+        host, port = record.doorbell.split(":")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bell:
+            bell.sendto(b"x", (host, int(port)))
+        assert rung.wait(5)
+        presence.set_state("ready")
+        assert services.state.get_runner("r-p").state == "ready"
+        assert ("p1", 0.3) in queue.released  # every beat extends the held jobs' leases
+        held.clear()
+        assert wait_until(lambda: services.state.get_runner("r-p").in_flight == [], 5)
+    finally:
+        presence.close()
+    assert services.state.get_runner("r-p") is None
+
+
+def test_a_booting_jobs_lease_is_kept_for_the_block(services):
+    queue = Leases()
+    presence = _presence(services, [], queue)
+    job = Job(prediction_id="p2", pool="v-x", enqueued_at="t")
+    with presence.leased(job):
+        assert wait_until(lambda: len(queue.released) >= 2, 5)
+    count = len(queue.released)
+    threading.Event().wait(0.3)
+    assert len(queue.released) <= count + 1  # at most one in flight when the block ended
+    with presence.leased(None):
+        pass
