@@ -14,7 +14,18 @@ HOME_MODE = 0o700
 FILE_MODE = 0o600
 # Files the platform keeps in the home (the database with its WAL/shared-memory files, the
 # install's signing/encryption secret, the admin token, the local CA's private keys).
-STATE_FILES = ("cogplane.db", "cogplane.db-wal", "cogplane.db-shm", "secret", "token", "tls/ca-key.pem", "tls/key.pem")
+STATE_FILES = (
+    "cogplane.db",
+    "cogplane.db-wal",
+    "cogplane.db-shm",
+    "ratelimits.db",
+    "ratelimits.db-wal",
+    "ratelimits.db-shm",
+    "secret",
+    "token",
+    "tls/ca-key.pem",
+    "tls/key.pem",
+)
 
 
 def _tighten(path: Path, mode: int) -> None:

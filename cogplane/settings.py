@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         return self.home / "cogplane.db"
 
     @property
+    def ratelimit_db_path(self) -> Path:
+        """The rate limiter's buckets (SqliteRateLimiter.own_file: no syncs, kept apart)."""
+        return self.home / "ratelimits.db"
+
+    @property
     def blob_root(self) -> Path:
         return self.home / "blobs"
 

@@ -173,7 +173,7 @@ def build_local(
         ids=ids or RandomIds(),
         dispatcher=dispatcher or NoDispatcher(),
         hardware=dict(LOCAL_HARDWARE),
-        limiter=SqliteRateLimiter(db),
+        limiter=SqliteRateLimiter.own_file(settings.ratelimit_db_path),
     )
 
 

@@ -50,3 +50,21 @@ def test_issuing_another_accounts_token_is_refused_and_changes_nothing(services)
     with pytest.raises(Conflict, match="already belongs to another account"):
         services.accounts.issue_token("mallory", token)
     assert services.accounts.authenticate(f"Bearer {token}").username == "alice"
+
+
+def test_rate_buckets_live_in_their_own_unsynced_file_and_a_damaged_one_is_replaced(tmp_path):
+    from cogplane.adapters.local.sqlite import SqliteRateLimiter
+
+    home = tmp_path / "home"
+    services = build_local(Settings(home=home, tls=False))
+    assert services.limiter.take("alice:create", per_minute=2, now=1000.0).allowed
+    assert (home / "ratelimits.db").exists() and mode(home / "ratelimits.db") == 0o600
+    assert services.limiter.db.connection().execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
+    assert services.state.db.connection().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    # another process's limiter on the same file takes from the same bucket
+    other = SqliteRateLimiter.own_file(home / "ratelimits.db")
+    assert other.take("alice:create", per_minute=2, now=1000.0).allowed
+    assert not other.take("alice:create", per_minute=2, now=1000.0).allowed
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"not a database" * 100)
+    assert SqliteRateLimiter.own_file(damaged).take("k", per_minute=1, now=0.0).allowed
