@@ -56,8 +56,8 @@ test-fast: $(TESTING)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(TESTING)
-	$(VENV)/bin/ruff check cogplane functions gpu_runner tests bench infra simaws
-	$(VENV)/bin/ruff format --check cogplane functions gpu_runner tests bench infra simaws
+	$(VENV)/bin/ruff check cogplane functions gpu_runner tests bench infra simaws local
+	$(VENV)/bin/ruff format --check cogplane functions gpu_runner tests bench infra simaws local
 	$(VENV)/bin/mypy
 
 bench: $(TESTING)

@@ -47,8 +47,8 @@ def say(text: str) -> None:
 
 def prepare_environments(env_cache: Path, results: dict[str, Any]) -> None:
     """Build (or find) each example's environment before anything is timed."""
+    from cogplane.environments import EnvironmentBuildError, ensure_environment, is_ready
     from gpu_runner.cog_server import read_cog_config
-    from gpu_runner.environment import EnvironmentBuildError, ensure_environment, is_ready
 
     for example in ("hello", "embeddings"):
         model_dir = EXAMPLES / example
@@ -56,7 +56,7 @@ def prepare_environments(env_cache: Path, results: dict[str, Any]) -> None:
         started = time.monotonic()
         try:
             config = read_cog_config(model_dir)
-            from gpu_runner.environment import environment_spec
+            from cogplane.environments import environment_spec
 
             cached = is_ready(env_cache / environment_spec(config, model_dir).key)
             if not cached:

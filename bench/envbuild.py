@@ -39,8 +39,8 @@ def _pip_cache(path: Path):
 
 
 def _build_once(example: str, root: Path, installer: str, timeout: float) -> dict[str, Any]:
+    from cogplane.environments import EnvironmentBuildError, ensure_environment, environment_size
     from gpu_runner.cog_server import read_cog_config
-    from gpu_runner.environment import EnvironmentBuildError, ensure_environment, environment_size
 
     model_dir = EXAMPLES / example
     config = read_cog_config(model_dir)

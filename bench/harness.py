@@ -46,9 +46,9 @@ def free_port() -> int:
 
 
 def _pdeathsig() -> Any:
-    from gpu_runner.cog_server import _pdeathsig_preexec
+    from cogplane.processes import pdeathsig_preexec
 
-    return _pdeathsig_preexec()
+    return pdeathsig_preexec()
 
 
 def parse_time(value: str) -> datetime:
@@ -217,7 +217,7 @@ class Stack(_Started):
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from cogplane.cli import main; sys.exit(main())", "up"],
+                [sys.executable, "-c", "import sys; from local.cli import main; sys.exit(main())", "up"],
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -396,8 +396,8 @@ class DirectCog(_Started):
         self._events: dict[str, list[str]] = {}
 
     def start(self, timeout: float = 120.0) -> DirectCog:
+        from cogplane.environments import ensure_environment
         from gpu_runner.cog_server import CogServer, read_cog_config, write_schema
-        from gpu_runner.environment import ensure_environment
 
         self.root = Path(tempfile.mkdtemp(prefix="cogplane-bench-cog-"))
         model_dir = self.root / "model"

@@ -50,7 +50,7 @@ def prepare(
                 build.get("python_packages") or build.get("python_requirements")
             ):
                 raise
-            from gpu_runner.environment import ensure_environment
+            from cogplane.environments import ensure_environment
 
             on_log(f"{first}; building the model's environment to inspect it")
             cache = env_cache or Path.home() / ".cache" / "cogplane" / "envs"

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # `make up` on SIGTERM/SIGINT: how long in-flight predictions may run on before they are
     # failed (COGPLANE_STOP_GRACE, seconds); a second signal stops at once.
     stop_grace: float = Field(default=30.0, ge=0, le=3600)
-    # What builds source versions' environments (gpu_runner/environment.py reads it): uv where its
+    # What builds source versions' environments (cogplane/environments.py reads it): uv where its
     # binary exists (auto), or always uv, or always pip.
     installer: Literal["auto", "uv", "pip"] = "auto"
     # Tests: a file holding seconds by which this process's clock runs ahead (cogplane.clock).

@@ -26,10 +26,10 @@ from cogplane.bundle import unpack_bundle
 from cogplane.cogconfig import ConfigError, effective_concurrency
 from cogplane.domain.entities import Version
 from cogplane.domain.status import BuildStatus
+from cogplane.environments import EnvironmentBuildError, build_record, ensure_environment
 from cogplane.schema import is_iterator_output, training_view
 from gpu_runner.cog_client import SETUP_FAILED, CogClient
 from gpu_runner.cog_server import CogServer, clean_setup_error, model_setup_lines, write_schema
-from gpu_runner.environment import EnvironmentBuildError, build_record, ensure_environment
 from gpu_runner.external_server import ExternalCogServer
 
 log = logging.getLogger("cogplane.runner")

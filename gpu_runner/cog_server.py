@@ -33,7 +33,6 @@ never recovers (it keeps running and answers 503/409): restart it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -43,12 +42,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from cogplane.cogconfig import effective_concurrency, parse_environment
+from cogplane.processes import pdeathsig_preexec
 from gpu_runner.cog_client import (  # noqa: F401 - the health statuses are part of this module's interface
     BUSY,
     DEFUNCT,
@@ -96,7 +95,6 @@ _ENV_ALLOW_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "HF_", "COG_")
 _ADDRESS_IN_USE = b"Address already in use"
 _PORT_RETRIES = 3
 
-PR_SET_PDEATHSIG = 1
 _PDEATHSIG_SITE = Path(__file__).resolve().parent / "pdeathsig"  # holds a sitecustomize.py
 
 
@@ -122,30 +120,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A preexec_fn that sets PR_SET_PDEATHSIG=SIGKILL in the child (None where unsupported).
-
-    libc's prctl is looked up here, in the parent, so that the forked child only makes the call.
-    If the parent already died between fork and prctl, the child exits at once.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.restype = ctypes.c_int
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -279,7 +253,7 @@ class CogServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec() if self.die_with_parent else None,
+                preexec_fn=pdeathsig_preexec() if self.die_with_parent else None,
             )
         self.started_at = time.monotonic()
 

@@ -39,7 +39,7 @@ chmod 755 "$OUT"/functions/stream/run.sh  # the stream function's handler: the L
 # Nothing the functions never read: caches, tests of dependencies, the web UI's sources stay.
 find "$OUT" -name '__pycache__' -type d -prune -exec rm -rf {} +
 find "$OUT" -name '*.dist-info' -type d -prune -exec sh -c 'rm -rf "$1"/RECORD' _ {} \;
-rm -rf "$OUT"/cogplane/embedded "$OUT"/bin
+rm -rf "$OUT"/bin
 
 # Lambda's file system is read-only: without shipped bytecode every cold start compiles every
 # module (measured: ~675 ms vs ~230-310 ms to import the API handler). unchecked-hash: the asset

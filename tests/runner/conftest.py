@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cogplane.environments import ensure_environment
 from gpu_runner.cog_server import read_cog_config
-from gpu_runner.environment import ensure_environment
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = {

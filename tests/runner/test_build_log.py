@@ -9,7 +9,7 @@ import pytest
 
 from cogplane import builds
 from cogplane.domain.entities import Version
-from gpu_runner.environment import ensure_environment
+from cogplane.environments import ensure_environment
 from gpu_runner.runner import RunnerConfig, RunnerProcess
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""gpu_runner.environment: environments built from cog.yaml, cached by content, safe to race."""
+"""cogplane.environments: environments built from cog.yaml, cached by content, safe to race."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_runner.environment import (
+from cogplane.environments import (
     COG_VERSION,
     METADATA_FILE,
     READY_MARKER,
@@ -89,7 +89,7 @@ def test_installer_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_auto_falls_back_to_pip_without_uv(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gpu_runner.environment as environment
+    import cogplane.environments as environment
 
     monkeypatch.setattr(environment, "uv_binary", lambda: None)
     assert choose_installer("auto") == "pip"

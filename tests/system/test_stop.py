@@ -188,7 +188,7 @@ def test_a_second_ctrl_c_stops_at_once_and_fails_in_flight_work_with_a_reason(tm
         below = descendants(stack.proc.pid)
         stack.proc.send_signal(signal.SIGINT)
         wait_for(lambda: "Stopping (Ctrl-C again to stop at once)" in stack.log(), timeout=30)
-        time.sleep(1.5)  # a second Ctrl-C, not the echo of the first (see cogplane.embedded.stack.Stopper)
+        time.sleep(1.5)  # a second Ctrl-C, not the echo of the first (see local.stack.Stopper)
         stack.proc.send_signal(signal.SIGINT)
         _wait_gone(stack, below, timeout=60)  # not the 300 s grace
     finally:

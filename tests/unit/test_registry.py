@@ -171,7 +171,8 @@ def _args(**kw):
 
 
 def test_cli_registers_an_image_version_end_to_end(services, tmp_path, monkeypatch, capsys):
-    from cogplane import cli, registry
+    from cogplane import registry
+    from local import cli
 
     services.accounts.ensure_account("alice")
     services.accounts.issue_token("alice", "r8_alice-token-0123456789")
@@ -223,8 +224,9 @@ def test_the_api_refuses_unpinned_images_and_schemaless_bodies(services):
 def test_an_images_concurrency_comes_from_its_run_cog_config_label(services, tmp_path, monkeypatch, capsys):
     """`cog build` folds `@concurrent(max=N)` into the `run.cog.config` label (and bakes
     COG_MAX_CONCURRENCY into the image): the version keeps it, so the runner sends N at once."""
-    from cogplane import cli, registry
+    from cogplane import registry
     from cogplane.cogconfig import effective_concurrency
+    from local import cli
 
     services.accounts.ensure_account("alice")
     services.accounts.issue_token("alice", "r8_alice-token-0123456789")

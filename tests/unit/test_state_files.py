@@ -9,9 +9,9 @@ import stat
 import pytest
 
 from cogplane.domain.errors import Conflict
-from cogplane.embedded.bootstrap import ensure_token
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
+from local.bootstrap import ensure_token
 
 
 def mode(path) -> int:

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from cogplane.clock import epoch
 from cogplane.domain import transitions
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import Status
+from cogplane.processes import pdeathsig_preexec
 
 log = logging.getLogger("cogplane.dispatcher")
 
@@ -46,12 +46,6 @@ class Child:
     keep_warm: bool = False
     retiring: bool = False
     doorbell: tuple[str, int] | None = None
-
-
-def _pdeathsig() -> Callable[[], None] | None:
-    from gpu_runner.cog_server import _pdeathsig_preexec
-
-    return _pdeathsig_preexec()
 
 
 class ProcessDispatcher:
@@ -284,7 +278,7 @@ class ProcessDispatcher:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_pdeathsig(),
+                preexec_fn=pdeathsig_preexec(),
                 cwd=str(Path(__file__).resolve().parents[3]),
             )
         child = Child(id=runner_id, pool=pool, proc=proc, keep_warm=keep_warm)

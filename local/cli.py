@@ -339,7 +339,7 @@ def models_set(args: argparse.Namespace, *, transport: httpx.BaseTransport | Non
 
 
 def up(args: argparse.Namespace) -> int:
-    from cogplane.embedded.stack import run
+    from local.stack import run
 
     try:
         return run()

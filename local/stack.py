@@ -15,11 +15,11 @@ from pathlib import Path
 
 import uvicorn
 
-from cogplane.embedded.bootstrap import ensure_token, push_examples, push_platform_models
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
+from local.bootstrap import ensure_token, push_examples, push_platform_models
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 LOOPBACK = "127.0.0.0/8,::1/128,localhost"
@@ -229,7 +229,7 @@ def run() -> int:
     stopper = Stopper(server, dispatcher, services, settings.stop_grace)
     stopper.install()
     dispatcher.start()
-    from cogplane.embedded.pumps import Pumps
+    from local.pumps import Pumps
 
     pumps = Pumps(services, base_url=settings.public_url).start()
     try:

@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cogplane.processes import pdeathsig_preexec
+
 COG_VERSION = "0.23.1"
 READY_MARKER = ".ready"
 METADATA_FILE = "cogplane-env.json"
@@ -373,7 +375,7 @@ def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float
         errors="replace",
         bufsize=1,
         start_new_session=True,
-        preexec_fn=_die_with_us(),  # a runner killed mid-build leaves no pip behind
+        preexec_fn=pdeathsig_preexec(),  # a runner killed mid-build leaves no pip behind
     )
     timed_out = threading.Event()
 
@@ -412,12 +414,6 @@ def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float
             what = "uv venv" if uv else "python -m venv"
         tail = next((line for line in reversed(logs) if line.strip()), "")
         raise EnvironmentBuildError(f"{what} failed (exit {code}): {tail}", "\n".join(logs))
-
-
-def _die_with_us():
-    from gpu_runner.cog_server import _pdeathsig_preexec
-
-    return _pdeathsig_preexec()
 
 
 @functools.cache
@@ -492,7 +488,7 @@ def environment_size(env_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gpu_runner.environment MODEL_DIR CACHE_ROOT`: build (or find) a model's environment."""
+    """`python -m cogplane.environments MODEL_DIR CACHE_ROOT`: build (or find) a model's environment."""
     import argparse
 
     import yaml
