@@ -24,6 +24,7 @@ from typing import Any
 from cogplane.builds import BuildLog
 from cogplane.bundle import unpack_bundle
 from cogplane.cogconfig import ConfigError, effective_concurrency
+from cogplane.domain import pools
 from cogplane.domain.entities import Version
 from cogplane.domain.status import BuildStatus
 from cogplane.environments import EnvironmentBuildError, build_record, ensure_environment
@@ -78,8 +79,9 @@ class Boot:
         self.blobs = services.blobs
         self.clock = services.clock
         self.config = config
-        # a `t-` pool runs trainings: cog in train mode, `/trainings/{id}`, TrainingInput
-        self.training = config.pool.startswith("t-")
+        # a training pool runs trainings: cog in train mode, `/trainings/{id}`, TrainingInput
+        parsed = pools.parse(config.pool)
+        self.training = parsed is not None and parsed.training
         self.version: Version | None = None
         self.model_dir: Path | None = None
         self.env_dir: Path | None = None
@@ -93,20 +95,19 @@ class Boot:
 
     # --- the version ----------------------------------------------------------------------
     def resolve_version(self) -> Version:
-        pool = self.config.pool
-        if pool.startswith(("v-", "t-")):
-            found = self.state.find_versions(pool[2:])
+        pool = pools.parse(self.config.pool)
+        if pool is None:
+            raise RuntimeError(f"unknown pool {self.config.pool!r}")
+        version_id = pool.version_id
+        if pool.kind in ("version", "training"):
+            found = self.state.find_versions(version_id)
             if not found:
-                raise RuntimeError(f"no version {pool[2:]} exists")
+                raise RuntimeError(f"no version {version_id} exists")
             return found[0]
-        if pool.startswith("d-"):
-            # d-{owner}.{name}.{version_id}: owners have no '.', names may, version ids are hex.
+        owner, name = pool.owner, pool.name
+        if pool.kind == "deployment" and owner and name:
             # The pool's version is the one in its name, not the deployment's current one: after a
             # release to another version this pool still drains its work with its own version.
-            rest, _, version_id = pool[2:].rpartition(".")
-            owner, _, name = rest.partition(".")
-            if not owner or not name or not version_id:
-                raise RuntimeError(f"malformed deployment pool {pool!r}")
             deployment = self.state.get_deployment(owner, name)
             if deployment is not None:
                 m_owner, _, m_name = deployment.model.partition("/")
@@ -117,7 +118,7 @@ class Boot:
             if not found:
                 raise RuntimeError(f"deployment {owner}/{name}: no version {version_id} exists")
             return found[0]
-        raise RuntimeError(f"unknown pool {pool!r}")
+        raise RuntimeError(f"unknown pool {self.config.pool!r}")
 
     def prepare_source(self, version: Version, on_log) -> Path:
         """Unpack the bundle once per version (atomic rename: runners of a pool share it)."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from cogplane.domain import pools
 from cogplane.domain.entities import Account, Deployment, Model, Page, Version
 from cogplane.domain.errors import Conflict, NotFound, Unprocessable
 from cogplane.ports import Clock, StateStore
 from cogplane.services.catalog import MODEL_NAME, CatalogService
 
-DEPLOYMENT_POOL_PREFIX = "d-"
 MIN_INSTANCES = (0, 5)
 MAX_INSTANCES = (1, 20)
 PATCH_FIELDS = ("version", "hardware", "min_instances", "max_instances", "timeout")
@@ -25,23 +25,9 @@ CREATE_FIELDS = ("name", "model", "version", "hardware", "min_instances", "max_i
 _UPDATE_RETRIES = 5
 
 
-def pool_for_deployment(owner: str, name: str, version_id: str) -> str:
-    return f"{DEPLOYMENT_POOL_PREFIX}{owner}.{name}.{version_id}"
-
-
 def deployment_pool(deployment: Deployment) -> str:
-    return pool_for_deployment(deployment.owner, deployment.name, deployment.version)
-
-
-def parse_deployment_pool(pool: str) -> tuple[str, str, str] | None:
-    """(owner, name, version_id) of a deployment pool, or None for another pool."""
-    if not pool.startswith(DEPLOYMENT_POOL_PREFIX):
-        return None
-    rest, _, version_id = pool[len(DEPLOYMENT_POOL_PREFIX) :].rpartition(".")
-    owner, _, name = rest.partition(".")
-    if not owner or not name or not version_id:
-        return None
-    return owner, name, version_id
+    """The pool of the deployment's current version (cogplane.domain.pools)."""
+    return pools.for_deployment(deployment.owner, deployment.name, deployment.version)
 
 
 def _not_found(owner: str, name: str) -> NotFound:

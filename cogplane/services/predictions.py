@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from cogplane.domain import strictjson, transitions
+from cogplane.domain import pools, strictjson, transitions
 from cogplane.domain.durations import parse_duration
 from cogplane.domain.entities import Account, Job, Model, Page, Prediction, Version
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound, Unavailable, Unprocessable
@@ -22,10 +22,6 @@ from cogplane.services.accounts import AccountService
 EVENTS = ("start", "output", "logs", "completed")
 MAX_CANCEL_AFTER = 24 * 3600  # Cancel-After above a day is refused (predictions are kept an hour by default)
 NOT_FOUND = "The requested resource could not be found."
-
-
-def pool_for_version(version: Version) -> str:
-    return f"v-{version.id}"
 
 
 def needs_safety_check(model: Model, source: str, disabled: bool) -> bool:
@@ -151,7 +147,7 @@ class PredictionService:
             webhook=webhook,
             webhook_events_filter=list(events) if events is not None else None,
             stream=stream,
-            pool=pool or pool_for_version(version),
+            pool=pool or pools.for_version(version.id),
             remove_at=add_seconds(now, self.retention_seconds) if source == "api" else None,
             timeout=timeout or self.timeout_seconds,
             hardware=hardware or model.hardware or "cpu",

@@ -17,6 +17,7 @@ import os
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from cogplane.domain import pools
 from cogplane.domain.entities import Account, Prediction, Version
 from cogplane.domain.errors import NotFound, Unprocessable
 from cogplane.domain.status import Status
@@ -25,10 +26,6 @@ from cogplane.schema import has_training, training_view, without_training
 from cogplane.services.presenters import BLOB_PREFIX, blob_ref
 
 NO_TRAINING = "This version has no training interface (cog.yaml has no `train:` entry)."
-
-
-def pool_for_training(version: Version) -> str:
-    return f"t-{version.id}"
 
 
 def trained_version_id(base_version_id: str, weights_sha256: str) -> str:
@@ -73,7 +70,7 @@ class TrainingService:
             trainable,
             body,
             source=source,
-            pool=pool_for_training(version),
+            pool=pools.for_training(version.id),
             kind="training",
             destination=destination,
         )

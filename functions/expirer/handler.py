@@ -9,6 +9,8 @@ import logging
 import os
 from typing import Any
 
+from cogplane.domain import pools
+
 log = logging.getLogger("cogplane.expirer")
 logging.getLogger().setLevel(logging.INFO)
 
@@ -67,7 +69,8 @@ def install_platform_models(expirer) -> bool:
             continue
         if result.created:
             log.info("installed the platform model %s:%s", result.model, result.version_id)
-        expirer.watched_pools.add(f"v-{result.version_id}")  # its pool (pool_for_version)
+        if result.version_id:
+            expirer.watched_pools.add(pools.for_version(result.version_id))
     _platform_models_installed = all(not result.error for result in results)
     return _platform_models_installed
 

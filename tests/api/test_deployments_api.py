@@ -267,14 +267,14 @@ def test_a_new_version_routes_new_predictions_to_a_new_pool(client, services, ve
 
 
 def test_deployment_names_with_dots_make_pools_that_split_back(client, services, version):
-    from cogplane.services.deployments import parse_deployment_pool
+    from cogplane.domain.pools import parse_deployment
 
     r = client.post("/v1/deployments", json=body(version["id"], name="my.app.v2"))
     assert r.status_code == 201
     p = client.post("/v1/deployments/alice/my.app.v2/predictions", json={"input": {"prompt": "x"}}).json()
     stored = services.state.get_prediction(p["id"])
     assert stored.pool == f"d-alice.my.app.v2.{version['id']}"
-    assert parse_deployment_pool(stored.pool) == ("alice", "my.app.v2", version["id"])
+    assert parse_deployment(stored.pool) == ("alice", "my.app.v2", version["id"])
 
 
 def test_hardware_lists_what_deployments_accept(client, version):

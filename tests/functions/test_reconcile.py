@@ -6,7 +6,7 @@ from __future__ import annotations
 from cogplane.adapters.aws.ecs import EcsDispatcher, started_by
 from cogplane.clock import ManualClock
 from cogplane.domain.entities import Deployment, Job, Model, Runner, Version
-from cogplane.services.deployments import pool_for_deployment
+from cogplane.domain.pools import for_deployment as pool_for_deployment
 from cogplane.services.expirer import Expirer
 from cogplane.settings import Settings
 from cogplane.wiring import build_aws, build_local

@@ -7,8 +7,9 @@ import pytest
 
 from cogplane.adapters.local.dispatcher import ProcessDispatcher
 from cogplane.adapters.local.sqlite import Database
+from cogplane.domain import pools
 from cogplane.domain.entities import Deployment, Model, Version
-from cogplane.services.deployments import deployment_pool, parse_deployment_pool, pool_for_deployment
+from cogplane.services.deployments import deployment_pool
 from gpu_runner.runner import RunnerConfig, RunnerProcess
 
 
@@ -37,11 +38,24 @@ def dispatcher(services, settings, tmp_path):
 
 
 def test_pool_names_split_back_from_the_right():
-    pool = pool_for_deployment("my-org_x", "model.v1.2", vid(7))
+    pool = pools.for_deployment("my-org_x", "model.v1.2", vid(7))
     assert pool == f"d-my-org_x.model.v1.2.{vid(7)}"
-    assert parse_deployment_pool(pool) == ("my-org_x", "model.v1.2", vid(7))
-    assert parse_deployment_pool(f"v-{vid(7)}") is None
-    assert parse_deployment_pool("d-nodots") is None
+    assert pools.parse_deployment(pool) == ("my-org_x", "model.v1.2", vid(7))
+    assert pools.parse_deployment(f"v-{vid(7)}") is None
+    assert pools.parse_deployment("d-nodots") is None
+
+
+def test_every_kind_of_pool_is_built_and_read_in_one_place():
+    assert pools.for_version(vid(1)) == f"v-{vid(1)}"
+    assert pools.for_training(vid(1)) == f"t-{vid(1)}"
+    assert pools.parse(pools.for_version(vid(1))) == pools.Pool("version", vid(1))
+    training = pools.parse(pools.for_training(vid(2)))
+    assert training == pools.Pool("training", vid(2)) and training.training
+    deployed = pools.parse(pools.for_deployment("acme", "my.app", vid(3)))
+    assert deployed == pools.Pool("deployment", vid(3), owner="acme", name="my.app")
+    assert not deployed.training
+    for malformed in ("v-", "t-", "d-", "d-nodots", "d-acme.", "x-abc", "", "vabc"):
+        assert pools.parse(malformed) is None, malformed
 
 
 def test_warm_pools_read_deployments_with_min_instances(services, dispatcher):
@@ -78,12 +92,12 @@ def test_runner_resolves_the_version_named_by_a_deployment_pool(services, schema
 
     assert _runner(services, tmp_path, deployment_pool(d)).boot.resolve_version().id == vid(2)
     # the old pool of a deployment released to another version still drains with its own version
-    old = _runner(services, tmp_path, pool_for_deployment("alice", "my.app", vid(1)))
+    old = _runner(services, tmp_path, pools.for_deployment("alice", "my.app", vid(1)))
     assert old.boot.resolve_version().id == vid(1)
     # ...and so does a pool whose deployment was deleted meanwhile
     services.state.delete_deployment("alice", "my.app")
     assert _runner(services, tmp_path, deployment_pool(d)).boot.resolve_version().id == vid(2)
     with pytest.raises(RuntimeError):
-        _runner(services, tmp_path, pool_for_deployment("alice", "my.app", vid(9))).boot.resolve_version()
+        _runner(services, tmp_path, pools.for_deployment("alice", "my.app", vid(9))).boot.resolve_version()
     with pytest.raises(RuntimeError):
         _runner(services, tmp_path, "d-nodots").boot.resolve_version()

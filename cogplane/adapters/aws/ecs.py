@@ -32,6 +32,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cogplane.domain import pools
 from cogplane.ports import JobQueue, StateStore
 
 log = logging.getLogger("cogplane.dispatcher.ecs")
@@ -41,7 +42,6 @@ POOL_TAG = "cogplane:pool"
 WARM_TAG = "cogplane:keep-warm"
 RUNNER_CONTAINER = "runner"
 STARTED_BY_MAX = 36  # ECS limit on `startedBy`
-_DEPLOYMENT_POOL_PREFIX = "d-"  # pools of deployments: d-{owner}.{name}.{version}
 _TAG_VALUE_MAX = 256
 MODEL_CONTAINER = "model"
 COG_PORT = 5000  # where cog serves in a model image (cog's default)
@@ -91,12 +91,9 @@ class StatePoolHardware:
     def image(self, pool: str) -> str | None:
         if pool not in self._images:
             version = None
-            if pool.startswith(_DEPLOYMENT_POOL_PREFIX):
-                rest, _, version_id = pool[len(_DEPLOYMENT_POOL_PREFIX) :].rpartition(".")
-                found = self.state.find_versions(version_id) if version_id else []
-                version = found[0] if found else None
-            elif pool.startswith(("v-", "t-")):  # a version's predictions | its trainings
-                found = self.state.find_versions(pool[2:])
+            parsed = pools.parse(pool)  # every kind of pool names its version
+            if parsed is not None:
+                found = self.state.find_versions(parsed.version_id)
                 version = found[0] if found else None
             self._images[pool] = version.image if version is not None and version.kind == "image" else None
         return self._images[pool]
@@ -107,13 +104,14 @@ class StatePoolHardware:
         return self._cache[pool]
 
     def _lookup(self, pool: str) -> str:
-        if pool.startswith(_DEPLOYMENT_POOL_PREFIX):
-            rest, _, _version = pool[len(_DEPLOYMENT_POOL_PREFIX) :].rpartition(".")
-            owner, _, name = rest.partition(".")
-            deployment = self.state.get_deployment(owner, name) if owner and name else None
+        parsed = pools.parse(pool)
+        if parsed is None:
+            return CPU
+        if parsed.kind == "deployment" and parsed.owner and parsed.name:
+            deployment = self.state.get_deployment(parsed.owner, parsed.name)
             return deployment.hardware if deployment else CPU
-        if pool.startswith(("v-", "t-")):
-            for version in self.state.find_versions(pool[2:]):
+        if parsed.kind in ("version", "training"):
+            for version in self.state.find_versions(parsed.version_id):
                 model = self.state.get_model(version.owner, version.name)
                 if model is not None:
                     return model.hardware

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cogplane.clock import epoch
-from cogplane.domain import transitions
+from cogplane.domain import pools, transitions
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import Status
 from cogplane.processes import pdeathsig_preexec
@@ -179,19 +179,16 @@ class ProcessDispatcher:
         return [r["pool"] for r in rows]
 
     def deployment_pools(self) -> dict[str, tuple[int, int]]:
-        """Each deployment's current pool (d-{owner}.{name}.{version}, as
-        cogplane.services.deployments' pool_for_deployment names it) -> (min, max instances).
+        """Each deployment's current pool (cogplane.domain.pools) -> (min, max instances).
         A local adapter: it reads SQLite directly (deployments are few)."""
-        import json
-
-        pools: dict[str, tuple[int, int]] = {}
+        found: dict[str, tuple[int, int]] = {}
         for row in self.db.read("SELECT data FROM deployments"):
             d = json.loads(row["data"])
-            pools[f"d-{d['owner']}.{d['name']}.{d['version']}"] = (
+            found[pools.for_deployment(d["owner"], d["name"], d["version"])] = (
                 int(d.get("min_instances") or 0),
                 int(d.get("max_instances") or 1),
             )
-        return pools
+        return found
 
     def warm_pools(self) -> dict[str, int]:
         """Pools that must keep runners even without work: deployments' min_instances."""
