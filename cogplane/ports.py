@@ -263,6 +263,11 @@ class BlobStore(Protocol):
     def signed_url(self, key: str, *, expires_in: int = 3600, filename: str | None = None) -> str:
         """An absolute URL that serves the blob without other auth until it expires."""
 
+    def upload_url(self, key: str, *, max_bytes: int, expires_in: int = 3600) -> dict[str, Any]:
+        """Where a client uploads the blob itself, without other auth, until it expires, at most
+        max_bytes: `{"url", "method": "PUT"|"POST", "fields"}` (POST: a multipart form of the
+        fields, then the bytes in a part named `file`: an S3 presigned POST)."""
+
 
 class Outbox(Protocol):
     """Events written atomically with state changes (StateStore's `outbox=`), delivered later."""

@@ -147,6 +147,7 @@ def time_to_live_kwargs(table_name: str) -> dict[str, Any]:
 BUCKET_LOGICAL_ID = "Blobs"
 
 FILES_PREFIX = "files/"  # /v1/files uploads: files/{owner}/{file_id}
+UPLOADS_PREFIX = "uploads/"  # bytes sent straight to the store (/v1/uploads): uploads/{owner}/{id}
 PREDICTIONS_PREFIX = "predictions/"  # inputs and outputs: predictions/{blob_dir}/... (random per prediction)
 BUNDLES_PREFIX = "bundles/"  # source version bundles: bundles/{owner}/{name}/{version_id}.tar.gz
 

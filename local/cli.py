@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -96,20 +97,75 @@ def push(args: argparse.Namespace) -> int:
             problem = _ensure_model(client, args, owner, name)
             if problem:
                 return _err(problem)
-            content_type, parts = _multipart(
-                {"schema": json.dumps(prepared.schema), "config": json.dumps(prepared.config), "cog_version": "0.23.1"},
-                "bundle",
-                "bundle.tar.gz",
-                prepared.bundle,
-            )
-            r = client.post(
-                f"/v1/models/{owner}/{name}/versions",
-                headers={"Content-Type": content_type},
-                content=_progress_chunks(parts, "Uploading"),
-            )
+            try:  # straight to the store (deployed: S3; API Gateway would refuse over 10 MB)
+                upload_id = upload_bytes(client, "bundle", prepared.bundle, "bundle.tar.gz", verify=ssl_context(home))
+            except UploadError as exc:
+                return _err(f"upload failed: {exc}")
+            if upload_id is not None:
+                r = client.post(
+                    f"/v1/models/{owner}/{name}/versions",
+                    json={
+                        "upload": upload_id,
+                        "schema": prepared.schema,
+                        "config": prepared.config,
+                        "cog_version": "0.23.1",
+                    },
+                    timeout=httpx.Timeout(120),
+                )
+            else:  # a server without /v1/uploads: the bundle in the request itself
+                content_type, parts = _multipart(
+                    {
+                        "schema": json.dumps(prepared.schema),
+                        "config": json.dumps(prepared.config),
+                        "cog_version": "0.23.1",
+                    },
+                    "bundle",
+                    "bundle.tar.gz",
+                    prepared.bundle,
+                )
+                r = client.post(
+                    f"/v1/models/{owner}/{name}/versions",
+                    headers={"Content-Type": content_type},
+                    content=_progress_chunks(parts, "Uploading"),
+                )
         except httpx.HTTPError as exc:
             return _err(f"cannot reach {url}: {exc}")
     return _pushed(r, f"Pushed {owner}/{name}", "upload failed")
+
+
+class UploadError(Exception):
+    pass
+
+
+def upload_bytes(
+    client: httpx.Client, purpose: str, data: bytes, filename: str, *, verify: Any = True, label: str = "Uploading"
+) -> str | None:
+    """Send bytes straight to the blob store (`POST /v1/uploads`, then the presigned POST or
+    signed PUT it returns, with no token): the upload's id, or None if the server has no uploads."""
+    r = client.post("/v1/uploads", json={"purpose": purpose, "size": len(data)})
+    if r.status_code in (404, 405):
+        return None
+    if r.status_code != 201:
+        raise UploadError(_detail(r))
+    body = r.json()
+    target = body["upload"]
+    if target["method"] == "POST":  # an S3 presigned POST: the policy's fields, then the file
+        content_type, parts = _multipart(dict(target.get("fields") or {}), "file", filename, data)
+    else:
+        content_type, parts = "application/octet-stream", [data]
+    headers = {"Content-Type": content_type, "Content-Length": str(sum(len(p) for p in parts))}
+    with httpx.Client(timeout=httpx.Timeout(60, write=None), verify=verify) as store:  # no Authorization
+        sent = store.request(target["method"], target["url"], headers=headers, content=_progress_chunks(parts, label))
+    if sent.status_code >= 300:
+        raise UploadError(f"the store answered {sent.status_code}: {sent.text[:300]}")
+    return body["id"]
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        return f"{r.status_code} {r.json()['detail']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{r.status_code} {r.text[:300]}"
 
 
 def _pushed(r: httpx.Response, done: str, failed: str) -> int:

@@ -17,6 +17,7 @@ from functions.api.routers import (
     predictions,
     streams,
     trainings,
+    uploads,
 )
 from functions.api.web.router import router as web_router
 from functions.api.web.teams import router as teams_router
@@ -66,6 +67,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app.include_router(trainings.router)
     app.include_router(deployments.router)
     app.include_router(files.router)
+    app.include_router(uploads.router)
     app.include_router(misc.router)
     app.include_router(admin.router)
     app.include_router(teams_router)  # /account/...: before the web UI's `/{owner}/{name}`

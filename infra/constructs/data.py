@@ -82,6 +82,8 @@ class Data(Construct):
                 s3.LifecycleRule(
                     id="files-backstop", prefix=r.FILES_PREFIX, expiration=Duration.days(c.FILES_BACKSTOP_DAYS)
                 ),
+                # /v1/uploads: taken (and deleted) when the file or version is made; abandoned ones go
+                s3.LifecycleRule(id="uploads-backstop", prefix=r.UPLOADS_PREFIX, expiration=Duration.days(1)),
                 s3.LifecycleRule(
                     id="abort-multipart", abort_incomplete_multipart_upload_after=Duration.days(c.ABORT_MULTIPART_DAYS)
                 ),

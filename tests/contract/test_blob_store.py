@@ -75,3 +75,29 @@ def test_signed_url_sets_the_download_name_on_s3(blob_backend):
     url = blob_backend.blobs.signed_url("files/a.bin", filename="résumé.pdf")
     assert "response-content-disposition=" in url
     assert "r%25C3%25A9sum%25C3%25A9.pdf" in url or "r%C3%A9sum%C3%A9.pdf" in url
+
+
+def test_upload_url(blob_backend):
+    """Where a client sends a blob's bytes itself: S3's presigned POST (the size limit in its
+    policy), or the local store's signed PUT of the API (checked by the store)."""
+    target = blob_backend.blobs.upload_url("uploads/alice/u1", max_bytes=1000, expires_in=600)
+    assert target["url"].startswith(("http://", "https://")) and target["method"] in ("PUT", "POST")
+    if blob_backend.name == "aws":
+        import base64
+        import json
+
+        fields = target["fields"]
+        assert fields["key"] == "blob-prefix/uploads/alice/u1" and "policy" in fields
+        policy = json.loads(base64.b64decode(fields["policy"]))
+        assert ["content-length-range", 1, 1000] in policy["conditions"]
+    else:
+        from urllib.parse import parse_qs, unquote, urlsplit
+
+        parts = urlsplit(target["url"])
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        key = unquote(parts.path).split("/v1/blobs/", 1)[1]
+        store = blob_backend.blobs
+        assert key == "uploads/alice/u1" and query["max"] == "1000"
+        assert store.verify_upload(key, int(query["expires"]), 1000, query["signature"])
+        assert not store.verify_upload(key, int(query["expires"]), 10**9, query["signature"])
+        assert not store.verify(key, int(query["expires"]), query["signature"]), "an upload URL is no download URL"

@@ -91,6 +91,17 @@ class S3BlobStore:
                 count += len(batch)
         return count
 
+    def upload_url(self, key: str, *, max_bytes: int, expires_in: int = 3600) -> dict[str, Any]:
+        """A presigned POST: S3 itself refuses a body over max_bytes (content-length-range), so
+        uploads of any size (files 100 MiB, bundles 512 MiB) never pass API Gateway or Lambda."""
+        post = self.client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Conditions=[["content-length-range", 1, int(max_bytes)]],
+            ExpiresIn=max(1, min(int(expires_in), _MAX_PRESIGN_S)),
+        )
+        return {"url": post["url"], "method": "POST", "fields": post["fields"]}
+
     def signed_url(self, key: str, *, expires_in: int = 3600, filename: str | None = None) -> str:
         params = {"Bucket": self.bucket, "Key": self._key(key)}
         if filename:

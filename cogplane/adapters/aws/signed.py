@@ -66,6 +66,9 @@ class SignedUrlBlobStore:
     def delete_prefix(self, prefix: str) -> int:
         return self.inner.delete_prefix(prefix)
 
+    def upload_url(self, key: str, *, max_bytes: int, expires_in: int = 3600) -> dict[str, Any]:
+        return self.inner.upload_url(key, max_bytes=max_bytes, expires_in=expires_in)
+
     # --- the platform's URLs ---------------------------------------------------------------------
     def _hmac_key(self) -> bytes:
         if self._key is None:  # one Secrets Manager read per execution environment, on first use

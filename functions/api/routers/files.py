@@ -19,7 +19,11 @@ router = APIRouter(prefix="/v1", tags=["files"])
 
 @router.post("/files", status_code=201)
 async def create_file(request: Request, services: ServicesDep, account: AccountDep, base: BaseUrlDep) -> JSONResponse:
-    """Upload a file (multipart part `content`; optional `filename`, `type`, `metadata`)."""
+    """Upload a file (multipart part `content`; optional `filename`, `type`, `metadata`), or make
+    one from an upload sent straight to the store (JSON `{"upload": id, "filename", "type",
+    "metadata"}`, see `POST /v1/uploads`: deployed, the only way past ~4 MB)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return await _create_from_upload(request, services, account, base)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPProblem(415, "Upload files as multipart/form-data with the file in a part named `content`.")
     limit = services.settings.max_file_bytes
@@ -47,6 +51,29 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
         content_type=content_type if isinstance(content_type, str) and content_type else content.content_type,
         metadata=metadata,
     )
+    return JSONResponse(file_json(record, base), status_code=201)
+
+
+async def _create_from_upload(request: Request, services: ServicesDep, account: AccountDep, base: str) -> JSONResponse:
+    from functions.api.deps import json_body
+    from functions.api.routers.uploads import take_upload
+
+    body = await json_body(request)
+    filename, content_type = body.get("filename"), body.get("type")
+    if filename is not None and not isinstance(filename, str):
+        raise Unprocessable("`filename` must be a string.", field="filename")
+    if content_type is not None and not isinstance(content_type, str):
+        raise Unprocessable("`type` must be a MIME type such as image/png.", field="type")
+    data, key = await take_upload(services, account, body.get("upload"), "file")
+    record = await run_in_threadpool(
+        services.files.create,
+        account,
+        data,
+        filename=filename,
+        content_type=content_type,
+        metadata=body.get("metadata"),
+    )
+    await run_in_threadpool(services.blobs.delete, key)
     return JSONResponse(file_json(record, base), status_code=201)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from cogplane.domain.errors import NotFound
 from functions.api.deps import AccountDep, ServicesDep
+from functions.api.errors import HTTPProblem
 
 router = APIRouter(prefix="/v1", tags=["misc"])
 
@@ -70,3 +71,28 @@ def download_blob(key: str, services: ServicesDep, expires: int = 0, signature: 
         media_type=info.content_type or "application/octet-stream",
         filename=key.rsplit("/", 1)[-1],
     )
+
+
+@router.put("/blobs/{key:path}", status_code=204)
+async def upload_blob(
+    key: str, request: Request, services: ServicesDep, expires: int = 0, max: int = 0, signature: str = ""
+) -> Response:
+    """The local store's signed upload URL (what `POST /v1/uploads` hands out on `make up`; an S3
+    presigned POST when deployed): the body is the bytes, at most `max`."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from cogplane.adapters.local.disk import DiskBlobStore
+    from cogplane.services.files import PayloadTooLarge
+
+    blobs = services.blobs
+    if not isinstance(blobs, DiskBlobStore) or not signature or not blobs.verify_upload(key, expires, max, signature):
+        raise NotFound("This link is invalid or has expired.")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > max:
+            raise PayloadTooLarge(f"The upload is larger than its {max // (1024 * 1024)} MiB limit.")
+    if not data:
+        raise HTTPProblem(400, "The upload is empty.")
+    await run_in_threadpool(blobs.put, key, bytes(data), content_type=request.headers.get("content-type"))
+    return Response(status_code=204)

@@ -215,6 +215,35 @@ async def push_version(
     return JSONResponse(version_json(version), status_code=201 if created else 200)
 
 
+async def _push_uploaded_bundle(
+    owner: str, name: str, body: dict[str, Any], services: ServicesDep, account: AccountDep
+) -> JSONResponse:
+    """A source version whose bundle went straight to the store (`POST /v1/uploads`, purpose
+    `bundle`): JSON `{"upload": id, "schema": {...}, "config": {...}, "cog_version": "..."}`."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from functions.api.routers.uploads import take_upload
+
+    schema, config, cog_version = body.get("schema"), body.get("config"), body.get("cog_version")
+    if not isinstance(schema, dict):
+        raise Unprocessable("`schema` must be a JSON object.", field="schema")
+    if not isinstance(config, dict):
+        raise Unprocessable("`config` must be a JSON object.", field="config")
+    bundle, key = await take_upload(services, account, body.get("upload"), "bundle")
+    version, created = await run_in_threadpool(
+        services.catalog.push_version,
+        account,
+        owner,
+        name,
+        bundle=bundle,
+        schema=schema,
+        config=config,
+        cog_version=cog_version if isinstance(cog_version, str) else "0.23.1",
+    )
+    await run_in_threadpool(services.blobs.delete, key)
+    return JSONResponse(version_json(version), status_code=201 if created else 200)
+
+
 async def _push_image_version(
     owner: str, name: str, request: Request, services: ServicesDep, account: AccountDep
 ) -> JSONResponse:
@@ -223,6 +252,8 @@ async def _push_image_version(
     config from the image's labels; the runner takes the image's `concurrency.max` from `config`).
     The version id is the digest's hex: registering the same image again answers 200."""
     body = await json_body(request)
+    if "upload" in body:
+        return await _push_uploaded_bundle(owner, name, body, services, account)
     schema = body.get("openapi_schema")
     if not isinstance(schema, dict):
         raise Unprocessable("`openapi_schema` is required (a JSON object).", field="openapi_schema")
