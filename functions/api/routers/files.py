@@ -59,6 +59,12 @@ async def _create_from_upload(request: Request, services: ServicesDep, account: 
     from functions.api.routers.uploads import take_upload
 
     body = await json_body(request)
+    if "upload" not in body:
+        raise HTTPProblem(
+            415,
+            "Upload files as multipart/form-data with the file in a part named `content`, or as JSON "
+            "naming an upload: {\"upload\": id} (see POST /v1/uploads).",
+        )
     filename, content_type = body.get("filename"), body.get("type")
     if filename is not None and not isinstance(filename, str):
         raise Unprocessable("`filename` must be a string.", field="filename")
