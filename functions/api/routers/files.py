@@ -63,7 +63,7 @@ async def _create_from_upload(request: Request, services: ServicesDep, account: 
         raise HTTPProblem(
             415,
             "Upload files as multipart/form-data with the file in a part named `content`, or as JSON "
-            "naming an upload: {\"upload\": id} (see POST /v1/uploads).",
+            'naming an upload: {"upload": id} (see POST /v1/uploads).',
         )
     filename, content_type = body.get("filename"), body.get("type")
     if filename is not None and not isinstance(filename, str):
