@@ -8,7 +8,7 @@
   before any of our code runs, and neither client can be sent elsewhere (Python follows no
   redirect, and a 307 would come after the body anyway). So there they get a clear 413, and the
   file goes up first (`POST /v1/uploads`, then `POST /v1/files {"upload": id}`, what
-  `cogplane.cli.upload_bytes` does) and its URL is the input, unchanged clients and all."""
+  `local.cli.upload_bytes` does) and its URL is the input, unchanged clients and all."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _file_input(stack, client, path):
     with pytest.raises(replicate.exceptions.ReplicateError) as refused:
         client.files.create(path)
     assert refused.value.status == 413, refused.value
-    from cogplane.cli import upload_bytes
+    from local.cli import upload_bytes
 
     started = time.monotonic()
     with stack.client() as c:
