@@ -71,6 +71,7 @@ class EcsEmulator:
         capacity: int | None = None,
         volume_overrides: dict[str, Path] | None = None,
         poll_s: float = 0.25,
+        role_env: dict[str, dict[str, str]] | None = None,
     ):
         self.cluster = cluster
         self.region = region
@@ -83,6 +84,7 @@ class EcsEmulator:
         self.capacity = capacity
         self.volume_overrides = dict(volume_overrides or {})  # container path -> host folder
         self.poll_s = poll_s
+        self.role_env = dict(role_env or {})  # task role ARN -> its credentials (SIMAWS_IAM)
         self.tasks: dict[str, RunningTask] = {}
         self.pending: list[str] = []
         self.started = 0
@@ -198,6 +200,8 @@ class EcsEmulator:
         if not command:
             raise ValueError(f"task {task_id}: no command")
         env = dict(self.base_env)
+        role = (task.overrides or {}).get("taskRoleArn") or getattr(definition, "task_role_arn", None)
+        env.update(self.role_env.get(role or "", {}))  # the task role's credentials, as ECS gives them
         env.update(self.image_env)
         env.update({e["name"]: e["value"] for e in runner.get("environment") or []})
         env.update({e["name"]: e["value"] for e in override.get("environment") or []})

@@ -28,6 +28,7 @@ from simaws.deploy import Deployer, Deployment
 from simaws.ecs import EcsEmulator, dockerfile_env
 from simaws.events import Scheduler, StreamPoller
 from simaws.funcurl import FunctionUrl, WebAdapterFunction, free_port
+from simaws.iam import Iam, patch_presigned
 from simaws.lambdas import LambdaFunction, python312, stage_runtime
 from simaws.template import ACCOUNT, REGION, Assembly
 
@@ -38,10 +39,31 @@ LOOPBACK = "127.0.0.0/8,::1/128,localhost"
 
 
 # --- moto ------------------------------------------------------------------------------------------
+_DYNAMODB_LOCK = threading.RLock()
+
+
 def patch_moto() -> None:
     """moto 5.2.5 bugs on paths the stack uses (the server runs in this process):
-    RunTask of an awsvpc (Fargate) task reads an ENI attribute moto's ENI lacks -> HTTP 500."""
+    - RunTask of an awsvpc (Fargate) task reads an ENI attribute moto's ENI lacks -> HTTP 500;
+    - moto's DynamoDB has no locking: TransactWriteItems deep-copies the table while another
+      request thread writes it ("dictionary changed size during iteration" -> HTTP 500, seen by
+      the system suites), and two conditional writes can both win. DynamoDB requests (and stream
+      reads) are served one at a time, as DynamoDB's per-item atomicity needs."""
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
     from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+
+    for handler in (DynamoHandler, DynamoDBStreamsHandler):
+        if getattr(handler, "_simaws_locked", False):
+            continue
+        unlocked = handler.call_action
+
+        def call_action(self, _unlocked=unlocked):
+            with _DYNAMODB_LOCK:
+                return _unlocked(self)
+
+        handler.call_action = call_action
+        handler._simaws_locked = True
 
     if not hasattr(NetworkInterface, "private_dns_name"):
         NetworkInterface.private_dns_name = property(  # type: ignore[attr-defined]
@@ -49,26 +71,33 @@ def patch_moto() -> None:
         )
 
 
-def start_moto():
+def start_moto(*, iam: bool = False):
     import logging as _logging
 
     from moto.server import ThreadedMotoServer
 
     _logging.getLogger("werkzeug").setLevel(_logging.ERROR)
     patch_moto()
+    if iam:
+        patch_presigned()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     return server, f"http://{host}:{port}"
 
 
-def clients(endpoint: str) -> dict[str, Any]:
+def clients(endpoint: str, credentials: dict[str, str] | None = None) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
+    creds = credentials or CREDENTIALS
     config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=70)
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    names = ("dynamodb", "dynamodbstreams", "s3", "sqs", "secretsmanager", "ecs", "ec2")
+    session = boto3.session.Session(
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        region_name=REGION,
+    )
+    names = ("dynamodb", "dynamodbstreams", "s3", "sqs", "secretsmanager", "ecs", "ec2", "iam", "sts")
     return {n: session.client(n, endpoint_url=endpoint, config=config) for n in names}
 
 
@@ -80,7 +109,16 @@ DEPLOYMENT_SETTINGS = (
     "COGPLANE_RATE_OTHER_PER_MINUTE",
     "COGPLANE_PRICES",
     "COGPLANE_CLOCK_FILE",
+    "COGPLANE_PAGE_SIZE",
 )
+
+
+def with_max_runners(dispatch: str, max_runners: str | None) -> str:
+    """COGPLANE_MAX_RUNNERS (as on `make up`): the runners one pool may have, standing in for the
+    stack's `-c cogplane:maxPerPool` context (the dispatcher's max_per_pool in COGPLANE_ECS_DISPATCH)."""
+    if not max_runners:
+        return dispatch
+    return json.dumps({**json.loads(dispatch), "max_per_pool": int(max_runners)})
 
 
 # --- state kept across restarts ---------------------------------------------------------------------
@@ -153,8 +191,10 @@ class Simulation:
         capacity: int | None = None,
         expirer_first_s: float | None = None,
         user: str | None = None,
+        iam: bool = False,
     ):
         self.home = home.resolve()
+        self.iam = iam
         self.user = user
         self.port = port
         self.cdk_out = cdk_out
@@ -187,7 +227,7 @@ class Simulation:
         assembly = Assembly.load(self.cdk_out)
         python = python312()
         runtime_dir = stage_runtime(self.sim / "runtime")
-        self.moto, endpoint = start_moto()
+        self.moto, endpoint = start_moto(iam=self.iam)
         import httpx
 
         # tasks stay where the ECS emulator puts them (moto would advance them on each describe)
@@ -195,7 +235,8 @@ class Simulation:
             f"{endpoint}/moto-api/state-manager/set-transition",
             json={"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}},
         )
-        c = clients(endpoint)
+        iam = Iam(clients(endpoint), self.home) if self.iam else None
+        c = clients(endpoint, iam.admin() if iam else None)  # the simulation's own administrator
         state = State(self.home)
         secret_values = state.secrets()
         admin = next((lid for lid in assembly.of_type("AWS::SecretsManager::Secret") if "AdminToken" in lid), None)
@@ -218,6 +259,7 @@ class Simulation:
             log.info("restored %d items and %d objects from %s", *restored, state.root)
 
         stream_port = free_port()
+        self.function_url = f"http://127.0.0.1:{stream_port}"
         mapping = self.url_map(deployment, stream_port)
         base_env = {
             **CREDENTIALS,
@@ -235,11 +277,23 @@ class Simulation:
             for key, value in fn.environment.items():
                 for deployed, local in mapping.items():
                     value = value.replace(deployed, local)
+                if key == "COGPLANE_ECS_DISPATCH":
+                    value = with_max_runners(value, os.environ.get("COGPLANE_MAX_RUNNERS"))
                 fn.environment[key] = value
             self.functions[fn.logical_id] = LambdaFunction(
                 fn, python=python, runtime_dir=runtime_dir, log_dir=self.home / "logs", base_env=base_env
             )
         self.deployment = deployment
+        role_env: dict[str, dict[str, str]] = {}
+        if iam:  # each function acts with its role's credentials (its policies from the template)
+            role_arns = iam.roles(assembly, deployment.resolver)
+            functions = assembly.of_type("AWS::Lambda::Function")
+            for fn in self.functions.values():
+                role = deployment.resolver.resolve(functions[fn.config.logical_id]["Properties"]["Role"])
+                fn.config.environment.update(iam.credentials(role, fn.config.name))
+            for arn in role_arns.values():
+                if ":role/" in arn:
+                    role_env[arn] = iam.credentials(arn, "ecs-task")
         if self.user:  # the admin account's name (the expirer registers the token for it)
             for fn in self.functions.values():
                 if "COGPLANE_ADMIN_TOKEN_SECRET_ARN" in fn.config.environment:
@@ -295,9 +349,13 @@ class Simulation:
             image_env=image_env,
             capacity=self.capacity,
             volume_overrides=volume_overrides,
+            role_env=role_env,
         ).start()
         if "COGPLANE_IDLE_TIMEOUT" in os.environ:  # the runner honours it over the task definition's
             self.ecs.image_env["COGPLANE_IDLE_TIMEOUT"] = os.environ["COGPLANE_IDLE_TIMEOUT"]
+        if iam:
+            Iam.enforce(endpoint)
+            log.info("IAM enforced: each function and task acts with its role's credentials")
         # the stream -> webhooks mapping, then the schedules (the expirer's first run registers the token)
         for mapping_ in deployment.stream_mappings:
             self.pollers.append(
@@ -372,13 +430,15 @@ def banner(url: str, token: str, home: Path, sim: Simulation) -> str:
     api = sim.functions[sim.deployment.rest_api["function"]]
     inits = ", ".join(f"{t:.0f} ms" for t in api.init_times) or "not started yet"
     user = sim.user or "admin"
+    iam = "   (IAM enforced: SIMAWS_IAM)" if sim.iam else ""
     return f"""
 cogplane is up at {url}   (the deployed shape, simulated: `make sim-aws`)
 
   user:   {user}
   token:  {token}   (also in {home}/token; the URL in {home}/url)
 
-  AWS (moto server):  {sim.endpoint}   table {sim.table}, bucket {sim.bucket}
+  AWS (moto server):  {sim.endpoint}   table {sim.table}, bucket {sim.bucket}{iam}
+  Function URL:       {sim.function_url}   (the stream function: urls.stream and file links)
   Lambda:             {len(sim.functions)} functions from {sim.cdk_out}, Python 3.12 (API function init: {inits})
   Logs:               {home}/logs/ (lambda-*.log), {home}/sim/ecs/ (task-*.log)
 
@@ -404,6 +464,7 @@ def run() -> int:
     cdk_out = Path(os.environ.get("SIMAWS_CDK_OUT", str(REPO / "cdk.out")))
     env_cache = os.environ.get("SIMAWS_ENV_CACHE")
     capacity = os.environ.get("SIMAWS_CAPACITY")
+    iam = os.environ.get("SIMAWS_IAM", "0") not in ("", "0", "false", "no")
     sim = Simulation(
         home=home,
         port=port,
@@ -412,6 +473,7 @@ def run() -> int:
         env_cache=Path(env_cache).resolve() if env_cache else None,
         capacity=int(capacity) if capacity else None,
         user=os.environ.get("COGPLANE_USER") or None,
+        iam=iam,
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -152,3 +152,67 @@ def test_the_api_handler_sees_the_stage_as_its_root_path():
     assert base_path({"path": "/v1/x", "requestContext": {"path": "/cog/v1/x"}}) == "/cog"  # custom domain
     assert base_path({"path": "/v1/x", "requestContext": {"path": "/v1/x"}}) == ""  # custom domain, no base path
     assert base_path({"path": "/v1/x"}) == ""
+
+
+def test_what_moto_enforces_with_iam_on_as_the_readme_says():
+    """The measurement behind SIMAWS_IAM (README, `make sim-aws`): a role's policy as the template
+    writes it and as simaws/iam.py widens it, each call tried with the role's STS credentials
+    against moto server with enforcement on (in a process of its own: it is global to moto)."""
+    import subprocess
+    import sys
+
+    from tests.system.conftest import REPO
+
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.sim.iam_probe"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    expected = {
+        # S3 and SQS: action and resource, as written
+        "s3 GetObject granted prefix": "allowed",
+        "s3 GetObject other prefix": "denied",
+        "s3 GetObject other bucket": "denied",
+        "s3 PutObject (not granted)": "denied",
+        "sqs SendMessage granted queue": "allowed",
+        "sqs SendMessage other queue": "denied",
+        "sqs GetQueueAttributes (not granted)": "denied",
+        # a presigned URL: authorized as its signer (simaws.iam.patch_presigned; moto alone: 500)
+        "presigned GET p/x": "200",
+        "presigned GET q/x": "403",
+    }
+    for role in ("as-written", "widened"):
+        for probe, outcome in expected.items():
+            assert got[f"{role} {probe}"] == outcome, (role, probe, got)
+    # DynamoDB and Secrets Manager are checked against `*`: a statement naming the ARN denies all...
+    for probe in (
+        "dynamodb GetItem granted table",
+        "secretsmanager GetSecretValue granted",
+        "sqs CreateQueue granted name",
+    ):
+        assert got[f"as-written {probe}"] == "denied", got
+    # ...so the simulation widens them: the action is enforced, the table or secret is not
+    assert got["widened dynamodb GetItem granted table"] == got["widened dynamodb GetItem other table"] == "allowed"
+    assert got["widened dynamodb DeleteItem (not granted)"] == "denied"
+    assert got["widened dynamodb TransactWriteItems of a granted Put"] == "allowed"  # as AWS: by its parts
+    assert got["widened secretsmanager GetSecretValue other"] == "allowed"
+    assert got["widened sqs CreateQueue granted name"] == "allowed"
+    assert got["unknown key"] == got["admin key, wrong secret"] == "denied"
+
+
+def test_policies_are_widened_only_where_moto_cannot_check_the_resource():
+    from simaws.iam import widened
+
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:GetObject*", "sqs:SendMessage", "sqs:CreateQueue"], "Resource": "arn:q"},
+            {"Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:GetItem"], "Resource": ["arn:t"]},
+        ],
+    }
+    out = widened(doc)["Statement"]
+    assert {"Effect": "Allow", "Action": ["s3:GetObject*", "sqs:SendMessage"], "Resource": "arn:q"} in out
+    assert {"Effect": "Allow", "Action": ["sqs:CreateQueue"], "Resource": "*"} in out
+    dynamo = next(s for s in out if "dynamodb:PutItem" in s["Action"])
+    assert dynamo["Resource"] == "*"
+    assert "dynamodb:TransactWriteItems" in dynamo["Action"] and "dynamodb:TransactGetItems" in dynamo["Action"]
