@@ -237,6 +237,9 @@ def _signed_blobs(settings: Settings, s3: Any, clock: Clock) -> Any:
     return SignedUrlBlobStore(s3, base_url=base, secret=lambda: key_material(settings), clock=clock)
 
 
+SQS_READ_TIMEOUT_S = 20 + 10  # the longest SQS long poll (20 s) and a margin
+
+
 def _aws_client(name: str) -> Any:
     import boto3
     from botocore.config import Config
@@ -253,9 +256,12 @@ def _aws_clients() -> dict[str, Any]:
     config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
     # presigned output URLs need SigV4 (botocore would otherwise presign with SigV2)
     s3_config = config.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+    # a runner's claim long-polls up to 20 s (COGPLANE_QUEUE_WAIT_SECONDS): the read must outlast it,
+    # or an idle runner's poll times out, is retried and finally kills the runner
+    sqs_config = config.merge(Config(read_timeout=SQS_READ_TIMEOUT_S))
     return {
         "dynamodb": boto3.client("dynamodb", config=config),
-        "sqs": boto3.client("sqs", config=config),
+        "sqs": boto3.client("sqs", config=sqs_config),
         "s3": boto3.client("s3", config=s3_config),
     }
 

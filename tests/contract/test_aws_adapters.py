@@ -202,6 +202,23 @@ def test_claims_long_poll_as_configured_and_the_deployed_wiring_waits_20_seconds
         assert services.queue.wait_seconds == 20
 
 
+def test_the_deployed_sqs_client_reads_longer_than_the_longest_long_poll(monkeypatch):
+    """Found by the system suites on the simulation: with the 10 s read timeout of the other
+    clients, an idle runner's 20 s claim timed out, was retried, and the runner died of it."""
+    from pydantic import ValidationError
+
+    from cogplane.settings import Settings
+    from cogplane.wiring import _aws_clients
+    from tests.conftest import fake_aws_credentials
+
+    fake_aws_credentials(monkeypatch, "us-east-1")
+    clients = _aws_clients()
+    with pytest.raises(ValidationError):
+        Settings(backend="aws", queue_wait_seconds=21)  # 20 s is the longest wait (SQS's too)
+    assert clients["sqs"].meta.config.read_timeout > 20
+    assert clients["dynamodb"].meta.config.read_timeout == 10  # the others keep failing fast
+
+
 def test_pool_queues_are_created_on_demand_with_the_dead_letter_queue():
     with mock_aws():
         client = boto3.client("sqs", region_name="us-east-1")
