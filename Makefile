@@ -42,8 +42,11 @@ up: $(RUNTIME)
 sim-aws: $(TESTING) $(ASSEMBLY)
 	@exec $(PY) -m simaws
 
-# System suites also run on the simulated deployment by `make test` (each passes on both shapes).
-SIM_SUITES := tests/system/test_teams_e2e.py tests/system/test_trainings_e2e.py
+# System suites that also run on the simulated deployment (`--shape sim-aws`, one simulation per
+# session; tests of single-machine features are skipped there with their reason). Each passes on
+# both shapes; `pytest --shape sim-aws tests/system` runs them all.
+SIM_SUITES := $(addprefix tests/system/,test_teams_e2e.py test_trainings_e2e.py test_stack.py test_js_client.py \
+	test_webhooks_e2e.py test_stop.py)
 
 ## Install what the tests need and run them all (slow real-model tests included)
 test: $(TESTING) $(ASSEMBLY)

@@ -25,6 +25,15 @@ def pytest_addoption(parser):
     )
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "single_machine(reason): a feature only `make up` has; skipped on --shape sim-aws with the reason"
+    )
+    config.addinivalue_line(
+        "markers", "own_shape: starts the simulated deployment itself; the --shape sim-aws pass skips it (already run)"
+    )
+
+
 HELLO_SCHEMA = {
     "openapi": "3.0.2",
     "info": {"title": "Cog", "version": "0.1.0"},

@@ -5,6 +5,7 @@ started it."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -92,6 +93,20 @@ class Stack:
         return env
 
     command = [str(REPO / ".venv" / "bin" / "cogplane"), "up"]
+    shape = "local"
+    hardware = ["cpu"]  # what GET /v1/hardware lists (the single machine: its CPU)
+
+    @property
+    def stream_base(self) -> str:
+        """Where urls.stream and signed file links point (the API itself on one machine)."""
+        return self.url
+
+    @property
+    def path_prefix(self) -> str:
+        """The base path of the API (the API Gateway stage on the simulation)."""
+        from urllib.parse import urlparse
+
+        return urlparse(self.url).path.rstrip("/")
 
     def start(self, timeout: float = 120) -> Stack:
         ENV_CACHE.mkdir(parents=True, exist_ok=True)
@@ -174,6 +189,17 @@ class Stack:
             raise AssertionError(f"cogplane {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
+    # --- the platform's own records (runner ids, runner states), read from its store -------------
+    def prediction_record(self, prediction_id: str) -> dict:
+        """The stored prediction, internal fields included (runner_id): the SQLite database here."""
+        return db_rows(self, "SELECT data FROM predictions WHERE id = ?", (prediction_id,))[0]
+
+    def runner_records(self, pool: str | None = None) -> list[dict]:
+        """The live runners' records (of one pool), as the dispatcher and the expirer see them."""
+        if pool is None:
+            return db_rows(self, "SELECT data FROM runners")
+        return db_rows(self, "SELECT data FROM runners WHERE pool = ?", (pool,))
+
     def replicate(self, token: str = TOKEN, **kwargs):
         """The official Python client on the stack. replicate 1.0.7 builds its own
         `httpx.HTTPTransport()`, so `Client(verify=...)` never reaches it: trust goes through the
@@ -191,6 +217,9 @@ class SimStack(Stack):
 
     command = [str(REPO / ".venv" / "bin" / "python"), "-m", "simaws"]
     stage = "api"
+    shape = "sim-aws"
+    hardware = ["cpu", "gpu-t4", "gpu-a10g", "gpu-l4", "gpu-l40s"]  # the deployed SKUs (infra)
+    stream_base = ""  # the stream function's Function URL, read from the banner at start
 
     def __init__(
         self, home: Path, *, port: int | None = None, env: dict[str, str] | None = None, examples: Path | None = None
@@ -207,13 +236,88 @@ class SimStack(Stack):
         return env
 
     def start(self, timeout: float = 300) -> SimStack:
-        return super().start(timeout)
+        super().start(timeout)
+        found = re.search(r"AWS \(moto server\):\s+(\S+)\s+table (\S+), bucket (\S+)", self.log())
+        assert found, self.log()
+        self.endpoint, self.table, self.bucket = found.groups()
+        self.stream_base = re.search(r"Function URL:\s+(\S+)", self.log()).group(1)
+        try:
+            self._push_examples()
+        except BaseException:
+            self.stop()  # the fixture never gets it: stop what was started
+            raise
+        return self
+
+    def _push_examples(self) -> None:
+        """What `make up` does at start (cogplane/embedded/bootstrap.py): every folder of the
+        examples pushed as a public model of the `examples` organization. The deployed stack
+        pushes no examples, so the suites' harness does it through the API, as an operator
+        would (an org owned by the admin account, `cogplane push --public`)."""
+        folder = self.examples if self.examples is not None else REPO / "examples"
+        names = sorted(p.name for p in folder.iterdir() if (p / "cog.yaml").is_file()) if folder.is_dir() else []
+        if not names:
+            return
+        with self.client() as c:
+            me = c.get("/v1/account").json()["username"]
+            if c.get("/v1/models/examples/" + names[0]).status_code == 404:  # not yet (a restart keeps them)
+                made = self.cli("admin", "orgs", "create", "examples", "--owner", me, check=False)
+                assert made.returncode == 0 or "exists" in made.stderr, made.stderr
+        for name in names:
+            self.cli("push", "--public", str(folder / name), f"examples/{name}")
+
+    def aws(self, service: str):
+        """A boto3 client on the simulation's moto server, as its administrator (with SIMAWS_IAM,
+        the keys it writes under its home; else any key)."""
+        import json
+
+        import boto3
+
+        keys = self.home / "sim" / "admin-credentials.json"
+        creds = json.loads(keys.read_text()) if keys.is_file() else {}
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=creds.get("AWS_ACCESS_KEY_ID", "testing"),
+            aws_secret_access_key=creds.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        )
+
+    def prediction_record(self, prediction_id: str) -> dict:
+        """The stored prediction read from the DynamoDB table (the item's JSON record)."""
+        from cogplane.adapters.aws.dynamodb import DynamoStateStore
+
+        found = DynamoStateStore(self.aws("dynamodb"), self.table).get_prediction(prediction_id)
+        assert found is not None, prediction_id
+        return found.to_dict()
+
+    def runner_records(self, pool: str | None = None) -> list[dict]:
+        from cogplane.adapters.aws.dynamodb import DynamoStateStore
+
+        return [x.to_dict() for x in DynamoStateStore(self.aws("dynamodb"), self.table).list_runners(pool)]
+
+
+def stack_class(config) -> type[Stack]:
+    """The class of the shape `--shape` asks for (the local stack by default)."""
+    return SimStack if config.getoption("--shape") == "sim-aws" else Stack
 
 
 def start_stack(config, home: Path, **kwargs) -> Stack:
     """The shape `--shape` asks for (the local stack by default)."""
-    cls = SimStack if config.getoption("--shape") == "sim-aws" else Stack
-    return cls(home, **kwargs).start()
+    return stack_class(config)(home, **kwargs).start()
+
+
+def pytest_runtest_setup(item):
+    """`--shape sim-aws` runs every system suite on the simulated deployment, except
+    - tests marked `single_machine("why")`: a feature only `make up` has (the reason says which);
+    - tests marked `own_shape`: they start the simulation themselves and ran in the default pass."""
+    if item.config.getoption("--shape") != "sim-aws":
+        return
+    single = item.get_closest_marker("single_machine")
+    if single is not None:
+        pytest.skip(f"single machine only: {single.args[0] if single.args else single.kwargs['reason']}")
+    own = item.get_closest_marker("own_shape")
+    if own is not None:
+        pytest.skip(own.args[0] if own.args else "starts the simulation itself: the default pass ran it")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from cogplane.domain.timefmt import parse
-from tests.system.conftest import REPO, db_rows, wait_for
+from tests.system.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.slow
 RUNNER_MODELS = REPO / "tests" / "fixtures" / "runner_models"
@@ -41,7 +41,7 @@ def test_concurrent_decorator_four_predictions_overlap_on_one_runner(one_runner_
         ]
         done = _finish(c, ids)
     assert [p["status"] for p in done] == ["succeeded"] * 4, [p.get("error") for p in done]
-    runners = {db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (p["id"],))[0]["runner_id"] for p in done}
+    runners = {stack.prediction_record(p["id"])["runner_id"] for p in done}
     assert len(runners) == 1, "one runner (one cog server) ran all four"
     starts, ends = [parse(p["started_at"]) for p in done], [parse(p["completed_at"]) for p in done]
     assert max(starts) < min(ends), list(zip(starts, ends, strict=True))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.system.conftest import db_rows, wait_for
+from tests.system.conftest import wait_for
 
 pytestmark = pytest.mark.system
 
 
 def runners(stack, pool: str) -> list[dict]:
-    return db_rows(stack, "SELECT data FROM runners WHERE pool = ?", (pool,))
+    return stack.runner_records(pool)
 
 
 def test_min_instances_warm_runner_then_rollover_without_failing_in_flight(stack, model_copy):

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from replicate.exceptions import ModelError
 
-from tests.system.conftest import REPO, alive, db_rows, descendants, wait_for
+from tests.system.conftest import REPO, alive, descendants, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -109,7 +109,7 @@ def test_cancel_of_a_long_prediction_ends_canceled(stack, model_copy):
         pid = c.post("/v1/models/local/sleeper-cancel/predictions", json={"input": {"seconds": 60}}).json()["id"]
         wait_for(lambda: c.get(f"/v1/predictions/{pid}").json()["status"] == "processing", timeout=120)
         wait_for(lambda: "tick 0" in (c.get(f"/v1/predictions/{pid}").json()["logs"] or ""), timeout=30)
-        runner = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (pid,))[0]["runner_id"]
+        runner = stack.prediction_record(pid)["runner_id"]
         r = c.post(f"/v1/predictions/{pid}/cancel")
         assert r.status_code == 200 and r.json()["status"] == "canceled"
         final = c.get(f"/v1/predictions/{pid}").json()
@@ -118,29 +118,17 @@ def test_cancel_of_a_long_prediction_ends_canceled(stack, model_copy):
         done = wait_for(
             lambda: (p := c.get(f"/v1/predictions/{nxt['id']}").json())["status"] == "succeeded" and p, timeout=30
         )
-        taken_by = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (nxt["id"],))[0]["runner_id"]
+        taken_by = stack.prediction_record(nxt["id"])["runner_id"]
         assert taken_by == runner, "the runner whose model run was canceled took the next job"
         assert done["output"] == "slept 0"
         assert c.get(f"/v1/predictions/{pid}").json()["status"] == "canceled"
 
 
 def _runner_pid_for(stack, prediction_id: str, client) -> int:
-    runner_id = wait_for(
-        lambda: client.get(f"/v1/predictions/{prediction_id}").json()["status"] == "processing" and True, timeout=120
-    )
-    assert runner_id
-    import sqlite3
-
-    db = sqlite3.connect(stack.home / "cogplane.db")
-    try:
-        row = db.execute("SELECT data FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
-        import json
-
-        rid = json.loads(row[0])["runner_id"]
-        data = db.execute("SELECT data FROM runners WHERE id = ?", (rid,)).fetchone()
-        return json.loads(data[0])["pid"]
-    finally:
-        db.close()
+    """The pid of the runner running the prediction (on the simulation, the ECS task's process)."""
+    wait_for(lambda: client.get(f"/v1/predictions/{prediction_id}").json()["status"] == "processing", timeout=120)
+    runner_id = stack.prediction_record(prediction_id)["runner_id"]
+    return next(r["pid"] for r in stack.runner_records() if r["id"] == runner_id)
 
 
 def test_kill_9_of_a_runner_fails_its_prediction_and_the_queue_moves_on(stack, model_copy):
@@ -188,7 +176,7 @@ def test_a_crashed_worker_fails_its_prediction_and_the_server_is_restarted(one_r
             timeout=120,
         )
         assert failed["status"] == "failed" and failed["error"], failed
-        runner = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (crashed["id"],))[0]["runner_id"]
+        runner = stack.prediction_record(crashed["id"])["runner_id"]
         after = c.post("/v1/models/local/crashy/predictions", json={"input": {"crash": False}}).json()
         done = wait_for(
             lambda: (
@@ -197,5 +185,5 @@ def test_a_crashed_worker_fails_its_prediction_and_the_server_is_restarted(one_r
             timeout=120,
         )
         assert done["status"] == "succeeded" and done["output"] == "still standing"
-        taken_by = db_rows(stack, "SELECT data FROM predictions WHERE id = ?", (after["id"],))[0]["runner_id"]
+        taken_by = stack.prediction_record(after["id"])["runner_id"]
         assert taken_by == runner, "the same runner restarted its cog server and went on"

@@ -16,7 +16,12 @@ import pytest
 
 from tests.system.conftest import REPO, TOKEN, Stack, fetch, is_black, node_env, png_pixels, wait_for
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.slow,
+    # the expirer installs the checker a minute after the start: its own simulation, in the default pass
+    pytest.mark.own_shape("on the deployed shape: tests/system/test_safety_sim_aws.py (the default pass runs it)"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.system.conftest import REPO, SimStack, fetch, is_black, png_pixels
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.own_shape]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.system.conftest import TOKEN, Stack, wait_for
+from tests.system.conftest import TOKEN, stack_class, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -18,9 +18,11 @@ REDACTED = "**********"
 
 
 @pytest.fixture
-def own_stack(tmp_path):
-    """A stack of this test's own: it is stopped before its files are read raw."""
-    s = Stack(tmp_path / "home").start()
+def own_stack(tmp_path, pytestconfig):
+    """A stack of this test's own: it is stopped before its files are read raw (on the simulation:
+    the table and bucket it saves on stop, the functions' and tasks' logs)."""
+    (tmp_path / "no-examples").mkdir()
+    s = stack_class(pytestconfig)(tmp_path / "home", examples=tmp_path / "no-examples").start()
     try:
         yield s
     finally:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.system.conftest import REPO, TOKEN, SimStack, node_env
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.own_shape]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,13 @@ def sim(tmp_path_factory):
     assert (REPO / "cdk.out" / "manifest.json").is_file(), "run `make synth` first (make test does)"
     home = tmp_path_factory.mktemp("sim") / "home"
     # the functions' clock runs ahead by what a test writes here (cogplane.clock.OffsetClock)
-    s = SimStack(home, env={"COGPLANE_USER": "admin", "COGPLANE_CLOCK_FILE": str(home.parent / "clock")}).start()
+    (home.parent / "no-examples").mkdir()
+    s = SimStack(
+        home,
+        # each function and the runner task act with their role's policies (README: SIMAWS_IAM)
+        env={"COGPLANE_USER": "admin", "COGPLANE_CLOCK_FILE": str(home.parent / "clock"), "SIMAWS_IAM": "1"},
+        examples=home.parent / "no-examples",
+    ).start()
     try:
         for name in ("hello",):
             s.cli("push", str(REPO / "examples" / name), f"admin/{name}", "--public")

@@ -17,7 +17,13 @@ import pytest
 
 from tests.system.conftest import REPO, Stack, alive, descendants, wait_for
 
-pytestmark = pytest.mark.system
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.single_machine(
+        "the graceful stop of the `make up` / `cogplane up` process tree (SIGTERM, Ctrl-C, kill -9 of the "
+        "stack, its start-up token check); the deployed shape has no such process"
+    ),
+]
 
 GRACE = 12
 
