@@ -134,7 +134,7 @@ class Iam:
 
 
 def patch_presigned() -> None:
-    """moto 5.2.5 answers a presigned S3 request 500 once IAM is enforced (it reads the
+    """moto 5.2.5 answers a presigned S3 request (URL or POST) 500 once IAM is enforced (it reads the
     Authorization header a presigned URL does not have). Authorize it as the presigner instead:
     the key in X-Amz-Credential (and its X-Amz-Security-Token) must be allowed the action on the
     object. The signature and expiry stay unchecked (moto does not compute either)."""
@@ -150,6 +150,10 @@ def patch_presigned() -> None:
         headers = self.headers
         if "Authorization" not in headers:
             query = {k.lower(): v[0] for k, v in parse_qs(urlparse(self.uri).query).items()}
+            # a presigned POST (browser-style upload) carries them as form fields, which moto
+            # merges into its querystring
+            form = getattr(self, "querystring", None) or {}
+            query.update({k.lower(): v[0] for k, v in form.items() if k.lower().startswith("x-amz-") and v})
             credential = query.get("x-amz-credential")  # SigV4; SigV2 names only the key
             if credential is None and query.get("awsaccesskeyid"):
                 credential = f"{query['awsaccesskeyid']}/20000101/{self.region}/s3/aws4_request"

@@ -149,6 +149,14 @@ def main() -> None:
         for key_name in ("p/x", "q/x"):
             url = c["s3"].generate_presigned_url("get_object", Params={"Bucket": "bucket-a", "Key": key_name})
             results[f"{role} presigned GET {key_name}"] = str(httpx.get(url).status_code)
+        post = c["s3"].generate_presigned_post("bucket-a", "p/posted")
+        results[f"{role} presigned POST"] = str(
+            httpx.post(post["url"], data=post["fields"], files={"file": b"y"}).status_code
+        )
+    post = s3.generate_presigned_post("bucket-a", "p/posted")  # signed by the administrator
+    results["admin presigned POST"] = str(
+        httpx.post(post["url"], data=post["fields"], files={"file": b"y"}).status_code
+    )
     probe("unknown key", lambda: client("dynamodb", boot).get_item(TableName="table-a", Key={"pk": {"S": "x"}}))
     wrong = {**admin, "AWS_SECRET_ACCESS_KEY": "wrong"}
     probe(

@@ -180,6 +180,7 @@ def test_what_moto_enforces_with_iam_on_as_the_readme_says():
         # a presigned URL: authorized as its signer (simaws.iam.patch_presigned; moto alone: 500)
         "presigned GET p/x": "200",
         "presigned GET q/x": "403",
+        "presigned POST": "403",  # PutObject is not granted: refused as its signer would be
     }
     for role in ("as-written", "widened"):
         for probe, outcome in expected.items():
@@ -197,6 +198,7 @@ def test_what_moto_enforces_with_iam_on_as_the_readme_says():
     assert got["widened dynamodb TransactWriteItems of a granted Put"] == "allowed"  # as AWS: by its parts
     assert got["widened secretsmanager GetSecretValue other"] == "allowed"
     assert got["widened sqs CreateQueue granted name"] == "allowed"
+    assert got["admin presigned POST"] == "204"  # an upload its signer may make is stored
     assert got["unknown key"] == got["admin key, wrong secret"] == "denied"
 
 
