@@ -212,7 +212,19 @@ def ensure_environment(
             shutil.rmtree(final, ignore_errors=True)
         if on_build_start is not None:
             on_build_start()
-        _build(spec, model_dir, cache_root, final, on_log, timeout, choose_installer(installer))
+        chosen = choose_installer(installer)
+        started = time.monotonic()
+        try:
+            _build(spec, model_dir, cache_root, final, on_log, timeout, chosen)
+        except EnvironmentBuildError as exc:
+            # auto: where uv cannot build what pip can (a legacy sdist, a pip-only option), pip gets
+            # its turn with what is left of the deadline; an explicit COGPLANE_INSTALLER=uv fails.
+            explicit = (installer or os.environ.get("COGPLANE_INSTALLER") or "auto").strip().lower() == "uv"
+            left = None if timeout is None else timeout - (time.monotonic() - started)
+            if chosen != "uv" or explicit or exc.message.endswith("timed out") or (left is not None and left <= 0):
+                raise
+            on_log(f"cogplane: uv could not build this environment ({exc.message[:200]}); building it with pip")
+            _build(spec, model_dir, cache_root, final, on_log, left, "pip")
     return final
 
 

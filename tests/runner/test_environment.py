@@ -206,6 +206,27 @@ def test_install_failure_raises_with_the_logs(tmp_path: Path, installer: str) ->
     assert not list((cache / ".building").iterdir())
 
 
+def test_auto_builds_with_pip_where_uv_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cogplane.environments as environment
+
+    broken_uv = tmp_path / "uv"  # a uv that cannot install anything (as uv refusing a legacy package)
+    real_uv = environment.uv_binary()
+    assert real_uv is not None
+    broken_uv.write_text(
+        f'#!/bin/sh\n[ "$2" = install ] && {{ echo "uv: cannot build this" >&2; exit 2; }}\nexec {real_uv} "$@"\n'
+    )
+    broken_uv.chmod(0o755)
+    monkeypatch.setattr(environment, "uv_binary", lambda: str(broken_uv))
+    monkeypatch.delenv("COGPLANE_INSTALLER", raising=False)
+    logs: list[str] = []
+    env = ensure_environment(BASE_CONFIG, HELLO, tmp_path / "envs", on_log=logs.append)
+    assert json.loads((env / METADATA_FILE).read_text())["installer"] == "pip"
+    assert any("uv could not build this environment" in line for line in logs), logs
+    # chosen explicitly, uv's failure is the answer
+    with pytest.raises(EnvironmentBuildError, match="uv pip install failed"):
+        ensure_environment(config_with("six"), HELLO, tmp_path / "envs2", installer="uv")
+
+
 def test_python_requirements_file_is_installed(tmp_path: Path) -> None:
     model = tmp_path / "model"
     shutil.copytree(HELLO, model)
