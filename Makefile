@@ -48,8 +48,8 @@ sim-aws: $(TESTING) $(ASSEMBLY)
 SIM_SUITES := $(addprefix tests/system/,test_teams_e2e.py test_trainings_e2e.py test_stack.py test_js_client.py \
 	test_webhooks_e2e.py test_stop.py)
 
-## Install what the tests need and run them all (slow real-model tests included)
-test: $(TESTING) $(ASSEMBLY)
+## Install what the tests need, lint (make lint: about 10 s of CPU), and run them all (slow real-model tests included)
+test: $(TESTING) lint $(ASSEMBLY)
 	$(PY) -m pytest -q
 	@echo "The system suites that run on both shapes, now on the simulated deployment (make sim-aws) ..."
 	$(PY) -m pytest -q --shape sim-aws $(SIM_SUITES)
@@ -58,9 +58,12 @@ test: $(TESTING) $(ASSEMBLY)
 test-fast: $(TESTING)
 	$(PY) -m pytest -q -m "not slow"
 
+LINT_PATHS := cogplane functions gpu_runner local tests bench infra simaws scripts
+
+## ruff (rules in pyproject.toml: ANN, S and C901 on the core), ruff format --check, mypy (zero findings)
 lint: $(TESTING)
-	$(VENV)/bin/ruff check cogplane functions gpu_runner tests bench infra simaws local
-	$(VENV)/bin/ruff format --check cogplane functions gpu_runner tests bench infra simaws local
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
 
 bench: $(TESTING)

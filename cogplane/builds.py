@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogplane.domain.status import BuildStatus
+
+if TYPE_CHECKING:
+    from cogplane.domain.entities import Version
+    from cogplane.ports import BlobStore
 
 MAX_LOG_CHARS = 256 * 1024  # the log's tail is kept beyond this (a torch install is ~20 KB)
 
@@ -25,7 +29,7 @@ def _keys(version_id: str) -> tuple[str, str]:
     return f"builds/{version_id}/status.json", f"builds/{version_id}/log.txt"
 
 
-def write(blobs, version_id: str, status: BuildStatus, logs: str, **info: Any) -> None:
+def write(blobs: BlobStore, version_id: str, status: BuildStatus, logs: str, **info: Any) -> None:
     status_key, log_key = _keys(version_id)
     if len(logs) > MAX_LOG_CHARS:
         logs = "[... the start of the log was cut ...]\n" + logs[-MAX_LOG_CHARS:]
@@ -34,7 +38,7 @@ def write(blobs, version_id: str, status: BuildStatus, logs: str, **info: Any) -
     blobs.put(status_key, json.dumps(record).encode(), content_type="application/json")
 
 
-def read(blobs, version) -> dict[str, Any]:
+def read(blobs: BlobStore, version: Version) -> dict[str, Any]:
     """The `build` field of a version."""
     if getattr(version, "kind", None) == "image":
         return {"status": BuildStatus.NOT_NEEDED, "logs": None}
@@ -51,7 +55,7 @@ class BuildLog:
     """Collects a version's build lines while its runner boots; writes them every few seconds
     (so a long build can be watched) and once at the end."""
 
-    def __init__(self, blobs, version_id: str, *, interval: float = 3.0):
+    def __init__(self, blobs: BlobStore, version_id: str, *, interval: float = 3.0) -> None:
         self.blobs = blobs
         self.version_id = version_id
         self.lines: list[str] = []

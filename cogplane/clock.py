@@ -5,9 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cogplane.domain import ids
 from cogplane.domain.timefmt import iso, parse
+
+if TYPE_CHECKING:
+    from cogplane.ports import Clock
+    from cogplane.settings import Settings
 
 
 class SystemClock:
@@ -23,7 +28,7 @@ class OffsetClock(SystemClock):
     every call: tests move a running deployment's clock (e.g. an output URL 61 minutes later) by
     writing a number. A missing or empty file is no shift."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str) -> None:
         self.path = path
 
     def offset(self) -> float:
@@ -44,7 +49,7 @@ class OffsetClock(SystemClock):
         return time.monotonic() + self.offset()
 
 
-def clock_for(settings) -> SystemClock:
+def clock_for(settings: Settings) -> SystemClock:
     """The clock a process runs on: the system's, or shifted by COGPLANE_CLOCK_FILE (tests)."""
     return OffsetClock(settings.clock_file) if settings.clock_file else SystemClock()
 
@@ -52,7 +57,7 @@ def clock_for(settings) -> SystemClock:
 class ManualClock:
     """A clock that moves only when told to (tests)."""
 
-    def __init__(self, start: str = "2026-01-01T00:00:00.000000Z"):
+    def __init__(self, start: str = "2026-01-01T00:00:00.000000Z") -> None:
         self._now = parse(start)
         self._mono = 0.0
         self._lock = threading.Lock()
@@ -76,6 +81,6 @@ class RandomIds:
         return ids.new_prediction_id()
 
 
-def epoch(clock) -> float:
+def epoch(clock: Clock) -> float:
     """The clock's wall time as unix seconds."""
     return parse(clock.now()).timestamp()

@@ -262,7 +262,7 @@ def missing_on_host(packages: Iterable[str]) -> list[str]:
     dpkg = shutil.which("dpkg-query")
     if dpkg is None:
         return packages
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603 - argv list (no shell): dpkg-query with package names as arguments
         [dpkg, "-W", "-f=${Package} ${db:Status-Status}\n", *packages],
         capture_output=True,
         text=True,

@@ -125,7 +125,7 @@ def find_python(version: str | None, on_log: LogFn = lambda s: None) -> tuple[st
         return sys.executable, own
     candidate = shutil.which(f"python{wanted}")
     if candidate:
-        probe = subprocess.run(
+        probe = subprocess.run(  # noqa: S603 - argv list (no shell): a python found on PATH, a fixed probe
             [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
             capture_output=True,
             text=True,
@@ -376,7 +376,7 @@ def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float
     if os.path.basename(cmd[0]) == "uv":
         env.setdefault("NO_COLOR", "1")
         env.setdefault("UV_NO_PROGRESS", "1")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 - argv list (no shell): venv/pip/uv commands built here
         cmd,
         cwd=cwd,  # relative paths in a requirements file are relative to the model folder
         env=env,
@@ -405,8 +405,7 @@ def _run(cmd: list[str], cwd: Path, log: LogFn, logs: list[str], deadline: float
         timer.daemon = True
         timer.start()
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
+        for line in proc.stdout or ():  # stdout=PIPE: always there
             log(line.rstrip("\n"))
         code = proc.wait()
     except BaseException:

@@ -137,7 +137,7 @@ def check_url(url: str, allow: Iterable[str] | None = None) -> list[IP]:
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, ip: IP, port: int, timeout: float):
+    def __init__(self, host: str, ip: IP, port: int, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self._ip = ip
 
@@ -146,7 +146,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, ip: IP, port: int, timeout: float, context: ssl.SSLContext):
+    def __init__(self, host: str, ip: IP, port: int, timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._ip = ip
         self._tls = context

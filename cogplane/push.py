@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogplane.bundle import BundleError, make_bundle, read_config
 from cogplane.cogconfig import ConfigError, parse_environment, with_decorator_concurrency
 from cogplane.domain.ids import version_id_for
 from cogplane.schema import SchemaError, generate_schema
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 COG_VERSION = "0.23.1"
 
@@ -24,7 +27,11 @@ class Prepared:
 
 
 def prepare(
-    model_dir: str | Path, *, with_schema: bool = True, env_cache: Path | None = None, on_log=lambda line: None
+    model_dir: str | Path,
+    *,
+    with_schema: bool = True,
+    env_cache: Path | None = None,
+    on_log: Callable[[str], None] = lambda line: None,
 ) -> Prepared:
     """Bundle the folder and generate its schema with cog's inspector.
 

@@ -176,7 +176,7 @@ class RegistryClient:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
         platform: tuple[str, str] = ("linux", "amd64"),
-    ):
+    ) -> None:
         self.ref = ref
         self.auth = auth
         self.platform = platform

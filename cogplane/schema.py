@@ -22,7 +22,7 @@ def generate_schema(model_dir: str | Path, python: str = sys.executable, timeout
     if not model_dir.is_dir():
         raise SchemaError(f"model directory not found: {model_dir}")
     try:
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: S603 - argv list (no shell): the model's interpreter runs our schemagen.py
             [python, str(SCHEMAGEN), str(model_dir)],
             cwd=model_dir,
             capture_output=True,

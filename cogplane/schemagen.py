@@ -277,29 +277,36 @@ def build_input(info: Any, fn: Any) -> tuple[dict, list[tuple[str, dict]]]:
             prop["default"] = encode_default(field.default)
         if nullable:
             prop["nullable"] = True
-        if field.description is not None:
-            prop["description"] = field.description
-        if field.ge is not None:
-            prop["minimum"] = go_number(field.ge)
-        if field.le is not None:
-            prop["maximum"] = go_number(field.le)
-        if field.min_length is not None:
-            prop["minLength"] = field.min_length
-        if field.max_length is not None:
-            prop["maxLength"] = field.max_length
-        if field.regex is not None:
-            prop["pattern"] = field.regex
-        if field.deprecated:
-            prop["deprecated"] = True
-        accept = getattr(field_info, "accept", None)
-        if accept is not None:
-            prop["x-cog-accept"] = accept
+        prop.update(_annotations(field, field_info))
         properties[name] = prop
 
     schema: dict[str, Any] = {"title": "Input", "type": "object", "properties": properties}
     if required:
         schema["required"] = required
     return schema, enums
+
+
+def _annotations(field: Any, field_info: Any) -> dict[str, Any]:
+    """An input's description, constraints and flags, in cog's order (what Input(...) declared)."""
+    found: dict[str, Any] = {}
+    if field.description is not None:
+        found["description"] = field.description
+    if field.ge is not None:
+        found["minimum"] = go_number(field.ge)
+    if field.le is not None:
+        found["maximum"] = go_number(field.le)
+    if field.min_length is not None:
+        found["minLength"] = field.min_length
+    if field.max_length is not None:
+        found["maxLength"] = field.max_length
+    if field.regex is not None:
+        found["pattern"] = field.regex
+    if field.deprecated:
+        found["deprecated"] = True
+    accept = getattr(field_info, "accept", None)
+    if accept is not None:
+        found["x-cog-accept"] = accept
+    return found
 
 
 def _is_model_class(tpe: Any) -> bool:

@@ -17,9 +17,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogplane.schema import input_properties_ordered, resolve_prop
+
+if TYPE_CHECKING:
+    from cogplane.settings import Settings
 
 REDACTED = "**********"
 _VERSION = "v1"
@@ -82,7 +85,7 @@ def derive_key(material: bytes) -> bytes:
 class SecretBox:
     """Seals a prediction's secret values for its runner (and nobody else)."""
 
-    def __init__(self, material: bytes):
+    def __init__(self, material: bytes) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self._aead = AESGCM(derive_key(material))
@@ -109,7 +112,7 @@ class SecretBox:
         return values
 
 
-def key_material(settings) -> bytes:
+def key_material(settings: Settings) -> bytes:
     """The install's secret the encryption key is derived from (see the module's docstring)."""
     if settings.secrets_key:
         return settings.secrets_key.encode()
@@ -134,7 +137,7 @@ class StreamTokens:
     to the prediction id as far as anyone else can tell (AES-256-GCM of the id, with a nonce derived
     from the id so that every GET and webhook shows the same URL). Only the server opens it."""
 
-    def __init__(self, material: bytes):
+    def __init__(self, material: bytes) -> None:
         import hashlib
         import hmac
 

@@ -19,6 +19,10 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ def client_ca(home: Path | None = None) -> str | None:
     return str(path) if path.is_file() else None
 
 
-def ssl_context(home: Path | None = None):
+def ssl_context(home: Path | None = None) -> ssl.SSLContext:
     """A verifying client SSLContext: the system CAs plus our local CA when there is one."""
     import ssl
 

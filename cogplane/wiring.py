@@ -10,7 +10,7 @@ from typing import Any
 from cogplane.clock import RandomIds, clock_for
 from cogplane.homedir import secure_home
 from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, RateLimiter, StateStore
-from cogplane.sealing import SecretBox
+from cogplane.sealing import SecretBox, StreamTokens
 from cogplane.services.accounts import AccountService
 from cogplane.services.catalog import CatalogService
 from cogplane.services.deployments import DeploymentService
@@ -101,11 +101,11 @@ class Services:
             box = self.extras["secret_box"] = SecretBox(key_material(self.settings))
         return box
 
-    def stream_tokens(self):
+    def stream_tokens(self) -> StreamTokens:
         """Makes and opens the tokens of stream URLs (cogplane.sealing.StreamTokens)."""
         tokens = self.extras.get("stream_tokens")
         if tokens is None:
-            from cogplane.sealing import StreamTokens, key_material
+            from cogplane.sealing import key_material
 
             tokens = self.extras["stream_tokens"] = StreamTokens(key_material(self.settings))
         return tokens

@@ -27,7 +27,7 @@ from cogplane.cogconfig import ConfigError, effective_concurrency
 from cogplane.domain import pools
 from cogplane.domain.entities import Version
 from cogplane.domain.status import BuildStatus
-from cogplane.environments import EnvironmentBuildError, build_record, ensure_environment
+from cogplane.environments import EnvironmentBuildError, LogFn, build_record, ensure_environment
 from cogplane.schema import is_iterator_output, training_view
 from gpu_runner.cog_client import SETUP_FAILED, CogClient
 from gpu_runner.cog_server import CogServer, clean_setup_error, model_setup_lines, write_schema
@@ -40,7 +40,7 @@ class LogBuffer:
     """Collects boot/build lines for a waiting prediction and writes them at most every 0.5 s
     (`append(prediction_id, text)`); with no prediction waiting, the lines are dropped."""
 
-    def __init__(self, append: Callable[[str, str], None], prediction_id: str | None):
+    def __init__(self, append: Callable[[str, str], None], prediction_id: str | None) -> None:
         self.append = append
         self.prediction_id = prediction_id
         self.lines: list[str] = []
@@ -120,7 +120,7 @@ class Boot:
             return found[0]
         raise RuntimeError(f"unknown pool {self.config.pool!r}")
 
-    def prepare_source(self, version: Version, on_log) -> Path:
+    def prepare_source(self, version: Version, on_log: LogFn) -> Path:
         """Unpack the bundle once per version (atomic rename: runners of a pool share it)."""
         target = self.config.work_root / "versions" / version.id
         if (target / "cog.yaml").is_file():
@@ -135,7 +135,7 @@ class Boot:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
 
-    def prepare_environment(self, version: Version, model_dir: Path, on_log) -> Path:
+    def prepare_environment(self, version: Version, model_dir: Path, on_log: LogFn) -> Path:
         """The version's environment (built, or found in the cache). Its build output goes to the
         version's build log (cogplane.builds), not to the prediction: that gets one line."""
         build_log = BuildLog(self.blobs, version.id)
@@ -175,7 +175,7 @@ class Boot:
         schema = (self.version.openapi_schema or {}) if self.version else {}
         return training_view(schema) if self.training else schema
 
-    def prepare_weights(self, version: Version, on_log) -> Path | None:
+    def prepare_weights(self, version: Version, on_log: LogFn) -> Path | None:
         """A trained version's weights, fetched once per version to a local file: cog passes
         COG_WEIGHTS to `setup(self, weights)` as given, so a path works with open()/Path()."""
         if not version.weights_key:
@@ -243,8 +243,9 @@ class Boot:
         on_log.flush()
         return ok, reason
 
-    def start_server(self, on_log) -> tuple[bool, str]:
-        assert self.version
+    def start_server(self, on_log: LogFn) -> tuple[bool, str]:
+        if self.version is None:
+            raise RuntimeError("start_server() before the version is resolved")
         config = self.version.config or {}
         # concurrency.max, else @concurrent(max=N) read from the source as cog's CLI reads it
         try:
@@ -254,7 +255,8 @@ class Boot:
         if self.version.kind == "image":
             self.server = ExternalCogServer(self.config.cog_url)
         else:
-            assert self.model_dir and self.env_dir
+            if self.model_dir is None or self.env_dir is None:
+                raise RuntimeError("start_server() before the source and its environment")
             # no upload URL: file outputs come back as data URIs in the model's order (map_output)
             weights = self.weights_path
             self.server = CogServer(

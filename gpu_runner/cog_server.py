@@ -245,7 +245,7 @@ class CogServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
+            self._proc = subprocess.Popen(  # noqa: S603 - argv list (no shell) built by command()
                 self.command(),
                 cwd=self.model_dir,
                 env=self.environment(self.port),
@@ -328,7 +328,8 @@ class CogServer:
         return self._proc.wait()
 
     def _signal_group(self, sig: int) -> None:
-        assert self._proc is not None
+        if self._proc is None:
+            raise RuntimeError("the cog server was never started")
         if self._proc.returncode is not None and not group_pids(self._proc.pid):
             return  # the server was reaped and its group is empty: the id may belong to someone else now
         with contextlib.suppress(ProcessLookupError, PermissionError):

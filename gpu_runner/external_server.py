@@ -19,7 +19,7 @@ DEFAULT_COG_URL = "http://localhost:5000"
 
 
 class ExternalCogServer:
-    def __init__(self, url: str = DEFAULT_COG_URL):
+    def __init__(self, url: str = DEFAULT_COG_URL) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"COG_URL must be http://HOST:PORT, not {url!r}")
@@ -36,7 +36,8 @@ class ExternalCogServer:
         return None
 
     def client(self, route: str = "predictions") -> CogClient:
-        assert self.port is not None
+        if self.port is None:
+            raise RuntimeError("the model's cog server has no port yet (start() first)")
         return CogClient(self.host, self.port, route)
 
     def start(self) -> ExternalCogServer:

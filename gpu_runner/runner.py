@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogplane.domain.entities import Job, Prediction, Runner
 from cogplane.domain.status import TERMINAL, Status
@@ -40,6 +40,9 @@ from gpu_runner.inputs import InputFetchError, Inputs
 from gpu_runner.loopback import Loopback
 from gpu_runner.presence import Presence
 from gpu_runner.recorder import InFlight, Recorder
+
+if TYPE_CHECKING:
+    from cogplane.wiring import Services
 
 log = logging.getLogger("cogplane.runner")
 
@@ -69,7 +72,7 @@ class RunnerConfig:
 class RunnerProcess:
     """One runner: serves one pool until idle, stopped, or its model cannot be set up."""
 
-    def __init__(self, services, config: RunnerConfig):
+    def __init__(self, services: Services, config: RunnerConfig) -> None:
         self.services = services
         self.state = services.state
         self.queue = services.queue
@@ -171,7 +174,8 @@ class RunnerProcess:
 
     def send(self, prediction: Prediction, flight: InFlight) -> None:
         cog = self.boot.cog
-        assert cog and self.loopback
+        if cog is None or self.loopback is None:
+            raise RuntimeError("send() before the cog server and the loopback server")
         hook = self.loopback.webhook_url(prediction.id)
         try:
             model_input = self.model_input({**(prediction.input or {}), **flight.secrets}, prediction.id)
@@ -206,7 +210,8 @@ class RunnerProcess:
         return ok, reason
 
     def _serve_blob(self, key: str, name: str, prediction_id: str) -> str:
-        assert self.loopback
+        if self.loopback is None:
+            raise RuntimeError("no loopback server to serve the blob")
         return self.loopback.serve_blob(key, name, prediction_id)
 
     def _done(self, flight: InFlight, update: CogUpdate) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,7 +45,7 @@ def _multipart(fields: dict[str, str], file_field: str, filename: str, data: byt
     return f"multipart/form-data; boundary={boundary}", [head, data, tail]
 
 
-def _progress_chunks(parts: list[bytes], label: str, chunk: int = 256 * 1024):
+def _progress_chunks(parts: list[bytes], label: str, chunk: int = 256 * 1024) -> Iterator[bytes]:
     total = sum(len(p) for p in parts)
     sent = 0
     tty = sys.stderr.isatty()
@@ -327,11 +328,11 @@ def admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_parser(sub) -> None:
+def _admin_parser(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("admin", help="administer users, organizations, tokens and usage (an admin token)")
     groups = a.add_subparsers(dest="group", required=True)
 
-    def cmd(group, action, help_text):
+    def cmd(group: argparse._SubParsersAction, action: str, help_text: str) -> argparse.ArgumentParser:
         p = group.add_parser(action, help=help_text)
         p.add_argument("--json", action="store_true", help="print one JSON object")
         return p

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from cogplane.services.expirer import Expirer
 from cogplane.services.webhooks import WebhookSender
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cogplane.wiring import Services
 
 log = logging.getLogger("cogplane.pumps")
 
 
 class Pumps:
-    def __init__(self, services, *, base_url: str, webhook_interval: float = 0.1, expirer_interval: float = 1.0):
+    def __init__(
+        self, services: Services, *, base_url: str, webhook_interval: float = 0.1, expirer_interval: float = 1.0
+    ) -> None:
         from cogplane.netguard import check_url
 
         self.sender = WebhookSender(
@@ -25,7 +33,7 @@ class Pumps:
         self.stopped = threading.Event()
         self.threads: list[threading.Thread] = []
 
-    def _loop(self, name: str, interval: float, step) -> None:
+    def _loop(self, name: str, interval: float, step: Callable[[], object]) -> None:
         while not self.stopped.is_set():
             try:
                 busy = step()

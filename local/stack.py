@@ -12,12 +12,19 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
 from local.bootstrap import ensure_token, push_examples, push_platform_models
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from cogplane.adapters.local.dispatcher import ProcessDispatcher
+    from cogplane.wiring import Services
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -86,7 +93,7 @@ class Stopper:
 
     ECHO = 1.0
 
-    def __init__(self, server: uvicorn.Server, dispatcher, services, grace: float):
+    def __init__(self, server: uvicorn.Server, dispatcher: ProcessDispatcher, services: Services, grace: float) -> None:
         self.server = server
         self.dispatcher = dispatcher
         self.services = services
@@ -98,7 +105,7 @@ class Stopper:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.handle)
 
-    def handle(self, signum: int, _frame=None) -> None:
+    def handle(self, signum: int, _frame: FrameType | None = None) -> None:
         now = time.monotonic()
         if self.first is None:
             self.first = now
@@ -126,6 +133,14 @@ class Stopper:
 def _fail(message: str) -> int:
     print(f"cogplane: {message}", file=sys.stderr)
     return 2
+
+
+def _announce(server: uvicorn.Server, message: str) -> None:
+    """Print the banner once the server listens (nothing if it stops first)."""
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        print(message, flush=True)
 
 
 def run() -> int:
@@ -215,17 +230,9 @@ def run() -> int:
         ssl_keyfile=str(tls.key) if tls else None,
     )
     server = _Server(config)
-
-    def announce() -> None:
-        while not server.started and not server.should_exit:
-            time.sleep(0.05)
-        if server.started:
-            print(
-                banner(settings.public_url, token, settings.user, results, str(tls.ca.resolve()) if tls else None),
-                flush=True,
-            )
-
-    threading.Thread(target=announce, daemon=True).start()
+    ca = str(tls.ca.resolve()) if tls else None
+    message = banner(settings.public_url, token, settings.user, results, ca)
+    threading.Thread(target=_announce, args=(server, message), daemon=True).start()
     stopper = Stopper(server, dispatcher, services, settings.stop_grace)
     stopper.install()
     dispatcher.start()

@@ -26,8 +26,9 @@ from gpu_runner.cog_server import CogServer, write_schema  # noqa: E402
 
 def post(url: str, body: dict) -> tuple[int, dict]:
     while True:
-        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=120) as resp:
                 return resp.status, json.loads(resp.read())
@@ -63,9 +64,16 @@ def main() -> int:
         for size in (4096, 4096, 16384):
             t1 = time.perf_counter()
             status, body = post(f"{server.url}/predictions", {"input": {"size": size}})
-            runs.append({"http": status, "wall_seconds": time.perf_counter() - t1, "status": body.get("status"),
-                         "output": json.loads(body["output"]) if body.get("output") else None,
-                         "error": body.get("error"), "predict_time": (body.get("metrics") or {}).get("predict_time")})
+            runs.append(
+                {
+                    "http": status,
+                    "wall_seconds": time.perf_counter() - t1,
+                    "status": body.get("status"),
+                    "output": json.loads(body["output"]) if body.get("output") else None,
+                    "error": body.get("error"),
+                    "predict_time": (body.get("metrics") or {}).get("predict_time"),
+                }
+            )
         result["runs"] = runs
         status, body = post(f"{server.url}/predictions", {"input": {"size": 99999}})
         result["bad_input_http"] = status

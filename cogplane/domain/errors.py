@@ -7,7 +7,7 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, title: str | None = None, field: str | None = None):
+    def __init__(self, detail: str, *, title: str | None = None, field: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         if title:
@@ -57,7 +57,7 @@ class InputValidationError(Unprocessable):
 
     title = "Input validation failed"
 
-    def __init__(self, errors: list[dict]):
+    def __init__(self, errors: list[dict]) -> None:
         self.errors = errors
         detail = "; ".join(f"{e['field']}: {e['msg']}" if e.get("field") else e["msg"] for e in errors)
         super().__init__(detail, field=errors[0].get("field") if errors else None)
@@ -69,6 +69,6 @@ class RateLimited(DomainError):
     status = 429
     title = "Too many requests"
 
-    def __init__(self, detail: str, *, headers: dict[str, str]):
+    def __init__(self, detail: str, *, headers: dict[str, str]) -> None:
         super().__init__(detail)
         self.headers = headers

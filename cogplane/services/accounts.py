@@ -31,7 +31,7 @@ def _check_username(username: Any) -> str:
 
 
 class AccountService:
-    def __init__(self, state: StateStore, clock: Clock):
+    def __init__(self, state: StateStore, clock: Clock) -> None:
         self.state = state
         self.clock = clock
 
@@ -52,7 +52,8 @@ class AccountService:
         """Create the account if it does not exist yet; return it (made an admin if asked)."""
         self.state.create_account(self._new_account(username, type, name, admin))
         stored = self.state.get_account(username)
-        assert stored is not None
+        if stored is None:
+            raise RuntimeError(f"account {username} vanished right after it was created")
         if admin and not stored.admin:
             stored = stored.replace(admin=True)
             self.state.update_account(stored)

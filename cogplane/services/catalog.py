@@ -68,7 +68,7 @@ class CatalogService:
         *,
         missing_packages: Callable[[list[str]], list[str]] = cogconfig.missing_on_host,
         packages_where: tuple[str, str] = cogconfig.HOST,
-    ):
+    ) -> None:
         self.state = state
         self.blobs = blobs
         self.clock = clock

@@ -37,7 +37,7 @@ COLLECTIONS: tuple[Collection, ...] = (
 
 
 class CollectionService:
-    def __init__(self, state: StateStore, collections: tuple[Collection, ...] = COLLECTIONS):
+    def __init__(self, state: StateStore, collections: tuple[Collection, ...] = COLLECTIONS) -> None:
         self.state = state
         self.collections = {c.slug: c for c in collections}
 

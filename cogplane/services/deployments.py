@@ -35,7 +35,7 @@ def _not_found(owner: str, name: str) -> NotFound:
 
 
 class DeploymentService:
-    def __init__(self, state: StateStore, catalog: CatalogService, clock: Clock, hardware: dict[str, str]):
+    def __init__(self, state: StateStore, catalog: CatalogService, clock: Clock, hardware: dict[str, str]) -> None:
         self.state = state
         self.catalog = catalog
         self.clock = clock

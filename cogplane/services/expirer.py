@@ -18,6 +18,7 @@ a scan) and on runners that stopped heartbeating.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from cogplane.domain import transitions
 from cogplane.domain.errors import Conflict, NotFound
@@ -26,13 +27,17 @@ from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.services.presenters import blob_prefix
 
+if TYPE_CHECKING:
+    from cogplane.domain.entities import OutboxEvent
+    from cogplane.wiring import Services
+
 log = logging.getLogger("cogplane.expirer")
 
 RECHECK_SECONDS = 300.0
 
 
 class Expirer:
-    def __init__(self, services, *, lost_after: float = 30.0, max_pools: int = 100):
+    def __init__(self, services: Services, *, lost_after: float = 30.0, max_pools: int = 100) -> None:
         self.services = services
         self.lost_after = lost_after  # 6 missed heartbeats (runners beat every 5 s)
         self.max_pools = max_pools  # pools checked for lost wakes per run (one depth call each)
@@ -104,7 +109,7 @@ class Expirer:
         except (Conflict, NotFound):
             return False
 
-    def _remove(self, event, now: str) -> bool | None:
+    def _remove(self, event: OutboxEvent, now: str) -> bool | None:
         services = self.services
         prediction = services.state.get_prediction(event.prediction_id)
         if prediction is None or prediction.data_removed:
@@ -118,7 +123,7 @@ class Expirer:
         services.outbox.complete(event.id)
         return done
 
-    def _file_expiry(self, event, now: str) -> bool:
+    def _file_expiry(self, event: OutboxEvent, now: str) -> bool:
         """A files-API upload is deleted (bytes and record) when it expires, 24 h after upload."""
         services = self.services
         record = services.state.get_file(event.payload.get("file_id", ""))
@@ -129,7 +134,7 @@ class Expirer:
         services.state.delete_file(record.id)
         return True
 
-    def _deadline(self, event, now: str) -> bool:
+    def _deadline(self, event: OutboxEvent, now: str) -> bool:
         services = self.services
         prediction = services.state.get_prediction(event.prediction_id)
         services.outbox.complete(event.id)
@@ -139,7 +144,7 @@ class Expirer:
             return self._update(prediction.id, transitions.abort(now=now))
         return self._update(prediction.id, transitions.cancel(prediction, now=now))
 
-    def _timeout(self, event, now: str) -> bool:
+    def _timeout(self, event: OutboxEvent, now: str) -> bool:
         services = self.services
         prediction = services.state.get_prediction(event.prediction_id)
         services.outbox.complete(event.id)

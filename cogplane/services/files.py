@@ -14,7 +14,7 @@ from cogplane.domain.errors import DomainError, InvalidRequest, NotFound, Unproc
 from cogplane.domain.ids import new_prediction_id
 from cogplane.domain.lifecycle import TIMER
 from cogplane.domain.timefmt import add_seconds
-from cogplane.ports import BlobStore, Clock, StateStore
+from cogplane.ports import BlobStore, Clock, Outbox, StateStore
 from cogplane.services.accounts import AccountService
 
 MAX_FILENAME_BYTES = 240  # under the 255 of common file systems, with room for the disk store's `.json` sidecar
@@ -70,9 +70,9 @@ class FileService:
         *,
         max_bytes: int,
         ttl_seconds: int,
-        outbox=None,
+        outbox: Outbox | None = None,
         access: AccountService | None = None,
-    ):
+    ) -> None:
         self.access = access or AccountService(state, clock)
         self.outbox = outbox  # schedules each upload's removal when it expires
         self.state = state

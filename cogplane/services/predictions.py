@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from cogplane.domain import pools, strictjson, transitions
@@ -18,6 +18,9 @@ from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
 from cogplane.schema import file_inputs
 from cogplane.sealing import SecretBox, split_secrets
 from cogplane.services.accounts import AccountService
+
+if TYPE_CHECKING:
+    from cogplane.services.files import FileService
 
 EVENTS = ("start", "output", "logs", "completed")
 MAX_CANCEL_AFTER = 24 * 3600  # Cancel-After above a day is refused (predictions are kept an hour by default)
@@ -43,11 +46,11 @@ class PredictionService:
         ids: IdSource,
         *,
         retention_seconds: int = 3600,
-        files=None,
+        files: FileService | None = None,
         allow_networks: list[str] | None = None,
         timeout_seconds: float = 1800,
         access: AccountService | None = None,
-    ):
+    ) -> None:
         self.state = state
         self.completions: Any = None  # a CompletionHub where ends are announced (single machine)
         self.access = access or AccountService(state, clock)
@@ -218,7 +221,7 @@ class PredictionService:
     def _fail(self, prediction_id: str, reason: str) -> None:
         try:
             transitions.fail(reason, now=self.clock.now()).apply(self.state, prediction_id)
-        except Exception:  # noqa: BLE001 - best effort (the store may be what failed); the expirer catches what is left
+        except Exception:  # noqa: BLE001, S110 - best effort (the store may be what failed); the expirer catches what is left
             pass
 
     # --- read ---------------------------------------------------------------------------

@@ -3,11 +3,17 @@ these, so a webhook body is exactly what GET returns at that moment."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from cogplane.cogconfig import environment_names
 from cogplane.domain.entities import Deployment, Model, Prediction, Version
 from cogplane.schema import is_file_output, is_iterator_output
+
+if TYPE_CHECKING:
+    from cogplane.wiring import Services
+
+Signer = Callable[[str], str]  # a blob key -> a fresh signed URL
 
 BLOB_PREFIX = "cogplane-blob:"  # how stored outputs refer to files in the blob store
 
@@ -21,7 +27,7 @@ def blob_ref(key: str) -> str:
     return BLOB_PREFIX + key
 
 
-def resolve_blob_refs(value: Any, sign) -> Any:
+def resolve_blob_refs(value: Any, sign: Signer) -> Any:
     """Replace stored blob references with fresh signed URLs, recursively."""
     if isinstance(value, str):
         return sign(value[len(BLOB_PREFIX) :]) if value.startswith(BLOB_PREFIX) else value
@@ -45,12 +51,12 @@ def blob_keys(value: Any) -> list[str]:
 def prediction_json(
     p: Prediction,
     base_url: str,
-    sign=None,
+    sign: Signer | None = None,
     *,
     has_stream: bool = False,
     file_stream: bool = False,
     stream_base_url: str = "",
-    stream_token=None,
+    stream_token: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """`file_stream`: the model outputs files, so the stream URL lives under /v1/files/ (JS makes
     FileOutput objects from a stream's output events only there). `stream_base_url`: where stream
@@ -162,7 +168,7 @@ def deployment_json(d: Deployment, created_by: dict[str, Any]) -> dict[str, Any]
 _OUTPUT_KINDS_MAX = 4096
 
 
-def output_kind(services, model: str, version_id: str, version: Version | None = None) -> tuple[bool, bool]:
+def output_kind(services: Services, model: str, version_id: str, version: Version | None = None) -> tuple[bool, bool]:
     """(iterator output, file output) of a model version. Versions never change, so this is
     read once per process (kept with the services), not on every poll of every prediction."""
     cache: dict[tuple[str, str], tuple[bool, bool]] = services.extras.setdefault("output_kinds", {})
@@ -182,7 +188,7 @@ def output_kind(services, model: str, version_id: str, version: Version | None =
     return kind
 
 
-def present_prediction(services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
+def present_prediction(services: Services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
     """What GET /v1/predictions/{id} returns — also every webhook's body, so they cannot differ:
     fresh signed output URLs, and `urls.stream` for iterator models (under /v1/files/ when the
     model outputs files, which is how the JS client knows to make FileOutputs)."""

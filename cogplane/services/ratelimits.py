@@ -20,7 +20,7 @@ def headers_for(decision: RateDecision) -> dict[str, str]:
 
 
 class RateLimitService:
-    def __init__(self, limiter: RateLimiter, clock: Clock, *, create_per_minute: int, other_per_minute: int):
+    def __init__(self, limiter: RateLimiter, clock: Clock, *, create_per_minute: int, other_per_minute: int) -> None:
         self.limiter = limiter
         self.clock = clock
         self.per_minute = {"create": create_per_minute, "other": other_per_minute}

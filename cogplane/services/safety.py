@@ -15,11 +15,16 @@ import binascii
 import mimetypes
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogplane.domain.errors import DomainError
 from cogplane.domain.status import Status
 from cogplane.services.presenters import BLOB_PREFIX, blob_ref
+
+if TYPE_CHECKING:
+    from cogplane.ports import BlobStore, StateStore
+    from cogplane.services.files import FileService
+    from cogplane.services.predictions import PredictionService
 
 CHECKER_OWNER = "cogplane"
 CHECKER_NAME = "safety-checker"
@@ -38,7 +43,7 @@ class SafetyResult:
     seconds: float = 0.0
 
 
-def image_outputs(output: Any, blobs) -> list[tuple[int, str, str]]:
+def image_outputs(output: Any, blobs: BlobStore) -> list[tuple[int, str, str]]:
     """(index, blob key, content type) of each image file of an output: a file, or a list of
     values (top level) some of which are files."""
     values = output if isinstance(output, list) else [output]
@@ -78,8 +83,16 @@ def data_uri_bytes(value: str) -> bytes | None:
 
 class SafetyService:
     def __init__(
-        self, state, blobs, files, predictions, *, base_url: str, threshold: float = 0.5, timeout_seconds: float = 900.0
-    ):
+        self,
+        state: StateStore,
+        blobs: BlobStore,
+        files: FileService,
+        predictions: PredictionService,
+        *,
+        base_url: str,
+        threshold: float = 0.5,
+        timeout_seconds: float = 900.0,
+    ) -> None:
         self.state = state
         self.blobs = blobs
         self.files = files
@@ -128,7 +141,7 @@ class SafetyService:
             for upload in uploads:
                 try:
                     self.files.delete(account, upload.id)
-                except Exception:  # noqa: BLE001 - the files' own expiry removes what is left
+                except Exception:  # noqa: BLE001, S110 - the files' own expiry removes what is left
                     pass
         values = list(output) if isinstance(output, list) else [output]
         lines, flagged = [], []

@@ -14,16 +14,20 @@ import base64
 import hashlib
 import mimetypes
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from cogplane.domain import pools
-from cogplane.domain.entities import Account, Prediction, Version
+from cogplane.domain.entities import Account, Page, Prediction, Version
 from cogplane.domain.errors import NotFound, Unprocessable
 from cogplane.domain.status import Status
 from cogplane.ports import BlobStore, Clock, StateStore
 from cogplane.schema import has_training, training_view, without_training
 from cogplane.services.presenters import BLOB_PREFIX, blob_ref
+
+if TYPE_CHECKING:
+    from cogplane.services.catalog import CatalogService
+    from cogplane.services.predictions import PredictionService
 
 NO_TRAINING = "This version has no training interface (cog.yaml has no `train:` entry)."
 
@@ -39,7 +43,9 @@ def weights_key(owner: str, name: str, version_id: str, filename: str) -> str:
 
 
 class TrainingService:
-    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock, catalog, predictions):
+    def __init__(
+        self, state: StateStore, blobs: BlobStore, clock: Clock, catalog: CatalogService, predictions: PredictionService
+    ) -> None:
         self.state = state
         self.blobs = blobs
         self.clock = clock
@@ -109,7 +115,7 @@ class TrainingService:
             raise NotFound("The requested resource could not be found.")
         return training
 
-    def list(self, viewer: Account, *, cursor: str | None, limit: int):
+    def list(self, viewer: Account, *, cursor: str | None, limit: int) -> Page[Prediction]:
         return self.state.list_predictions(viewer.username, cursor=cursor, limit=limit, kind="training")
 
     def cancel(self, viewer: Account, training_id: str) -> Prediction:

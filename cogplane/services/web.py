@@ -8,7 +8,7 @@ shared with a conditional `update_prediction`, deleted with `delete_prediction` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogplane.domain import transitions
 from cogplane.domain.entities import Account, Model, Page, Prediction, Version
@@ -17,6 +17,10 @@ from cogplane.domain.status import TERMINAL, Status
 from cogplane.ports import BlobStore, StateStore
 from cogplane.schema import file_input_names, is_file_output, is_iterator_output
 from cogplane.services.presenters import blob_prefix
+
+if TYPE_CHECKING:
+    from cogplane.services.catalog import CatalogService
+    from cogplane.services.predictions import PredictionService
 
 MAX_EXAMPLES = 12
 
@@ -64,7 +68,9 @@ class ExploreEntry:
 
 
 class WebService:
-    def __init__(self, state: StateStore, blobs: BlobStore, predictions, catalog):
+    def __init__(
+        self, state: StateStore, blobs: BlobStore, predictions: PredictionService, catalog: CatalogService
+    ) -> None:
         self.state = state
         self.blobs = blobs
         self.predictions = predictions

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -23,6 +23,10 @@ from cogplane.domain.lifecycle import WEBHOOK
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.services.presenters import present_prediction
+
+if TYPE_CHECKING:
+    from cogplane.domain.entities import Prediction
+    from cogplane.wiring import Services
 
 log = logging.getLogger("cogplane.webhooks")
 
@@ -37,7 +41,7 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 class WebhookSender:
     def __init__(
         self,
-        services,
+        services: Services,
         *,
         base_url: str,
         allow: list[str] | None = None,
@@ -47,7 +51,7 @@ class WebhookSender:
         backoff_cap: float = 120.0,
         timeout: float = 10.0,
         check_url: Callable[[str, list[str]], Any] | None = None,
-    ):
+    ) -> None:
         self.services = services
         self.base_url = base_url.rstrip("/")
         self.allow = allow or []
@@ -70,7 +74,7 @@ class WebhookSender:
                 self._retry_or_drop(event, terminal=event.payload.get("event") == "completed")
         return len(events)
 
-    def body_for(self, prediction) -> bytes:
+    def body_for(self, prediction: Prediction) -> bytes:
         """Exactly what GET /v1/predictions/{id} returns now (the same presenter)."""
         body = present_prediction(self.services, prediction, self.base_url)
         return json.dumps(body, separators=(",", ":")).encode()

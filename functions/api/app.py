@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import FastAPI
 
 from cogplane.settings import Settings
@@ -22,19 +24,23 @@ from functions.api.routers import (
 from functions.api.web.router import router as web_router
 from functions.api.web.teams import router as teams_router
 
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 
 class RateLimitHeaders:
     """Adds the caller's rate-limit headers (what its bucket holds after this request, put in the
     request state by the authentication dependency) to the response (pure ASGI)."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
 
-        async def send_with_headers(message):
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 extra = (scope.get("state") or {}).get("ratelimit_headers")
                 if extra:

@@ -46,7 +46,7 @@ def problem(
 class HTTPProblem(Exception):
     """Raised by the edge (body parsing, headers) for 400/413/415 and friends."""
 
-    def __init__(self, status: int, detail: str, title: str | None = None):
+    def __init__(self, status: int, detail: str, title: str | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.title = status, detail, title
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mangum import Mangum
 
 from functions.api.app import create_app
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 _handler = None
 
@@ -26,10 +29,10 @@ class BasePath:
     """Pure ASGI: sets `root_path` to the event's base path, so links the app builds (the web UI's
     `/static/...`, `/signin`, redirects) carry it; routing still sees the plain path."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             prefix = base_path(scope.get("aws.event") or {})
             if prefix:
@@ -37,7 +40,7 @@ class BasePath:
         await self.app(scope, receive, send)
 
 
-def handler(event, context):
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _handler
     if _handler is None:  # built once per execution environment, on the first event
         _handler = Mangum(BasePath(create_app()), lifespan="off")

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cogplane.services.expirer import Expirer
+    from cogplane.wiring import Services
 
 from cogplane.domain import pools
 
@@ -20,7 +24,7 @@ _expirer = None
 _platform_models_installed = False
 
 
-def bootstrap_admin(services, token: str) -> None:
+def bootstrap_admin(services: Services, token: str) -> None:
     """The admin account and its token (idempotent: the token's hash is simply written again)."""
     username = os.environ.get("COGPLANE_ADMIN_USERNAME") or ADMIN_USERNAME
     services.accounts.ensure_account(username, name="Administrator", admin=True)
@@ -33,7 +37,7 @@ def _admin_token(secret_arn: str) -> str:
     return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"].strip()
 
 
-def _get_expirer():
+def _get_expirer() -> Expirer:
     global _expirer
     if _expirer is None:  # built once per execution environment, on the first event
         from cogplane.services.expirer import Expirer
@@ -48,7 +52,7 @@ def _get_expirer():
     return _expirer
 
 
-def install_platform_models(expirer) -> bool:
+def install_platform_models(expirer: Expirer) -> bool:
     """The platform's models, once per execution environment; a failure is logged and tried again
     on the next event (the expiry itself still runs). Their pools are then watched by the
     reconcile pass: a runner queues the checker's predictions without waking its pool (runner

@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from cogplane.adapters.aws.signed import REQUEST_BASE
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 HOST = "127.0.0.1"  # only the adapter, in the same execution environment, talks to it
 DEFAULT_PORT = 8080  # the adapter's default (AWS_LWA_PORT, falling back to PORT)
@@ -33,7 +37,7 @@ _NOT_FOUND = json.dumps(
 ).encode()
 
 
-def origin(scope) -> str:
+def origin(scope: Scope) -> str:
     """The Function URL this request came through (the adapter forwards its Host and
     X-Forwarded-Proto), e.g. https://abc.lambda-url.us-east-1.on.aws."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -45,10 +49,10 @@ def origin(scope) -> str:
 class StreamRoutesOnly:
     """Pure ASGI: GET/HEAD of the stream routes and the health check reach the app; nothing else."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             REQUEST_BASE.set(origin(scope))  # where download URLs signed here are served
             path = scope.get("path", "")
@@ -71,7 +75,7 @@ class StreamRoutesOnly:
         await self.app(scope, receive, send)
 
 
-def create_stream_app():
+def create_stream_app() -> StreamRoutesOnly:
     """uvicorn factory: the API app (functions.api.app.create_app), restricted to the streams."""
     from functions.api.app import create_app
 

@@ -4,7 +4,10 @@ by a one-minute schedule (retries that came due); both just drain what is due.""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cogplane.services.webhooks import WebhookSender
 
 log = logging.getLogger("cogplane.webhooks")
 logging.getLogger().setLevel(logging.INFO)
@@ -12,7 +15,7 @@ logging.getLogger().setLevel(logging.INFO)
 _sender = None
 
 
-def _get_sender():
+def _get_sender() -> WebhookSender:
     global _sender
     if _sender is None:  # built once per execution environment, on the first event
         from cogplane.netguard import check_url

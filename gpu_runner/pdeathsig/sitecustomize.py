@@ -19,9 +19,17 @@ Then this module steps aside: it leaves sys.path and imports any other sitecusto
 environment has.
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
 
 def _arm() -> None:
@@ -40,6 +48,69 @@ def _arm() -> None:
     os.environ["COGPLANE_PDEATHSIG_PARENT"] = str(os.getpid())  # for our children
 
 
+def _report_setup_failure() -> None:
+    """Print the exception being handled, with its traceback, once (coglet keeps only its message)."""
+    import time
+    import traceback
+
+    exc = sys.exc_info()[1]
+    if exc is None or getattr(exc, "__cogplane_reported__", False):
+        return  # a setup() that calls its base's setup(): printed once, by the inner one
+    try:
+        setattr(exc, "__cogplane_reported__", True)  # noqa: B010 - a mark on the model's exception
+    except AttributeError:
+        pass
+    tb = exc.__traceback__.tb_next if exc.__traceback__ else None  # not this wrapper
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    print(text.rstrip("\n"), file=sys.stderr, flush=True)
+    # coglet forwards captured output from a reader of its own; a failure reported at
+    # once can overtake the last lines (cog 0.23.1): give them a moment
+    time.sleep(0.3)
+
+
+def _traced(setup: Callable[..., Any]) -> Callable[..., Any]:
+    """setup() that reports its exception (with the traceback) before it propagates."""
+    import functools
+    import inspect
+
+    wrapper: Callable[..., Any]
+    if inspect.iscoroutinefunction(setup):
+
+        @functools.wraps(setup)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await setup(*args, **kwargs)
+            except BaseException:
+                _report_setup_failure()
+                raise
+    else:
+
+        @functools.wraps(setup)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return setup(*args, **kwargs)
+            except BaseException:
+                _report_setup_failure()
+                raise
+
+    setattr(wrapper, "__cogplane_traced__", True)  # noqa: B010 - a mark on our wrapper
+    return wrapper
+
+
+def _patch(base: type) -> None:
+    """Every subclass of `base` (cog.BaseRunner) defined from now on gets a traced setup()."""
+    inherited = base.__dict__.get("__init_subclass__")
+
+    def __init_subclass__(cls: type, **kwargs: Any) -> None:
+        if inherited is not None:
+            inherited.__func__(cls, **kwargs)
+        setup = cls.__dict__.get("setup")
+        if callable(setup) and not getattr(setup, "__cogplane_traced__", False):
+            setattr(cls, "setup", _traced(setup))  # noqa: B010 - patches the model's class
+
+    setattr(base, "__init_subclass__", classmethod(__init_subclass__))  # noqa: B010 - patches cog's class
+
+
 def _print_setup_tracebacks() -> None:
     import importlib.abc
     import importlib.machinery
@@ -47,7 +118,9 @@ def _print_setup_tracebacks() -> None:
     class _Finder(importlib.abc.MetaPathFinder):
         """Patches cog.predictor right after it is first imported, then removes itself."""
 
-        def find_spec(self, name, path=None, target=None):
+        def find_spec(
+            self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+        ) -> ModuleSpec | None:
             if name != "cog.predictor":
                 return None
             sys.meta_path.remove(self)
@@ -57,71 +130,14 @@ def _print_setup_tracebacks() -> None:
             loader = spec.loader
             original = loader.exec_module
 
-            def exec_module(module):
+            def exec_module(module: ModuleType) -> None:
                 original(module)
                 base = getattr(module, "BaseRunner", None)
                 if isinstance(base, type):
                     _patch(base)
 
-            loader.exec_module = exec_module
+            setattr(loader, "exec_module", exec_module)  # noqa: B010 - patches this one loader
             return spec
-
-    def _patch(base: type) -> None:
-        import functools
-        import inspect
-
-        inherited = base.__dict__.get("__init_subclass__")
-
-        def _traced(setup):
-            def report() -> None:
-                import traceback
-
-                exc = sys.exc_info()[1]
-                if exc is None or getattr(exc, "__cogplane_reported__", False):
-                    return  # a setup() that calls its base's setup(): printed once, by the inner one
-                try:
-                    setattr(exc, "__cogplane_reported__", True)  # noqa: B010 - a mark on the model's exception
-                except AttributeError:
-                    pass
-                tb = exc.__traceback__.tb_next if exc.__traceback__ else None  # not this wrapper
-                text = "".join(traceback.format_exception(type(exc), exc, tb))
-                print(text.rstrip("\n"), file=sys.stderr, flush=True)
-                import time
-
-                # coglet forwards captured output from a reader of its own; a failure reported at
-                # once can overtake the last lines (cog 0.23.1): give them a moment
-                time.sleep(0.3)
-
-            if inspect.iscoroutinefunction(setup):
-
-                @functools.wraps(setup)
-                async def wrapper(*args, **kwargs):
-                    try:
-                        return await setup(*args, **kwargs)
-                    except BaseException:
-                        report()
-                        raise
-            else:
-
-                @functools.wraps(setup)
-                def wrapper(*args, **kwargs):
-                    try:
-                        return setup(*args, **kwargs)
-                    except BaseException:
-                        report()
-                        raise
-
-            wrapper.__cogplane_traced__ = True
-            return wrapper
-
-        def __init_subclass__(cls, **kwargs):
-            if inherited is not None:
-                inherited.__func__(cls, **kwargs)
-            setup = cls.__dict__.get("setup")
-            if callable(setup) and not getattr(setup, "__cogplane_traced__", False):
-                cls.setup = _traced(setup)
-
-        setattr(base, "__init_subclass__", classmethod(__init_subclass__))  # noqa: B010 - patches cog's class
 
     sys.meta_path.insert(0, _Finder())
 
@@ -139,6 +155,6 @@ def _hand_over() -> None:
 _arm()
 try:
     _print_setup_tracebacks()
-except Exception:  # noqa: BLE001 - a convenience; never stop a model from starting
+except Exception:  # noqa: BLE001, S110 - a convenience; never stop a model from starting
     pass
 _hand_over()

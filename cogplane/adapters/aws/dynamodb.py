@@ -8,7 +8,7 @@ key and index attributes and the few attributes that conditions need (`status`, 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -314,7 +314,7 @@ def _outbox_event(item: dict[str, dict[str, Any]]) -> OutboxEvent:
 class _Table:
     """Queries shared by the adapters: one partition, a page at a time, opaque cursors."""
 
-    def __init__(self, client: Any, table_name: str):
+    def __init__(self, client: Any, table_name: str) -> None:
         self.client = client
         self.table_name = table_name
 
@@ -396,7 +396,7 @@ def _cancellation_codes(exc: ClientError) -> list[str]:
 class DynamoStateStore:
     """StateStore on a DynamoDB table created from `cogplane.resources.create_table_kwargs`."""
 
-    def __init__(self, client: Any, table_name: str, clock: Any = None):
+    def __init__(self, client: Any, table_name: str, clock: Any = None) -> None:
         self.client = client
         self.table_name = table_name
         self._table = _Table(client, table_name)
@@ -405,7 +405,7 @@ class DynamoStateStore:
     def _now(self) -> str:
         return self.clock.now() if self.clock is not None else _now()
 
-    def _conditional(self, call, condition: str, error: Exception, **kwargs: Any) -> None:
+    def _conditional(self, call: Callable[..., Any], condition: str, error: Exception, **kwargs: Any) -> None:
         """One put/delete under `attribute_(not_)exists(pk)`; raise `error` when it fails."""
         try:
             call(
@@ -943,7 +943,7 @@ class DynamoStateStore:
 class DynamoOutbox:
     """Outbox on the same table: events wait in one GSI partition sorted by due time."""
 
-    def __init__(self, client: Any, table_name: str):
+    def __init__(self, client: Any, table_name: str) -> None:
         self.client = client
         self.table_name = table_name
         self._table = _Table(client, table_name)
@@ -1000,7 +1000,7 @@ class DynamoRateLimiter:
 
     _RETRIES = 20
 
-    def __init__(self, client: Any, table_name: str):
+    def __init__(self, client: Any, table_name: str) -> None:
         self.client = client
         self.table_name = table_name
         self._table = _Table(client, table_name)
@@ -1039,7 +1039,8 @@ class DynamoRateLimiter:
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise
         # constant contention: refuse rather than let requests through uncounted
-        assert decision is not None
+        if decision is None:
+            raise RuntimeError("rate limit: no attempt was made")
         return RateDecision(
             allowed=False,
             limit=decision.limit,

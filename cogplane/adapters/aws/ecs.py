@@ -83,7 +83,7 @@ class StatePoolHardware:
     """The hardware SKU a pool runs on: its deployment's, or its version's model's; and the image
     of its version when that is an image version (`image(pool)`)."""
 
-    def __init__(self, state: StateStore):
+    def __init__(self, state: StateStore) -> None:
         self.state = state
         self._cache: dict[str, str] = {}
         self._images: dict[str, str | None] = {}
@@ -134,7 +134,7 @@ class EcsDispatcher:
         container: str = RUNNER_CONTAINER,
         now: Callable[[], float] = time.time,
         image_for: Callable[[str], str | None] | None = None,
-    ):
+    ) -> None:
         self.ecs = ecs_client
         self.cluster = cluster
         self.task_definitions = dict(task_definitions)

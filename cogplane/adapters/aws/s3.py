@@ -31,7 +31,7 @@ def content_disposition(filename: str) -> str:
 
 
 class S3BlobStore:
-    def __init__(self, client: Any, bucket: str, *, key_prefix: str = ""):
+    def __init__(self, client: Any, bucket: str, *, key_prefix: str = "") -> None:
         self.client = client
         self.bucket = bucket
         self.key_prefix = key_prefix

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 from cogplane.clock import epoch
 from cogplane.domain.errors import NotFound
-from cogplane.ports import BlobInfo
+from cogplane.ports import BlobInfo, Clock
 
 BLOB_ROUTE = "/v1/blobs/"
 CHUNK = 1024 * 1024
@@ -43,7 +43,7 @@ def url_key(material: bytes) -> bytes:
 class SignedUrlBlobStore:
     """A BlobStore over S3BlobStore whose `signed_url` is the platform's own (see the module)."""
 
-    def __init__(self, inner: Any, *, base_url: str, secret: Callable[[], bytes], clock):
+    def __init__(self, inner: Any, *, base_url: str, secret: Callable[[], bytes], clock: Clock) -> None:
         self.inner = inner
         self.base_url = base_url.rstrip("/")
         self._secret = secret

@@ -40,7 +40,7 @@ def _seconds(value: float) -> int:
 
 
 class SqsJobQueue:
-    def __init__(self, client: Any, queue_prefix: str, *, dlq_arn: str | None = None, wait_seconds: int = 0):
+    def __init__(self, client: Any, queue_prefix: str, *, dlq_arn: str | None = None, wait_seconds: int = 0) -> None:
         self.client = client
         # SQS long polling: an empty claim waits up to this long for a job (0..20 s) instead of
         # returning at once, so an idle runner sends one ReceiveMessage per wait, not four a second.

@@ -39,7 +39,7 @@ def notify_dir(db_path: str) -> str | None:
 class CompletionNotifier:
     """The writer's side: tell every listening API process that a prediction ended."""
 
-    def __init__(self, directory: str | None):
+    def __init__(self, directory: str | None) -> None:
         self.directory = directory
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -85,7 +85,7 @@ class _Waiter:
 class CompletionHub:
     """The listener's side (one per API process): wakes the requests waiting on a prediction."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str) -> None:
         self.directory = directory
         self.name = f"cogplane-{os.getpid()}-{secrets.token_hex(6)}"
         self._waiters: dict[str, set[_Waiter]] = {}

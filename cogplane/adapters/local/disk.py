@@ -10,12 +10,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from cogplane.clock import epoch
 from cogplane.domain.errors import InvalidRequest, NotFound
 from cogplane.ports import BlobInfo
+
+if TYPE_CHECKING:
+    from cogplane.ports import Clock
 
 BLOB_ROUTE = "/v1/blobs/"
 
@@ -28,7 +31,7 @@ def _check_key(key: str) -> str:
 
 
 class DiskBlobStore:
-    def __init__(self, root: str, base_url: str, secret: bytes, clock):
+    def __init__(self, root: str, base_url: str, secret: bytes, clock: Clock) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.base_url = base_url.rstrip("/")

@@ -20,12 +20,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cogplane.clock import epoch
 from cogplane.domain import pools, transitions
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import Status
 from cogplane.processes import pdeathsig_preexec
+
+if TYPE_CHECKING:
+    from cogplane.adapters.local.sqlite import Database
+    from cogplane.wiring import Services
 
 log = logging.getLogger("cogplane.dispatcher")
 
@@ -51,8 +56,8 @@ class Child:
 class ProcessDispatcher:
     def __init__(
         self,
-        db,
-        services,
+        db: Database,
+        services: Services,
         *,
         max_per_pool: int = 2,
         idle_timeout: float = 300.0,
@@ -60,7 +65,7 @@ class ProcessDispatcher:
         env: dict[str, str] | None = None,
         tick: float = 0.25,
         grace: float = 30.0,
-    ):
+    ) -> None:
         self.db = db
         self.services = services
         self.max_per_pool = max_per_pool
@@ -268,7 +273,7 @@ class ProcessDispatcher:
             cmd.append("--keep-warm")
         env = {**os.environ, **self.env}
         with open(self.log_dir / f"{runner_id}.log", "ab") as out:
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: S603 - argv list (no shell): this interpreter, -m gpu_runner, our flags
                 cmd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -316,7 +321,7 @@ class ProcessDispatcher:
             self.on_exit(child, code)
 
 
-def fail_if_held(services, prediction_id: str, runner_id: str, reason: str) -> bool:
+def fail_if_held(services: Services, prediction_id: str, runner_id: str, reason: str) -> bool:
     """Fail a processing prediction if (and only if) this runner holds it."""
     prediction = services.state.get_prediction(prediction_id)
     if prediction is None or prediction.status != Status.PROCESSING or prediction.runner_id != runner_id:

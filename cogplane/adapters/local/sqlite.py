@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogplane.adapters import cursor as cursors
 from cogplane.adapters.local.completions import CompletionNotifier, notify_dir
@@ -42,6 +42,9 @@ from cogplane.domain.ratelimit import RateDecision, take
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import iso
 from cogplane.domain.usage import billable
+
+if TYPE_CHECKING:
+    from cogplane.ports import Clock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (username TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -109,7 +112,7 @@ def _dumps(value: Any) -> str:
 class Database:
     """One SQLite file shared by the adapters; a connection per thread (and per process)."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL"):
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         self.path = str(path)
         self.synchronous = synchronous
         if self.path != ":memory:":
@@ -180,7 +183,7 @@ def _insert_outbox(conn: sqlite3.Connection, events: Sequence[OutboxEvent]) -> N
         )
 
 
-def _newest_first(db: Database, cls, sql: str, params: list[Any], cursor: str | None, limit: int) -> Page:
+def _newest_first(db: Database, cls: type[Any], sql: str, params: list[Any], cursor: str | None, limit: int) -> Page:
     """A keyset page, newest first, over a query whose rows have `data`, `created_at` and `id`
     (the WHERE clause is in `sql`; an index on (..., created_at, id) serves it)."""
     if cursor:
@@ -197,7 +200,7 @@ def _newest_first(db: Database, cls, sql: str, params: list[Any], cursor: str | 
 
 
 class SqliteStateStore:
-    def __init__(self, db: Database, clock=None):
+    def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self.completions = CompletionNotifier(notify_dir(db.path))
         self.db = db
         self.clock = clock  # times the derived outbox events (webhook throttling); wall time if None
@@ -367,7 +370,7 @@ class SqliteStateStore:
     ) -> Page[Model]:
         column = "created_at" if sort_by == "model_created_at" else "latest_version_created_at"
         op, order = ("<", "DESC") if descending else (">", "ASC")
-        sql = f"SELECT data, {column} AS k, owner, name FROM models WHERE visibility = 'public'"
+        sql = f"SELECT data, {column} AS k, owner, name FROM models WHERE visibility = 'public'"  # noqa: S608 - column: one of two names above
         params: list[Any] = []
         if column == "latest_version_created_at":
             sql += " AND latest_version_created_at IS NOT NULL"
@@ -629,7 +632,7 @@ class SqliteStateStore:
 
 
 class SqliteJobQueue:
-    def __init__(self, db: Database, clock):
+    def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
 
@@ -682,7 +685,7 @@ class SqliteJobQueue:
 
 
 class SqliteOutbox:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def add(self, events: Sequence[OutboxEvent]) -> None:
@@ -719,7 +722,7 @@ class SqliteRateLimiter:
     """Token buckets in a shared database: every API worker process takes from the same bucket,
     one `BEGIN IMMEDIATE` transaction per request."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     @classmethod

@@ -4,7 +4,7 @@ Only admin accounts see these routes; to anyone else they answer 404, as if they
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
@@ -12,6 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from cogplane.domain.entities import Account, ApiToken, Membership, UsageRecord
 from cogplane.domain.errors import NotFound
 from functions.api.deps import AccountDep, JsonBody, ServicesDep
+
+if TYPE_CHECKING:
+    from cogplane.domain.entities import Account, ApiToken
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -92,7 +95,7 @@ async def create_user(services: ServicesDep, admin: AdminDep, body: JsonBody) ->
     username = _str(body, "username")
     name = _optional_str(body, "name")
 
-    def run():
+    def run() -> tuple[Account, str, ApiToken]:
         account = services.accounts.create_account(username, name=name)
         secret, token = services.accounts.create_token(account.username, name="default")
         return account, secret, token
@@ -103,7 +106,7 @@ async def create_user(services: ServicesDep, admin: AdminDep, body: JsonBody) ->
 
 @router.get("/users")
 async def list_users(services: ServicesDep, admin: AdminDep, cursor: str | None = None) -> dict[str, Any]:
-    def run():
+    def run() -> tuple[list[dict[str, Any]], str | None]:
         page = services.accounts.list_accounts(cursor=cursor, limit=services.settings.page_size)
         return [
             account_view(a, services.accounts.memberships(a.username) if a.type == "user" else None) for a in page.items
@@ -118,7 +121,7 @@ async def create_org(services: ServicesDep, admin: AdminDep, body: JsonBody) -> 
     name, owner = _str(body, "name"), _str(body, "owner")
     display = _optional_str(body, "display_name")
 
-    def run():
+    def run() -> dict[str, Any]:
         org = services.accounts.create_org(name, owner=owner, display_name=display)
         return {**account_view(org), "members": [member_view(m) for m in services.accounts.list_members(name)]}
 

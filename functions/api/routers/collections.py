@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
@@ -10,10 +10,13 @@ from cogplane.services.collections import CollectionService
 from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, offset_cursor, page_url
 from functions.api.routers.models import present_model
 
+if TYPE_CHECKING:
+    from cogplane.wiring import Services
+
 router = APIRouter(prefix="/v1", tags=["collections"])
 
 
-def _service(services) -> CollectionService:
+def _service(services: Services) -> CollectionService:
     found = services.extras.get("collections")
     if found is None:
         found = services.extras["collections"] = CollectionService(services.state)

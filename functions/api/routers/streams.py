@@ -31,6 +31,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from cogplane.domain.entities import Prediction
 from cogplane.domain.errors import NotFound
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import seconds_between
@@ -126,7 +127,7 @@ STREAM_ENDED = (
 )
 
 
-def open_stream(services: Services, token: str):
+def open_stream(services: Services, token: str) -> Prediction:
     """The prediction a stream URL's token names, if the stream may still be read (else NotFound)."""
     prediction_id = services.stream_tokens().prediction_id(token)
     prediction = services.state.get_prediction(prediction_id) if prediction_id else None

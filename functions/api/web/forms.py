@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogplane.domain import strictjson
 from cogplane.schema import input_properties_ordered, input_schema, resolve_prop
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.datastructures import FormData, UploadFile
 
 LONG_TEXT_WORDS = ("prompt", "text", "story", "description", "content", "message", "long", "paragraph")
 
@@ -182,7 +187,9 @@ def _convert(kind: str | None, text: str) -> Any:
 PLAIN = {"integer": "a whole number", "number": "a number"}
 
 
-async def parse_form(form, fields: list[Field], upload) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+async def parse_form(
+    form: FormData, fields: list[Field], upload: Callable[[UploadFile, bytes], Awaitable[str]]
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
     """(input for the model, {field: error}, values to show again). `upload(file) -> url` stores a file."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -193,23 +200,15 @@ async def parse_form(form, fields: list[Field], upload) -> tuple[dict[str, Any],
             values[f.name] = shown[f.name] = raw is not None and str(raw).lower() in ("true", "on", "1", "yes")
             continue
         if f.kind == "file":
-            url = None
-            if raw is not None and not isinstance(raw, str) and getattr(raw, "filename", None):
-                content = await raw.read()
-                if content:
-                    url = await upload(raw, content)
+            url = await _uploaded(raw, upload)
             if url is None:
-                url = (form.get(f"{f.name}__url") or "").strip() or None
+                typed = form.get(f"{f.name}__url")
+                url = (typed.strip() or None) if isinstance(typed, str) else None
             if url is not None:
                 values[f.name] = shown[f.name] = url
             continue
         if f.kind == "files":
-            urls = []
-            for item in form.getlist(f.name):
-                if not isinstance(item, str) and getattr(item, "filename", None):
-                    content = await item.read()
-                    if content:
-                        urls.append(await upload(item, content))
+            urls = [url for item in form.getlist(f.name) if (url := await _uploaded(item, upload)) is not None]
             urls += [line.strip() for line in str(form.get(f"{f.name}__urls") or "").splitlines() if line.strip()]
             shown[f.name] = urls
             if urls or f.required:
@@ -228,18 +227,30 @@ async def parse_form(form, fields: list[Field], upload) -> tuple[dict[str, Any],
         if text == "" or (text.strip() == "" and f.kind not in ("text", "textarea", "secret")):
             continue  # left empty: the model's default applies (or the server says it is required)
         try:
-            if f.kind in ("integer", "number"):
-                values[f.name] = _convert(f.kind, text.strip())
-            elif f.kind == "select":
-                match = [c for c in f.choices if str(c) == text]
-                values[f.name] = match[0] if match else _convert(f.item_type, text)
-            elif f.kind == "json":
-                try:
-                    values[f.name] = strictjson.loads(text)
-                except ValueError:
-                    values[f.name] = text
-            else:
-                values[f.name] = text
+            values[f.name] = _value(f, text)
         except ValueError:
             errors[f.name] = f"Enter {PLAIN.get(f.kind if f.kind != 'select' else f.item_type or '', 'a value')}."
     return values, errors, shown
+
+
+async def _uploaded(item: UploadFile | str | None, upload: Callable[[UploadFile, bytes], Awaitable[str]]) -> str | None:
+    """The URL of an uploaded file (None: no file chosen, or an empty one)."""
+    if item is None or isinstance(item, str) or not getattr(item, "filename", None):
+        return None
+    content = await item.read()
+    return await upload(item, content) if content else None
+
+
+def _value(f: Field, text: str) -> Any:
+    """A filled-in field's value for the model (ValueError: not of its kind)."""
+    if f.kind in ("integer", "number"):
+        return _convert(f.kind, text.strip())
+    if f.kind == "select":
+        match = [c for c in f.choices if str(c) == text]
+        return match[0] if match else _convert(f.item_type, text)
+    if f.kind == "json":
+        try:
+            return strictjson.loads(text)
+        except ValueError:
+            return text
+    return text

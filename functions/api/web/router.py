@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlparse
 
 from fastapi import APIRouter, Request
@@ -32,6 +32,14 @@ from functions.api.errors import problem
 from functions.api.web import session as sess
 from functions.api.web.forms import Field, fields_for, parse_form
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    import jinja2
+    from starlette.datastructures import UploadFile
+
+    from cogplane.wiring import Services
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 PAGE_SIZE = 20
@@ -45,7 +53,7 @@ NOT_FOUND_WORDS = "There is nothing here. The page may have been deleted, or it 
 class WebRoute(APIRoute):
     """Domain errors raised by a web page become an HTML page with the same status."""
 
-    def get_route_handler(self):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def run(request: Request) -> Response:
@@ -70,7 +78,7 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 _ENV: dict[str, Any] = {}
 
 
-def env():
+def env() -> jinja2.Environment:
     if "env" not in _ENV:
         import jinja2  # imported on the first page, not at Lambda init
 
@@ -110,7 +118,7 @@ def _seconds(value: Any) -> str:
     return f"{int(value // 60)} min {int(value % 60)} s"
 
 
-def services_of(request: Request):
+def services_of(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -351,7 +359,7 @@ def version_for(request: Request, p: Prediction) -> Version | None:
     return services_of(request).state.get_version(owner, name, p.version)
 
 
-def _sign(request: Request):
+def _sign(request: Request) -> Callable[[str], str]:
     services = services_of(request)
     ttl = services.settings.output_url_ttl_seconds
 
@@ -386,7 +394,7 @@ def _is_file_url(value: Any) -> bool:
     return isinstance(value, str) and (value.startswith("data:") or "/v1/blobs/" in value or "/v1/files/" in value)
 
 
-def output_view(p: Prediction, version: Version | None, sign) -> dict[str, Any]:
+def output_view(p: Prediction, version: Version | None, sign: Callable[[str], str]) -> dict[str, Any]:
     """What the output area shows: text, files (with their kind), or JSON."""
     from cogplane.services.presenters import resolve_blob_refs
 
@@ -508,7 +516,7 @@ async def prediction_json_state(request: Request, prediction_id: str) -> JSONRes
     return JSONResponse(prediction_state(request, p, version_for(request, p)), headers={"Cache-Control": "no-store"})
 
 
-async def _own_action(request: Request, prediction_id: str, action) -> Account:
+async def _own_action(request: Request, prediction_id: str, action: Callable[[Account, str], object]) -> Account:
     await check_csrf(request)
     viewer = require_viewer(request)
     await run_in_threadpool(action, viewer, prediction_id)
@@ -705,9 +713,8 @@ def form_errors(
 @router.post("/{owner}/{name}/run")
 async def run_model(request: Request, owner: str, name: str) -> Response:
     form = await check_csrf(request)
-    require_viewer(request)
-    viewer = acting_of(request)  # new predictions (and their uploads) belong to the acting account
-    assert viewer is not None
+    # new predictions (and their uploads) belong to the acting account
+    viewer = acting_of(request) or require_viewer(request)
     services = services_of(request)
     version_id = form.get("version") if isinstance(form.get("version"), str) else None
     ctx = await run_in_threadpool(model_context, request, owner, name, version_id or None)
@@ -716,7 +723,7 @@ async def run_model(request: Request, owner: str, name: str) -> Response:
         raise NotFound(f"{owner}/{name} has no version to run yet.")
     base = base_url(request)
 
-    async def upload(item, content: bytes) -> str:
+    async def upload(item: UploadFile, content: bytes) -> str:
         record = await run_in_threadpool(
             services.files.create, viewer, content, filename=item.filename, content_type=item.content_type or None
         )
@@ -777,7 +784,7 @@ async def train_model(request: Request, owner: str, name: str) -> Response:
     version = ctx["version"]
     base = base_url(request)
 
-    async def upload(item, content: bytes) -> str:
+    async def upload(item: UploadFile, content: bytes) -> str:
         record = await run_in_threadpool(
             services.files.create, viewer, content, filename=item.filename, content_type=item.content_type or None
         )

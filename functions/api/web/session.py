@@ -17,7 +17,11 @@ import json
 import os
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cogplane.ports import BlobStore
+    from cogplane.wiring import Services
 
 SESSION_COOKIE = "cogplane_session"
 ANON_COOKIE = "cogplane_anon"  # a nonce that makes the sign-in form's CSRF token
@@ -25,7 +29,7 @@ SESSION_SECONDS = 14 * 24 * 3600
 _LABEL = b"cogplane web session v1"
 
 
-def session_key(services) -> bytes:
+def session_key(services: Services) -> bytes:
     cached = services.extras.get("web_session_key")
     if cached:
         return cached
@@ -43,7 +47,7 @@ def session_key(services) -> bytes:
     return key
 
 
-def _stored_secret(blobs) -> bytes:
+def _stored_secret(blobs: BlobStore) -> bytes:
     name = "web/session-key"
     if blobs.head(name) is None:
         blobs.put(name, secrets.token_bytes(32), content_type="application/octet-stream")

@@ -8,6 +8,7 @@ user is a member (checked on every request), so removing a member ends it at onc
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -156,9 +157,8 @@ async def remove_member(request: Request, username: str) -> Response:
 
 @router.get("/account/usage")
 async def usage_page(request: Request, days: int = USAGE_DAYS) -> Response:
-    require_viewer(request)
-    account = acting_of(request)
-    assert account is not None
+    viewer = require_viewer(request)
+    account = acting_of(request) or viewer
     services = services_of(request)
     days = max(1, min(days, 366))
     until = datetime.now(UTC).date()
@@ -172,7 +172,7 @@ async def usage_page(request: Request, days: int = USAGE_DAYS) -> Response:
         per_day[row.day] = per_day.get(row.day, 0.0) + row.predict_time
     top = max(per_day.values(), default=0.0) or 1.0
     chart = [{"day": d, "seconds": s, "pct": round(100 * s / top, 1)} for d, s in sorted(per_day.items())]
-    table = [
+    table: list[dict[str, Any]] = [
         {
             "day": r.day,
             "hardware": r.hardware,
