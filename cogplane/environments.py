@@ -194,7 +194,7 @@ def ensure_environment(
     `env/bin/python` runs the model; `env/bin` must come first on the cog server's PATH. Build
     output (the installer's, line by line) goes to `on_log`, and is kept in the environment as
     BUILD_LOG. `on_build_start` is called when a build really starts (not for a cached environment).
-    `installer`: "uv", "pip" or "auto" (default: $COGPLANE_INSTALLER, else auto). Raises
+    `installer`: "uv", "pip" or "auto" (settings.installer; default auto). Raises
     EnvironmentBuildError if the build fails (or takes longer than `timeout` seconds).
     """
     model_dir = Path(model_dir)
@@ -218,8 +218,8 @@ def ensure_environment(
             _build(spec, model_dir, cache_root, final, on_log, timeout, chosen)
         except EnvironmentBuildError as exc:
             # auto: where uv cannot build what pip can (a legacy sdist, a pip-only option), pip gets
-            # its turn with what is left of the deadline; an explicit COGPLANE_INSTALLER=uv fails.
-            explicit = (installer or os.environ.get("COGPLANE_INSTALLER") or "auto").strip().lower() == "uv"
+            # its turn with what is left of the deadline; an explicit uv (COGPLANE_INSTALLER=uv) fails.
+            explicit = (installer or "auto").strip().lower() == "uv"
             left = None if timeout is None else timeout - (time.monotonic() - started)
             if chosen != "uv" or explicit or exc.message.endswith("timed out") or (left is not None and left <= 0):
                 raise
@@ -229,8 +229,9 @@ def ensure_environment(
 
 
 def choose_installer(wanted: str | None = None) -> str:
-    """ "uv" or "pip": `wanted` (or $COGPLANE_INSTALLER; default auto = uv where its binary exists)."""
-    choice = (wanted or os.environ.get("COGPLANE_INSTALLER") or "auto").strip().lower()
+    """ "uv" or "pip": `wanted` (settings.installer, COGPLANE_INSTALLER; default auto = uv where its
+    binary exists)."""
+    choice = (wanted or "auto").strip().lower()
     if choice not in INSTALLERS:
         raise EnvironmentBuildError(f"COGPLANE_INSTALLER must be one of {', '.join(INSTALLERS)}, not {choice!r}")
     if choice == "pip":

@@ -31,6 +31,7 @@ def prepare(
     *,
     with_schema: bool = True,
     env_cache: Path | None = None,
+    installer: str | None = None,
     on_log: Callable[[str], None] = lambda line: None,
 ) -> Prepared:
     """Bundle the folder and generate its schema with cog's inspector.
@@ -61,6 +62,6 @@ def prepare(
 
             on_log(f"{first}; building the model's environment to inspect it")
             cache = env_cache or Path.home() / ".cache" / "cogplane" / "envs"
-            env = ensure_environment(config, model_dir, cache, on_log=on_log)
+            env = ensure_environment(config, model_dir, cache, on_log=on_log, installer=installer)
             schema = generate_schema(model_dir, python=str(env / "bin" / "python"))
     return Prepared(bundle=bundle, version_id=version_id_for(bundle), config=config, schema=schema)

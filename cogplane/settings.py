@@ -10,7 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COGPLANE_", extra="ignore")
+    """Every setting of the platform: `COGPLANE_<FIELD>` (a few standard names are read as they are:
+    PORT, AWS_LWA_PORT). Processes read it once at their entry point and pass it down; nothing
+    else in cogplane/, functions/ or gpu_runner/ reads os.environ (tests/unit/test_settings.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="COGPLANE_", extra="ignore", populate_by_name=True)
 
     backend: Literal["local", "aws"] = "local"
     home: Path = Path(".cogplane")
@@ -62,11 +66,31 @@ class Settings(BaseSettings):
     # `make up` on SIGTERM/SIGINT: how long in-flight predictions may run on before they are
     # failed (COGPLANE_STOP_GRACE, seconds); a second signal stops at once.
     stop_grace: float = Field(default=30.0, ge=0, le=3600)
-    # What builds source versions' environments (cogplane/environments.py reads it): uv where its
+    # What builds source versions' environments (cogplane/environments.py): uv where its
     # binary exists (auto), or always uv, or always pip.
     installer: Literal["auto", "uv", "pip"] = "auto"
     # Tests: a file holding seconds by which this process's clock runs ahead (cogplane.clock).
     clock_file: str = ""
+
+    # --- the single machine (`make up`) ---------------------------------------------------------
+    port: int | None = Field(default=None, ge=1, le=65535, validation_alias="PORT")  # 8000
+    max_runners: int = Field(default=2, ge=1)  # runners per pool (versions; deployments: max_instances)
+    # An idle runner exits after this many seconds (scale to zero); `make up` passes it to its
+    # runners, deployed runner tasks get it from their task definition.
+    idle_timeout: float = Field(default=300.0, ge=0)
+    examples: Path | None = None  # the folder `make up` pushes as examples/* (default: examples/)
+    # A CA that clients (the CLI, runners fetching the platform's own URLs) trust besides the
+    # system's; default $COGPLANE_HOME/tls/ca.pem when it exists (cogplane/tls.py).
+    ca: str = ""
+    env_cache: Path | None = None  # model environments (default $COGPLANE_HOME/envs)
+
+    # --- deployed functions -----------------------------------------------------------------
+    session_key: str = ""  # the web UI's cookie key material (default: the install's secret)
+    admin_username: str = "admin"  # the first admin, whose token the stack keeps (expirer)
+    admin_token_secret_arn: str = ""
+    log_level: str = "warning"  # the stream function's uvicorn
+    # the stream function's port under the Lambda Web Adapter (it sets AWS_LWA_PORT or PORT)
+    lwa_port: int | None = Field(default=None, validation_alias="AWS_LWA_PORT")
 
     @field_validator("prices")
     @classmethod
@@ -114,3 +138,11 @@ class Settings(BaseSettings):
     @property
     def secret_path(self) -> Path:
         return self.home / "secret"
+
+
+class ClientSettings(Settings):
+    """The `cogplane` CLI's settings: the platform's (home, token, tls, ca, installer, env_cache)
+    plus where the API is and an admin token."""
+
+    url: str = ""  # the API (default: `make up`'s, https://127.0.0.1:8000 with its local CA)
+    admin_token: str | None = None  # `cogplane admin` (default: COGPLANE_TOKEN, then home/token)

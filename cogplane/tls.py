@@ -136,22 +136,21 @@ def _still_valid(files: TlsFiles) -> bool:
     return cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > datetime.timedelta(days=30)
 
 
-def client_ca(home: Path | None = None) -> str | None:
+def client_ca(home: Path, given: str = "") -> str | None:
     """The CA a cogplane client (CLI, runner fetching our own URLs) should trust besides the
-    system's: `COGPLANE_CA`, else `$COGPLANE_HOME/tls/ca.pem` when it exists."""
-    given = os.environ.get("COGPLANE_CA")
+    system's: `given` (settings.ca, COGPLANE_CA), else `home/tls/ca.pem` when it exists."""
     if given:
         return given
-    path = ca_path(Path(home if home is not None else os.environ.get("COGPLANE_HOME", ".cogplane")))
+    path = ca_path(Path(home))
     return str(path) if path.is_file() else None
 
 
-def ssl_context(home: Path | None = None) -> ssl.SSLContext:
+def ssl_context(home: Path, ca: str = "") -> ssl.SSLContext:
     """A verifying client SSLContext: the system CAs plus our local CA when there is one."""
     import ssl
 
     ctx = ssl.create_default_context()
-    extra = client_ca(home)
+    extra = client_ca(home, ca)
     if extra:
         ctx.load_verify_locations(cafile=extra)
     return ctx

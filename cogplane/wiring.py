@@ -8,20 +8,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cogplane.clock import RandomIds, clock_for
+from cogplane.domain import hardware as skus
 from cogplane.homedir import secure_home
 from cogplane.ports import BlobStore, Clock, Dispatcher, IdSource, JobQueue, Outbox, RateLimiter, StateStore
-from cogplane.sealing import SecretBox, StreamTokens
+from cogplane.sealing import SecretBox, StreamTokens, key_material
 from cogplane.services.accounts import AccountService
 from cogplane.services.catalog import CatalogService
+from cogplane.services.collections import CollectionService
 from cogplane.services.deployments import DeploymentService
 from cogplane.services.files import FileService
 from cogplane.services.predictions import PredictionService
 from cogplane.services.ratelimits import RateLimitService
 from cogplane.services.safety import SafetyService
 from cogplane.services.trainings import TrainingService
+from cogplane.services.web import WebService
 from cogplane.settings import Settings
-
-LOCAL_HARDWARE = {"cpu": "CPU"}
 
 
 class NoDispatcher:
@@ -51,7 +52,16 @@ class Services:
     deployments: DeploymentService = field(init=False)
     safety: SafetyService = field(init=False)
     trainings: TrainingService = field(init=False)
-    extras: dict[str, Any] = field(default_factory=dict)
+    web: WebService = field(init=False)  # the web UI's use cases (functions/api/web)
+    collections: CollectionService = field(init=False)
+    # Per-process caches, explicit: (model, version id) -> (iterator output, file output) of
+    # cogplane.services.presenters.output_kind (versions never change)
+    output_kinds: dict[tuple[str, str], tuple[bool, bool]] = field(default_factory=dict, init=False)
+    # Made on first use (their key material may be a Secrets Manager read): secret_box(),
+    # stream_tokens(), and the web UI's cookie key (functions/api/web/session.py).
+    _secret_box: SecretBox | None = field(default=None, init=False, repr=False)
+    _stream_tokens: StreamTokens | None = field(default=None, init=False, repr=False)
+    web_session_key: bytes | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.accounts = AccountService(self.state, self.clock)
@@ -91,24 +101,20 @@ class Services:
         self.safety = SafetyService(
             self.state, self.blobs, self.files, self.predictions, base_url=self.settings.public_url
         )
+        self.web = WebService(self.state, self.blobs, self.predictions, self.catalog)
+        self.collections = CollectionService(self.state)
 
     def secret_box(self) -> SecretBox:
         """Seals secret inputs for the runner (cogplane.sealing); the key is read on first use."""
-        box = self.extras.get("secret_box")
-        if box is None:
-            from cogplane.sealing import key_material
-
-            box = self.extras["secret_box"] = SecretBox(key_material(self.settings))
-        return box
+        if self._secret_box is None:
+            self._secret_box = SecretBox(key_material(self.settings))
+        return self._secret_box
 
     def stream_tokens(self) -> StreamTokens:
         """Makes and opens the tokens of stream URLs (cogplane.sealing.StreamTokens)."""
-        tokens = self.extras.get("stream_tokens")
-        if tokens is None:
-            from cogplane.sealing import key_material
-
-            tokens = self.extras["stream_tokens"] = StreamTokens(key_material(self.settings))
-        return tokens
+        if self._stream_tokens is None:
+            self._stream_tokens = StreamTokens(key_material(self.settings))
+        return self._stream_tokens
 
 
 def _system_packages(settings: Settings) -> dict[str, Any]:
@@ -172,7 +178,7 @@ def build_local(
         clock=clock,
         ids=ids or RandomIds(),
         dispatcher=dispatcher or NoDispatcher(),
-        hardware=dict(LOCAL_HARDWARE),
+        hardware=skus.local(),
         limiter=SqliteRateLimiter.own_file(settings.ratelimit_db_path),
     )
 
@@ -215,13 +221,7 @@ def build_aws(
         ids=RandomIds(),
         dispatcher=dispatcher or NoDispatcher(),
         limiter=DynamoRateLimiter(clients["dynamodb"], settings.table_name),
-        hardware={
-            "cpu": "CPU",
-            "gpu-t4": "Nvidia T4 GPU",
-            "gpu-a10g": "Nvidia A10G GPU",
-            "gpu-l4": "Nvidia L4 GPU",
-            "gpu-l40s": "Nvidia L40S GPU",
-        },
+        hardware=skus.deployed(),
     )
 
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
-from pathlib import Path
 
-from cogplane.settings import Settings
 from cogplane.wiring import build
 from gpu_runner.runner import RunnerConfig, RunnerProcess
+from gpu_runner.settings import RunnerSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu_runner")
     parser.add_argument("--pool", required=True, help="the pool to serve (v-<version id> or d-<owner>.<name>)")
-    parser.add_argument("--idle-timeout", type=float, default=float(os.environ.get("COGPLANE_IDLE_TIMEOUT", 300)))
+    parser.add_argument("--idle-timeout", type=float, default=None, help="default COGPLANE_IDLE_TIMEOUT (300)")
     parser.add_argument("--keep-warm", action="store_true", help="never exit on idle (min_instances)")
     parser.add_argument("--runner-id", default=None)
     parser.add_argument("--spawned-at", type=float, default=None, help="unix time the dispatcher started us")
@@ -29,15 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
-    settings = Settings()
+    settings = RunnerSettings()
     services = build(settings)
     config = RunnerConfig(
         pool=args.pool,
         work_root=settings.home / "runner",
-        env_cache=Path(os.environ.get("COGPLANE_ENV_CACHE", str(settings.home / "envs"))),
-        idle_timeout=args.idle_timeout,
+        env_cache=settings.env_cache or settings.home / "envs",
+        idle_timeout=settings.idle_timeout if args.idle_timeout is None else args.idle_timeout,
         keep_warm=args.keep_warm,
         spawned_at=args.spawned_at,
+        cog_url=settings.cog_url,
+        http_port=settings.runner_http_port,
+        ecs_metadata_uri=settings.ecs_metadata_uri,
     )
     if args.stop_grace is not None:
         config.stop_grace = args.stop_grace

@@ -68,6 +68,7 @@ class BootConfig:
     cog_url: str  # an image version's cog server (the model container's)
     setup_timeout: float | None = 600.0
     spawned_at: float | None = None  # unix time the dispatcher started the runner (for boot_time)
+    ecs_metadata_uri: str = ""  # ECS's task metadata endpoint (cold-boot phases; empty off ECS)
 
 
 class Boot:
@@ -149,7 +150,12 @@ class Boot:
 
         try:
             env_dir = ensure_environment(
-                version.config, model_dir, self.config.env_cache, on_log=build_log, on_build_start=on_build_start
+                version.config,
+                model_dir,
+                self.config.env_cache,
+                on_log=build_log,
+                on_build_start=on_build_start,
+                installer=self.services.settings.installer,
             )
         except EnvironmentBuildError as exc:
             build_log.save(BuildStatus.FAILED, error=exc.message, completed_at=self.clock.now())
@@ -193,9 +199,13 @@ class Boot:
     def run(self, on_log: LogBuffer) -> tuple[bool, str]:
         """Make the cog server READY. Returns (ok, reason). Boot lines go to `on_log`."""
         t0, wall0 = time.monotonic(), time.time()
-        from gpu_runner.ecs_metadata import boot_phases
+        from gpu_runner.ecs_metadata import boot_phases, task_metadata
 
-        phases = boot_phases(self.config.spawned_at) if not self.server_restarts else {}
+        phases = (
+            boot_phases(self.config.spawned_at, task_metadata(self.config.ecs_metadata_uri))
+            if not self.server_restarts
+            else {}
+        )
         try:
             self.version = self.version or self.resolve_version()
             on_log(f"Booting {self.version.model} (cold start: no runner was warm)")

@@ -13,7 +13,6 @@ dispatcher's RunTask time (`--spawned-at`) that splits a cold boot into:
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 from datetime import UTC, datetime
@@ -38,8 +37,8 @@ def parse_time(value: str | None) -> float | None:
     return parsed.timestamp()
 
 
-def task_metadata(timeout: float = 1.0) -> dict[str, Any] | None:
-    base = os.environ.get(ENV)
+def task_metadata(base: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The task's metadata from ECS's endpoint (RunnerSettings.ecs_metadata_uri), None off ECS."""
     if not base:
         return None
     try:
@@ -49,9 +48,8 @@ def task_metadata(timeout: float = 1.0) -> dict[str, Any] | None:
         return None
 
 
-def boot_phases(spawned_at: float | None, metadata: dict[str, Any] | None = None) -> dict[str, float]:
+def boot_phases(spawned_at: float | None, metadata: dict[str, Any] | None) -> dict[str, float]:
     """{capacity_time, image_pull_time} in seconds, for what ECS reports (empty off ECS)."""
-    metadata = task_metadata() if metadata is None else metadata
     if not metadata:
         return {}
     phases: dict[str, float] = {}

@@ -64,7 +64,7 @@ class Inputs:
                 allow=settings.allowed_networks,
                 max_bytes=settings.max_input_fetch_bytes,
                 timeout=settings.input_fetch_timeout_seconds,
-                ssl_context=ssl_context(settings.home),
+                ssl_context=ssl_context(settings.home, settings.ca),
             )
         except ValueError as exc:  # BlockedURL / FetchError
             raise InputFetchError(f"{field}: could not fetch the input file: {exc}") from exc

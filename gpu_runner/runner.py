@@ -62,10 +62,11 @@ class RunnerConfig:
     keep_warm: bool = False  # min_instances runners never exit on idle
     spawned_at: float | None = None
     # image versions: the model container's cog server (a sidecar's neighbour), not one we start
-    cog_url: str = field(default_factory=lambda: os.environ.get("COG_URL", DEFAULT_COG_URL))
+    cog_url: str = DEFAULT_COG_URL
     # the port of the runner's webhook/upload server (0 = any); image tasks fix it (their cog was
     # once started with `--upload-url http://127.0.0.1:<port>/upload/`, still served for old tasks)
-    http_port: int = field(default_factory=lambda: int(os.environ.get("COGPLANE_RUNNER_HTTP_PORT") or 0))
+    http_port: int = 0
+    ecs_metadata_uri: str = ""  # ECS's task metadata endpoint (cold-boot phases; empty off ECS)
     runner_id: str = field(default_factory=lambda: "r-" + uuid.uuid4().hex[:12])
 
 
@@ -98,6 +99,7 @@ class RunnerProcess:
                 cog_url=config.cog_url,
                 setup_timeout=config.setup_timeout,
                 spawned_at=config.spawned_at,
+                ecs_metadata_uri=config.ecs_metadata_uri,
             ),
         )
         self.recorder = Recorder(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_logs as logs
 
+from cogplane.domain import hardware
+
 DEFAULT_STACK_NAME = "cogplane"
 
 # --- context keys (cdk.json or `cdk deploy -c key=value`) ------------------------------------
@@ -25,13 +27,9 @@ CTX_ACCOUNT_CONCURRENCY = "cogplane:accountConcurrency"  # the account's quota: 
 CTX_LWA_LAYER = "cogplane:lwaLayerArn"
 
 # --- hardware: SKU -> EC2 instance type (all one-GPU sizes; the GPU count below is per task) ----
-CPU_SKU = "cpu"
-GPU_INSTANCE_TYPES: dict[str, str] = {
-    "gpu-t4": "g4dn.xlarge",  # 1x T4 16 GB, 4 vCPU, 16 GiB
-    "gpu-a10g": "g5.xlarge",  # 1x A10G 24 GB, 4 vCPU, 16 GiB
-    "gpu-l4": "g6.xlarge",  # 1x L4 24 GB, 4 vCPU, 16 GiB
-    "gpu-l40s": "g6e.xlarge",  # 1x L40S 48 GB, 4 vCPU, 32 GiB
-}
+# One list with the API's (cogplane/domain/hardware.py).
+CPU_SKU = hardware.CPU
+GPU_INSTANCE_TYPES: dict[str, str] = hardware.gpu_instance_types()
 GPUS_PER_TASK = 1
 GPU_MAX_INSTANCES = 2  # per SKU: a cost guard; raise it with -c cogplane:gpuMaxInstances=N
 # Soft memory reservation for a GPU runner: fits every xlarge above after the ECS agent's share;

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import httpx
 
 from cogplane.bundle import BundleError
 from cogplane.schema import SchemaError
+from cogplane.settings import ClientSettings
 
 
 def _err(message: str) -> int:
@@ -23,11 +23,16 @@ def _err(message: str) -> int:
     return 1
 
 
-def _token(home: Path) -> str | None:
-    token = os.environ.get("COGPLANE_TOKEN")
-    if token:
-        return token
-    path = home / "token"
+def _settings(args: argparse.Namespace) -> ClientSettings:
+    """The settings main() read once (a test may call a command with its own)."""
+    found = getattr(args, "settings", None)
+    return found if found is not None else ClientSettings()
+
+
+def _token(settings: ClientSettings) -> str | None:
+    if settings.token:
+        return settings.token
+    path = settings.home / "token"
     return path.read_text().strip() if path.is_file() else None
 
 
@@ -66,20 +71,19 @@ def _progress_chunks(parts: list[bytes], label: str, chunk: int = 256 * 1024) ->
 
 def push(args: argparse.Namespace) -> int:
     from cogplane.push import prepare
-    from cogplane.tls import client_ca, ssl_context
+    from cogplane.tls import ssl_context
 
-    home = Path(os.environ.get("COGPLANE_HOME", ".cogplane"))
-    # `make up` serves HTTPS with its local CA (home/tls/ca.pem) unless COGPLANE_TLS=0.
-    https = os.environ.get("COGPLANE_TLS", "1") != "0" and client_ca(home) is not None
-    url = os.environ.get("COGPLANE_URL", f"{'https' if https else 'http'}://127.0.0.1:8000").rstrip("/")
-    token = _token(home)
+    settings = _settings(args)
+    home = settings.home
+    url, _ = _api(settings)
+    token = _token(settings)
     if not token:
         return _err(f"no token: set COGPLANE_TOKEN or run `make up` (it writes {home}/token)")
     owner, _, name = args.model.partition("/")
     if not owner or not name:
         return _err("the model must be given as OWNER/NAME")
     if getattr(args, "image", None):
-        return push_image(args, url=url, token=token, home=home)
+        return push_image(args, url=url, token=token, home=home, ca=settings.ca)
     if not args.dir:
         return _err("give the model folder, or --image IMAGE for an image built by `cog build`")
     model_dir = Path(args.dir)
@@ -87,12 +91,17 @@ def push(args: argparse.Namespace) -> int:
         return _err(f"{model_dir} is not a folder")
     print(f"Inspecting {model_dir} ...", file=sys.stderr)
     try:
-        prepared = prepare(model_dir, env_cache=home / "envs", on_log=lambda line: print(line, file=sys.stderr))
+        prepared = prepare(
+            model_dir,
+            env_cache=settings.env_cache or home / "envs",
+            installer=settings.installer,
+            on_log=lambda line: print(line, file=sys.stderr),
+        )
     except (BundleError, SchemaError) as exc:
         return _err(f"cannot push {model_dir}: {exc}")
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(
-        base_url=url, headers=headers, timeout=httpx.Timeout(30, write=None), verify=ssl_context(home)
+        base_url=url, headers=headers, timeout=httpx.Timeout(30, write=None), verify=ssl_context(home, settings.ca)
     ) as client:
         try:
             problem = _ensure_model(client, args, owner, name)
@@ -206,7 +215,13 @@ def _ensure_model(client: httpx.Client, args: argparse.Namespace, owner: str, na
 
 
 def push_image(
-    args: argparse.Namespace, *, url: str, token: str, home: Path, transport: httpx.BaseTransport | None = None
+    args: argparse.Namespace,
+    *,
+    url: str,
+    token: str,
+    home: Path,
+    ca: str = "",
+    transport: httpx.BaseTransport | None = None,
 ) -> int:
     """`cogplane push --image IMAGE OWNER/NAME`: read the schema from the image's labels through
     the registry API (no Docker), then register IMAGE@digest as a version of the model."""
@@ -224,7 +239,7 @@ def push_image(
         return _err(f"cannot reach the registry of {args.image}: {exc}")
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(
-        base_url=url, headers=headers, timeout=30, verify=ssl_context(home), transport=transport
+        base_url=url, headers=headers, timeout=30, verify=ssl_context(home, ca), transport=transport
     ) as client:
         try:
             problem = _ensure_model(client, args, owner, name)
@@ -244,13 +259,14 @@ def push_image(
     return _pushed(r, f"Registered {info.image} as {owner}/{name}", "registration failed")
 
 
-def _api(home: Path) -> tuple[str, dict]:
-    """The API's URL and httpx options (the local CA of `make up`), as `push` finds them."""
+def _api(settings: ClientSettings) -> tuple[str, dict]:
+    """The API's URL (COGPLANE_URL, else `make up`'s: HTTPS with its local CA home/tls/ca.pem
+    unless COGPLANE_TLS=0) and httpx options (that CA)."""
     from cogplane.tls import client_ca, ssl_context
 
-    https = os.environ.get("COGPLANE_TLS", "1") != "0" and client_ca(home) is not None
-    url = os.environ.get("COGPLANE_URL", f"{'https' if https else 'http'}://127.0.0.1:8000").rstrip("/")
-    return url, {"verify": ssl_context(home)}
+    https = settings.tls and client_ca(settings.home, settings.ca) is not None
+    url = (settings.url or f"{'https' if https else 'http'}://127.0.0.1:8000").rstrip("/")
+    return url, {"verify": ssl_context(settings.home, settings.ca)}
 
 
 ADMIN_ROUTES = {  # command -> (method, path template, body/query builder)
@@ -299,11 +315,13 @@ def _admin_text(args: argparse.Namespace, data: dict) -> str:
 def admin(args: argparse.Namespace) -> int:
     """`cogplane admin ...`: a client of /v1/admin/ with an admin token (COGPLANE_TOKEN, or the
     token `make up` wrote), against COGPLANE_URL (make up's API by default, or a deployed one)."""
-    home = Path(os.environ.get("COGPLANE_HOME", ".cogplane"))
-    token = os.environ.get("COGPLANE_ADMIN_TOKEN") or _token(home)
+    settings = _settings(args)
+    token = settings.admin_token or _token(settings)
     if not token:
-        return _err(f"no token: set COGPLANE_TOKEN to an admin token or run `make up` (it writes {home}/token)")
-    url, options = _api(home)
+        return _err(
+            f"no token: set COGPLANE_TOKEN to an admin token or run `make up` (it writes {settings.home}/token)"
+        )
+    url, options = _api(settings)
     method, path, build = ADMIN_ROUTES[(args.group, getattr(args, "action", None))]
     values = {k: v for k, v in vars(args).items() if isinstance(v, str)}
     path = path.format(**{k: quote(v, safe="") for k, v in values.items()})
@@ -368,11 +386,11 @@ def _admin_parser(sub: argparse._SubParsersAction) -> None:
 
 def models_set(args: argparse.Namespace, *, transport: httpx.BaseTransport | None = None) -> int:
     """`cogplane models set OWNER/NAME --safety-checker web|all|off`: change a model's settings."""
-    home = Path(os.environ.get("COGPLANE_HOME", ".cogplane"))
-    url, options = _api(home)
-    token = _token(home)
+    settings = _settings(args)
+    url, options = _api(settings)
+    token = _token(settings)
     if not token:
-        return _err(f"no token: set COGPLANE_TOKEN or run `make up` (it writes {home}/token)")
+        return _err(f"no token: set COGPLANE_TOKEN or run `make up` (it writes {settings.home}/token)")
     owner, _, name = args.model.partition("/")
     if not owner or not name:
         return _err("the model must be given as OWNER/NAME")
@@ -438,6 +456,15 @@ def main(argv: list[str] | None = None) -> int:
     u.set_defaults(func=up)
     _admin_parser(sub)
     args = parser.parse_args(argv)
+    if args.func is not up:  # `up` reads the platform's settings itself (local/stack.py)
+        from pydantic import ValidationError
+
+        try:
+            args.settings = ClientSettings()
+        except ValidationError as exc:
+            from local.stack import setting_problems
+
+            return _err(f"bad setting: {setting_problems(exc)}")
     return args.func(args)
 
 

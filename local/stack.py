@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
+from pydantic import ValidationError
 
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
@@ -42,7 +42,9 @@ def trust_help(ca: str | None) -> str:
 """
 
 
-def banner(url: str, token: str, user: str, examples: list, ca: str | None = None) -> str:
+def banner(
+    url: str, token: str, user: str, examples: list, ca: str | None = None, home: Path = Path(".cogplane")
+) -> str:
     curl = f"curl --cacert {ca}" if ca else "curl"
     models = "\n".join(
         f"    {r.model:<28} {'ready' if r.version_id else 'NOT PUSHED: ' + (r.error or '')}" for r in examples
@@ -51,7 +53,7 @@ def banner(url: str, token: str, user: str, examples: list, ca: str | None = Non
 cogplane is up at {url}
 
   user:   {user}
-  token:  {token}   (also in {os.environ.get("COGPLANE_HOME", ".cogplane")}/token)
+  token:  {token}   (also in {home}/token)
 
   models:
 {models or "    (none)"}
@@ -130,6 +132,16 @@ class Stopper:
             self.server.should_exit = True
 
 
+def setting_problems(exc: ValidationError) -> str:
+    """A pydantic ValidationError of Settings as the variables to fix (COGPLANE_X, or PORT)."""
+
+    def variable(loc: tuple[int | str, ...]) -> str:
+        name = ".".join(str(p) for p in loc)
+        return name if name.isupper() else f"COGPLANE_{name.upper()}"
+
+    return "; ".join(f"{variable(e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
 def _fail(message: str) -> int:
     print(f"cogplane: {message}", file=sys.stderr)
     return 2
@@ -145,16 +157,12 @@ def _announce(server: uvicorn.Server, message: str) -> None:
 
 def run() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from pydantic import ValidationError
 
     try:
-        port = int(os.environ.get("PORT", "8000"))
         settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"COGPLANE_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
-        return _fail(f"bad setting: {problems}")
-    except ValueError:
-        return _fail(f"PORT must be a number, not {os.environ.get('PORT')!r}")
+        return _fail(f"bad setting: {setting_problems(exc)}")
+    port = settings.port or 8000
     if settings.token is not None and len(settings.token) < 16:
         return _fail(
             "COGPLANE_TOKEN must be at least 16 characters long (or unset it: a token is "
@@ -171,15 +179,15 @@ def run() -> int:
         tls = ensure_certificates(settings.home)
     if not settings.public_url:
         settings.public_url = f"{'https' if tls else 'http'}://{host}:{port}"
-    if "COGPLANE_ALLOW_NETWORKS" not in os.environ:
+    if "allow_networks" not in settings.model_fields_set:  # not given (COGPLANE_ALLOW_NETWORKS)
         settings.allow_networks = LOOPBACK  # one machine: inputs from local servers are the point
 
-    from cogplane.adapters.local.dispatcher import ProcessDispatcher
-    from cogplane.adapters.local.sqlite import Database
+    from cogplane.adapters.local.dispatcher import LocalStores, ProcessDispatcher
+    from cogplane.adapters.local.sqlite import Database, SqliteJobQueue, SqliteStateStore
+    from cogplane.clock import clock_for
     from cogplane.domain.errors import DomainError
     from functions.api.app import create_app
 
-    services = build_local(settings, base_url=settings.public_url)
     env = {
         "COGPLANE_HOME": str(settings.home.resolve()),
         "COGPLANE_PUBLIC_URL": settings.public_url,
@@ -187,17 +195,20 @@ def run() -> int:
     }
     if tls:
         env["COGPLANE_CA"] = str(tls.ca.resolve())
+    # The dispatcher (runner processes) works over the same database as the services, and they get
+    # it when they are built (a new prediction wakes its pool).
+    clock = clock_for(settings)
+    db = Database(str(settings.db_path))
     dispatcher = ProcessDispatcher(
-        Database(str(settings.db_path)),
-        services,
-        max_per_pool=int(os.environ.get("COGPLANE_MAX_RUNNERS", "2")),
-        idle_timeout=float(os.environ.get("COGPLANE_IDLE_TIMEOUT", "300")),
+        db,
+        LocalStores(state=SqliteStateStore(db, clock), queue=SqliteJobQueue(db, clock), clock=clock),
+        max_per_pool=settings.max_runners,
+        idle_timeout=settings.idle_timeout,
         log_dir=settings.home / "logs",
         env=env,
         grace=settings.stop_grace,
     )
-    services.dispatcher = dispatcher
-    services.predictions.dispatcher = dispatcher
+    services = build_local(settings, base_url=settings.public_url, clock=clock, dispatcher=dispatcher)
     from cogplane.adapters.local.completions import CompletionHub, notify_dir
 
     # `Prefer: wait` sleeps until the runner that ends a prediction says so (no polling)
@@ -208,7 +219,7 @@ def run() -> int:
         token = ensure_token(services, settings.user, settings.home, settings.token)
     except DomainError as exc:
         return _fail(f"COGPLANE_TOKEN: {exc.detail}")
-    examples_dir = Path(os.environ.get("COGPLANE_EXAMPLES", str(EXAMPLES)))
+    examples_dir = settings.examples or EXAMPLES
     results = push_examples(services, examples_dir) if examples_dir.is_dir() else []
     for result in push_platform_models(services):
         if result.error:
@@ -231,7 +242,7 @@ def run() -> int:
     )
     server = _Server(config)
     ca = str(tls.ca.resolve()) if tls else None
-    message = banner(settings.public_url, token, settings.user, results, ca)
+    message = banner(settings.public_url, token, settings.user, results, ca, home=settings.home)
     threading.Thread(target=_announce, args=(server, message), daemon=True).start()
     stopper = Stopper(server, dispatcher, services, settings.stop_grace)
     stopper.install()

@@ -171,7 +171,7 @@ _OUTPUT_KINDS_MAX = 4096
 def output_kind(services: Services, model: str, version_id: str, version: Version | None = None) -> tuple[bool, bool]:
     """(iterator output, file output) of a model version. Versions never change, so this is
     read once per process (kept with the services), not on every poll of every prediction."""
-    cache: dict[tuple[str, str], tuple[bool, bool]] = services.extras.setdefault("output_kinds", {})
+    cache: dict[tuple[str, str], tuple[bool, bool]] = services.output_kinds
     key = (model, version_id)
     kind = cache.get(key)
     if kind is None:

@@ -6,7 +6,6 @@ installs the platform's own models (cogplane/safety-checker) shipped in this ass
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,7 +17,6 @@ from cogplane.domain import pools
 log = logging.getLogger("cogplane.expirer")
 logging.getLogger().setLevel(logging.INFO)
 
-ADMIN_USERNAME = "admin"  # COGPLANE_ADMIN_USERNAME overrides (make sim-aws passes COGPLANE_USER)
 
 _expirer = None
 _platform_models_installed = False
@@ -26,7 +24,8 @@ _platform_models_installed = False
 
 def bootstrap_admin(services: Services, token: str) -> None:
     """The admin account and its token (idempotent: the token's hash is simply written again)."""
-    username = os.environ.get("COGPLANE_ADMIN_USERNAME") or ADMIN_USERNAME
+    # settings.admin_username: COGPLANE_ADMIN_USERNAME (make sim-aws passes COGPLANE_USER), default admin
+    username = services.settings.admin_username or "admin"
     services.accounts.ensure_account(username, name="Administrator", admin=True)
     services.accounts.issue_token(username, token)
 
@@ -45,9 +44,8 @@ def _get_expirer() -> Expirer:
         from cogplane.wiring import build
 
         services = build(Settings())
-        secret_arn = os.environ.get("COGPLANE_ADMIN_TOKEN_SECRET_ARN")
-        if secret_arn:
-            bootstrap_admin(services, _admin_token(secret_arn))
+        if services.settings.admin_token_secret_arn:
+            bootstrap_admin(services, _admin_token(services.settings.admin_token_secret_arn))
         _expirer = Expirer(services)
     return _expirer
 

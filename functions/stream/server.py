@@ -11,13 +11,13 @@ app. The API itself stays behind API Gateway.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import TYPE_CHECKING
 
 import uvicorn
 
 from cogplane.adapters.aws.signed import REQUEST_BASE
+from cogplane.settings import Settings
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -82,19 +82,20 @@ def create_stream_app() -> StreamRoutesOnly:
     return StreamRoutesOnly(create_app())
 
 
-def port() -> int:
-    return int(os.environ.get("AWS_LWA_PORT") or os.environ.get("PORT") or DEFAULT_PORT)
+def port(settings: Settings) -> int:
+    return settings.lwa_port or settings.port or DEFAULT_PORT
 
 
 def main() -> None:
+    settings = Settings()
     uvicorn.run(
         "functions.stream.server:create_stream_app",
         factory=True,
         host=HOST,
-        port=port(),
+        port=port(settings),
         lifespan="off",
         access_log=False,
-        log_level=os.environ.get("COGPLANE_LOG_LEVEL", "warning").lower(),
+        log_level=settings.log_level.lower(),
         # One request at a time per Lambda execution environment; keep-alive from the adapter only.
         timeout_keep_alive=60,
     )

@@ -78,14 +78,21 @@ def test_requirements_file_must_exist_inside_the_model(tmp_path: Path) -> None:
 
 
 def test_installer_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from cogplane.settings import Settings
+
     monkeypatch.delenv("COGPLANE_INSTALLER", raising=False)
     assert choose_installer() == "uv"  # uv is a runtime dependency: auto finds it
+    assert choose_installer(Settings().installer) == "uv"
     monkeypatch.setenv("COGPLANE_INSTALLER", "pip")
-    assert choose_installer() == "pip"
-    assert choose_installer("uv") == "uv"  # an explicit choice wins over the variable
+    assert choose_installer(Settings().installer) == "pip"  # read once into the settings, passed down
+    assert choose_installer("uv") == "uv"
     monkeypatch.setenv("COGPLANE_INSTALLER", "conda")
+    with pytest.raises(ValidationError, match="installer"):
+        Settings()
     with pytest.raises(EnvironmentBuildError, match="COGPLANE_INSTALLER"):
-        choose_installer()
+        choose_installer("conda")
 
 
 def test_auto_falls_back_to_pip_without_uv(monkeypatch: pytest.MonkeyPatch) -> None:

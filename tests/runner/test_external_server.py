@@ -20,7 +20,7 @@ from tests.runner.conftest import MODELS, wait_until
 VERSION = "ee" * 32
 
 
-def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):
+def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None, ecs_metadata_uri=""):
     model_dir = tmp_path / "image"
     shutil.copytree(MODELS["hello"], model_dir)
     schema = generate_schema(model_dir)
@@ -57,6 +57,7 @@ def _predict_on_image(services, base_env, tmp_path, *, spawned_at=None):
                 cog_url=cog.url,
                 http_port=runner_port,
                 spawned_at=spawned_at,
+                ecs_metadata_uri=ecs_metadata_uri,
             ),
         )
         result: list[int] = []
@@ -109,9 +110,9 @@ def test_cold_boot_phases_from_ecs_reach_the_prediction(services, base_env, tmp_
 
     meta = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=meta.serve_forever, daemon=True).start()
-    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", f"http://127.0.0.1:{meta.server_address[1]}/v4/x")
+    uri = f"http://127.0.0.1:{meta.server_address[1]}/v4/x"
     try:
-        done = _predict_on_image(services, base_env, tmp_path, spawned_at=ECS_SPAWNED)
+        done = _predict_on_image(services, base_env, tmp_path, spawned_at=ECS_SPAWNED, ecs_metadata_uri=uri)
     finally:
         meta.shutdown()
         meta.server_close()

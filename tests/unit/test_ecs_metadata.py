@@ -1,4 +1,5 @@
-"""Cold-boot phases from a fake ECS task metadata endpoint (a local HTTP server, via the env var)."""
+"""Cold-boot phases from a fake ECS task metadata endpoint (a local HTTP server, its URL given as
+the runner's settings give it: ECS_CONTAINER_METADATA_URI_V4 -> RunnerSettings.ecs_metadata_uri)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gpu_runner.ecs_metadata import ENV, boot_phases, parse_time, task_metadata
+from gpu_runner.settings import RunnerSettings
 from tests.conftest import ECS_SPAWNED, ECS_TASK
 
 
@@ -28,7 +30,7 @@ def metadata_endpoint(monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv(ENV, f"http://127.0.0.1:{server.server_address[1]}/v4/abc")
-    yield server
+    yield RunnerSettings().ecs_metadata_uri
     server.shutdown()
     server.server_close()
 
@@ -39,13 +41,14 @@ def test_times_parse_with_nanoseconds_and_zero_values():
 
 
 def test_phases_come_from_the_task_metadata(metadata_endpoint):
-    assert task_metadata()["TaskARN"].endswith("/abc")
-    assert boot_phases(ECS_SPAWNED) == {"capacity_time": 90.25, "image_pull_time": 40.5}
-    assert boot_phases(None) == {"image_pull_time": 40.5}
+    metadata = task_metadata(metadata_endpoint)
+    assert metadata["TaskARN"].endswith("/abc")
+    assert boot_phases(ECS_SPAWNED, metadata) == {"capacity_time": 90.25, "image_pull_time": 40.5}
+    assert boot_phases(None, metadata) == {"image_pull_time": 40.5}
 
 
 def test_no_phases_off_ecs(monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
-    assert boot_phases(ECS_SPAWNED) == {}
-    monkeypatch.setenv(ENV, "http://127.0.0.1:9/nothing")  # unreachable: no phases, no error
-    assert boot_phases(ECS_SPAWNED) == {}
+    assert RunnerSettings().ecs_metadata_uri == ""
+    assert task_metadata("") is None and boot_phases(ECS_SPAWNED, None) == {}
+    assert task_metadata("http://127.0.0.1:9/nothing") is None  # unreachable: no phases, no error

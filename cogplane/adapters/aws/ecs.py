@@ -33,11 +33,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cogplane.domain import pools
+from cogplane.domain.hardware import CPU
 from cogplane.ports import JobQueue, StateStore
 
 log = logging.getLogger("cogplane.dispatcher.ecs")
 
-CPU = "cpu"
+
 POOL_TAG = "cogplane:pool"
 WARM_TAG = "cogplane:keep-warm"
 RUNNER_CONTAINER = "runner"

@@ -20,17 +20,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cogplane.clock import epoch
 from cogplane.domain import pools, transitions
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import Status
+from cogplane.ports import Clock, JobQueue, StateStore
 from cogplane.processes import pdeathsig_preexec
 
 if TYPE_CHECKING:
     from cogplane.adapters.local.sqlite import Database
-    from cogplane.wiring import Services
 
 log = logging.getLogger("cogplane.dispatcher")
 
@@ -53,11 +53,33 @@ class Child:
     doorbell: tuple[str, int] | None = None
 
 
+class Stores(Protocol):
+    """What the dispatcher reads and writes: runners and predictions (state), queue depths, the
+    clock. Made over the same database before the services (local/stack.py), which then get the
+    dispatcher when they are built (no patching afterwards); the services themselves also fit."""
+
+    @property
+    def state(self) -> StateStore: ...
+
+    @property
+    def queue(self) -> JobQueue: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+@dataclass(frozen=True)
+class LocalStores:
+    state: StateStore
+    queue: JobQueue
+    clock: Clock
+
+
 class ProcessDispatcher:
     def __init__(
         self,
         db: Database,
-        services: Services,
+        stores: Stores,
         *,
         max_per_pool: int = 2,
         idle_timeout: float = 300.0,
@@ -67,7 +89,7 @@ class ProcessDispatcher:
         grace: float = 30.0,
     ) -> None:
         self.db = db
-        self.services = services
+        self.stores = stores
         self.max_per_pool = max_per_pool
         self.idle_timeout = idle_timeout
         self.log_dir = Path(log_dir)
@@ -92,7 +114,7 @@ class ProcessDispatcher:
             kids = [c for c in self.children.values() if c.pool == pool]
         for child in kids:
             if child.doorbell is None:
-                record = self.services.state.get_runner(child.id)
+                record = self.stores.state.get_runner(child.id)
                 if record is None or not record.doorbell:
                     continue
                 host, _, port = record.doorbell.rpartition(":")
@@ -134,18 +156,18 @@ class ProcessDispatcher:
         predictions they were running, forget them, and make the jobs they had claimed visible
         again at once (their predictions, still `starting`, run now instead of after a lease)."""
         reason = STOPPED_EARLIER
-        for record in self.services.state.list_runners():
+        for record in self.stores.state.list_runners():
             for prediction_id in record.in_flight:
-                fail_if_held(self.services, prediction_id, record.id, reason)
-            self.services.state.delete_runner(record.id)
+                fail_if_held(self.stores, prediction_id, record.id, reason)
+            self.stores.state.delete_runner(record.id)
         for row in self.db.read("SELECT id, data FROM predictions WHERE status = ?", (Status.PROCESSING,)):
             runner_id = json.loads(row["data"]).get("runner_id")
             if runner_id and runner_id not in self.children:
-                fail_if_held(self.services, row["id"], runner_id, reason)
+                fail_if_held(self.stores, row["id"], runner_id, reason)
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE jobs SET visible_at = ? WHERE visible_at > ?",
-                (epoch(self.services.clock), epoch(self.services.clock)),
+                (epoch(self.stores.clock), epoch(self.stores.clock)),
             )
 
     def _drain(self) -> None:
@@ -180,7 +202,7 @@ class ProcessDispatcher:
         self._drain()
 
     def pools_with_work(self) -> list[str]:
-        rows = self.db.read("SELECT DISTINCT pool FROM jobs WHERE visible_at <= ?", (epoch(self.services.clock),))
+        rows = self.db.read("SELECT DISTINCT pool FROM jobs WHERE visible_at <= ?", (epoch(self.stores.clock),))
         return [r["pool"] for r in rows]
 
     def deployment_pools(self) -> dict[str, tuple[int, int]]:
@@ -214,7 +236,7 @@ class ProcessDispatcher:
             until, _ = self.backoff.get(pool, (0.0, 0.0))
             if until > now:
                 continue
-            depth = self.services.queue.depth(pool)
+            depth = self.stores.queue.depth(pool)
             with self.lock:
                 kids = [c for c in self.children.values() if c.pool == pool and c.proc.poll() is None]
             # a deployment's pool is capped by its max_instances; a version's by the machine setting
@@ -292,7 +314,7 @@ class ProcessDispatcher:
     def _reap(self, child: Child, code: int | None, reason: str | None = None) -> None:
         """A runner exited: fail what it was running, forget it, back off on setup failures."""
         self.children.pop(child.id, None)
-        state = self.services.state
+        state = self.stores.state
         record = state.get_runner(child.id)
         reason = reason or (
             f"The runner serving this prediction stopped unexpectedly (exit code {code})."
@@ -305,7 +327,7 @@ class ProcessDispatcher:
             if json.loads(row["data"]).get("runner_id") == child.id:
                 held.add(row["id"])
         for prediction_id in held:
-            fail_if_held(self.services, prediction_id, child.id, reason)
+            fail_if_held(self.stores, prediction_id, child.id, reason)
         if record is not None:
             state.delete_runner(child.id)
         if code == EXIT_SETUP_FAILED:
@@ -321,15 +343,13 @@ class ProcessDispatcher:
             self.on_exit(child, code)
 
 
-def fail_if_held(services: Services, prediction_id: str, runner_id: str, reason: str) -> bool:
+def fail_if_held(stores: Stores, prediction_id: str, runner_id: str, reason: str) -> bool:
     """Fail a processing prediction if (and only if) this runner holds it."""
-    prediction = services.state.get_prediction(prediction_id)
+    prediction = stores.state.get_prediction(prediction_id)
     if prediction is None or prediction.status != Status.PROCESSING or prediction.runner_id != runner_id:
         return False
     try:
-        transitions.fail(reason, now=services.clock.now(), from_=[Status.PROCESSING]).apply(
-            services.state, prediction_id
-        )
+        transitions.fail(reason, now=stores.clock.now(), from_=[Status.PROCESSING]).apply(stores.state, prediction_id)
         return True
     except (Conflict, NotFound):
         return False

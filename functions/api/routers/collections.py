@@ -17,10 +17,7 @@ router = APIRouter(prefix="/v1", tags=["collections"])
 
 
 def _service(services: Services) -> CollectionService:
-    found = services.extras.get("collections")
-    if found is None:
-        found = services.extras["collections"] = CollectionService(services.state)
-    return found
+    return services.collections
 
 
 @router.get("/collections")

@@ -123,13 +123,7 @@ def services_of(request: Request) -> Services:
 
 
 def web_service(request: Request) -> WebService:
-    services = services_of(request)
-    web = services.extras.get("web")
-    if web is None:
-        web = services.extras["web"] = WebService(
-            services.state, services.blobs, services.predictions, services.catalog
-        )
-    return web
+    return services_of(request).web
 
 
 def key_of(request: Request) -> bytes:

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,12 +29,10 @@ _LABEL = b"cogplane web session v1"
 
 
 def session_key(services: Services) -> bytes:
-    cached = services.extras.get("web_session_key")
-    if cached:
-        return cached
-    env = os.environ.get("COGPLANE_SESSION_KEY")
-    if env:
-        base = env.encode()
+    if services.web_session_key:
+        return services.web_session_key
+    if services.settings.session_key:
+        base = services.settings.session_key.encode()
     elif services.settings.backend == "local":
         from cogplane.wiring import local_secret
 
@@ -43,7 +40,7 @@ def session_key(services: Services) -> bytes:
     else:
         base = _stored_secret(services.blobs)
     key = hmac.new(base, _LABEL, hashlib.sha256).digest()
-    services.extras["web_session_key"] = key
+    services.web_session_key = key
     return key
 
 
