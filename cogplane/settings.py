@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     file_ttl_seconds: int = Field(default=24 * 3600, ge=60)  # files API uploads expire after 24 h
     page_size: int = Field(default=100, ge=1, le=1000)
     prediction_timeout_seconds: float = Field(default=1800, gt=0)  # a run longer than this fails
+    # A prediction still `starting` this long after creation, with no live runner for its pool (no
+    # capacity came, or its runner never started), fails with the reason ECS (or the local
+    # dispatcher) gives. A live runner (booting, or busy with earlier work) postpones it.
+    start_deadline_seconds: float = Field(default=900, gt=0)
+    # Where image versions may come from: comma-separated prefixes (deployed: this account's ECR
+    # repositories `ACCOUNT.dkr.ecr.REGION.amazonaws.com/cogplane/`, the only ones runners may pull).
+    # Empty: any registry.
+    image_repositories: str = ""
     # Per-account token buckets (Replicate's documented limits); a whole minute's worth may burst.
     rate_create_per_minute: int = Field(default=600, ge=1)  # prediction/training creates
     rate_other_per_minute: int = Field(default=3000, ge=1)  # every other authenticated request
@@ -109,6 +117,10 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @property
+    def image_prefixes(self) -> list[str]:
+        return [part.strip() for part in self.image_repositories.split(",") if part.strip()]
 
     @property
     def allowed_networks(self) -> list[str]:

@@ -66,7 +66,13 @@ class Services:
     def __post_init__(self) -> None:
         self.accounts = AccountService(self.state, self.clock)
         self.catalog = CatalogService(
-            self.state, self.blobs, self.clock, self.hardware, access=self.accounts, **_system_packages(self.settings)
+            self.state,
+            self.blobs,
+            self.clock,
+            self.hardware,
+            access=self.accounts,
+            image_prefixes=self.settings.image_prefixes,
+            **_system_packages(self.settings),
         )
         self.files = FileService(
             self.state,
@@ -87,6 +93,7 @@ class Services:
             files=self.files,
             allow_networks=self.settings.allowed_networks,
             timeout_seconds=self.settings.prediction_timeout_seconds,
+            start_deadline_seconds=self.settings.start_deadline_seconds,
             access=self.accounts,
         )
         self.ratelimits = RateLimitService(

@@ -24,6 +24,10 @@ How it is started (see docs/cog-contract.md for why each point matters):
   appended to `log_path`.
 - Only a small allowlist of the runner's environment variables is passed on (PATH, locale, TMPDIR,
   CUDA/NVIDIA, proxies, ...): model code is user code and must not see the runner's credentials.
+- When the runner is root and the `model` user exists (the runner image, gpu_runner/Dockerfile),
+  the server runs as that unprivileged user (`model_user()`): it cannot read the runner's
+  /proc/<pid>/environ (the task role's credentials URI) and the image's entrypoint keeps it off
+  the credential endpoints (169.254.170.2, 169.254.169.254). Elsewhere it runs as the runner does.
 
 Readiness is decided by the JSON body of GET /health-check, which always answers HTTP 200:
 STARTING, READY, BUSY, SETUP_FAILED, UNHEALTHY, DEFUNCT. A server in SETUP_FAILED or UNHEALTHY
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -120,6 +125,39 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+MODEL_USER = "model"  # created in gpu_runner/Dockerfile; COGPLANE_MODEL_USER names another
+
+
+@dataclass(frozen=True)
+class ModelUser:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def model_user() -> ModelUser | None:
+    """The unprivileged account model code runs as: only when the runner is root and the account
+    exists (the runner image). None elsewhere (`make up`, tests): cog runs as the runner's user."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    try:
+        import pwd
+
+        entry = pwd.getpwnam(os.environ.get("COGPLANE_MODEL_USER") or MODEL_USER)
+    except (ImportError, KeyError):
+        return None
+    return ModelUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+
+def _give(path: Path, user: ModelUser, *, recursive: bool = False) -> None:
+    os.chown(path, user.uid, user.gid)
+    if recursive:
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), user.uid, user.gid, follow_symlinks=False)
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -211,6 +249,9 @@ class CogServer:
 
     def environment(self, port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW or k.startswith(_ENV_ALLOW_PREFIXES)}
+        user = model_user()
+        if user is not None:
+            env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
         env.update(parse_environment(self.config))  # cog.yaml `environment:` (the platform's own win below)
         env.update(self.extra_env)
         env["PATH"] = os.pathsep.join([str(self.env_dir / "bin"), env.get("PATH") or os.defpath])
@@ -244,16 +285,29 @@ class CogServer:
         self.port = free_port(self.host)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        env = self.environment(self.port)
+        user = model_user()
+        uid = gid = None
+        if user is not None:  # the model's own folder and caches are its to write; the env stays root's
+            _give(self.model_dir, user, recursive=True)
+            for key in ("HF_HOME",):
+                if env.get(key):
+                    Path(env[key]).mkdir(parents=True, exist_ok=True)
+                    _give(Path(env[key]), user)
+            uid, gid = user.uid, user.gid
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(  # noqa: S603 - argv list (no shell) built by command()
                 self.command(),
                 cwd=self.model_dir,
-                env=self.environment(self.port),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=pdeathsig_preexec() if self.die_with_parent else None,
+                user=uid,
+                group=gid,
+                extra_groups=[] if uid is not None else None,
             )
         self.started_at = time.monotonic()
 

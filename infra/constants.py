@@ -39,11 +39,23 @@ GPU_TASK_CPU_UNITS = 2048
 GPU_ROOT_VOLUME_GIB = 200  # CUDA images + model environments + weights cache
 TARGET_CAPACITY_PERCENT = 100  # managed scaling: no spare instances (scale to zero when idle)
 
+# GPU tasks keep model environments and weights on the instance's root volume (a host volume):
+# COGPLANE_ENV_CACHE and HF_HOME point into it. Fargate has no host volumes: its tasks build in
+# their ephemeral storage (README: EFS or a baked image for big models on `cpu`).
+CACHE_VOLUME = "cogplane-cache"
+CACHE_HOST_PATH = "/var/lib/cogplane/cache"
+CACHE_CONTAINER_PATH = "/var/cogplane/cache"
+CACHE_ENVIRONMENT = {
+    "COGPLANE_ENV_CACHE": f"{CACHE_CONTAINER_PATH}/envs",
+    "HF_HOME": f"{CACHE_CONTAINER_PATH}/huggingface",
+}
+
 # Fargate for the `cpu` SKU (no GPUs on Fargate).
 CPU_TASK_CPU_UNITS = 2048
 CPU_TASK_MEMORY_MIB = 8192
 CPU_TASK_EPHEMERAL_GIB = 50  # model environments are built inside the task
 
+METRICS_NAMESPACE = "cogplane"  # custom metrics (the expirer's, Embedded Metric Format)
 MAX_PER_POOL = 4  # default cap on runner tasks per pool (the dispatcher's)
 RUNNER_IDLE_TIMEOUT_S = 300  # runners exit after 5 idle minutes: scale to zero
 RUNNER_CONTAINER = "runner"

@@ -9,11 +9,17 @@ under the container's filesystem (/var/cogplane...) live in a folder per task; v
 task definition (host source paths) are folders kept across tasks. A task whose process exits is
 reported STOPPED with ECS's reason and the exit code; a task stopped through the API (StopTask)
 gets SIGTERM, then SIGKILL after its stop timeout. With no capacity left (`capacity` tasks
-running), a new task stays PENDING until one stops or capacity is raised.
+running, or `sku_capacity[sku]` of its hardware: the SKU is read from the task definition's family
+`{stack}-runner-{sku}`), a new task stays PENDING until one stops or capacity is raised.
+
+The GPU SKUs' capacity providers (Auto Scaling groups, not emulated) are stood in for by one
+container instance without resource limits (`provide_instance`): moto places EC2 tasks only on a
+registered instance, and the emulator, not moto, decides what runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -54,6 +60,7 @@ class RunningTask:
     proc: subprocess.Popen | None
     root: Path
     stopping_since: float | None = None
+    sku: str = ""
 
 
 class EcsEmulator:
@@ -69,6 +76,8 @@ class EcsEmulator:
         base_env: dict[str, str],
         image_env: dict[str, str],
         capacity: int | None = None,
+        sku_capacity: dict[str, int] | None = None,
+        env_cache: Path | None = None,
         volume_overrides: dict[str, Path] | None = None,
         poll_s: float = 0.25,
         role_env: dict[str, dict[str, str]] | None = None,
@@ -82,6 +91,8 @@ class EcsEmulator:
         self.base_env = base_env
         self.image_env = image_env
         self.capacity = capacity
+        self.sku_capacity = dict(sku_capacity or {})
+        self.env_cache = env_cache  # a host folder for every task's COGPLANE_ENV_CACHE (SIMAWS_ENV_CACHE)
         self.volume_overrides = dict(volume_overrides or {})  # container path -> host folder
         self.poll_s = poll_s
         self.role_env = dict(role_env or {})  # task role ARN -> its credentials (SIMAWS_IAM)
@@ -126,12 +137,17 @@ class EcsEmulator:
                     continue
                 task.last_status = "PENDING"
                 self.pending.append(arn)
-            # start pending tasks while there is capacity
-            while self.pending and (self.capacity is None or self._running() < self.capacity):
-                arn = self.pending.pop(0)
+            # start pending tasks while there is capacity (in order, per hardware SKU)
+            for arn in list(self.pending):
+                if self.capacity is not None and self._running() >= self.capacity:
+                    break
                 task = tasks.get(arn)
                 if task is None or task.desired_status != "RUNNING":
                     continue
+                sku = self._sku(task)
+                if sku in self.sku_capacity and self._running(sku) >= self.sku_capacity[sku]:
+                    continue
+                self.pending.remove(arn)
                 self._launch(arn, task)
             for arn in list(self.pending):  # stopped while pending
                 task = tasks.get(arn)
@@ -147,8 +163,38 @@ class EcsEmulator:
                 elif task is not None and task.desired_status == "STOPPED":
                     self._terminate(running)
 
-    def _running(self) -> int:
-        return sum(1 for t in self.tasks.values() if t.proc is not None and t.proc.poll() is None)
+    def _running(self, sku: str | None = None) -> int:
+        return sum(
+            1
+            for t in self.tasks.values()
+            if t.proc is not None and t.proc.poll() is None and (sku is None or t.sku == sku)
+        )
+
+    def _sku(self, task: Any) -> str:
+        family = str(task.task_definition_arn).rsplit("/", 1)[-1].rsplit(":", 1)[0]
+        match = re.search(r"-runner-(.+?)(?:-image-[0-9a-f]{12})?$", family)
+        return match.group(1) if match else ""
+
+    def provide_instance(self, ec2: Any, ecs: Any) -> str:
+        """One container instance for the cluster's EC2 capacity providers, with no resource limits."""
+        instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
+        document = {
+            "instanceId": instance["InstanceId"],
+            "instanceType": instance["InstanceType"],
+            "availabilityZone": instance["Placement"]["AvailabilityZone"],
+            "region": self.region,
+            "imageId": instance["ImageId"],
+            "privateIp": instance.get("PrivateIpAddress"),
+        }
+        arn = ecs.register_container_instance(cluster=self.cluster, instanceIdentityDocument=json.dumps(document))[
+            "containerInstance"
+        ]["containerInstanceArn"]
+        name = self.cluster.rsplit("/", 1)[-1]
+        registered = self._backend().container_instances[name][arn.rsplit("/", 1)[-1]]
+        for resource in registered.remaining_resources + registered.registered_resources:
+            if resource.get("name") in ("CPU", "MEMORY"):
+                resource["integerValue"] = 1 << 40
+        return arn
 
     def set_capacity(self, capacity: int | None) -> None:
         self.capacity = capacity
@@ -192,9 +238,6 @@ class EcsEmulator:
             folder = self.home / "volumes" / re.sub(r"[^A-Za-z0-9_.-]", "_", str(host).strip("/"))
             folder.mkdir(parents=True, exist_ok=True)
             volumes[mount["containerPath"]] = folder
-        for container_path, folder in self.volume_overrides.items():
-            folder.mkdir(parents=True, exist_ok=True)
-            volumes[container_path] = folder
         override = overrides.get("runner", {})
         command = override.get("command") or runner.get("command") or []
         if not command:
@@ -205,6 +248,12 @@ class EcsEmulator:
         env.update(self.image_env)
         env.update({e["name"]: e["value"] for e in runner.get("environment") or []})
         env.update({e["name"]: e["value"] for e in override.get("environment") or []})
+        overrides_ = dict(self.volume_overrides)
+        if self.env_cache is not None and env.get("COGPLANE_ENV_CACHE"):
+            overrides_[env["COGPLANE_ENV_CACHE"]] = self.env_cache
+        for container_path, folder in overrides_.items():
+            folder.mkdir(parents=True, exist_ok=True)
+            volumes[container_path] = folder
         env = {k: self._container_path(root, v, volumes) for k, v in env.items()}
         for key in ("COGPLANE_HOME",):
             if key in env:
@@ -221,7 +270,7 @@ class EcsEmulator:
             start_new_session=True,
         )
         log_file.close()
-        self.tasks[arn] = RunningTask(arn, proc, root)
+        self.tasks[arn] = RunningTask(arn, proc, root, sku=self._sku(task))
         self.started += 1
         task.last_status = "RUNNING"
         log.info("task %s started (%s): pid %d", task_id, " ".join(command[:6]), proc.pid)

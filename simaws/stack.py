@@ -66,9 +66,16 @@ def patch_moto() -> None:
         handler._simaws_locked = True
 
     if not hasattr(NetworkInterface, "private_dns_name"):
-        NetworkInterface.private_dns_name = property(  # type: ignore[attr-defined]
-            lambda self: f"ip-{str(self.private_ip_address).replace('.', '-')}.ec2.internal"
-        )
+
+        def get(self):
+            return self.__dict__.get("_private_dns_name") or (
+                f"ip-{str(self.private_ip_address).replace('.', '-')}.ec2.internal"
+            )
+
+        def set_(self, value):  # RunInstances sets it (an instance's ENI)
+            self.__dict__["_private_dns_name"] = value
+
+        NetworkInterface.private_dns_name = property(get, set_)  # type: ignore[attr-defined]
 
 
 def start_moto(*, iam: bool = False):
@@ -110,6 +117,7 @@ DEPLOYMENT_SETTINGS = (
     "COGPLANE_PRICES",
     "COGPLANE_CLOCK_FILE",
     "COGPLANE_PAGE_SIZE",
+    "COGPLANE_START_DEADLINE_SECONDS",
 )
 
 
@@ -192,6 +200,7 @@ class Simulation:
         expirer_first_s: float | None = None,
         user: str | None = None,
         iam: bool = False,
+        sku_capacity: dict[str, int] | None = None,
     ):
         self.home = home.resolve()
         self.iam = iam
@@ -201,6 +210,7 @@ class Simulation:
         self.token = token
         self.env_cache = env_cache
         self.capacity = capacity
+        self.sku_capacity = dict(sku_capacity or {})
         self.expirer_first_s = expirer_first_s
         self.sim = self.home / "sim"
         self.servers: list[tuple[uvicorn.Server, threading.Thread]] = []
@@ -335,9 +345,6 @@ class Simulation:
         for key in ("UV_CACHE_DIR", "PIP_CACHE_DIR", "XDG_CACHE_HOME", "TMPDIR", "COGPLANE_IDLE_TIMEOUT"):
             if key in os.environ:
                 runner_env[key] = os.environ[key]
-        volume_overrides = {}
-        if self.env_cache is not None:
-            volume_overrides[image_env.get("COGPLANE_ENV_CACHE", "/var/cogplane/envs")] = self.env_cache
         self.ecs = EcsEmulator(
             cluster=deployment.cluster_arn,
             region=REGION,
@@ -348,9 +355,12 @@ class Simulation:
             base_env=runner_env,
             image_env=image_env,
             capacity=self.capacity,
-            volume_overrides=volume_overrides,
             role_env=role_env,
-        ).start()
+            sku_capacity=self.sku_capacity,
+            env_cache=self.env_cache,
+        )
+        self.ecs.provide_instance(c["ec2"], c["ecs"])  # stands in for the GPU SKUs' Auto Scaling groups
+        self.ecs.start()
         if "COGPLANE_IDLE_TIMEOUT" in os.environ:  # the runner honours it over the task definition's
             self.ecs.image_env["COGPLANE_IDLE_TIMEOUT"] = os.environ["COGPLANE_IDLE_TIMEOUT"]
         if iam:
@@ -452,6 +462,19 @@ Press Ctrl-C to stop.
 """
 
 
+def parse_capacity(text: str | None) -> dict[str, Any]:
+    """SIMAWS_CAPACITY: `N` (tasks running at once), or `SKU=N,...` per hardware (e.g. `gpu-a10g=0`:
+    that SKU gets no instance, as on an account without its vCPU quota), or both (`4,gpu-a10g=0`)."""
+    total, per_sku = None, {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        sku, sep, value = part.rpartition("=")
+        if sep:
+            per_sku[sku.strip()] = int(value)
+        else:
+            total = int(value)
+    return {"capacity": total, "sku_capacity": per_sku}
+
+
 def run() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     home = Path(os.environ.get("COGPLANE_HOME", ".cogplane-sim"))
@@ -471,7 +494,7 @@ def run() -> int:
         token=token,
         cdk_out=cdk_out,
         env_cache=Path(env_cache).resolve() if env_cache else None,
-        capacity=int(capacity) if capacity else None,
+        **parse_capacity(capacity),
         user=os.environ.get("COGPLANE_USER") or None,
         iam=iam,
     )

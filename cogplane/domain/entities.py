@@ -145,6 +145,7 @@ class Prediction(_Record):
     shared: bool = False  # web predictions made viewable by anyone at their URL
     remove_at: str | None = None  # when input/output/logs are removed (API predictions: +1 h)
     timeout: float | None = None  # seconds a run may take before it is failed (install/deployment)
+    start_by: str | None = None  # not processing by then (and no live runner for its pool): failed
     hooks: dict[str, str] = field(default_factory=dict)  # webhook throttle: kind -> last scheduled due_at
     hardware: str = ""  # the SKU it runs on (usage is recorded per account and hardware)
     # the safety check of image outputs: None = not checked; {"checked": False, "flagged": []} = the

@@ -6,8 +6,8 @@ caller can forget them.
 - webhooks: `start` at creation, `logs`/`output` on change (at most one per 500 ms per kind,
   coalesced: the body is built at delivery time), `completed` on reaching a terminal state;
   only for the events in `webhook_events_filter` (default all).
-- timers: data removal at `remove_at`, the Cancel-After `deadline`, and the run timeout once
-  the prediction is processing.
+- timers: data removal at `remove_at`, the Cancel-After `deadline`, the start deadline
+  (`start_by`), and the run timeout once the prediction is processing.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def derive(before: Prediction | None, after: Prediction, now: str) -> list[Outbo
             events.append(_event(TIMER, after, {"timer": "remove"}, after.remove_at, now))
         if after.deadline:
             events.append(_event(TIMER, after, {"timer": "deadline"}, after.deadline, now))
+        if after.start_by:
+            events.append(_event(TIMER, after, {"timer": "start"}, after.start_by, now))
         return events
     if before.status != after.status:
         if after.status == "processing" and after.timeout and after.started_at:

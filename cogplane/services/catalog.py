@@ -68,7 +68,9 @@ class CatalogService:
         *,
         missing_packages: Callable[[list[str]], list[str]] = cogconfig.missing_on_host,
         packages_where: tuple[str, str] = cogconfig.HOST,
+        image_prefixes: list[str] | None = None,
     ) -> None:
+        self.image_prefixes = list(image_prefixes or [])  # empty: image versions from any registry
         self.state = state
         self.blobs = blobs
         self.clock = clock
@@ -260,6 +262,12 @@ class CatalogService:
             raise NotFound(f"Model {owner}/{name} not found.")
         if not isinstance(image, str) or not IMAGE_PINNED.match(image):
             raise Unprocessable("`image` must be pinned by digest: REGISTRY/REPOSITORY@sha256:<64 hex>.", field="image")
+        if self.image_prefixes and not image.startswith(tuple(self.image_prefixes)):
+            raise Unprocessable(
+                f"`image` must be in this install's image repositories ({', '.join(self.image_prefixes)}...): "
+                "runners pull only from there. Push the image there first (cogplane push --image).",
+                field="image",
+            )
         check_schema(schema, "openapi_schema")
         if cog_version is not None and (not isinstance(cog_version, str) or len(cog_version) > 64):
             raise Unprocessable("`cog_version` must be a version string.", field="cog_version")

@@ -5,6 +5,9 @@ a scan) and on runners that stopped heartbeating.
   creation (`data_removed: true`, output null). Not yet terminal: checked again later.
 - `deadline` (Cancel-After): not started → `aborted`; running → `canceled` (the runner stops it).
 - `timeout`: still running past the install's/deployment's timeout → `failed`.
+- `start` (the start deadline, `start_by`): still `starting` then → `failed` with the reason the
+  dispatcher gives (`start_problem(pool)`: ECS's task state or stopped reason; the local runner's
+  exit), unless a runner of its pool is alive (booting, or busy with earlier work): checked again.
 - lost runners: no heartbeat for `lost_after` seconds → their in-flight predictions `failed`.
 - reconcile (only with a dispatcher that has `keep_warm`, i.e. the deployed EcsDispatcher; the
   local ProcessDispatcher keeps its own pools): deployments' `min_instances` are kept warm, and
@@ -25,6 +28,7 @@ from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.lifecycle import TIMER
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import add_seconds, seconds_between
+from cogplane.logs import prediction_context
 from cogplane.services.presenters import blob_prefix
 
 if TYPE_CHECKING:
@@ -34,6 +38,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("cogplane.expirer")
 
 RECHECK_SECONDS = 300.0
+START_RECHECK_SECONDS = 60.0
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 class Expirer:
@@ -47,12 +58,13 @@ class Expirer:
         self.watched_pools: set[str] = set()
 
     def run_once(self, limit: int = 500) -> dict[str, int]:
-        counts = {"remove": 0, "deadline": 0, "timeout": 0, "file_expiry": 0, "lost": 0}
+        counts = {"remove": 0, "deadline": 0, "timeout": 0, "file_expiry": 0, "start": 0, "lost": 0}
         now = self.services.clock.now()
         for event in self.services.outbox.due(now, kind=TIMER, limit=limit):
             timer = event.payload.get("timer", "")
             try:
-                handled = getattr(self, f"_{timer}")(event, now)
+                with prediction_context(event.prediction_id):
+                    handled = getattr(self, f"_{timer}")(event, now)
             except Exception:  # noqa: BLE001 - keep going; the event stays due and is retried
                 log.exception("timer %s for %s failed", timer, event.prediction_id)
                 continue
@@ -144,6 +156,39 @@ class Expirer:
             return self._update(prediction.id, transitions.abort(now=now))
         return self._update(prediction.id, transitions.cancel(prediction, now=now))
 
+    def _start(self, event: OutboxEvent, now: str) -> bool | None:
+        services = self.services
+        prediction = services.state.get_prediction(event.prediction_id)
+        if prediction is None or prediction.status != Status.STARTING:
+            services.outbox.complete(event.id)
+            return False
+        live = any(
+            r.pool == prediction.pool and r.heartbeat_at and seconds_between(r.heartbeat_at, now) < self.lost_after
+            for r in services.state.list_runners()
+        )
+        reason: str | None = None
+        problem = getattr(services.dispatcher, "start_problem", None)
+        if not live and problem is not None:
+            try:
+                reason = problem(prediction.pool)
+            except Exception:  # noqa: BLE001 - the prediction still fails, with a plainer reason
+                log.exception("could not ask why pool %s has no runner", prediction.pool)
+                reason = ""
+            if reason is None:  # a runner of its pool is starting up (the dispatcher says)
+                live = True
+        if live:  # its runner is booting (environment, setup) or busy with earlier work: not stuck
+            services.outbox.reschedule(
+                event.id, due_at=add_seconds(now, START_RECHECK_SECONDS), attempts=event.attempts + 1
+            )
+            return None
+        limit = seconds_between(prediction.created_at, prediction.start_by or now)
+        error = f"The prediction did not start within {_duration(limit)}: " + (reason or "no runner started for it.")
+        done = self._update(prediction.id, transitions.fail(error, now=now, from_=[Status.STARTING]))
+        services.outbox.complete(event.id)
+        if done:
+            log.warning("prediction %s failed to start: %s", prediction.id, error)
+        return done
+
     def _timeout(self, event: OutboxEvent, now: str) -> bool:
         services = self.services
         prediction = services.state.get_prediction(event.prediction_id)
@@ -165,6 +210,12 @@ class Expirer:
             log.warning("runner %s stopped heartbeating at %s", runner.id, runner.heartbeat_at)
             self.lost_pools.add(runner.pool)
             for prediction_id in runner.in_flight:
+                log.warning(
+                    "failing prediction %s of lost runner %s",
+                    prediction_id,
+                    runner.id,
+                    extra={"prediction_id": prediction_id},
+                )
                 prediction = services.state.get_prediction(prediction_id)
                 if prediction and prediction.status == Status.PROCESSING and prediction.runner_id == runner.id:
                     reason = (

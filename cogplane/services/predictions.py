@@ -14,6 +14,7 @@ from cogplane.domain.entities import Account, Job, Model, Page, Prediction, Vers
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound, Unavailable, Unprocessable
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import add_seconds
+from cogplane.logs import set_prediction
 from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
 from cogplane.schema import file_inputs
 from cogplane.sealing import SecretBox, split_secrets
@@ -50,6 +51,7 @@ class PredictionService:
         allow_networks: list[str] | None = None,
         timeout_seconds: float = 1800,
         access: AccountService | None = None,
+        start_deadline_seconds: float | None = 900,
     ) -> None:
         self.state = state
         self.completions: Any = None  # a CompletionHub where ends are announced (single machine)
@@ -62,6 +64,7 @@ class PredictionService:
         self.files = files
         self.allow_networks = list(allow_networks or [])  # netguard allow-list: webhooks, http(s) inputs
         self.timeout_seconds = timeout_seconds
+        self.start_deadline_seconds = start_deadline_seconds
         self.secret_box: Callable[[], SecretBox] | None = None  # set by Services
         self.refusing: str | None = None  # set while the platform stops: creates answer 503
 
@@ -153,6 +156,7 @@ class PredictionService:
             pool=pool or pools.for_version(version.id),
             remove_at=add_seconds(now, self.retention_seconds) if source == "api" else None,
             timeout=timeout or self.timeout_seconds,
+            start_by=add_seconds(now, self.start_deadline_seconds) if self.start_deadline_seconds else None,
             hardware=hardware or model.hardware or "cpu",
             safety={"checked": False, "flagged": []}
             if kind == "prediction" and needs_safety_check(model, source, disable_safety)
@@ -161,6 +165,7 @@ class PredictionService:
             destination=destination,
             blob_dir=secrets.token_hex(16),  # output URLs name this random folder, never the id
         )
+        set_prediction(prediction.id)  # this request's log lines name it from here on (cogplane.logs)
         sealed = self._seal(prediction.id, secret_values) if secret_values else None
         self.state.create_prediction(prediction)
         try:

@@ -22,6 +22,7 @@ from cogplane.domain.entities import OutboxEvent
 from cogplane.domain.lifecycle import WEBHOOK
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import add_seconds, seconds_between
+from cogplane.logs import prediction_context
 from cogplane.services.presenters import present_prediction
 
 if TYPE_CHECKING:
@@ -67,11 +68,12 @@ class WebhookSender:
         """Deliver (or retry) every webhook event that is due. Returns how many were handled."""
         events = self.services.outbox.due(self.services.clock.now(), kind=WEBHOOK, limit=limit)
         for event in events:
-            try:
-                self.deliver(event)
-            except Exception:  # noqa: BLE001 - one bad event must not block the others
-                log.exception("webhook event %s failed", event.id)
-                self._retry_or_drop(event, terminal=event.payload.get("event") == "completed")
+            with prediction_context(event.prediction_id):
+                try:
+                    self.deliver(event)
+                except Exception:  # noqa: BLE001 - one bad event must not block the others
+                    log.exception("webhook event %s failed", event.id)
+                    self._retry_or_drop(event, terminal=event.payload.get("event") == "completed")
         return len(events)
 
     def body_for(self, prediction: Prediction) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from mangum import Mangum
@@ -40,8 +41,35 @@ class BasePath:
         await self.app(scope, receive, send)
 
 
+_PREDICTION_PATH = re.compile(r"/(?:v1/predictions|v1/trainings|predictions|trainings)/([a-z0-9]{8,64})(?:/|$)")
+
+
+class PredictionIdInLogs:
+    """Pure ASGI: a request about one prediction (`/v1/predictions/{id}...`) logs with its id; a
+    create logs with the new one from where the service makes it (cogplane.logs.set_prediction)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from cogplane.logs import prediction_context
+
+        match = _PREDICTION_PATH.search(scope.get("path") or "") if scope["type"] == "http" else None
+        with prediction_context(match.group(1) if match else None):
+            await self.app(scope, receive, send)
+
+
+def _build() -> Mangum:
+    """What the first event adds to init: JSON logs, the app and its services (bench/lambda_init.py
+    reports it apart from the import)."""
+    from cogplane.logs import setup_json_logging
+
+    setup_json_logging("api")
+    return Mangum(BasePath(PredictionIdInLogs(create_app())), lifespan="off")
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _handler
     if _handler is None:  # built once per execution environment, on the first event
-        _handler = Mangum(BasePath(create_app()), lifespan="off")
+        _handler = _build()
     return _handler(event, context)

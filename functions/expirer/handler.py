@@ -17,6 +17,7 @@ from cogplane.domain import pools
 log = logging.getLogger("cogplane.expirer")
 logging.getLogger().setLevel(logging.INFO)
 
+METRICS_NAMESPACE = "cogplane"  # infra/constants.py METRICS_NAMESPACE
 
 _expirer = None
 _platform_models_installed = False
@@ -39,9 +40,12 @@ def _admin_token(secret_arn: str) -> str:
 def _get_expirer() -> Expirer:
     global _expirer
     if _expirer is None:  # built once per execution environment, on the first event
+        from cogplane.logs import setup_json_logging
         from cogplane.services.expirer import Expirer
         from cogplane.settings import Settings
         from cogplane.wiring import build
+
+        setup_json_logging("expirer")
 
         services = build(Settings())
         if services.settings.admin_token_secret_arn:
@@ -81,5 +85,19 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     expirer = _get_expirer()
     install_platform_models(expirer)
     counts = expirer.run_once()
-    log.info("expirer: %s", counts)
+    log.info("expirer: %s", counts, extra={"counts": counts})
+    publish_metrics(counts)
     return counts
+
+
+def publish_metrics(counts: dict[str, int]) -> None:
+    """CloudWatch metrics in Embedded Metric Format (one log line; no API call, no IAM): the
+    `PredictionsFailedToStart` alarm watches `StartDeadlineFailures` (predictions stuck in
+    `starting` past the start deadline, failed with ECS's reason)."""
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = Metrics(namespace=METRICS_NAMESPACE, service="expirer")
+    metrics.add_metric(name="StartDeadlineFailures", unit=MetricUnit.Count, value=counts.get("start", 0))
+    metrics.add_metric(name="LostRunnerFailures", unit=MetricUnit.Count, value=counts.get("lost", 0))
+    metrics.flush_metrics()

@@ -18,7 +18,10 @@ _sender = None
 def _get_sender() -> WebhookSender:
     global _sender
     if _sender is None:  # built once per execution environment, on the first event
+        from cogplane.logs import setup_json_logging
         from cogplane.netguard import check_url
+
+        setup_json_logging("webhooks")
         from cogplane.services.webhooks import WebhookSender
         from cogplane.settings import Settings
         from cogplane.wiring import build

@@ -3,7 +3,8 @@ subscribes an address; confirm the e-mail AWS sends).
 
 Alarms: jobs in the dead-letter queue, API 5xx and latency near the 29 s timeout, errors and
 throttles of every function, the account's Lambda concurrency near its quota, the stream (webhook)
-backlog by the mapping's iterator age. Events straight to the topic: runner tasks that stopped
+backlog by the mapping's iterator age, predictions stuck in `starting` (failed at the start
+deadline, a metric the expirer publishes). Events straight to the topic: runner tasks that stopped
 with an error (failed to start, capacity, spot) and GPU instances the Auto Scaling groups could
 not launch (quota, capacity).
 """
@@ -20,6 +21,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from infra import constants as c
 from infra.constructs.nag import suppress
 
 PERIOD = Duration.minutes(5)
@@ -137,6 +139,22 @@ class Alarms(Construct):
             ),
             STREAM_BACKLOG_MS,
             "Webhook wake-ups from the table's stream are more than a minute behind.",
+        )
+
+        # predictions stuck in `starting`: the expirer fails them at their start deadline and
+        # publishes how many (functions/expirer/handler.py, Embedded Metric Format)
+        alarm(
+            "PredictionsStuckStarting",
+            cloudwatch.Metric(
+                namespace=c.METRICS_NAMESPACE,
+                metric_name="StartDeadlineFailures",
+                statistic="Sum",
+                period=PERIOD,
+                dimensions_map={"service": "expirer"},
+            ),
+            1,
+            "Predictions stayed `starting` past the start deadline (no runner: GPU capacity or quota, or a "
+            "runner that never started); their error names ECS's reason.",
         )
 
         # runner tasks that stopped for another reason than their own exit or a StopTask

@@ -43,6 +43,11 @@ class Api(Construct):
                 **workers.dispatch_environment(),
                 "COGPLANE_MAX_WAIT_SECONDS": str(c.API_MAX_WAIT_SECONDS),
                 "COGPLANE_SIGNING_SECRET_ARN": data.signing_secret.secret_arn,
+                # image versions only from this account's model repositories (the runners' pull rights)
+                "COGPLANE_IMAGE_REPOSITORIES": (
+                    f"{Stack.of(scope).account}.dkr.ecr.{Stack.of(scope).region}.amazonaws.com/"
+                    f"{c.MODEL_REPOSITORY_PREFIX}"
+                ),
             },
             memory_mb=c.API_MEMORY_MB,
             timeout=c.API_TIMEOUT,

@@ -134,6 +134,9 @@ class Workers(Construct):
                 security_group=network.runner_security_group,
                 associate_public_ip_address=True,
                 require_imdsv2=True,
+                # containers (bridge networking: one hop more) cannot reach the instance's metadata
+                # and its role credentials; the ECS agent on the host still can
+                http_put_response_hop_limit=1,
                 block_devices=[
                     ec2.BlockDevice(
                         device_name="/dev/xvda",
@@ -186,14 +189,23 @@ class Workers(Construct):
                 task_role=self.task_role,
                 execution_role=self.execution_role,
             )
-            td.add_container(
+            # model environments and weights on the instance's disk, kept across tasks: a version's
+            # second cold boot on an instance reuses its environment (one build per instance)
+            td.add_volume(name=c.CACHE_VOLUME, host=ecs.Host(source_path=c.CACHE_HOST_PATH))
+            runner = td.add_container(
                 c.RUNNER_CONTAINER,
                 image=image_config,
-                environment=environment,
+                environment={**environment, **c.CACHE_ENVIRONMENT},
                 gpu_count=c.GPUS_PER_TASK,
                 cpu=c.GPU_TASK_CPU_UNITS,
                 memory_reservation_mib=c.GPU_TASK_MEMORY_RESERVATION_MIB,
                 logging=ecs.LogDrivers.aws_logs(stream_prefix=sku, log_group=self.log_group),
+                # the entrypoint's iptables rules keep model code off the credential endpoints
+                linux_parameters=ecs.LinuxParameters(self, f"Linux-{sku}"),
+            )
+            runner.linux_parameters.add_capabilities(ecs.Capability.NET_ADMIN)
+            runner.add_mount_points(
+                ecs.MountPoint(source_volume=c.CACHE_VOLUME, container_path=c.CACHE_CONTAINER_PATH, read_only=False)
             )
             self.task_definitions[sku] = td
 

@@ -200,3 +200,14 @@ def test_pool_image_is_that_of_image_versions_only(services):
     assert pools.image("d-acme.fast." + "ab" * 32) == IMAGE
     assert pools.image("v-" + "cd" * 32) is None
     assert pools.image("v-unknown") is None
+
+
+def test_start_problem_names_what_ecs_says_about_the_pools_task(aws, cluster):
+    """For a prediction that did not start in time: ECS's view of the pool's runner task."""
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, hardware_for=lambda pool: "gpu-t4")
+    assert "no runner task was started for its pool (hardware gpu-t4)" in dispatcher.start_problem(POOL)
+    arn = dispatcher.ensure(POOL)
+    task_id = arn.rsplit("/", 1)[-1]
+    aws["ecs"].stop_task(cluster=CLUSTER, task=arn, reason="Timeout waiting for network interface provisioning")
+    problem = dispatcher.start_problem(POOL)
+    assert problem == f"its runner task {task_id} stopped: Timeout waiting for network interface provisioning"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from pathlib import Path
 
 from aws_cdk.assertions import Annotations, Match, Template
@@ -11,6 +12,8 @@ from aws_cdk.assertions import Annotations, Match, Template
 from cogplane import resources as r
 from infra import constants as c
 from tests.infra.conftest import synth
+
+REPO = Path(__file__).resolve().parents[2]
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -301,6 +304,16 @@ def test_stream_function_url_streams_responses_without_auth(template):
             "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]},
         },
     )
+    # Function URLs' dual authorization (Lambda, since October 2025; aws-cdk-lib >= 2.220.0 adds it)
+    template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "InvokedViaFunctionUrl": True,
+            "Principal": "*",
+            "FunctionName": {"Fn::GetAtt": [fn_id, "Arn"]},
+        },
+    )
     assert "StreamUrl" in template.find_outputs("*")
 
 
@@ -439,6 +452,66 @@ def test_runner_task_definitions_request_one_gpu_per_task(template):
     )
 
 
+def test_gpu_tasks_keep_environments_and_weights_on_a_host_volume(template):
+    """One build per instance: COGPLANE_ENV_CACHE and HF_HOME live on the instance's disk, mounted
+    into every GPU runner task; Fargate (`cpu`) has no host volumes (README: EFS or a baked image)."""
+    for sku in c.GPU_INSTANCE_TYPES:
+        template.has_resource_properties(
+            "AWS::ECS::TaskDefinition",
+            {
+                "Family": f"{c.DEFAULT_STACK_NAME}-runner-{sku}",
+                "Volumes": [{"Name": c.CACHE_VOLUME, "Host": {"SourcePath": c.CACHE_HOST_PATH}}],
+                "ContainerDefinitions": [
+                    Match.object_like(
+                        {
+                            "MountPoints": [
+                                {
+                                    "SourceVolume": c.CACHE_VOLUME,
+                                    "ContainerPath": c.CACHE_CONTAINER_PATH,
+                                    "ReadOnly": False,
+                                }
+                            ],
+                            "Environment": Match.array_with(
+                                [
+                                    {"Name": "COGPLANE_ENV_CACHE", "Value": "/var/cogplane/cache/envs"},
+                                    {"Name": "HF_HOME", "Value": "/var/cogplane/cache/huggingface"},
+                                ]
+                            ),
+                        }
+                    )
+                ],
+            },
+        )
+    cpu = template.find_resources("AWS::ECS::TaskDefinition", {"Properties": {"Family": "cogplane-runner-cpu"}})
+    (cpu,) = cpu.values()
+    assert "Volumes" not in cpu["Properties"]
+
+
+def test_containers_on_gpu_instances_cannot_reach_instance_metadata(template):
+    """IMDSv2 with a hop limit of 1: the instance role's credentials stay with the host (ECS agent)."""
+    templates = template.find_resources("AWS::EC2::LaunchTemplate")
+    assert len(templates) == len(c.GPU_INSTANCE_TYPES)
+    for lt in templates.values():
+        options = lt["Properties"]["LaunchTemplateData"]["MetadataOptions"]
+        assert options["HttpTokens"] == "required" and options["HttpPutResponseHopLimit"] == 1
+    # the runner image's entrypoint blocks the credential endpoints for the `model` user: NET_ADMIN
+    for sku in c.GPU_INSTANCE_TYPES:
+        template.has_resource_properties(
+            "AWS::ECS::TaskDefinition",
+            {
+                "Family": f"{c.DEFAULT_STACK_NAME}-runner-{sku}",
+                "ContainerDefinitions": [
+                    Match.object_like({"LinuxParameters": {"Capabilities": {"Add": ["NET_ADMIN"]}}})
+                ],
+            },
+        )
+    dockerfile = (REPO / "gpu_runner" / "Dockerfile").read_text()
+    assert "useradd --system" in dockerfile and 'ENTRYPOINT ["/srv/cogplane/gpu_runner/entrypoint.sh"]' in dockerfile
+    entrypoint = REPO / "gpu_runner" / "entrypoint.sh"
+    assert os.access(entrypoint, os.X_OK)
+    assert "--uid-owner model -j REJECT" in entrypoint.read_text()
+
+
 def test_network_has_no_nat_gateway_and_free_gateway_endpoints(template):
     template.resource_count_is("AWS::EC2::NatGateway", 0)
     endpoints = template.find_resources("AWS::EC2::VPCEndpoint")
@@ -472,8 +545,15 @@ def test_alarms_notify_one_topic_and_a_dashboard_shows_them(template):
         "Throttles",
         "ConcurrentExecutions",
         "IteratorAge",
+        "StartDeadlineFailures",
     } <= names
     assert sum(1 for a in alarms.values() if a["Properties"].get("MetricName") == "Errors") == 4
+    (stuck,) = [
+        a["Properties"] for a in alarms.values() if a["Properties"].get("MetricName") == "StartDeadlineFailures"
+    ]
+    # the metric the expirer publishes (functions/expirer/handler.py: Powertools Metrics, EMF)
+    assert stuck["Namespace"] == "cogplane" and stuck["Dimensions"] == [{"Name": "service", "Value": "expirer"}]
+    assert stuck["Threshold"] == 1
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic}] for a in alarms.values())
     rules = [
         r["Properties"]

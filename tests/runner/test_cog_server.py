@@ -357,13 +357,22 @@ def test_port_taken_before_coglet_binds_is_retried(model, start, monkeypatch: py
 
 def test_environment_of_the_server(tmp_path: Path, base_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "runner-secret")
+    # what an ECS task's runner has: the task role's credentials endpoint and the platform's settings
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/secret-guid")
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials")
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "token")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "runner-session-token")
+    monkeypatch.setenv("COGPLANE_SIGNING_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:k")
+    monkeypatch.setenv("COGPLANE_MODEL_USER", "no-such-user-here")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     model_dir = tmp_path / "m"
     model_dir.mkdir()
     (model_dir / "cog.yaml").write_text('run: "predict.py:Runner"\ntrain: "train.py:train"\nconcurrency:\n  max: 4\n')
     server = CogServer(model_dir, base_env, log_path=tmp_path / "log", setup_timeout=2.5, env={"EXTRA": "1"})
     env = server.environment(5123)
-    assert "AWS_SECRET_ACCESS_KEY" not in env
+    leaked = [k for k in env if k.startswith(("AWS_", "COGPLANE_")) and k != "COGPLANE_PDEATHSIG_PARENT"]
+    assert not leaked, leaked  # (the parent's pid, for the death signal, is all of the platform it gets)
+    assert cog_server_module.model_user() is None  # no such account: cog runs as the runner does
     assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["EXTRA"] == "1"
     assert env["PATH"].split(os.pathsep)[0] == str(base_env / "bin")
     assert env["PORT"] == "5123"

@@ -127,3 +127,93 @@ def test_files_api_uploads_are_deleted_when_they_expire(local, clock):
     clock.advance(2)
     assert Expirer(local).run_once()["file_expiry"] == 1
     assert local.state.get_file(record.id) is None and local.blobs.head(record.blob_key) is None
+
+
+class WhyDispatcher:
+    """A dispatcher that says why a pool has no runner (the port's optional `start_problem`)."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def wake(self, pool: str) -> None:
+        pass
+
+    def start_problem(self, pool: str) -> str:
+        self.asked.append(pool)
+        return "its runner task t-1 is still PROVISIONING: no capacity came for hardware gpu-t4."
+
+
+def test_a_prediction_not_started_by_its_start_deadline_fails_with_the_dispatchers_reason(local, made, clock):
+    local.predictions.start_deadline_seconds = 900
+    local.dispatcher = why = WhyDispatcher()
+    p = create(local, made)
+    assert p.start_by == "2026-03-01T12:15:00.000000Z"
+    expirer = Expirer(local)
+    clock.advance(899)
+    assert expirer.run_once()["start"] == 0
+    assert local.state.get_prediction(p.id).status == "starting"
+    clock.advance(2)
+    assert expirer.run_once()["start"] == 1
+    failed = local.state.get_prediction(p.id)
+    assert failed.status == "failed" and failed.completed_at
+    assert failed.error == (
+        "The prediction did not start within 15 min: its runner task t-1 is still PROVISIONING: no capacity "
+        "came for hardware gpu-t4."
+    )
+    assert why.asked == [p.pool]
+
+
+def test_the_start_deadline_waits_while_a_runner_of_the_pool_is_alive(local, made, clock):
+    """A booting runner (building the environment, running setup) or one busy with earlier work is
+    not a start failure: checked again a minute later, failed once the pool has no live runner."""
+    local.predictions.start_deadline_seconds = 60
+    p = create(local, made)
+    local.state.put_runner(Runner(id="r-1", pool=p.pool, state="booting", heartbeat_at=clock.now(), in_flight=[]))
+    expirer = Expirer(local, lost_after=30)
+    for _ in range(3):  # beating
+        clock.advance(25)
+        local.state.put_runner(Runner(id="r-1", pool=p.pool, state="booting", heartbeat_at=clock.now(), in_flight=[]))
+        expirer.run_once()
+    assert local.state.get_prediction(p.id).status == "starting"
+    local.state.update_prediction(p.id, {"status": "processing", "started_at": clock.now()})
+    clock.advance(120)
+    expirer.run_once()
+    assert local.state.get_prediction(p.id).status == "processing"  # started: the timer is done
+
+
+def test_without_a_reason_the_start_deadline_error_still_says_what_happened(local, made, clock):
+    local.predictions.start_deadline_seconds = 30
+    p = create(local, made)
+    clock.advance(31)
+    Expirer(local).run_once()
+    failed = local.state.get_prediction(p.id)
+    assert (
+        failed.status == "failed"
+        and failed.error == "The prediction did not start within 30 s: no runner started for it."
+    )
+
+
+def test_deployed_log_lines_are_json_with_the_prediction_id(local, made, clock):
+    """Powertools' JSON formatter (cogplane.logs, set up by each Lambda function on its first event):
+    what the expirer logs while handling a prediction's timer names the prediction."""
+    import io
+    import json
+    import logging
+
+    from cogplane.logs import setup_json_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    out = io.StringIO()
+    try:
+        setup_json_logging("expirer", stream=out)
+        local.predictions.start_deadline_seconds = 30
+        p = create(local, made)
+        clock.advance(31)
+        Expirer(local).run_once()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    about = [line for line in lines if "failed to start" in line["message"]]
+    assert about and all(line["prediction_id"] == p.id and line["service"] == "expirer" for line in about), lines

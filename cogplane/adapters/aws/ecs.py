@@ -211,6 +211,47 @@ class EcsDispatcher:
                 pools.append(pool)
         return pools
 
+    def start_problem(self, pool: str) -> str | None:
+        """Why the pool has no runner serving it, as ECS tells (for a prediction that did not start
+        in time): its newest task's state, stopped reason and container reasons. None while a task
+        of the pool is running (its runner is starting up: not a failure yet)."""
+        arns: list[str] = []
+        for warm in (False, True):
+            for status in ("RUNNING", "STOPPED"):  # RUNNING = desired: includes PROVISIONING/PENDING
+                arns += self.ecs.list_tasks(
+                    cluster=self.cluster, startedBy=started_by(pool, warm=warm), desiredStatus=status, maxResults=20
+                ).get("taskArns", [])
+        hardware = self.hardware_for(pool)
+        if not arns:
+            return f"no runner task was started for its pool (hardware {hardware}); see the API's logs."
+        tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns[:100]).get("tasks", [])
+        if not tasks:
+            return f"its runner tasks are gone from ECS (hardware {hardware})."
+        tasks.sort(key=lambda t: str(t.get("createdAt") or ""), reverse=True)
+        task = next((t for t in tasks if t.get("lastStatus") != "STOPPED"), tasks[0])
+        task_id = str(task.get("taskArn", "")).rsplit("/", 1)[-1]
+        status = task.get("lastStatus") or "PROVISIONING"
+        if status in ("PROVISIONING", "PENDING"):
+            where = (
+                f"capacity provider {self.capacity_providers[hardware]}"
+                if hardware in self.capacity_providers
+                else "Fargate"
+            )
+            return (
+                f"its runner task {task_id} is still {status}: no capacity came for hardware {hardware} "
+                f"({where}). Check the Auto Scaling group's activity and the account's EC2 vCPU quota "
+                "for this instance family."
+            )
+        if status == "STOPPED":
+            reasons = [task.get("stoppedReason") or "no reason given"]
+            for container in task.get("containers") or []:
+                if container.get("reason"):
+                    reasons.append(f"{container.get('name')}: {container['reason']}")
+                elif container.get("exitCode") not in (None, 0):
+                    reasons.append(f"{container.get('name')} exited with code {container['exitCode']}")
+            return f"its runner task {task_id} stopped: " + "; ".join(reasons)
+        return None  # ACTIVATING/RUNNING: the runner is starting (it registers within seconds)
+
     def image_task_definition(self, image: str, hardware: str) -> str:
         """The task definition that runs `image` (REPO@sha256:...) with the runner as sidecar on
         `hardware`: registered on first use, then found by family name."""

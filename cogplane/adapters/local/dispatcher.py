@@ -97,6 +97,7 @@ class ProcessDispatcher:
         self.tick = tick
         self.children: dict[str, Child] = {}
         self.backoff: dict[str, tuple[float, float]] = {}  # pool -> (until, current delay)
+        self.last_exit: dict[str, tuple[str, int | None]] = {}  # pool -> (runner id, exit code)
         self.backlog_ticks: dict[str, int] = {}
         self.wakeup = threading.Event()
         self.stopped = threading.Event()
@@ -311,9 +312,21 @@ class ProcessDispatcher:
         log.info("started runner %s for pool %s (pid %s)", runner_id, pool, proc.pid)
         return child
 
+    def start_problem(self, pool: str) -> str | None:
+        """Why the pool has no live runner (for a prediction that did not start in time); None
+        while a runner process of the pool is alive (starting up)."""
+        with self.lock:
+            if any(c.pool == pool and c.proc.poll() is None for c in self.children.values()):
+                return None
+        if pool in self.last_exit:
+            runner_id, code = self.last_exit[pool]
+            return f"its runner {runner_id} exited with code {code} (log: {self.log_dir / (runner_id + '.log')})."
+        return "no runner was started for its pool (the dispatcher is stopped or at its limit)."
+
     def _reap(self, child: Child, code: int | None, reason: str | None = None) -> None:
         """A runner exited: fail what it was running, forget it, back off on setup failures."""
         self.children.pop(child.id, None)
+        self.last_exit[child.pool] = (child.id, code)
         state = self.stores.state
         record = state.get_runner(child.id)
         reason = reason or (
