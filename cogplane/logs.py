@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 _prediction: contextvars.ContextVar[str | None] = contextvars.ContextVar("cogplane_prediction_id", default=None)
 
@@ -44,7 +45,7 @@ def current_prediction() -> str | None:
     return _prediction.get()
 
 
-def setup_json_logging(service: str, *, level: int = logging.INFO, stream=None) -> logging.Handler:
+def setup_json_logging(service: str, *, level: int = logging.INFO, stream: TextIO | None = None) -> logging.Handler:
     """Replace the root logger's handlers (Lambda's runtime installs one) with one JSON handler."""
     from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
