@@ -127,7 +127,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-MODEL_USER = "model"  # created in gpu_runner/Dockerfile; COGPLANE_MODEL_USER names another
+MODEL_USER = "model"  # created in gpu_runner/Dockerfile
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def model_user() -> ModelUser | None:
     try:
         import pwd
 
-        entry = pwd.getpwnam(os.environ.get("COGPLANE_MODEL_USER") or MODEL_USER)
+        entry = pwd.getpwnam(MODEL_USER)
     except (ImportError, KeyError):
         return None
     return ModelUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)

@@ -363,7 +363,6 @@ def test_environment_of_the_server(tmp_path: Path, base_env: Path, monkeypatch: 
     monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "token")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "runner-session-token")
     monkeypatch.setenv("COGPLANE_SIGNING_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:k")
-    monkeypatch.setenv("COGPLANE_MODEL_USER", "no-such-user-here")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     model_dir = tmp_path / "m"
     model_dir.mkdir()
@@ -372,7 +371,7 @@ def test_environment_of_the_server(tmp_path: Path, base_env: Path, monkeypatch: 
     env = server.environment(5123)
     leaked = [k for k in env if k.startswith(("AWS_", "COGPLANE_")) and k != "COGPLANE_PDEATHSIG_PARENT"]
     assert not leaked, leaked  # (the parent's pid, for the death signal, is all of the platform it gets)
-    assert cog_server_module.model_user() is None  # no such account: cog runs as the runner does
+    assert cog_server_module.model_user() is None  # no `model` account here: cog runs as the runner does
     assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["EXTRA"] == "1"
     assert env["PATH"].split(os.pathsep)[0] == str(base_env / "bin")
     assert env["PORT"] == "5123"
