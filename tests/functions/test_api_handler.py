@@ -115,3 +115,26 @@ def test_handler_import_time_is_reported():
         for _ in range(3)
     ]
     print(f"\nimport functions.api.handler: {min(runs)} ms (best of 3: {runs})")
+
+
+def test_prefer_wait_is_bounded_by_what_is_left_of_the_gateways_29_seconds() -> None:
+    from functions.api.routers.predictions import GATEWAY_MARGIN_SECONDS, gateway_time_left
+
+    class Context:
+        def __init__(self, ms: int) -> None:
+            self.ms = ms
+
+        def get_remaining_time_in_millis(self) -> int:
+            return self.ms
+
+    now = 1_800_000_000.0
+    event = {"requestContext": {"requestTimeEpoch": int((now - 8.0) * 1000)}}  # 8 s lost to a cold start
+    assert gateway_time_left({}) is None  # not behind Lambda: the setting's cap alone
+    assert gateway_time_left({"aws.event": event}, now) == pytest.approx(29 - GATEWAY_MARGIN_SECONDS - 8)
+    # the function's own timeout, when shorter, wins
+    assert gateway_time_left({"aws.event": event, "aws.context": Context(10_000)}, now) == pytest.approx(
+        10 - GATEWAY_MARGIN_SECONDS
+    )
+    late = {"requestContext": {"requestTimeEpoch": int((now - 40) * 1000)}}
+    assert gateway_time_left({"aws.event": late}, now) == 0.0  # nothing left: answer at once
+    assert gateway_time_left({"aws.event": {"requestContext": {"requestTimeEpoch": "x"}}}, now) is None

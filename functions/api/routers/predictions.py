@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -32,6 +33,36 @@ def parse_prefer(header: str | None, cap: int) -> int | None:
             seconds = int(match.group(1)) if match.group(1) else 60
             return max(1, min(seconds, cap))
     return None
+
+
+# API Gateway ends every request at 29 s (504), counted from its arrival; the answer needs a margin.
+GATEWAY_TIMEOUT_SECONDS = 29.0
+GATEWAY_MARGIN_SECONDS = 4.0
+
+
+def gateway_time_left(scope: dict[str, Any], now: float | None = None) -> float | None:
+    """Seconds a `Prefer: wait` may still hold this request behind API Gateway (None off Lambda).
+
+    The gateway's clock started at `requestContext.requestTimeEpoch`, before a cold start or a
+    slow create: the wait is what is left of its 29 s, less a margin, and never more than what is
+    left of the function's own timeout.
+    """
+    event = scope.get("aws.event")
+    if not isinstance(event, dict):
+        return None
+    now = time.time() if now is None else now
+    left: list[float] = []
+    epoch = (event.get("requestContext") or {}).get("requestTimeEpoch")
+    if isinstance(epoch, int | float) and not isinstance(epoch, bool):
+        left.append(GATEWAY_TIMEOUT_SECONDS - GATEWAY_MARGIN_SECONDS - (now - epoch / 1000))
+    context = scope.get("aws.context")
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        try:
+            left.append(float(remaining()) / 1000 - GATEWAY_MARGIN_SECONDS)
+        except (TypeError, ValueError):
+            pass
+    return max(0.0, min(left)) if left else None
 
 
 def present(services: Services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
@@ -67,7 +98,10 @@ async def _create(
     )
     headers: dict[str, str] = {}
     if wait is not None:
-        prediction = await services.predictions.wait_async(prediction.id, wait)
+        left = gateway_time_left(request.scope)
+        held = float(wait) if left is None else min(float(wait), left)
+        if held > 0:
+            prediction = await services.predictions.wait_async(prediction.id, held)
         headers["Preference-Applied"] = (
             f"wait={wait}" if request.headers.get("prefer", "").strip() != "wait" else "wait"
         )
