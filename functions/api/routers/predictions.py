@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -40,7 +41,7 @@ GATEWAY_TIMEOUT_SECONDS = 29.0
 GATEWAY_MARGIN_SECONDS = 4.0
 
 
-def gateway_time_left(scope: dict[str, Any], now: float | None = None) -> float | None:
+def gateway_time_left(scope: Mapping[str, Any], now: float | None = None) -> float | None:
     """Seconds a `Prefer: wait` may still hold this request behind API Gateway (None off Lambda).
 
     The gateway's clock started at `requestContext.requestTimeEpoch`, before a cold start or a
