@@ -205,3 +205,14 @@ def test_each_prediction_counts_as_a_run_of_the_model(client, version):
     for _ in range(2):
         client.post("/v1/predictions", json={"version": version["id"], "input": {"prompt": "x"}})
     assert client.get("/v1/models/alice/hello").json()["run_count"] == 2
+
+
+def test_prefer_wait_in_a_second_prefer_header_is_applied(client, version):
+    # RFC 7240: several Prefer headers are one list; only the first was read
+    r = client.post(
+        "/v1/predictions",
+        json={"version": version["id"], "input": {"prompt": "x"}},
+        headers=[("Prefer", "respond-async"), ("Prefer", "wait=1")],
+    )
+    assert r.status_code == 201
+    assert r.headers.get("Preference-Applied") == "wait=1"

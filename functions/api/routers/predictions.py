@@ -21,7 +21,8 @@ from functions.api.deps import AccountDep, BaseUrlDep, JsonBody, ServicesDep, pa
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
-_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$", re.IGNORECASE)
+# RFC 7240: `wait`, `wait=N` or `wait="N"`, optionally followed by `; parameters`
+_WAIT = re.compile(r'^\s*wait(?:\s*=\s*(?:(\d+)|"(\d+)"))?\s*(?:;.*)?$', re.IGNORECASE)
 
 
 def parse_prefer(header: str | None, cap: int) -> int | None:
@@ -31,9 +32,18 @@ def parse_prefer(header: str | None, cap: int) -> int | None:
     for part in header.split(","):
         match = _WAIT.match(part)
         if match:
-            seconds = int(match.group(1)) if match.group(1) else 60
+            digits = (match.group(1) or match.group(2) or "").lstrip("0")
+            if match.group(1) is None and match.group(2) is None:
+                seconds = 60
+            else:  # int() refuses over 4300 digits: anything over 6 is past every cap anyway
+                seconds = cap if len(digits) > 6 else int(digits or "0")
             return max(1, min(seconds, cap))
     return None
+
+
+def prefer_header(request: Request) -> str:
+    """Every `Prefer` header as one list (RFC 7240: several headers mean the same as one)."""
+    return ", ".join(request.headers.getlist("prefer"))
 
 
 # API Gateway ends every request at 29 s (504), counted from its arrival; the answer needs a margin.
@@ -84,7 +94,8 @@ async def _create(
     timeout: float | None = None,
     hardware: str | None = None,
 ) -> JSONResponse:
-    wait = parse_prefer(request.headers.get("prefer"), services.settings.max_wait_seconds)
+    prefer = prefer_header(request)
+    wait = parse_prefer(prefer, services.settings.max_wait_seconds)
     prediction = await run_in_threadpool(
         services.predictions.create,
         account,
@@ -103,9 +114,7 @@ async def _create(
         held = float(wait) if left is None else min(float(wait), left)
         if held > 0:
             prediction = await services.predictions.wait_async(prediction.id, held)
-        headers["Preference-Applied"] = (
-            f"wait={wait}" if request.headers.get("prefer", "").strip() != "wait" else "wait"
-        )
+        headers["Preference-Applied"] = f"wait={wait}" if prefer.strip() != "wait" else "wait"
         if prediction.status not in TERMINAL:
             # Both clients treat anything but `starting` as final: never show a running state here.
             prediction = prediction.replace(status=Status.STARTING, output=None)
