@@ -74,3 +74,13 @@ def test_an_upload_over_its_limit_is_413(client, services):
     sent = client.put(f"{url.path}?{url.query}", content=b"x" * 2048)
     assert sent.status_code == 413
     assert services.blobs.head(f"uploads/alice/{r['id']}") is None
+
+
+def test_an_upload_bigger_than_its_declared_size_is_413_and_stores_nothing(client, services):
+    r = client.post("/v1/uploads", json={"purpose": "file", "size": 3}).json()
+    assert r["max_bytes"] == 3  # what the signed target accepts (S3's policy deployed, the PUT's `max` here)
+    url = urlsplit(r["upload"]["url"])
+    sent = client.put(f"{url.path}?{url.query}", content=b"x" * 1000)
+    assert sent.status_code == 413 and sent.headers["content-type"].startswith("application/problem+json")
+    assert services.blobs.head(f"uploads/alice/{r['id']}") is None
+    assert client.put(f"{url.path}?{url.query}", content=b"abc").status_code == 204

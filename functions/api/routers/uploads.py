@@ -40,7 +40,8 @@ def upload_key(owner: str, upload_id: str) -> str:
 @router.post("/uploads", status_code=201)
 async def create_upload(request: Request, services: ServicesDep, account: AccountDep) -> JSONResponse:
     """Where to send a file's or bundle's bytes: `{"purpose": "file"|"bundle", "size": n}` ->
-    `{"id", "upload": {"url", "method", "fields"}, "max_bytes", "expires_at"}`. POST: a multipart
+    `{"id", "upload": {"url", "method", "fields"}, "max_bytes", "expires_at"}` (max_bytes: `size`
+    when given, else the limit). POST: a multipart
     form of `fields`, then the bytes in a part named `file`; PUT: the bytes as the body."""
     body = await json_body(request)
     purpose = body.get("purpose", "file")
@@ -52,6 +53,8 @@ async def create_upload(request: Request, services: ServicesDep, account: Accoun
         raise Unprocessable("`size` must be a positive integer (bytes).", field="size")
     if size is not None and size > limit:
         raise PayloadTooLarge(f"The {purpose} is larger than the {limit // (1024 * 1024)} MiB limit.")
+    if size is not None:  # the target takes no more than declared (S3's policy; the local PUT's `max`)
+        limit = size
     upload_id = new_prediction_id()
     target = services.blobs.upload_url(
         upload_key(account.username, upload_id), max_bytes=limit, expires_in=UPLOAD_TTL_SECONDS
