@@ -64,3 +64,14 @@ def test_file_url_is_accepted_as_input_only_for_its_owner(client, bob, services,
     assert r.status_code == 422 and r.json()["field"] == "image"
     signed = services.files.fetchable_url(url)
     assert "/v1/blobs/files/alice/" in signed and "signature=" in signed
+
+
+def test_a_signed_blob_url_answers_head_and_a_tampered_one_404(client, services):
+    services.blobs.put("files/alice/h/a.txt", b"0123456789", content_type="text/plain")
+    url = services.blobs.signed_url("files/alice/h/a.txt")
+    path = url[url.index("/v1/blobs/") :]
+    r = client.head(path, headers={"Authorization": ""})
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-length"] == "10"
+    assert r.headers["content-type"].startswith("text/plain")
+    r = client.head(path.replace("signature=", "signature=x"), headers={"Authorization": ""})
+    assert r.status_code == 404

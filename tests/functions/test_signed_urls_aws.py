@@ -68,3 +68,16 @@ def test_the_stream_function_signs_with_its_own_url_and_a_tampered_key_is_refuse
     # without a secret nothing is wrapped: S3's presign, as before
     plain = build_aws(Settings(), clients=aws)
     assert "Signature=" in plain.blobs.signed_url("predictions/y/a.txt")
+
+
+def test_a_signed_url_answers_head_with_the_objects_headers_and_no_body(aws):
+    # curl -I, download managers and proxies ask HEAD first: it was a 405
+    arn = _secret()
+    stream = build_aws(Settings(signing_secret_arn=arn, stream_url=STREAM), clients=aws)
+    stream.blobs.put("predictions/z/out.png", b"\x89PNG 12 bytes", content_type="image/png")
+    path = stream.blobs.signed_url("predictions/z/out.png").removeprefix(STREAM)
+    client = TestClient(StreamRoutesOnly(create_app(stream)), base_url=STREAM)
+    r = client.head(path)
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["content-type"] == "image/png" and r.headers["content-length"] == str(len(b"\x89PNG 12 bytes"))
+    assert client.head(path.replace("signature=", "signature=x")).status_code == 404

@@ -38,8 +38,14 @@ def webhook_secret(account: AccountDep) -> dict[str, str]:
     return {"key": account.webhook_secret}
 
 
+@router.head("/blobs/{key:path}")
+def head_blob(key: str, request: Request, services: ServicesDep, expires: int = 0, signature: str = "") -> Response:
+    """What a GET of the signed URL would answer, without the body."""
+    return download_blob(key, request, services, expires, signature)
+
+
 @router.get("/blobs/{key:path}")
-def download_blob(key: str, services: ServicesDep, expires: int = 0, signature: str = "") -> Response:
+def download_blob(key: str, request: Request, services: ServicesDep, expires: int = 0, signature: str = "") -> Response:
     """A signed, expiring download URL (no auth header needed; a bearer one is ignored): the local
     store's files, or deployed, S3 objects streamed by the stream function
     (cogplane.adapters.aws.signed). It works until `expires` by the platform's clock, then 404."""
@@ -54,6 +60,17 @@ def download_blob(key: str, services: ServicesDep, expires: int = 0, signature: 
     if isinstance(blobs, SignedUrlBlobStore):
         from cogplane.adapters.aws.s3 import content_disposition
 
+        if request.method == "HEAD":  # what a GET would send, without opening the object
+            info = blobs.head(key)
+            if info is None:
+                raise NotFound("This file no longer exists.")
+            return Response(
+                media_type=info.content_type or "application/octet-stream",
+                headers={
+                    "content-length": str(info.size),
+                    "content-disposition": content_disposition(key.rsplit("/", 1)[-1]),
+                },
+            )
         chunks, found = blobs.open(key)  # NotFound (404) if it is gone
         return StreamingResponse(
             chunks,
