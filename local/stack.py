@@ -209,10 +209,10 @@ def run() -> int:
         grace=settings.stop_grace,
     )
     services = build_local(settings, base_url=settings.public_url, clock=clock, dispatcher=dispatcher)
-    from cogplane.adapters.local.completions import CompletionHub, notify_dir
+    from cogplane.adapters.local.completions import notify_dir, start_hub
 
-    # `Prefer: wait` sleeps until the runner that ends a prediction says so (no polling)
-    completions = CompletionHub(notify_dir(str(settings.db_path)) or str(settings.home / "notify")).start()
+    # `Prefer: wait` sleeps until the runner that ends a prediction says so (no polling; None: polls)
+    completions = start_hub(notify_dir(str(settings.db_path)) or str(settings.home / "notify"))
     services.predictions.completions = completions
     services.accounts.ensure_account(settings.user, admin=True)  # the first user of an install
     try:
@@ -257,7 +257,8 @@ def run() -> int:
             print("Stopping runners ...", flush=True)
         dispatcher.stop(settings.stop_grace)  # at once when Stopper already did it
         pumps.stop()
-        completions.stop()
+        if completions is not None:
+            completions.stop()
     if stopper.first is not None:
         print("Stopped.", flush=True)
     return 0 if server.started else 1

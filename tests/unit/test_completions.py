@@ -122,3 +122,23 @@ def test_wait_without_a_hub_still_polls(tmp_path: Path) -> None:
     assert service.wait("p1", 20).status == "failed"
     assert asyncio.run(service.wait_async("p1", 1)).status == "failed"
     assert not os.path.exists(str(tmp_path / "state.db") + ".notify")
+
+
+def test_a_name_that_is_not_utf8_in_the_folder_does_not_break_the_writer(tmp_path: Path) -> None:
+    # ended() runs after the terminal write is committed: raising there failed the writer's transition
+    directory = tmp_path / "notify"
+    directory.mkdir()
+    os.close(os.open(os.fsencode(str(directory)) + b"/cogplane-\xff\xfe", os.O_CREAT | os.O_WRONLY, 0o600))
+    (directory / ("cogplane-" + "x" * 200)).write_text("")  # longer than a socket name may be
+    CompletionNotifier(str(directory)).ended("p1")
+
+
+def test_a_hub_that_cannot_start_leaves_the_api_polling(tmp_path: Path) -> None:
+    from cogplane.adapters.local.completions import start_hub
+
+    occupied = tmp_path / "state.db.notify"
+    occupied.write_text("a file where the folder should be")
+    assert start_hub(str(occupied)) is None
+    hub = start_hub(str(tmp_path / "fine.notify"))
+    assert hub is not None
+    hub.stop()

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import socket
 import threading
 from collections.abc import Iterator
+
+log = logging.getLogger("cogplane.completions")
 
 FALLBACK_SECONDS = 0.25  # re-read without a notice at least this often (safety net only)
 _MAX_ID = 256
@@ -65,12 +68,24 @@ class CompletionNotifier:
             sock = self._socket()
             for name in names:
                 try:
-                    sock.sendto(message, b"\0" + name.encode())
+                    sock.sendto(message, b"\0" + os.fsencode(name))  # any name on disk, UTF-8 or not
                 except (ConnectionRefusedError, FileNotFoundError):  # that listener is gone
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(self.directory, name))
                 except OSError:  # its buffer is full: the waiter's fallback read covers it
                     pass
+
+
+def start_hub(directory: str) -> CompletionHub | None:
+    """A started hub, or None where it cannot listen (its folder is a file, or unwritable): the
+    API then polls the store (`PredictionService.wait`), as deployed, instead of not starting."""
+    hub = CompletionHub(directory)
+    try:
+        return hub.start()
+    except OSError as exc:
+        log.warning("completion notices off (%s: %s); Prefer: wait polls the store", directory, exc)
+        hub.stop()
+        return None
 
 
 class _Waiter:
