@@ -1,5 +1,6 @@
 """A cog server the runner does not start: an image version's model container, which serves cog
-on localhost:5000 (`COG_URL`) next to the runner (a sidecar in the same ECS task).
+at `COG_URL` next to the runner (a sidecar in the same ECS task): http://model:5000 through the
+task's link on EC2 (bridge networking), http://127.0.0.1:5000 on Fargate (one namespace).
 
 It offers the part of CogServer's interface the runner uses (`host`, `port`, `url`, `alive`,
 `health`, `wait_ready`, `client`, `start`, `stop`). `start`/`stop` do nothing to the server: its

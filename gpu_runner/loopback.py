@@ -1,4 +1,8 @@
-"""The runner's own HTTP server on 127.0.0.1, the only address cog is given:
+"""The runner's own HTTP server, the only address cog is given: on 127.0.0.1 where cog shares the
+runner's network namespace (source versions; image versions on Fargate), else on the runner's
+address towards cog (image versions on EC2: bridge networking, the model in its own container; see
+`address_towards`), where every path lies under a secret prefix: other containers on the
+instance's Docker bridge can connect, but cannot post a prediction's webhooks.
 
 - `POST /webhook/{id}`: cog's webhooks, parsed here into a typed `CogUpdate` and handed on;
 - `GET /input/{token}/{name}`: a file input served to cog from the blob store, under an
@@ -11,13 +15,17 @@ It knows nothing of predictions' state: what arrives goes to the two callbacks i
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from cogplane.domain.strictjson import loads_lenient
 from cogplane.services.presenters import blob_ref
@@ -27,15 +35,47 @@ OnUpdate = Callable[[str, CogUpdate], None]  # (prediction id, what cog reported
 OnUpload = Callable[[str, str, bytes, "str | None"], str]  # (prediction id, name, data, type) -> blob ref
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def address_towards(url: str, timeout: float = 30.0) -> str:
+    """The address of this host that cog at `url` (COG_URL) reaches it on: 127.0.0.1 for a
+    loopback cog, else the local address of the route to cog's host (a UDP `connect` sends
+    nothing). The model container's name comes from the task's link (/etc/hosts): retried
+    while it does not resolve yet."""
+    host = urlsplit(url).hostname or "127.0.0.1"
+    if is_loopback(host):
+        return "127.0.0.1"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.connect((host, 9))
+                return str(sock.getsockname()[0])
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
 class Loopback:
-    def __init__(self, blobs: Any, *, on_update: OnUpdate, on_upload: OnUpload, port: int = 0) -> None:
+    def __init__(
+        self, blobs: Any, *, on_update: OnUpdate, on_upload: OnUpload, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         self.blobs = blobs
         self.on_update = on_update
         self.on_upload = on_upload
         self.lock = threading.Lock()
         self.served: dict[str, str] = {}  # token -> blob key
         self.served_by_prediction: dict[str, list[str]] = {}
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.host = host
+        # off loopback (a shared bridge), every URL carries a secret: only cog is given it
+        self.prefix = "" if is_loopback(host) else "/" + secrets.token_hex(16)
+        self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
 
     @property
@@ -44,7 +84,7 @@ class Loopback:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}{self.prefix}"
 
     def start(self) -> Loopback:
         threading.Thread(target=self.httpd.serve_forever, name="runner-http", daemon=True).start()
@@ -77,6 +117,12 @@ class Loopback:
             for token in self.served_by_prediction.pop(prediction_id, []):
                 self.served.pop(token, None)
 
+    def route(self, path: str) -> str | None:
+        """A request's path below the secret prefix (None: not under it)."""
+        if not self.prefix:
+            return path
+        return path[len(self.prefix) :] if path.startswith(self.prefix + "/") else None
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         loopback = self
 
@@ -99,9 +145,10 @@ class Loopback:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 data = self._body()
-                if not self.path.startswith("/webhook/"):
+                path = loopback.route(self.path)
+                if path is None or not path.startswith("/webhook/"):
                     return self._reply(404)
-                prediction_id = self.path.rsplit("/", 1)[-1]
+                prediction_id = path.rsplit("/", 1)[-1]
                 try:  # a model's lone surrogates or NaN must not make the stored prediction unreadable
                     update = CogUpdate.from_json(loads_lenient(data))
                 except ValueError:
@@ -110,7 +157,7 @@ class Loopback:
                 loopback.on_update(prediction_id, update)
 
             def do_GET(self) -> None:  # noqa: N802 - file inputs, served to cog from the blob store
-                parts = self.path.split("?", 1)[0].split("/")
+                parts = (loopback.route(self.path) or "").split("?", 1)[0].split("/")
                 with loopback.lock:
                     key = loopback.served.get(parts[2]) if len(parts) >= 4 and parts[1] == "input" else None
                 if key is None:
@@ -128,9 +175,10 @@ class Loopback:
 
             def do_PUT(self) -> None:  # noqa: N802
                 data = self._body()
-                if not self.path.startswith("/upload/"):
+                path = loopback.route(self.path)
+                if path is None or not path.startswith("/upload/"):
                     return self._reply(404)
-                name = os.path.basename(unquote(self.path[len("/upload/") :])) or "output"
+                name = os.path.basename(unquote(path[len("/upload/") :])) or "output"
                 prediction_id = self.headers.get("x-prediction-id") or "unknown"
                 ref = loopback.on_upload(prediction_id, name, data, self.headers.get("content-type"))
                 key = ref[len(blob_ref("")) :]

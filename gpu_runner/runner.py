@@ -37,7 +37,7 @@ from gpu_runner.boot import Boot, BootConfig, LogBuffer
 from gpu_runner.cog_client import CogUpdate, validation_message
 from gpu_runner.external_server import DEFAULT_COG_URL
 from gpu_runner.inputs import InputFetchError, Inputs
-from gpu_runner.loopback import Loopback
+from gpu_runner.loopback import Loopback, address_towards
 from gpu_runner.presence import Presence
 from gpu_runner.recorder import InFlight, Recorder
 
@@ -261,7 +261,11 @@ class RunnerProcess:
         """Serve the pool until idle, stopped (`request_stop`) or the model cannot be set up; the
         exit code. Installs no signal handlers: the entry point (`__main__`) routes them here."""
         self.loopback = Loopback(
-            self.blobs, on_update=self.recorder.update, on_upload=self.recorder.store_output, port=self.config.http_port
+            self.blobs,
+            on_update=self.recorder.update,
+            on_upload=self.recorder.store_output,
+            port=self.config.http_port,
+            host=address_towards(self.config.cog_url),  # 127.0.0.1 but for an image on a bridge
         ).start()
         self.presence.start(ring=self.wakeup.set)
         try:

@@ -54,9 +54,12 @@ def aws(deployed_env):
 
 def _register(ecs, family: str, gpu: bool) -> str:
     container = {"name": "runner", "image": "runner:latest", "memory": 1024, "essential": True}
-    if gpu:
+    kwargs: dict = {"family": family, "containerDefinitions": [container]}
+    if gpu:  # as the stack's GPU runner definitions (infra/constructs/workers.py)
         container["resourceRequirements"] = [{"type": "GPU", "value": "1"}]
-    kwargs = {"family": family, "containerDefinitions": [container]}
+        container["linuxParameters"] = {"capabilities": {"add": ["NET_ADMIN"]}}
+        container["mountPoints"] = [{"sourceVolume": "cache", "containerPath": "/var/cogplane/cache"}]
+        kwargs.update(networkMode="bridge", volumes=[{"name": "cache", "host": {"sourcePath": "/var/lib/cogplane"}}])
     if not gpu:
         kwargs.update(networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="2048", memory="8192")
     return ecs.register_task_definition(**kwargs)["taskDefinition"]["taskDefinitionArn"]

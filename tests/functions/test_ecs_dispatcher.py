@@ -139,7 +139,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cogplane/acme/sd@sha256:" 
 
 @pytest.mark.parametrize("sku", ["gpu-t4", "cpu"])
 def test_image_versions_get_a_two_container_task_definition_on_demand(aws, cluster, sku):
-    from cogplane.adapters.aws.ecs import IMAGE_RUNNER_HTTP_PORT, MODEL_CONTAINER
+    from cogplane.adapters.aws.ecs import CREDENTIAL_VARIABLES, IMAGE_RUNNER_HTTP_PORT, MODEL_CONTAINER
 
     ecs = aws["ecs"]
     dispatcher = EcsDispatcher.from_config(
@@ -154,17 +154,31 @@ def test_image_versions_get_a_two_container_task_definition_on_demand(aws, clust
     assert set(containers) == {"runner", MODEL_CONTAINER}
     model, runner = containers[MODEL_CONTAINER], containers["runner"]
     assert model["image"] == IMAGE and runner["image"] == "runner:latest"
-    assert model["command"] == ["python", "-m", "cog.server.http", "--host", "127.0.0.1"]  # no --upload-url
     env = {e["name"]: e["value"] for e in runner["environment"]}
-    assert env["COG_URL"] == "http://127.0.0.1:5000"
     assert env["COGPLANE_RUNNER_HTTP_PORT"] == str(IMAGE_RUNNER_HTTP_PORT)
+    # ECS sets the task role's credentials URI in every container: the model's entry point removes
+    # it (and its kin) before cog starts; the model container is given none of the runner's settings
+    assert model["entryPoint"][0] == "/usr/bin/env"
+    for name in CREDENTIAL_VARIABLES:
+        assert ["-u", name] in [model["entryPoint"][i : i + 2] for i in range(1, len(model["entryPoint"]), 2)]
+    assert model["environment"] == [{"name": "PORT", "value": "5000"}]
+    assert not model.get("linuxParameters") and not model.get("mountPoints")  # no NET_ADMIN, no cache volume
+    assert not runner.get("portMappings") and not model.get("portMappings")  # nothing published on the host
     if sku == "gpu-t4":
-        assert td["networkMode"] == "host"  # the containers share localhost on EC2
+        # bridge, like the runner's own definition: no host network (the instance's metadata
+        # service and role, fixed ports); the runner reaches cog through its link to `model`
+        assert td["networkMode"] == "bridge"
+        assert runner["links"] == [MODEL_CONTAINER]
+        assert env["COG_URL"] == "http://model:5000"
+        assert model["command"] == ["python", "-m", "cog.server.http", "--host", "0.0.0.0"]  # no --upload-url
         assert model["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
         assert not runner.get("resourceRequirements")
         assert task["capacityProviderName"] == "cogplane-gpu-t4"
     else:
         assert td["networkMode"] == "awsvpc" and task["launchType"] == "FARGATE"
+        assert not runner.get("links")
+        assert env["COG_URL"] == "http://127.0.0.1:5000"  # one shared namespace
+        assert model["command"] == ["python", "-m", "cog.server.http", "--host", "127.0.0.1"]
     # the override still targets the runner container
     assert task["overrides"]["containerOverrides"][0]["name"] == "runner"
 
@@ -186,6 +200,26 @@ def test_image_versions_get_a_two_container_task_definition_on_demand(aws, clust
     dispatcher.wake("v-other")
     other = [t for t in _tasks(ecs) if t["startedBy"] == started_by("v-other")]
     assert other[0]["taskDefinitionArn"] == cluster.task_definitions[sku]
+
+
+def test_an_image_definition_from_before_with_host_networking_gets_a_new_revision(aws, cluster):
+    """A deployment that registered host-networking image definitions: the family is found by
+    name, but the dispatcher registers a bridge revision instead of running the old one."""
+    from cogplane.adapters.aws.ecs import image_task_kwargs
+
+    ecs = aws["ecs"]
+    base = ecs.describe_task_definition(taskDefinition=cluster.task_definitions["gpu-t4"])["taskDefinition"]
+    family = f"runner-gpu-t4-image-{'ab' * 6}"
+    old = image_task_kwargs(base, family, IMAGE)
+    old["networkMode"] = "host"
+    for container in old["containerDefinitions"]:
+        container.pop("links", None)
+        container.pop("entryPoint", None)
+    old_arn = ecs.register_task_definition(**old)["taskDefinition"]["taskDefinitionArn"]
+    dispatcher = EcsDispatcher.from_config(ecs, cluster, hardware_for=lambda pool: "gpu-t4", image_for=lambda p: IMAGE)
+    arn = dispatcher.image_task_definition(IMAGE, "gpu-t4")
+    assert arn != old_arn
+    assert ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["networkMode"] == "bridge"
 
 
 def test_pool_image_is_that_of_image_versions_only(services):

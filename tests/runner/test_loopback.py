@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
 
 from cogplane.services.presenters import blob_ref
 from gpu_runner.cog_client import CogUpdate
-from gpu_runner.loopback import Loopback
+from gpu_runner.loopback import Loopback, address_towards
 from tests.runner.conftest import wait_until
 
 
@@ -88,3 +89,53 @@ def test_uploads_are_stored_and_map_back(loopback: Loopback, calls: Calls) -> No
     location = response.getheader("Location")
     assert loopback.blob_key(location) == "predictions/d/1/out.txt"
     assert loopback.blob_key("https://elsewhere/blob/x") is None
+
+
+def test_on_a_shared_bridge_every_path_lies_under_a_secret(services, calls: Calls) -> None:
+    """Image versions on EC2 (bridge networking): the runner serves cog on its bridge address,
+    where other containers of the instance can connect. What they cannot guess is the prefix, so
+    they cannot post a prediction's webhooks nor reach its inputs; cog, given the URLs, can."""
+    server = Loopback(
+        services.blobs,
+        on_update=lambda pid, u: calls.updates.append((pid, u)),
+        on_upload=calls.upload,
+        host="0.0.0.0",  # noqa: S104 - stands in for the runner's bridge address
+    ).start()
+    try:
+        prefix = server.prefix
+        assert len(prefix) == 33 and server.base == f"http://0.0.0.0:{server.port}{prefix}"
+        assert server.webhook_url("p1") == f"{server.base}/webhook/p1"
+        body = json.dumps({"status": "succeeded", "output": "hi"}).encode()
+        assert _request(server, "POST", "/webhook/p1", body)[0].status == 404  # no prefix: refused
+        assert _request(server, "POST", "/" + "0" * 32 + "/webhook/p1", body)[0].status == 404
+        assert calls.updates == []
+        assert _request(server, "POST", f"{prefix}/webhook/p1", body)[0].status == 200
+        assert wait_until(lambda: len(calls.updates) == 1) and calls.updates[0][0] == "p1"
+        services.blobs.put("uploads/a/cat.png", b"PNG!", content_type="image/png")
+        url = server.serve_blob("uploads/a/cat.png", "cat.png", "p1")
+        path = url[len(f"http://0.0.0.0:{server.port}") :]
+        assert path.startswith(f"{prefix}/input/")
+        assert _request(server, "GET", path)[1] == b"PNG!"
+        assert _request(server, "GET", path[len(prefix) :])[0].status == 404
+    finally:
+        server.stop()
+
+
+def test_the_runner_serves_cog_where_cog_reaches_it() -> None:
+    """127.0.0.1 where cog shares the runner's namespace (source versions, Fargate images); the
+    local address of the route towards the model container otherwise (here: a loopback name)."""
+    assert address_towards("http://localhost:5000") == "127.0.0.1"
+    assert address_towards("http://127.0.0.1:5000") == "127.0.0.1"
+    assert address_towards("http://[::1]:5000") == "127.0.0.1"
+    # a name that is not loopback resolves through /etc/hosts (the task's link) and routes
+    assert address_towards("http://127.0.0.2:5000") == "127.0.0.1"  # loopback range: not shared
+    with pytest.raises(OSError):
+        address_towards("http://no-such-container.invalid:5000", timeout=0)
+    # towards another host: this machine's own address on the route there (where it has one)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("192.0.2.123", 9))
+            own = sock.getsockname()[0]
+    except OSError:
+        return
+    assert address_towards("http://192.0.2.123:5000") == own != "127.0.0.1"

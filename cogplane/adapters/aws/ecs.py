@@ -11,12 +11,28 @@ GPU SKUs run on their EC2 capacity provider (bridge networking: the container go
 the instance); `cpu` runs on Fargate (awsvpc with a public IP: no NAT gateway in the stack).
 
 Image versions (`cogplane push --image`) run as a two-container task: the model image serving cog
-on 127.0.0.1:5000 and the runner as its sidecar (COG_URL). ECS cannot override a container's image
-in RunTask, so the first dispatch of such a version registers a task definition for it, derived
-from the SKU's runner task definition (roles, runner image, environment, logs, GPU count moved to
-the model container): family `{runner family}-image-{digest[:12]}`, cached by family name (a
-DescribeTaskDefinition finds it after a cold start). EC2 image tasks use `host` networking, so
-the two containers share localhost (bridge would not); Fargate's awsvpc already does.
+on port 5000 and the runner as its sidecar (COG_URL). ECS cannot override a container's image in
+RunTask, so the first dispatch of such a version registers a task definition for it, derived from
+the SKU's runner task definition (roles, runner image, environment, logs, GPU count moved to the
+model container): family `{runner family}-image-{digest[:12]}`, cached by family name (a
+DescribeTaskDefinition finds it after a cold start).
+
+Networking of image tasks (`image_task_kwargs`):
+- EC2 (GPU SKUs): `bridge`, like the runner's own definition. Each container has its own network
+  namespace on the instance's Docker bridge; the runner links to the model container (`links`:
+  the name `model` resolves to it, COG_URL=http://model:5000) and cog serves on the model
+  container's bridge address; the runner serves cog's webhooks and file inputs on its own bridge
+  address under a secret path (gpu_runner.loopback). No port is published on the instance, two
+  image tasks fit on one multi-GPU instance, and the model container, one hop behind the
+  instance, cannot reach the instance metadata service (IMDSv2, hop limit 1). Host networking
+  (before) shared the instance's network: the metadata service and the instance role's
+  credentials, and fixed ports that allowed one image task per instance.
+- Fargate (`cpu`): `awsvpc`, the only mode Fargate has; the containers share one namespace, so
+  cog serves on 127.0.0.1.
+ECS puts the task role's credentials URI (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) into every
+container of a task; the model container's entry point (`/usr/bin/env -u ...`) removes it and its
+kin before cog starts, so model code finds no URI in its environment or `/proc/1/environ`, and the
+endpoint (169.254.170.2) gives nothing without that task's credentials id.
 """
 
 from __future__ import annotations
@@ -46,6 +62,14 @@ STARTED_BY_MAX = 36  # ECS limit on `startedBy`
 _TAG_VALUE_MAX = 256
 MODEL_CONTAINER = "model"
 COG_PORT = 5000  # where cog serves in a model image (cog's default)
+# What ECS may put into every container of a task with a role: the task role's credentials
+# endpoint. The model container's entry point removes them before cog starts.
+CREDENTIAL_VARIABLES = (
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
 IMAGE_RUNNER_HTTP_PORT = 5099  # the runner's webhook/upload server in image tasks (fixed: cog's --upload-url)
 
 
@@ -266,14 +290,7 @@ class EcsDispatcher:
             found = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
         except ClientError:
             found = None
-        if (
-            found
-            and found.get("status", "ACTIVE") == "ACTIVE"
-            and any(
-                c.get("name") == MODEL_CONTAINER and c.get("image") == image
-                for c in found.get("containerDefinitions", [])
-            )
-        ):
+        if found and found.get("status", "ACTIVE") == "ACTIVE" and is_current_image_definition(found, image):
             arn = found["taskDefinitionArn"]
         else:
             base = self.ecs.describe_task_definition(taskDefinition=base_arn)["taskDefinition"]
@@ -382,6 +399,20 @@ def _task_pool(task: dict[str, Any]) -> str | None:
     return None
 
 
+def is_current_image_definition(found: dict[str, Any], image: str) -> bool:
+    """Whether a registered image task definition runs `image` as this version of the dispatcher
+    would register it (bridge networking on EC2, credentials removed from the model container);
+    one from before (host networking) gets a new revision."""
+    model = next((c for c in found.get("containerDefinitions", []) if c.get("name") == MODEL_CONTAINER), None)
+    if model is None or model.get("image") != image:
+        return False
+    fargate = "FARGATE" in (found.get("requiresCompatibilities") or [])
+    if not fargate and found.get("networkMode") != "bridge":
+        return False
+    entry = model.get("entryPoint") or []
+    return all(name in entry for name in CREDENTIAL_VARIABLES)
+
+
 def image_task_kwargs(
     base: dict[str, Any], family: str, image: str, runner_name: str = RUNNER_CONTAINER
 ) -> dict[str, Any]:
@@ -389,14 +420,23 @@ def image_task_kwargs(
     runner = dict(next(c for c in base["containerDefinitions"] if c["name"] == runner_name))
     gpu = [r for r in runner.pop("resourceRequirements", []) or [] if r.get("type") == "GPU"]
     fargate = "FARGATE" in (base.get("requiresCompatibilities") or [])
+    # EC2: bridge (each container its own namespace; the runner reaches cog through its link);
+    # Fargate: awsvpc (one shared namespace: cog on loopback)
+    bridge = not fargate
+    cog_host = MODEL_CONTAINER if bridge else "127.0.0.1"
+    cog_bind = "0.0.0.0" if bridge else "127.0.0.1"  # noqa: S104 - the model container's own namespace
+    unset = [arg for name in CREDENTIAL_VARIABLES for arg in ("-u", name)]
     model: dict[str, Any] = {
         "name": MODEL_CONTAINER,
         "image": image,
         "essential": True,
-        # cog's server, on loopback only, without --upload-url: file outputs come back as data URIs
-        # in the model's order, and the runner stores them (with an upload URL coglet lists the
-        # files of a list output in the order their parallel uploads finish)
-        "command": ["python", "-m", "cog.server.http", "--host", "127.0.0.1"],
+        # the task role's credentials URI, which ECS sets in every container, never reaches model
+        # code: `env` removes it and execs cog's server (PID 1 then has the cleaned environment)
+        "entryPoint": ["/usr/bin/env", *unset],
+        # cog's server without --upload-url: file outputs come back as data URIs in the model's
+        # order, and the runner stores them (with an upload URL coglet lists the files of a list
+        # output in the order their parallel uploads finish)
+        "command": ["python", "-m", "cog.server.http", "--host", cog_bind],
         "environment": [{"name": "PORT", "value": str(COG_PORT)}],  # never the runner's settings
     }
     if gpu:
@@ -414,15 +454,16 @@ def image_task_kwargs(
     runner["environment"] = [
         e for e in runner.get("environment", []) or [] if e["name"] not in ("COG_URL", "COGPLANE_RUNNER_HTTP_PORT")
     ] + [
-        {"name": "COG_URL", "value": f"http://127.0.0.1:{COG_PORT}"},
+        {"name": "COG_URL", "value": f"http://{cog_host}:{COG_PORT}"},
         {"name": "COGPLANE_RUNNER_HTTP_PORT", "value": str(IMAGE_RUNNER_HTTP_PORT)},
     ]
-    runner.pop("portMappings", None)
+    runner.pop("portMappings", None)  # nothing is published on the instance
+    if bridge:
+        runner["links"] = [MODEL_CONTAINER]  # `model` resolves to the model container
     kwargs: dict[str, Any] = {
         "family": family,
         "containerDefinitions": [runner, model],
-        # EC2: host networking so the two containers share localhost (bridge gives each its own)
-        "networkMode": base.get("networkMode", "awsvpc") if fargate else "host",
+        "networkMode": "bridge" if bridge else base.get("networkMode", "awsvpc"),
         "tags": [{"key": "cogplane:image", "value": image[:_TAG_VALUE_MAX]}],
     }
     for key in (
