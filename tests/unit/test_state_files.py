@@ -68,3 +68,35 @@ def test_rate_buckets_live_in_their_own_unsynced_file_and_a_damaged_one_is_repla
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(b"not a database" * 100)
     assert SqliteRateLimiter.own_file(damaged).take("k", per_minute=1, now=0.0).allowed
+
+
+def _damage_rate_buckets(path) -> None:
+    """What an OS crash can leave of an unsynced file: a sound header and schema, a garbage page."""
+    import sqlite3
+
+    conn = sqlite3.connect(str(path))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'rate_buckets'").fetchone()[0]
+    conn.close()
+    with open(path, "r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xa5" * page_size)
+
+
+def test_rate_buckets_damaged_past_the_header_are_replaced_and_requests_still_pass(tmp_path):
+    from cogplane.adapters.local.sqlite import SqliteRateLimiter
+
+    path = tmp_path / "ratelimits.db"
+    limiter = SqliteRateLimiter.own_file(path)
+    assert limiter.take("alice:other", per_minute=5, now=1000.0).allowed
+    limiter.db.connection().close()
+    _damage_rate_buckets(path)
+    # the next start: the file opens (its schema is sound) but every bucket write was a 500
+    again = SqliteRateLimiter.own_file(path)
+    assert again.take("alice:other", per_minute=5, now=1001.0).allowed
+    # damaged while running: the request passes (buckets are worth nothing), no DatabaseError
+    again.db.connection().close()
+    again.db._local.conn = None
+    _damage_rate_buckets(path)
+    assert again.take("bob:other", per_minute=5, now=1002.0).allowed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -45,6 +46,8 @@ from cogplane.domain.usage import billable
 
 if TYPE_CHECKING:
     from cogplane.ports import Clock
+
+log = logging.getLogger("cogplane.sqlite")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (username TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -733,19 +736,33 @@ class SqliteRateLimiter:
         write lock shared with the runners); here about 40 µs. Buckets are worth nothing after a
         crash: a file the OS left damaged is replaced by an empty one (full buckets)."""
         try:
-            return cls(Database(path, synchronous="OFF"))
+            limiter = cls(Database(path, synchronous="OFF"))
+            # a sound header and schema can hide a damaged page: every bucket write would fail
+            if [tuple(r) for r in limiter.db.read("PRAGMA quick_check")] == [("ok",)]:
+                return limiter
+            limiter.db.connection().close()
+        except sqlite3.OperationalError:  # busy or unreadable: not proof of damage, not ours to delete
+            raise
         except sqlite3.DatabaseError:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(str(path) + suffix)
-            return cls(Database(path, synchronous="OFF"))
+            pass
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(path) + suffix)
+        return cls(Database(path, synchronous="OFF"))
 
     def take(self, key: str, *, per_minute: int, now: float) -> RateDecision:
-        with self.db.write() as conn:
-            row = conn.execute("SELECT tokens, updated FROM rate_buckets WHERE key = ?", (key,)).fetchone()
-            level, decision = take(row["tokens"] if row else None, row["updated"] if row else None, now, per_minute)
-            conn.execute(
-                "INSERT OR REPLACE INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)",
-                (key, level, max(now, row["updated"]) if row else now),
-            )
+        try:
+            with self.db.write() as conn:
+                row = conn.execute("SELECT tokens, updated FROM rate_buckets WHERE key = ?", (key,)).fetchone()
+                tokens, updated = (row["tokens"], row["updated"]) if row else (None, None)
+                level, decision = take(tokens, updated, now, per_minute)
+                conn.execute(
+                    "INSERT OR REPLACE INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)",
+                    (key, level, max(now, row["updated"]) if row else now),
+                )
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError:  # damaged while running: let the request through (a full bucket)
+            log.warning("rate buckets in %s are damaged; not limiting until the next start", self.db.path)
+            return take(None, None, now, per_minute)[1]
         return decision
