@@ -213,7 +213,8 @@ class Stack:
 class SimStack(Stack):
     """The simulated deployment (`make sim-aws`: `python -m simaws`, needs cdk.out with the staged
     Lambda asset), plain HTTP, its base URL under the API Gateway stage. Model environments come
-    from the shared cache, standing in for a runner volume (SIMAWS_ENV_CACHE)."""
+    from the shared cache, standing in for a runner volume (SIMAWS_ENV_CACHE), unless `env` sets
+    SIMAWS_ENV_CACHE="" (then the GPU task definitions' host volume holds them, as deployed)."""
 
     command = [str(REPO / ".venv" / "bin" / "python"), "-m", "simaws"]
     stage = "api"
@@ -231,7 +232,8 @@ class SimStack(Stack):
     @property
     def env(self) -> dict[str, str]:
         env = super().env
-        env["SIMAWS_ENV_CACHE"] = env.pop("COGPLANE_ENV_CACHE")
+        cache = env.pop("COGPLANE_ENV_CACHE")
+        env.setdefault("SIMAWS_ENV_CACHE", cache)
         env.setdefault("COGPLANE_USER", "local")  # the account the system suites push to (as `make up`'s)
         return env
 
