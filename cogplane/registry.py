@@ -105,9 +105,9 @@ def ecr_credentials(host: str, ecr_client: Any = None) -> tuple[str, str]:
     """Basic credentials for an ECR registry from `ecr.get_authorization_token` (valid 12 h)."""
     account, region = ecr_registry(host) or ("", "")
     if ecr_client is None:
-        import boto3
+        from cogplane.adapters.aws.clients import client
 
-        ecr_client = boto3.client("ecr", region_name=region or None)
+        ecr_client = client("ecr", region_name=region or None)
     data = ecr_client.get_authorization_token(**({"registryIds": [account]} if account else {}))
     token = data["authorizationData"][0]["authorizationToken"]
     user, _, password = base64.b64decode(token).decode().partition(":")

@@ -117,10 +117,9 @@ def key_material(settings: Settings) -> bytes:
     if settings.secrets_key:
         return settings.secrets_key.encode()
     if settings.signing_secret_arn:
-        import boto3
+        from cogplane.adapters.aws.clients import client
 
-        client = boto3.client("secretsmanager")
-        return client.get_secret_value(SecretId=settings.signing_secret_arn)["SecretString"].encode()
+        return client("secretsmanager").get_secret_value(SecretId=settings.signing_secret_arn)["SecretString"].encode()
     if settings.backend == "local":
         from cogplane.wiring import local_secret
 

@@ -197,7 +197,7 @@ def build_aws(
     clock: Clock | None = None,
     dispatcher: Dispatcher | None = None,
 ) -> Services:
-    """Adapters over boto3 clients built once per process (or given, for tests)."""
+    """Adapters over botocore clients built once per process (or given, for tests)."""
     from cogplane.adapters.aws.dynamodb import DynamoOutbox, DynamoRateLimiter, DynamoStateStore
     from cogplane.adapters.aws.s3 import S3BlobStore
     from cogplane.adapters.aws.sqs import SqsJobQueue
@@ -248,17 +248,20 @@ SQS_READ_TIMEOUT_S = 20 + 10  # the longest SQS long poll (20 s) and a margin
 
 
 def _aws_client(name: str) -> Any:
-    import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    from cogplane.adapters.aws.clients import client
+
+    return client(
         name, config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
     )
 
 
 def _aws_clients() -> dict[str, Any]:
-    import boto3
+    """botocore clients (cogplane.adapters.aws.clients: boto3 itself is never imported)."""
     from botocore.config import Config
+
+    from cogplane.adapters.aws.clients import client
 
     config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
     # presigned output URLs need SigV4 (botocore would otherwise presign with SigV2)
@@ -267,9 +270,9 @@ def _aws_clients() -> dict[str, Any]:
     # or an idle runner's poll times out, is retried and finally kills the runner
     sqs_config = config.merge(Config(read_timeout=SQS_READ_TIMEOUT_S))
     return {
-        "dynamodb": boto3.client("dynamodb", config=config),
-        "sqs": boto3.client("sqs", config=sqs_config),
-        "s3": boto3.client("s3", config=s3_config),
+        "dynamodb": client("dynamodb", config=config),
+        "sqs": client("sqs", config=sqs_config),
+        "s3": client("s3", config=s3_config),
     }
 
 

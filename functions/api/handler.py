@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import re
+import sys
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from mangum import Mangum
 
-from functions.api.app import create_app
-
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 _handler = None
+
+
+@contextmanager
+def _without_pydantic_v1() -> Iterator[None]:
+    """FastAPI checks the types of every route it makes against pydantic.v1's BaseModel, to refuse
+    v1 models, and imports pydantic.v1 for that check: about 6% of this module's import (Lambda
+    init) for models the app has none of. While the routes are made, `pydantic.v1` is marked absent
+    (an ImportError, which FastAPI reads as "not a v1 model"); afterwards it imports as usual. A
+    process that already has it (a test session with the replicate client) is left as it is."""
+    if "pydantic.v1" in sys.modules:
+        yield
+        return
+    sys.modules["pydantic.v1"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if "pydantic.v1" in sys.modules and sys.modules["pydantic.v1"] is None:
+            del sys.modules["pydantic.v1"]
+
+
+with _without_pydantic_v1():  # the routers make their routes as they are imported
+    from functions.api.app import create_app
 
 
 def base_path(event: dict[str, Any]) -> str:
@@ -65,7 +89,9 @@ def _build() -> Mangum:
     from cogplane.logs import setup_json_logging
 
     setup_json_logging("api")
-    return Mangum(BasePath(PredictionIdInLogs(create_app())), lifespan="off")
+    with _without_pydantic_v1():  # create_app makes routes too (/healthz)
+        app = create_app()
+    return Mangum(BasePath(PredictionIdInLogs(app)), lifespan="off")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

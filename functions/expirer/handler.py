@@ -32,9 +32,9 @@ def bootstrap_admin(services: Services, token: str) -> None:
 
 
 def _admin_token(secret_arn: str) -> str:
-    import boto3
+    from cogplane.adapters.aws.clients import client
 
-    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"].strip()
+    return client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"].strip()
 
 
 def _get_expirer() -> Expirer:

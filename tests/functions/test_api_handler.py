@@ -117,6 +117,78 @@ def test_handler_import_time_is_reported():
     print(f"\nimport functions.api.handler: {min(runs)} ms (best of 3: {runs})")
 
 
+# What Lambda init (importing the handler) and the first event (`_build()`) leave out: imported by
+# neither, the cold start never pays for them (docs/performance.md, "Lambda init").
+NOT_AT_IMPORT = ("pydantic.v1", "boto3", "botocore", "s3transfer", "aws_lambda_powertools", "jinja2", "cryptography")
+NOT_AT_FIRST_EVENT = ("pydantic.v1", "boto3", "s3transfer", "jinja2", "cryptography")
+COLD_START = """
+import json, sys
+sys.path[:0] = sys.argv[1:]
+import functions.api.handler as h
+imported = sorted(sys.modules)
+h._build()
+print(json.dumps({"import": imported, "first_event": sorted(sys.modules)}))
+"""
+
+
+def _cold_start_modules(python: str, path: list[str], cwd: Path, flags: list[str]) -> dict[str, set[str]]:
+    """The modules a fresh process has after importing the handler, and after the first event's build."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "COGPLANE_BACKEND": "aws",
+        "COGPLANE_TABLE_NAME": "cogplane-state",
+        "COGPLANE_BUCKET": "cogplane-blobs",
+        "COGPLANE_QUEUE_PREFIX": "cogplane-pool-",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    out = subprocess.run(
+        [python, *flags, "-c", COLD_START, *path], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    return {phase: set(names) for phase, names in found.items()}
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if name in modules]
+
+
+def _check_cold_start(found: dict[str, set[str]]) -> None:
+    assert "functions.api.routers.predictions" in found["import"]  # the routes are made at import
+    assert _loaded(found["import"], NOT_AT_IMPORT) == []
+    assert "botocore.client" in found["first_event"]  # the AWS clients are made on the first event
+    assert _loaded(found["first_event"], NOT_AT_FIRST_EVENT) == []
+
+
+def test_the_cold_start_imports_neither_boto3_nor_pydantic_v1() -> None:
+    """boto3 (with s3transfer) was about 6% of the first event's instructions and pydantic.v1 about
+    6% of the import's: the AWS clients are botocore's (cogplane.adapters.aws.clients), and
+    pydantic.v1, which FastAPI imports only to refuse v1 models, is kept out while routes are made."""
+    repo = Path(__file__).resolve().parents[2]
+    _check_cold_start(_cold_start_modules(sys.executable, [str(repo)], repo, []))
+
+
+def test_the_cold_start_from_the_packaged_asset_under_python312() -> None:
+    """The same, from `make package-lambda`'s asset under Python 3.12 with only the asset and the
+    runtime's packages on the path, as bench/lambda_init.py (and Lambda's init) runs it."""
+    from simaws.lambdas import python312, stage_runtime
+
+    repo = Path(__file__).resolve().parents[2]
+    asset = repo / ".build" / "lambda"
+    if not (asset / "functions" / "api" / "handler.py").is_file():
+        pytest.skip("no Lambda asset: `make package-lambda` stages it (make test does)")
+    try:
+        python = python312()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    runtime = stage_runtime(repo / ".build" / "lambda-runtime")
+    _check_cold_start(_cold_start_modules(python, [str(asset), str(runtime)], asset, ["-S", "-s"]))
+
+
 def test_prefer_wait_is_bounded_by_what_is_left_of_the_gateways_29_seconds() -> None:
     from functions.api.routers.predictions import GATEWAY_MARGIN_SECONDS, gateway_time_left
 
