@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from cogplane.logs import setup_json_logging
 from cogplane.wiring import build
 from gpu_runner.runner import RunnerConfig, RunnerProcess
 from gpu_runner.settings import RunnerSettings
@@ -26,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         help="on SIGTERM/SIGINT: seconds in-flight predictions may run on (default 20)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
     settings = RunnerSettings()
-    services = build(settings)
     config = RunnerConfig(
         pool=args.pool,
         work_root=settings.home / "runner",
@@ -44,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         config.stop_grace = args.stop_grace
     if args.runner_id:
         config.runner_id = args.runner_id
+    if settings.log_format == "json":  # deployed tasks (CloudWatch): queryable fields, prediction_id
+        setup_json_logging("runner", runner_id=config.runner_id, pool=config.pool)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
+    services = build(settings)
     runner = RunnerProcess(services, config)
     # SIGTERM: ECS scale-in or a retired warm runner; SIGINT: the local platform stops
     signal.signal(signal.SIGTERM, runner.request_stop)

@@ -33,6 +33,7 @@ from cogplane.domain.entities import Job, Prediction
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import seconds_between
+from cogplane.logs import about_prediction
 from cogplane.schema import output_schema, resolve_prop
 from cogplane.sealing import scrub
 from cogplane.services.presenters import blob_ref
@@ -114,6 +115,7 @@ class Recorder:
             return len(self.inflight)
 
     # --- before cog runs it ------------------------------------------------------------------
+    @about_prediction
     def append_logs(self, prediction_id: str, text: str) -> None:
         """Lines for a prediction that has not ended (boot lines of the one that waits)."""
         try:
@@ -126,6 +128,7 @@ class Recorder:
         except (Conflict, NotFound):
             pass
 
+    @about_prediction
     def fail_unstarted(self, prediction_id: str, reason: str) -> None:
         """A queued prediction this runner will never run (its model could not be set up)."""
         try:
@@ -133,6 +136,7 @@ class Recorder:
         except (Conflict, NotFound):
             pass
 
+    @about_prediction
     def abort_unstarted(self, prediction_id: str, reason: str, now: str | None = None) -> None:
         """A queued prediction whose Cancel-After deadline passed before it could start."""
         try:
@@ -176,9 +180,11 @@ class Recorder:
             with self.lock:
                 self.inflight.pop(prediction.id, None)
             return None
+        log.info("prediction %s: processing", prediction.id)
         return flight, started
 
     # --- while cog runs it -------------------------------------------------------------------
+    @about_prediction
     def update(self, prediction_id: str, update: CogUpdate) -> None:
         """One webhook from cog: its end, or its progress."""
         if update.terminal:
@@ -215,6 +221,7 @@ class Recorder:
         for prediction_id in self.ids():
             self.fail(prediction_id, reason)
 
+    @about_prediction
     def finish(self, prediction_id: str, update: CogUpdate) -> None:
         flight = self.get(prediction_id)
         if flight is None:
@@ -242,10 +249,12 @@ class Recorder:
             metrics["total_time"] = round(seconds_between(flight.created_at, now), 6)
         if self.training and status == Status.SUCCEEDED:
             changes = self._trained(prediction_id, changes)
+        status = changes.pop("status")
         try:  # the safety check or the training may have turned it into a failure
-            transitions.finish(changes.pop("status"), changes).apply(self.state, prediction_id)
-        except (Conflict, NotFound):
-            pass  # canceled, timed out or failed by someone else first: that state stands
+            transitions.finish(status, changes).apply(self.state, prediction_id)
+            log.info("prediction %s: %s (predict_time %.3f s)", prediction_id, status, metrics["predict_time"])
+        except (Conflict, NotFound):  # canceled, timed out or failed by someone else first: that state stands
+            log.info("prediction %s: not recorded as %s: it had already ended", prediction_id, status)
         with self.lock:
             self.inflight.pop(prediction_id, None)
         flight.done.set()

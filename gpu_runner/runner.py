@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from cogplane.domain.entities import Job, Prediction, Runner
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import parse, seconds_between
+from cogplane.logs import prediction_context
 from cogplane.sealing import scrub
 from gpu_runner.boot import Boot, BootConfig, LogBuffer
 from gpu_runner.cog_client import CogUpdate, validation_message
@@ -139,6 +140,10 @@ class RunnerProcess:
             self.queue.ack(job)
 
     def start_job(self, job: Job, cold: bool) -> None:
+        with prediction_context(job.prediction_id):  # the lines logged starting it name it (cogplane.logs)
+            self._start_job(job, cold)
+
+    def _start_job(self, job: Job, cold: bool) -> None:
         prediction = self.state.get_prediction(job.prediction_id)
         if prediction is None or prediction.status != Status.STARTING:
             self.queue.ack(job)  # canceled while queued, or already taken: nothing to run
@@ -206,7 +211,8 @@ class RunnerProcess:
 
     def boot_server(self, waiting: str | None) -> tuple[bool, str]:
         """Boot (gpu_runner.boot); its lines go to the prediction that waits for it, if any."""
-        ok, reason = self.boot.run(LogBuffer(self.recorder.append_logs, waiting))
+        with prediction_context(waiting):
+            ok, reason = self.boot.run(LogBuffer(self.recorder.append_logs, waiting))
         self.recorder.schema = self.boot.run_schema
         self.recorder.iterator = self.boot.iterator_output
         return ok, reason
@@ -238,7 +244,9 @@ class RunnerProcess:
                 current = self.state.get_prediction(flight.prediction_id)
                 if current is None or current.status in TERMINAL:
                     flight.cancel_sent_at = time.monotonic()
-                    self.cog_cancel(flight.prediction_id)
+                    with prediction_context(flight.prediction_id):
+                        log.info("prediction %s: canceling it in cog", flight.prediction_id)
+                        self.cog_cancel(flight.prediction_id)
             time.sleep(0.2)
 
     def cog_cancel(self, prediction_id: str) -> None:

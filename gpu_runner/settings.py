@@ -4,6 +4,8 @@ them once and passes them down (RunnerConfig)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from cogplane.settings import Settings
@@ -19,3 +21,6 @@ class RunnerSettings(Settings):
     runner_http_port: int = Field(default=0, ge=0, le=65535)
     # set by ECS in every container: the task metadata endpoint (cold-boot phases)
     ecs_metadata_uri: str = Field(default="", validation_alias=ECS_METADATA_ENV)
+    # COGPLANE_LOG_FORMAT: plain text lines (`make up`), or one JSON object per line with the
+    # prediction's id on each line about it (cogplane.logs; the stack's runner task definitions)
+    log_format: Literal["text", "json"] = "text"

@@ -11,12 +11,14 @@ app. The API itself stays behind API Gateway.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import TYPE_CHECKING
 
 import uvicorn
 
 from cogplane.adapters.aws.signed import REQUEST_BASE
+from cogplane.logs import setup_json_logging
 from cogplane.settings import Settings
 
 if TYPE_CHECKING:
@@ -88,6 +90,11 @@ def port(settings: Settings) -> int:
 
 def main() -> None:
     settings = Settings()
+    # JSON lines like the other functions' (cogplane.logs): uvicorn's own loggers propagate to the
+    # root's JSON handler (log_config=None), and a stream's lines carry its prediction's id (the
+    # route sets it once the token is opened: the path holds a token, not the id)
+    level = logging.getLevelName(settings.log_level.upper())
+    setup_json_logging("stream", level=level if isinstance(level, int) else logging.WARNING)
     uvicorn.run(
         "functions.stream.server:create_stream_app",
         factory=True,
@@ -95,6 +102,7 @@ def main() -> None:
         port=port(settings),
         lifespan="off",
         access_log=False,
+        log_config=None,
         log_level=settings.log_level.lower(),
         # One request at a time per Lambda execution environment; keep-alive from the adapter only.
         timeout_keep_alive=60,

@@ -88,6 +88,8 @@ class Workers(Construct):
             **data.environment(),
             "COGPLANE_HOME": "/var/cogplane",
             "COGPLANE_IDLE_TIMEOUT": str(c.RUNNER_IDLE_TIMEOUT_S),
+            # one JSON object per line, each about a prediction with its prediction_id (cogplane.logs)
+            "COGPLANE_LOG_FORMAT": "json",
             "COGPLANE_SIGNING_SECRET_ARN": data.signing_secret.secret_arn,
         }
 

@@ -129,3 +129,33 @@ def test_stream_routes_only_filter():
     assert ok("/v1/streams/abc") and ok("/v1/files/streams/abc")
     assert not ok("/v1/predictions/abc") and not ok("/v1/files/abc") and not ok("/v1/predictions/a/b/stream")
     assert not ok("/v1/predictions/abc/stream")  # the old id-derived route is gone
+
+
+def test_stream_function_logs_json_lines_through_the_root_handler(monkeypatch):
+    """Like the other functions (cogplane.logs): one JSON object per line; uvicorn's own loggers
+    propagate to that handler (no log_config of uvicorn's), at COGPLANE_LOG_LEVEL."""
+    import io
+    import json
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    called: dict = {}
+    monkeypatch.setattr(server.uvicorn, "run", lambda *args, **kwargs: called.update(kwargs))
+    monkeypatch.setenv("COGPLANE_LOG_LEVEL", "error")
+    try:
+        server.main()
+        assert called["log_config"] is None
+        (handler,) = root.handlers
+        assert root.level == logging.ERROR
+        out = io.StringIO()
+        handler.setStream(out)  # type: ignore[attr-defined]
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application")
+        line = json.loads(out.getvalue())
+        assert line["service"] == "stream" and line["message"] == "Exception in ASGI application"
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)

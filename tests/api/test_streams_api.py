@@ -224,3 +224,36 @@ def test_output_urls_do_not_name_the_prediction(client, services, iterator_versi
     from cogplane.services.presenters import blob_prefix
 
     assert blob_prefix(stored) == f"predictions/{stored.blob_dir}/"
+
+
+def test_lines_logged_while_streaming_name_the_prediction(client, services, iterator_version, monkeypatch):
+    """A stream's path holds its token, not the prediction id: the route names the prediction once
+    the token is opened, so what is logged while it streams carries `prediction_id` (cogplane.logs;
+    the stream function's JSON lines, functions/stream/server.py)."""
+    import logging
+
+    from cogplane.logs import PredictionFilter
+
+    body = create_prediction(client, iterator_version)
+    services.state.update_prediction(body["id"], {"status": "processing", "output": ["a"]})
+    services.state.update_prediction(body["id"], {"status": "succeeded"})
+    original = streams.events
+
+    async def logged(services, prediction_id):
+        logging.getLogger("cogplane.test.stream").warning("streaming")
+        async for chunk in original(services, prediction_id):
+            yield chunk
+
+    monkeypatch.setattr(streams, "events", logged)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    handler.addFilter(PredictionFilter())
+    logger = logging.getLogger("cogplane.test.stream")
+    logger.addHandler(handler)
+    try:
+        r = client.get(body["urls"]["stream"])
+    finally:
+        logger.removeHandler(handler)
+    assert r.status_code == 200 and parse_sse(r.text)[1][-1]["event"] == "done"
+    assert [getattr(record, "prediction_id", None) for record in records] == [body["id"]]

@@ -452,6 +452,28 @@ def test_runner_task_definitions_request_one_gpu_per_task(template):
     )
 
 
+def test_runner_tasks_log_json_lines_with_the_prediction_id(template):
+    """CloudWatch (awslogs) gets one JSON object per line from every runner task (cogplane.logs);
+    image versions' task definitions are registered from these (cogplane.adapters.aws.ecs)."""
+    families = [f"{c.DEFAULT_STACK_NAME}-runner-{sku}" for sku in (c.CPU_SKU, *c.GPU_INSTANCE_TYPES)]
+    for family in families:
+        template.has_resource_properties(
+            "AWS::ECS::TaskDefinition",
+            {
+                "Family": family,
+                "ContainerDefinitions": [
+                    Match.object_like(
+                        {
+                            "Name": c.RUNNER_CONTAINER,
+                            "Environment": Match.array_with([{"Name": "COGPLANE_LOG_FORMAT", "Value": "json"}]),
+                            "LogConfiguration": Match.object_like({"LogDriver": "awslogs"}),
+                        }
+                    )
+                ],
+            },
+        )
+
+
 def test_gpu_tasks_keep_environments_and_weights_on_a_host_volume(template):
     """One build per instance: COGPLANE_ENV_CACHE and HF_HOME live on the instance's disk, mounted
     into every GPU runner task; Fargate (`cpu`) has no host volumes (README: EFS or a baked image)."""

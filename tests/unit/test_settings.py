@@ -88,7 +88,9 @@ def test_each_variable_is_read_once_into_one_field(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x")
     monkeypatch.setenv("COGPLANE_URL", "https://api.example.test/")
     monkeypatch.setenv("COGPLANE_SESSION_KEY", "k" * 32)
+    monkeypatch.setenv("COGPLANE_LOG_FORMAT", "json")
     runner = RunnerSettings()
+    assert runner.log_format == "json"  # the runner task definitions' (cogplane.logs)
     assert runner.idle_timeout == 42 and runner.env_cache == tmp_path / "envs"  # the platform's fields
     assert (runner.cog_url, runner.runner_http_port) == ("http://127.0.0.1:5001", 5099)
     assert runner.ecs_metadata_uri == "http://169.254.170.2/v4/x"
@@ -99,6 +101,8 @@ def test_each_variable_is_read_once_into_one_field(monkeypatch: pytest.MonkeyPat
     assert Settings(idle_timeout=5).idle_timeout == 5
     monkeypatch.delenv("COGPLANE_IDLE_TIMEOUT")
     assert Settings().idle_timeout == 300
+    monkeypatch.delenv("COGPLANE_LOG_FORMAT")
+    assert RunnerSettings().log_format == "text"  # `make up`: plain lines
 
 
 def test_allow_networks_left_unset_is_told_apart_from_set_empty(monkeypatch: pytest.MonkeyPatch):

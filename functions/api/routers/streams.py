@@ -35,6 +35,7 @@ from cogplane.domain.entities import Prediction
 from cogplane.domain.errors import NotFound
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import seconds_between
+from cogplane.logs import set_prediction
 from cogplane.sealing import STREAM_GRACE_SECONDS
 from cogplane.services.presenters import output_kind, resolve_blob_refs
 from cogplane.wiring import Services
@@ -147,6 +148,7 @@ def open_stream(services: Services, token: str) -> Prediction:
 
 async def _stream(services: Services, token: str) -> StreamingResponse:
     prediction = await run_in_threadpool(open_stream, services, token)
+    set_prediction(prediction.id)  # this request's log lines name it from here on (cogplane.logs)
     return StreamingResponse(
         events(services, prediction.id),
         media_type="text/event-stream",
