@@ -94,6 +94,16 @@ def _predict(sim, api) -> tuple[dict, dict]:
     return done, _runner_task(sim, record["runner_id"])
 
 
+def _assert_json_lines_name(task_log: Path, prediction_id: str) -> None:
+    """The task definition's COGPLANE_LOG_FORMAT=json (what CloudWatch gets through awslogs): the
+    runner's lines about the prediction are JSON objects carrying its id."""
+    about = [line for line in task_log.read_text().splitlines() if prediction_id in line]
+    assert about, f"no line about {prediction_id} in {task_log}"
+    records = [json.loads(line) for line in about]
+    assert all(r.get("prediction_id") == prediction_id and r["service"] == "runner" for r in records), about
+    assert any(r["message"].startswith(f"prediction {prediction_id}: succeeded") for r in records), about
+
+
 def test_a_gpu_instance_builds_a_version_environment_once(sim):
     """README: GPU tasks keep environments on their task definition's host volume, so a version's
     next cold boot on the instance reuses its environment. The first task builds it (on the
@@ -114,6 +124,8 @@ def test_a_gpu_instance_builds_a_version_environment_once(sim):
         # moto reports the task STOPPED at once; its runner exits after SIGTERM (the emulator's log)
         task_id = task["taskArn"].rsplit("/", 1)[-1]
         wait_for(lambda: f"task {task_id} stopped (exit code" in sim.log(), timeout=120)
+
+        _assert_json_lines_name(sim.home / "sim" / "ecs" / f"task-{task_id}.log", first["id"])
 
         second, task2 = _predict(sim, api)
     assert task2["taskArn"] != task["taskArn"]  # a new task: a cold boot
