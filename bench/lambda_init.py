@@ -3,7 +3,7 @@
 `python -m bench.lambda_init [RUNS]` (after `make package-lambda`): each run is a fresh
 `python3.12 -S -s` process with only the asset (`.build/lambda`) and the Lambda runtime's own
 packages (boto3 & co., staged as `make sim-aws` does) on its path, as Lambda's init phase. It
-reports, min and median over the runs:
+reports, min, median and max over the runs:
 - `import_ms` / `import_cpu_ms`: `import functions.api.handler` (what Lambda's init phase runs),
   wall and CPU time (CPU time moves less with the machine's load);
 - `first_event_ms` / `first_event_cpu_ms`: what the first event adds before handling a request
@@ -42,6 +42,19 @@ ENV = {
     "COGPLANE_TABLE_NAME": "cogplane-table",
     "COGPLANE_BUCKET": "cogplane-bucket",
     "COGPLANE_QUEUE_PREFIX": "cogplane-pool-",
+    "COGPLANE_DLQ_ARN": "arn:aws:sqs:us-east-1:123456789012:cogplane-dlq",
+    "COGPLANE_SIGNING_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cogplane-signing-AbCdEf",
+    # the API starts runners (infra/constructs/workers.py dispatch_environment): its ECS dispatcher
+    "COGPLANE_ECS_DISPATCH": json.dumps(
+        {
+            "cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/cogplane-runners",
+            "task_definitions": {"cpu": "arn:aws:ecs:us-east-1:123456789012:task-definition/cogplane-cpu:1"},
+            "capacity_providers": {},
+            "subnets": ["subnet-0123456789abcdef0"],
+            "security_groups": ["sg-0123456789abcdef0"],
+            "max_per_pool": 4,
+        }
+    ),
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
@@ -88,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     for key in ("import_ms", "import_cpu_ms", "first_event_ms", "first_event_cpu_ms"):
         values = [s[key] for s in samples]
-        report[key] = {"min": round(min(values), 1), "median": round(statistics.median(values), 1)}
+        report[key] = {
+            "min": round(min(values), 1),
+            "median": round(statistics.median(values), 1),
+            "max": round(max(values), 1),
+        }
     report["heaviest_imports_ms"] = [(name, round(us / 1e3, 1)) for us, name in heaviest[:12]]
     print(json.dumps(report, indent=2))
     return 0

@@ -248,20 +248,22 @@ SQS_READ_TIMEOUT_S = 20 + 10  # the longest SQS long poll (20 s) and a margin
 
 
 def _aws_client(name: str) -> Any:
+    """Made on first use (the API's ECS dispatcher: only prediction creates wake a pool)."""
     from botocore.config import Config
 
-    from cogplane.adapters.aws.clients import client
+    from cogplane.adapters.aws.clients import LazyClient
 
-    return client(
+    return LazyClient(
         name, config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
     )
 
 
 def _aws_clients() -> dict[str, Any]:
-    """botocore clients (cogplane.adapters.aws.clients: boto3 itself is never imported)."""
+    """botocore clients (cogplane.adapters.aws.clients: boto3 itself is never imported). DynamoDB's
+    is made now (every request reads the table); SQS's and S3's on first use (enqueues, files)."""
     from botocore.config import Config
 
-    from cogplane.adapters.aws.clients import client
+    from cogplane.adapters.aws.clients import LazyClient, client
 
     config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
     # presigned output URLs need SigV4 (botocore would otherwise presign with SigV2)
@@ -271,8 +273,8 @@ def _aws_clients() -> dict[str, Any]:
     sqs_config = config.merge(Config(read_timeout=SQS_READ_TIMEOUT_S))
     return {
         "dynamodb": client("dynamodb", config=config),
-        "sqs": client("sqs", config=sqs_config),
-        "s3": client("s3", config=s3_config),
+        "sqs": LazyClient("sqs", config=sqs_config),
+        "s3": LazyClient("s3", config=s3_config),
     }
 
 

@@ -219,6 +219,27 @@ def test_the_deployed_sqs_client_reads_longer_than_the_longest_long_poll(monkeyp
     assert clients["dynamodb"].meta.config.read_timeout == 10  # the others keep failing fast
 
 
+def test_only_the_dynamodb_client_is_made_with_the_services(monkeypatch):
+    """A client's service model is read when it is made (S3's about 30 ms, ECS's 25 on a Lambda
+    cold start): DynamoDB's is made with the services (every request reads the table), SQS's,
+    S3's and the dispatcher's ECS client on first use."""
+    from cogplane.adapters.aws.clients import LazyClient
+    from cogplane.wiring import _aws_client, _aws_clients
+    from tests.conftest import fake_aws_credentials
+
+    fake_aws_credentials(monkeypatch, "us-east-1")
+    clients = _aws_clients()
+    clients["ecs"] = _aws_client("ecs")
+    assert not isinstance(clients["dynamodb"], LazyClient)
+    assert [name for name in ("sqs", "s3", "ecs") if clients[name].made()] == []
+    assert clients["s3"].meta.config.signature_version == "s3v4"  # first use makes it, as configured
+    assert clients["s3"].made() and not clients["sqs"].made()
+    assert clients["ecs"].meta.service_model.service_name == "ecs"
+    with mock_aws():
+        url = clients["sqs"].create_queue(QueueName="lazy")["QueueUrl"]
+        assert clients["sqs"].get_queue_url(QueueName="lazy")["QueueUrl"] == url
+
+
 def test_pool_queues_are_created_on_demand_with_the_dead_letter_queue():
     with mock_aws():
         client = boto3.client("sqs", region_name="us-east-1")

@@ -133,18 +133,9 @@ print(json.dumps({"import": imported, "first_event": sorted(sys.modules)}))
 
 def _cold_start_modules(python: str, path: list[str], cwd: Path, flags: list[str]) -> dict[str, set[str]]:
     """The modules a fresh process has after importing the handler, and after the first event's build."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "COGPLANE_BACKEND": "aws",
-        "COGPLANE_TABLE_NAME": "cogplane-state",
-        "COGPLANE_BUCKET": "cogplane-blobs",
-        "COGPLANE_QUEUE_PREFIX": "cogplane-pool-",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+    from bench.lambda_init import ENV  # the deployed API function's environment, ECS dispatcher included
+
+    env = {"PATH": "/usr/bin:/bin", **ENV}
     out = subprocess.run(
         [python, *flags, "-c", COLD_START, *path], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
     )
