@@ -49,10 +49,10 @@ def _run_entry_point(settings, fake_cog, monkeypatch, *, log_format: str | None)
 def test_runner_task_logs_are_json_with_the_prediction_id_on_each_line(
     settings, services, pool, fake_cog, monkeypatch, capsys, root_logging
 ):
-    # created in a context of its own: the API names the prediction it creates (set_prediction) in
-    # its request's context, which is not the runner's
-    prediction = contextvars.copy_context().run(pool, PROMPT)
-    assert _run_entry_point(settings, fake_cog, monkeypatch, log_format="json") == 0
+    prediction = pool(PROMPT)
+    # a fresh context, as a runner process starts with: creating predictions here (and in earlier
+    # tests) names them in this thread's context (set_prediction), which a runner never shares
+    assert contextvars.Context().run(_run_entry_point, settings, fake_cog, monkeypatch, log_format="json") == 0
     assert services.state.get_prediction(prediction.id).status == "succeeded"
 
     out = capsys.readouterr().out
@@ -73,7 +73,7 @@ def test_runner_task_logs_are_json_with_the_prediction_id_on_each_line(
 
 def test_runner_logs_plain_text_by_default(settings, services, pool, fake_cog, monkeypatch, capsys, root_logging):
     """`make up`: no COGPLANE_LOG_FORMAT, so no JSON handler replaces the root logger's."""
-    contextvars.copy_context().run(pool, "plain")
+    pool("plain")
     before = list(logging.getLogger().handlers)
     assert _run_entry_point(settings, fake_cog, monkeypatch, log_format=None) == 0
     assert logging.getLogger().handlers == before
