@@ -201,3 +201,21 @@ def test_prefer_wait_is_bounded_by_what_is_left_of_the_gateways_29_seconds() -> 
     late = {"requestContext": {"requestTimeEpoch": int((now - 40) * 1000)}}
     assert gateway_time_left({"aws.event": late}, now) == 0.0  # nothing left: answer at once
     assert gateway_time_left({"aws.event": {"requestContext": {"requestTimeEpoch": "x"}}}, now) is None
+
+
+def test_prefer_wait_counts_from_the_requests_arrival_not_the_end_of_the_create() -> None:
+    """replicate 1.0.7 gives a `Prefer: wait=N` answer N + 0.5 s from sending the request: a create
+    that took 0.8 s (a cold boot's RunTask) leaves a wait=1 nothing to hold, or the client times out."""
+    from functions.api.routers.predictions import WAIT_REPLY_MARGIN_SECONDS, wait_time_left
+
+    now = 1_800_000_000.0
+    assert wait_time_left({}, 1.0, arrived=now - 0.8, now=now) == 0.0
+    assert wait_time_left({}, 5.0, arrived=now - 1.0, now=now) == pytest.approx(4 - WAIT_REPLY_MARGIN_SECONDS)
+    # behind API Gateway the clock starts at its arrival there (before a cold start)
+    event = {"requestContext": {"requestTimeEpoch": int((now - 3.0) * 1000)}}
+    assert wait_time_left({"aws.event": event}, 5.0, arrived=now - 0.5, now=now) == pytest.approx(
+        2 - WAIT_REPLY_MARGIN_SECONDS
+    )
+    # and never past what is left of the gateway's 29 s
+    late = {"requestContext": {"requestTimeEpoch": int((now - 24.0) * 1000)}}
+    assert wait_time_left({"aws.event": late}, 60.0, arrived=now, now=now) == pytest.approx(1.0)

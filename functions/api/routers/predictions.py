@@ -76,6 +76,28 @@ def gateway_time_left(scope: Mapping[str, Any], now: float | None = None) -> flo
     return max(0.0, min(left)) if left else None
 
 
+# replicate 1.0.7 reads a `Prefer: wait=N` answer with a read timeout of N + 0.5 s from sending the
+# request: the hold ends that long after the request arrived, less what the answer needs to travel.
+WAIT_REPLY_MARGIN_SECONDS = 0.25
+
+
+def wait_time_left(scope: Mapping[str, Any], wait: float, arrived: float, now: float | None = None) -> float:
+    """Seconds to hold a create for `Prefer: wait=N`: N counted from the request's arrival (the
+    gateway's `requestTimeEpoch` behind Lambda, before a cold start; else when the route began),
+    not from the end of the create, which can take seconds (a cold boot's RunTask), less a margin
+    for the answer, and never past the gateway's own limit."""
+    now = time.time() if now is None else now
+    event = scope.get("aws.event")
+    epoch = (event.get("requestContext") or {}).get("requestTimeEpoch") if isinstance(event, dict) else None
+    if isinstance(epoch, int | float) and not isinstance(epoch, bool):
+        arrived = min(arrived, epoch / 1000)
+    held = wait - (now - arrived) - WAIT_REPLY_MARGIN_SECONDS
+    gateway = gateway_time_left(scope, now)
+    if gateway is not None:
+        held = min(held, gateway)
+    return max(0.0, held)
+
+
 def present(services: Services, p: Prediction, base: str, version: Version | None = None) -> dict[str, Any]:
     return present_prediction(services, p, base, version)
 
@@ -94,6 +116,7 @@ async def _create(
     timeout: float | None = None,
     hardware: str | None = None,
 ) -> JSONResponse:
+    arrived = time.time()
     prefer = prefer_header(request)
     wait = parse_prefer(prefer, services.settings.max_wait_seconds)
     prediction = await run_in_threadpool(
@@ -110,8 +133,7 @@ async def _create(
     )
     headers: dict[str, str] = {}
     if wait is not None:
-        left = gateway_time_left(request.scope)
-        held = float(wait) if left is None else min(float(wait), left)
+        held = wait_time_left(request.scope, float(wait), arrived)
         if held > 0:
             prediction = await services.predictions.wait_async(prediction.id, held)
         headers["Preference-Applied"] = f"wait={wait}" if prefer.strip() != "wait" else "wait"
