@@ -10,7 +10,8 @@ a scan) and on runners that stopped heartbeating.
   exit), unless a runner of its pool is alive (booting, or busy with earlier work): checked again.
 - lost runners: no heartbeat for `lost_after` seconds → their in-flight predictions `failed`.
 - reconcile (only with a dispatcher that has `keep_warm`, i.e. the deployed EcsDispatcher; the
-  local ProcessDispatcher keeps its own pools): deployments' `min_instances` are kept warm, and
+  local ProcessDispatcher keeps its own pools): deployments' `min_instances` are kept warm, warm
+  runners beyond them (an old release's, a deleted deployment's) are stopped, and
   pools with queued work but no runner (a lost wake) are woken again. No table scans: warm
   deployments come from their sparse index (`list_warm_deployments`), and the pools checked
   for lost wakes are a bounded set: pools of live runner records, pools of runners this pass
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from cogplane.domain import transitions
 from cogplane.domain.errors import Conflict, NotFound
 from cogplane.domain.lifecycle import TIMER
+from cogplane.domain.pools import DEPLOYMENT_PREFIX
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import add_seconds, seconds_between
 from cogplane.logs import prediction_context
@@ -85,18 +87,22 @@ class Expirer:
             return {}
         from cogplane.services.deployments import deployment_pool
 
-        counts = {"warm_started": 0, "woken": 0}
-        warm: set[str] = set()
-        for deployment in self.services.state.list_warm_deployments(limit=self.max_pools):
+        counts = {"warm_started": 0, "woken": 0, "warm_retired": 0}
+        warm: dict[str, int] = {}
+        deployments = self.services.state.list_warm_deployments(limit=self.max_pools)
+        for deployment in deployments:
             pool = deployment_pool(deployment)
-            warm.add(pool)
+            warm[pool] = min(deployment.min_instances, deployment.max_instances)
             try:
-                started = keep_warm(pool, min(deployment.min_instances, deployment.max_instances))
+                started = keep_warm(pool, warm[pool])
             except Exception:  # noqa: BLE001 - one pool's failure must not stop the others
                 log.exception("could not keep pool %s warm", pool)
                 continue
             counts["warm_started"] += len(started or [])
-        candidates = {r.pool for r in self.services.state.list_runners()} | lost_pools | warm | self.watched_pools
+        runner_pools = {r.pool for r in self.services.state.list_runners()}
+        if len(deployments) < self.max_pools:  # the whole warm set is known: retire what is not in it
+            counts["warm_retired"] = self._retire_warm(runner_pools | set(warm), warm)
+        candidates = runner_pools | lost_pools | set(warm) | self.watched_pools
         recent = getattr(dispatcher, "recent_pools", None)
         if recent is not None:
             try:
@@ -113,6 +119,21 @@ class Expirer:
             except Exception:  # noqa: BLE001
                 log.exception("could not check pool %s", pool)
         return counts
+
+    def _retire_warm(self, pools: set[str], warm: dict[str, int]) -> int:
+        """Warm runners of deployment pools beyond their min_instances (none for a pool that is no
+        longer a warm deployment's: an old release, a deleted deployment) are stopped. The pools
+        looked at are those with a runner record and the warm ones (no scan of the cluster)."""
+        retire = getattr(self.services.dispatcher, "retire_warm", None)
+        if retire is None:
+            return 0
+        retired = 0
+        for pool in sorted(p for p in pools if p.startswith(DEPLOYMENT_PREFIX))[: self.max_pools]:
+            try:
+                retired += len(retire(pool, warm.get(pool, 0)) or [])
+            except Exception:  # noqa: BLE001 - one pool's failure must not stop the others
+                log.exception("could not retire the warm runners of pool %s", pool)
+        return retired
 
     def _update(self, prediction_id: str, transition: transitions.Transition) -> bool:
         try:

@@ -107,3 +107,38 @@ def test_reconcile_is_a_no_op_without_keep_warm(tmp_path):
     services.state.put_runner(Runner(id="r-1", pool="v-" + VERSION, started_at=NOW, heartbeat_at=NOW))
     counts = Expirer(services).run_once()
     assert "warm_started" not in counts and woken == []
+
+
+def test_warm_runners_of_an_old_release_or_a_deleted_deployment_are_stopped(aws, cluster):
+    """Warm runners never idle out: a PATCH to another version, a lower min_instances or a DELETE
+    must stop the ones no deployment wants any more (else they run, and are paid for, for ever)."""
+    clock = ManualClock(NOW)
+    services = _services(aws, cluster, clock)
+    services.state.create_deployment(_deployment("dep", 2))
+    expirer = Expirer(services)
+    assert expirer.run_once()["warm_started"] == 2
+    old_pool = pool_for_deployment("acme", "dep", VERSION)
+    services.state.put_runner(Runner(id="r-old", pool=old_pool, started_at=NOW, heartbeat_at=NOW))
+
+    # min_instances lowered to 1: one of the two stops
+    deployment = services.state.get_deployment("acme", "dep")
+    deployment.min_instances = 1
+    services.state.update_deployment(deployment, expect_release=deployment.release_number)
+    assert expirer.run_once()["warm_retired"] == 1
+    assert len(_running(aws, old_pool, warm=True)) == 1
+
+    # a new release on another version: the old pool's warm runner stops, the new pool gets one
+    deployment = services.state.get_deployment("acme", "dep")
+    deployment.version = "ef" * 32
+    services.state.update_deployment(deployment, expect_release=deployment.release_number)
+    counts = expirer.run_once()
+    new_pool = pool_for_deployment("acme", "dep", "ef" * 32)
+    assert counts["warm_retired"] == 1 and counts["warm_started"] == 1
+    assert _running(aws, old_pool, warm=True) == [] and len(_running(aws, new_pool, warm=True)) == 1
+    assert expirer.run_once()["warm_retired"] == 0  # nothing more to stop
+
+    # the deployment deleted: its last warm runner stops too
+    services.state.put_runner(Runner(id="r-new", pool=new_pool, started_at=NOW, heartbeat_at=NOW))
+    services.state.delete_deployment("acme", "dep")
+    assert expirer.run_once()["warm_retired"] == 1
+    assert _running(aws, new_pool, warm=True) == []

@@ -218,6 +218,31 @@ class EcsDispatcher:
                 started.append(arn)
         return started
 
+    def retire_warm(self, pool: str, count: int) -> list[str]:
+        """Stop the pool's warm runners beyond `count` (a deployment PATCHed to another version or
+        hardware, a lower min_instances, a deleted deployment): warm runners never idle out, so
+        without this an old release's task runs, and is paid for, for ever. StopTask sends the
+        runner SIGTERM: it finishes in-flight work within its grace period and exits."""
+        arns: list[str] = []
+        kwargs: dict[str, Any] = {
+            "cluster": self.cluster,
+            "startedBy": started_by(pool, warm=True),
+            "desiredStatus": "RUNNING",
+        }
+        while True:
+            resp = self.ecs.list_tasks(**kwargs)
+            arns += resp.get("taskArns", [])
+            token = resp.get("nextToken")
+            if not token:
+                break
+            kwargs["nextToken"] = token
+        stopped = []
+        for arn in arns[max(0, count) :]:
+            log.info("retiring warm runner task %s of pool %s", arn, pool)
+            self.ecs.stop_task(cluster=self.cluster, task=arn, reason="cogplane: warm runner retired")
+            stopped.append(arn)
+        return stopped
+
     def recent_pools(self, limit: int = 100) -> list[str]:
         """Pools of runner tasks that stopped recently (ECS lists stopped tasks for about an hour):
         where a wake may have been lost (a runner idled out just as work arrived, a task that
