@@ -223,14 +223,17 @@ class RunnerProcess:
         return self.loopback.serve_blob(key, name, prediction_id)
 
     def _done(self, flight: InFlight, update: CogUpdate) -> None:
-        """A held prediction ended (recorded by the recorder): its job is done, its slot free."""
+        """A held prediction ended (recorded by the recorder): its job is done, its slot free.
+        A crashed worker is marked first: the failure is already visible, so new work may be queued
+        at once, and the loop must not send it to the dead server while the ack (a network call on
+        the deployed shape) is on its way."""
+        if update.worker_crashed:
+            self.restart_needed.set()
         if self.loopback:
             self.loopback.release(flight.prediction_id)
         self.queue.ack(flight.job)
         self.last_work = time.monotonic()
         self.wakeup.set()
-        if update.worker_crashed:
-            self.restart_needed.set()
 
     def watch_cancels(self) -> None:
         """A prediction canceled (or timed out) in the state store is stopped in cog within ~0.2 s."""

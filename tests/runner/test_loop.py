@@ -139,3 +139,24 @@ def test_a_setup_that_fails_fails_the_queue_and_exits(services, pool, fake_cog, 
         assert final.status == "failed" and "RuntimeError: no weights" in final.error
     assert "Model setup failed" in services.state.get_prediction(queued[0].id).logs
     assert not [r for r in fake_cog.requests if r[0] == "PUT"]
+
+
+def test_a_crashed_worker_is_marked_for_restart_before_its_job_is_acked():
+    """The crash's failure is recorded (visible to clients) before _done runs; the loop claims new
+    work as soon as it wakes. The restart mark must come first, before the ack (SQS, a network call
+    on the deployed shape) and the wakeup, or the next job goes to the dead cog server."""
+    from types import SimpleNamespace
+
+    from gpu_runner.cog_client import WORKER_CRASHED, CogUpdate
+
+    marked_at_ack: list[bool] = []
+    runner = SimpleNamespace(
+        loopback=None,
+        restart_needed=threading.Event(),
+        wakeup=threading.Event(),
+        last_work=0.0,
+    )
+    runner.queue = SimpleNamespace(ack=lambda job: marked_at_ack.append(runner.restart_needed.is_set()))
+    flight = SimpleNamespace(prediction_id="p1", job=object())
+    RunnerProcess._done(runner, flight, CogUpdate(status="failed", error=WORKER_CRASHED))
+    assert marked_at_ack == [True] and runner.wakeup.is_set()
