@@ -77,16 +77,23 @@ def test_a_list_of_files_comes_back_in_order_through_the_client(stack, tmp_path)
 
 @pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs a Debian-like host")
 def test_system_packages_this_host_lacks_are_refused_at_push(stack, tmp_path):
+    """On one machine the host's packages count (dpkg); on the deployed shape the runner image's
+    (RUNNER_IMAGE_PACKAGES), which has ffmpeg."""
     folder = _copy(tmp_path, "envvars")
     config = (folder / "cog.yaml").read_text()
+    present = "dpkg" if stack.shape == "local" else "ffmpeg"
     (folder / "cog.yaml").write_text(
-        config.replace("build:\n", "build:\n  system_packages:\n    - dpkg\n    - cogplane-no-such-package\n")
+        config.replace("build:\n", f"build:\n  system_packages:\n    - {present}\n    - cogplane-no-such-package\n")
     )
     refused = stack.cli("push", str(folder), "local/needs-packages", check=False)
     assert refused.returncode == 1
-    assert "cogplane-no-such-package is not installed on this machine" in refused.stderr
-    assert "sudo apt-get install cogplane-no-such-package" in refused.stderr
-    (folder / "cog.yaml").write_text(config.replace("build:\n", "build:\n  system_packages:\n    - dpkg\n"))
+    if stack.shape == "local":
+        assert "cogplane-no-such-package is not installed on this machine" in refused.stderr
+        assert "sudo apt-get install cogplane-no-such-package" in refused.stderr
+    else:
+        assert "cogplane-no-such-package is not installed in the runner image" in refused.stderr
+        assert "Add it to gpu_runner/Dockerfile and RUNNER_IMAGE_PACKAGES" in refused.stderr
+    (folder / "cog.yaml").write_text(config.replace("build:\n", f"build:\n  system_packages:\n    - {present}\n"))
     stack.cli("push", str(folder), "local/needs-packages")  # installed here: accepted
     bad_env = config.replace("  - NAME=michael\n", "  - PATH=/tmp/evil\n")
     (folder / "cog.yaml").write_text(bad_env)
