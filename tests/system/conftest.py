@@ -200,6 +200,11 @@ class Stack:
             return db_rows(self, "SELECT data FROM runners")
         return db_rows(self, "SELECT data FROM runners WHERE pool = ?", (pool,))
 
+    def as_in_container(self, text: str) -> str:
+        """Text as a deployment would show it (the simulation runs each ECS task under a folder of
+        its own that stands in for the container's `/`); unchanged on one machine."""
+        return text
+
     def replicate(self, token: str = TOKEN, **kwargs):
         """The official Python client on the stack. replicate 1.0.7 builds its own
         `httpx.HTTPTransport()`, so `Client(verify=...)` never reaches it: trust goes through the
@@ -266,6 +271,12 @@ class SimStack(Stack):
                 assert made.returncode == 0 or "exists" in made.stderr, made.stderr
         for name in names:
             self.cli("push", "--public", str(folder / name), f"examples/{name}")
+
+    def as_in_container(self, text: str) -> str:
+        """Paths under a task's folder (simaws/ecs.py: $COGPLANE_HOME/sim/ecs/tasks/<task id>) as the
+        task's container sees them: from its `/`."""
+        tasks = re.escape(str(self.home.resolve() / "sim" / "ecs" / "tasks"))
+        return re.sub(tasks + r"/[0-9a-f-]+(?=/)", "", text)
 
     def aws(self, service: str):
         """A boto3 client on the simulation's moto server, as its administrator (with SIMAWS_IAM,

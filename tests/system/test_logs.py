@@ -62,7 +62,7 @@ def test_a_failed_setup_gives_the_models_traceback_once_and_no_platform_noise(st
         failed = _done(c, pid)
     assert failed["status"] == "failed"
     assert failed["error"] == "Model setup failed: RuntimeError: the weights are missing on purpose"
-    logs = failed["logs"]
+    logs = stack.as_in_container(failed["logs"])  # the simulation's task folder stands in for `/`
     assert logs.count("Traceback (most recent call last):") == 1, logs
     assert logs.count("RuntimeError: the weights are missing on purpose") == 1, logs
     assert 'raise RuntimeError("the weights are missing on purpose")' in logs
