@@ -1,4 +1,4 @@
-"""IAM in the simulation (`SIMAWS_IAM=1`): each function and the runner task get credentials of
+"""IAM in the simulation (on unless `SIMAWS_IAM=0`): each function and the runner task get credentials of
 their own role, whose policies are the template's, and moto enforces them.
 
 moto server checks a request's signature and its action against the caller's policies once

@@ -440,7 +440,7 @@ def banner(url: str, token: str, home: Path, sim: Simulation) -> str:
     api = sim.functions[sim.deployment.rest_api["function"]]
     inits = ", ".join(f"{t:.0f} ms" for t in api.init_times) or "not started yet"
     user = sim.user or "admin"
-    iam = "   (IAM enforced: SIMAWS_IAM)" if sim.iam else ""
+    iam = "   (IAM enforced; SIMAWS_IAM=0 turns it off)" if sim.iam else "   (IAM not enforced: SIMAWS_IAM=0)"
     return f"""
 cogplane is up at {url}   (the deployed shape, simulated: `make sim-aws`)
 
@@ -487,7 +487,8 @@ def run() -> int:
     cdk_out = Path(os.environ.get("SIMAWS_CDK_OUT", str(REPO / "cdk.out")))
     env_cache = os.environ.get("SIMAWS_ENV_CACHE")
     capacity = os.environ.get("SIMAWS_CAPACITY")
-    iam = os.environ.get("SIMAWS_IAM", "0") not in ("", "0", "false", "no")
+    # each function and task acts with its role's policies unless SIMAWS_IAM=0 (README, "IAM")
+    iam = os.environ.get("SIMAWS_IAM", "1").strip().lower() not in ("0", "false", "no", "off")
     sim = Simulation(
         home=home,
         port=port,

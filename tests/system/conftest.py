@@ -230,7 +230,9 @@ class SimStack(Stack):
     def __init__(
         self, home: Path, *, port: int | None = None, env: dict[str, str] | None = None, examples: Path | None = None
     ):
-        super().__init__(home, port=port, env={"COGPLANE_TLS": "0", **(env or {})}, examples=examples)
+        # IAM enforced (each function and task with its role's policies), whatever the shell says
+        env = {"COGPLANE_TLS": "0", "SIMAWS_IAM": "1", **(env or {})}
+        super().__init__(home, port=port, env=env, examples=examples)
         self.url = f"http://127.0.0.1:{self.port}/{self.stage}"
         self.output = home.parent / f"sim-{self.port}.log"
 
@@ -279,7 +281,7 @@ class SimStack(Stack):
         return re.sub(tasks + r"/[0-9a-f-]+(?=/)", "", text)
 
     def aws(self, service: str):
-        """A boto3 client on the simulation's moto server, as its administrator (with SIMAWS_IAM,
+        """A boto3 client on the simulation's moto server, as its administrator (with IAM enforced,
         the keys it writes under its home; else any key)."""
         import json
 
