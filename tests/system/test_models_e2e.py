@@ -42,6 +42,9 @@ def test_python_client_runs_hello_with_and_without_prefer_wait(stack):
 def test_python_client_polls_when_the_wait_runs_out(stack, model_copy):
     stack.cli("push", str(model_copy("sleeper")), "local/sleeper-wait")
     client = stack.replicate()
+    # a runner first: a cold boot's create (RunTask on the deployed shape) can itself outlast the
+    # client's read timeout of wait + 0.5 s, which is not what this test is about
+    assert client.run("local/sleeper-wait", input={"seconds": 0}) == "slept 0"
     started = time.monotonic()
     output = client.run("local/sleeper-wait", input={"seconds": 2.5, "tag": "x"}, wait=1)
     assert output == "slept 2.5 x"
