@@ -1,5 +1,7 @@
-"""The single machine's stand-ins for the deployed stack's scheduled functions: a webhook pump
-(the same WebhookSender the webhooks Lambda runs) and a local expirer timer."""
+"""The single machine's stand-ins for the deployed stack's scheduled functions and bucket rules: a
+webhook pump (the same WebhookSender the webhooks Lambda runs), a local expirer timer, and the
+`uploads/` backstop that the bucket's lifecycle rule is deployed (uploads never taken are deleted
+after a day)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from cogplane.adapters.local.disk import DiskBlobStore
+from cogplane.resources import UPLOADS_PREFIX
 from cogplane.services.expirer import Expirer
 from cogplane.services.webhooks import WebhookSender
 
@@ -17,10 +21,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cogplane.pumps")
 
+UPLOADS_LIFETIME_SECONDS = 24 * 3600  # the bucket's `uploads-backstop` rule (infra/constructs/data.py)
+
 
 class Pumps:
     def __init__(
-        self, services: Services, *, base_url: str, webhook_interval: float = 0.1, expirer_interval: float = 1.0
+        self,
+        services: Services,
+        *,
+        base_url: str,
+        webhook_interval: float = 0.1,
+        expirer_interval: float = 1.0,
+        uploads_interval: float = 600.0,
     ) -> None:
         from cogplane.netguard import check_url
 
@@ -30,6 +42,8 @@ class Pumps:
         self.expirer = Expirer(services)
         self.webhook_interval = webhook_interval
         self.expirer_interval = expirer_interval
+        self.uploads_interval = uploads_interval
+        self.blobs = services.blobs
         self.stopped = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -47,11 +61,21 @@ class Pumps:
         for name, interval, step in (
             ("webhooks", self.webhook_interval, self.sender.deliver_due),
             ("expirer", self.expirer_interval, lambda: sum(self.expirer.run_once().values()) and 0),
+            ("uploads", self.uploads_interval, lambda: self.expire_uploads() and 0),
         ):
             thread = threading.Thread(target=self._loop, args=(name, interval, step), name=name, daemon=True)
             thread.start()
             self.threads.append(thread)
         return self
+
+    def expire_uploads(self) -> int:
+        """Delete uploads (`POST /v1/uploads`) older than a day, as the bucket's rule does deployed."""
+        if not isinstance(self.blobs, DiskBlobStore):
+            return 0
+        deleted = self.blobs.delete_older_than(UPLOADS_PREFIX, UPLOADS_LIFETIME_SECONDS)
+        if deleted:
+            log.info("deleted %d upload(s) older than a day", deleted)
+        return deleted
 
     def stop(self) -> None:
         self.stopped.set()

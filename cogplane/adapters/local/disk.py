@@ -103,6 +103,25 @@ class DiskBlobStore:
                 count += 1
         return count
 
+    def delete_older_than(self, prefix: str, age_seconds: float) -> int:
+        """What an S3 lifecycle expiration rule does deployed (the `uploads/` backstop of a day):
+        delete every blob under `prefix` last written more than `age_seconds` ago, and the
+        temporary files of puts that never finished. Returns how many were deleted."""
+        base = self.root / "data"
+        target = base / _check_key(prefix.rstrip("/"))
+        if not target.is_dir():
+            return 0
+        cutoff = epoch(self.clock) - age_seconds
+        count = 0
+        for path in list(target.rglob("*")):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    self.delete(path.relative_to(base).as_posix())
+                    count += 1
+            except (FileNotFoundError, InvalidRequest):
+                continue
+        return count
+
     def _signature(self, key: str, expires: int) -> str:
         mac = hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
