@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from cogplane.domain import strictjson
-from cogplane.domain.entities import Model
+from cogplane.domain.entities import Account, Model
 from cogplane.domain.errors import Unprocessable
 from cogplane.services.presenters import model_json, version_json
 from cogplane.wiring import Services
@@ -200,6 +200,22 @@ async def push_version(
 
     schema, config = _json("schema"), _json("config")
     cog_version = form.get("cog_version")
+    return await _push_version(services, account, owner, name, bundle, schema, config, cog_version)
+
+
+async def _push_version(
+    services: Services,
+    account: Account,
+    owner: str,
+    name: str,
+    bundle: bytes,
+    schema: dict[str, Any],
+    config: dict[str, Any],
+    cog_version: object,
+    *,
+    then_delete: str | None = None,
+) -> JSONResponse:
+    """Push a source version (either way its bundle came), then delete the upload it came from."""
     from fastapi.concurrency import run_in_threadpool
 
     version, created = await run_in_threadpool(
@@ -212,6 +228,8 @@ async def push_version(
         config=config,
         cog_version=cog_version if isinstance(cog_version, str) else "0.23.1",
     )
+    if then_delete:
+        await run_in_threadpool(services.blobs.delete, then_delete)
     return JSONResponse(version_json(version), status_code=201 if created else 200)
 
 
@@ -220,8 +238,6 @@ async def _push_uploaded_bundle(
 ) -> JSONResponse:
     """A source version whose bundle went straight to the store (`POST /v1/uploads`, purpose
     `bundle`): JSON `{"upload": id, "schema": {...}, "config": {...}, "cog_version": "..."}`."""
-    from fastapi.concurrency import run_in_threadpool
-
     from functions.api.routers.uploads import take_upload
 
     schema, config, cog_version = body.get("schema"), body.get("config"), body.get("cog_version")
@@ -230,18 +246,7 @@ async def _push_uploaded_bundle(
     if not isinstance(config, dict):
         raise Unprocessable("`config` must be a JSON object.", field="config")
     bundle, key = await take_upload(services, account, body.get("upload"), "bundle")
-    version, created = await run_in_threadpool(
-        services.catalog.push_version,
-        account,
-        owner,
-        name,
-        bundle=bundle,
-        schema=schema,
-        config=config,
-        cog_version=cog_version if isinstance(cog_version, str) else "0.23.1",
-    )
-    await run_in_threadpool(services.blobs.delete, key)
-    return JSONResponse(version_json(version), status_code=201 if created else 200)
+    return await _push_version(services, account, owner, name, bundle, schema, config, cog_version, then_delete=key)
 
 
 async def _push_image_version(
