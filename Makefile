@@ -45,11 +45,9 @@ sim-aws: $(TESTING) $(ASSEMBLY)
 # System suites that also run on the simulated deployment (`--shape sim-aws`, one simulation per
 # session; tests of single-machine features are skipped there with their reason). Each passes on
 # both shapes; `pytest --shape sim-aws tests/system` runs them all.
-# test_models_e2e.py passes there too but is run by hand (`pytest --shape sim-aws tests/system/test_models_e2e.py`):
-# in a fresh-clone run one of its polls got a connection reset from the API Gateway emulator (not yet explained).
 SIM_SUITES := $(addprefix tests/system/,test_teams_e2e.py test_trainings_e2e.py test_stack.py test_js_client.py \
 	test_webhooks_e2e.py test_stop.py test_large_uploads.py test_client_compat.py test_deployments_e2e.py \
-	test_cog_behaviours_e2e.py test_logs.py test_secrets_e2e.py)
+	test_cog_behaviours_e2e.py test_logs.py test_secrets_e2e.py test_models_e2e.py)
 
 ## Install what the tests need, lint (make lint: about 10 s of CPU), and run them all (slow real-model tests included)
 test: $(TESTING) lint $(ASSEMBLY)

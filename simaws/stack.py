@@ -10,6 +10,8 @@ the bucket under $COGPLANE_HOME/sim/state (restored on the next start).
 from __future__ import annotations
 
 import base64
+import copy
+import inspect
 import json
 import logging
 import os
@@ -65,6 +67,8 @@ def patch_moto() -> None:
         handler.call_action = call_action
         handler._simaws_locked = True
 
+    _patch_transactions()
+
     if not hasattr(NetworkInterface, "private_dns_name"):
 
         def get(self):
@@ -76,6 +80,79 @@ def patch_moto() -> None:
             self.__dict__["_private_dns_name"] = value
 
         NetworkInterface.private_dns_name = property(get, set_)  # type: ignore[attr-defined]
+
+
+def _patch_transactions() -> None:
+    """moto 5.2.5's TransactWriteItems backs up every table it touches with `copy.deepcopy`
+    (items and every stream record since the start) and, when the transaction is cancelled, puts
+    the copies in the tables' place. Two harms on the stack's path, where every prediction change
+    is a transaction (the prediction and its outbox events):
+    - the cost grows with the table and its stream: 44 ms per transaction at 500 items, 220 ms at
+      2,000, served one at a time (the lock above), so the simulation slowed as a run went on;
+    - after a cancelled transaction (a lost race: a condition that failed) the table holds a copy
+      of its stream shard, while the stream pollers' iterators read the old one: no stream record
+      reached a function again (webhooks then came only from the one-minute sweep).
+    Here a transaction backs up only the items it names (and the stream's length), and a cancelled
+    one puts exactly those back in the same table and shard."""
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "_simaws_patched", False):
+        return
+    source = inspect.getsource(original)
+    if "copy.deepcopy(" not in source or "original_table_state" not in source:
+        return  # a moto that backs up differently: leave it as it is
+
+    class _KeepTables:
+        """`copy` for moto's dynamodb module: a table is 'copied' as itself (so the rollback puts
+        the same object back); anything else is copied as before (UpdateItem's item copy)."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+        copy = staticmethod(copy.copy)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        undo: list[tuple[Any, Any, Any, Any]] = []  # (table, hash key, range key, item before or None)
+        shards: dict[int, tuple[Any, int]] = {}
+        for entry in transact_items if isinstance(transact_items, list) else []:
+            try:
+                _, op = next(iter(entry.items()))
+                table = self.tables[op["TableName"]]
+                if "Item" in op and "Key" not in op:
+                    keys = {a: op["Item"][a] for a in (table.hash_key_attr, table.range_key_attr) if a}
+                else:
+                    keys = op["Key"]
+                hash_key, range_key = self.get_keys_value(table, keys)
+                before = table.get_item(hash_key, range_key)
+            except Exception:  # noqa: BLE001, S112 - moto itself answers a malformed entry
+                continue
+            undo.append((table, hash_key, range_key, copy.deepcopy(before)))
+            if table.stream_shard is not None:
+                shards.setdefault(id(table), (table.stream_shard, len(table.stream_shard.items)))
+        try:
+            return original(self, transact_items)
+        except BaseException:
+            for table, hash_key, range_key, before in reversed(undo):
+                if range_key is not None:
+                    if before is None:
+                        table.items.get(hash_key, {}).pop(range_key, None)
+                    else:
+                        table.items[hash_key][range_key] = before
+                elif before is None:
+                    table.items.pop(hash_key, None)
+                else:
+                    table.items[hash_key] = before
+            for shard, length in shards.values():
+                del shard.items[length:]  # a cancelled transaction leaves no stream record
+            raise
+
+    transact_write_items._simaws_patched = True  # type: ignore[attr-defined]
+    dynamodb_models.copy = _KeepTables  # type: ignore[assignment]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
 def start_moto(*, iam: bool = False):
@@ -399,6 +476,10 @@ class Simulation:
             timeout_graceful_shutdown=3,
             http="h11",
             lifespan="off",
+            # Longer than any client's idle expiry (httpx's: 5 s, uvicorn's default here too: a
+            # request sent on a connection at that instant met the close, "Connection reset by
+            # peer", seen once by replicate's polls); AWS's front doors keep idle connections longer.
+            timeout_keep_alive=75,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"simaws-{name}", daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -27,6 +28,7 @@ class Receiver:
                         "body": body,
                         "json": json.loads(body),
                         "answered": receiver.status,
+                        "at": time.time(),
                     }
                 )
                 self.send_response(receiver.status)

@@ -3,6 +3,8 @@ official Python client validates them, the filter honoured, the terminal event l
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from replicate.webhook import Webhooks, WebhookSigningSecret
 
@@ -15,6 +17,7 @@ def test_real_run_delivers_signed_webhooks_in_order(stack, model_copy, receiver)
     stack.cli("push", str(model_copy("tokens")), "local/tokens-hooks")
     with stack.client() as c:
         secret = c.get("/v1/webhooks/default/secret").json()["key"]
+        requested = time.time()
         p = c.post(
             "/v1/models/local/tokens-hooks/predictions",
             # deployed, webhooks come from the table's stream (1 s batching window) and carry the
@@ -32,7 +35,8 @@ def test_real_run_delivers_signed_webhooks_in_order(stack, model_copy, receiver)
     assert bodies[-1] == final, "the terminal webhook's body is exactly what GET returns"
     assert final["urls"]["stream"]  # an iterator model's stream URL is in both
     # `start` is due when the prediction is created; its body is the prediction at delivery time
-    assert bodies[0]["status"] in ("starting", "processing")
+    timeline = [(r["json"]["status"], round(r["at"] - requested, 2)) for r in receiver.requests]
+    assert bodies[0]["status"] in ("starting", "processing"), (final, timeline)
     assert any(b["status"] == "processing" and b["output"] for b in bodies), "output events arrive as it runs"
     for r in receiver.requests:
         Webhooks.validate(
@@ -70,8 +74,6 @@ def test_filter_completed_only(stack, model_copy, receiver):
         ).json()
         wait_for(lambda: receiver.requests, timeout=120)
         wait_for(lambda: c.get(f"/v1/predictions/{p['id']}").json()["status"] == "succeeded", timeout=60)
-    import time
-
     time.sleep(1)  # give the pump a chance to (wrongly) send anything else
     assert [r["json"]["status"] for r in receiver.requests] == ["succeeded"]
 
