@@ -148,6 +148,7 @@ BUCKET_LOGICAL_ID = "Blobs"
 
 FILES_PREFIX = "files/"  # /v1/files uploads: files/{owner}/{file_id}
 UPLOADS_PREFIX = "uploads/"  # bytes sent straight to the store (/v1/uploads): uploads/{owner}/{id}
+UPLOADS_LIFETIME_DAYS = 1  # an upload never taken is deleted after this (bucket rule deployed, local pumps on make up)
 PREDICTIONS_PREFIX = "predictions/"  # inputs and outputs: predictions/{blob_dir}/... (random per prediction)
 BUNDLES_PREFIX = "bundles/"  # source version bundles: bundles/{owner}/{name}/{version_id}.tar.gz
 

@@ -10,7 +10,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from cogplane.adapters.local.disk import DiskBlobStore
-from cogplane.resources import UPLOADS_PREFIX
+from cogplane.resources import UPLOADS_LIFETIME_DAYS, UPLOADS_PREFIX
 from cogplane.services.expirer import Expirer
 from cogplane.services.webhooks import WebhookSender
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cogplane.pumps")
 
-UPLOADS_LIFETIME_SECONDS = 24 * 3600  # the bucket's `uploads-backstop` rule (infra/constructs/data.py)
+UPLOADS_LIFETIME_SECONDS = UPLOADS_LIFETIME_DAYS * 24 * 3600  # as the bucket's `uploads-backstop` rule
 
 
 class Pumps:

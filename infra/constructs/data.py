@@ -83,7 +83,9 @@ class Data(Construct):
                     id="files-backstop", prefix=r.FILES_PREFIX, expiration=Duration.days(c.FILES_BACKSTOP_DAYS)
                 ),
                 # /v1/uploads: taken (and deleted) when the file or version is made; abandoned ones go
-                s3.LifecycleRule(id="uploads-backstop", prefix=r.UPLOADS_PREFIX, expiration=Duration.days(1)),
+                s3.LifecycleRule(
+                    id="uploads-backstop", prefix=r.UPLOADS_PREFIX, expiration=Duration.days(r.UPLOADS_LIFETIME_DAYS)
+                ),
                 s3.LifecycleRule(
                     id="abort-multipart", abort_incomplete_multipart_upload_after=Duration.days(c.ABORT_MULTIPART_DAYS)
                 ),

@@ -103,6 +103,8 @@ def test_bucket_is_private_encrypted_tls_only_with_lifecycle_backstops(template)
                     [
                         Match.object_like({"Prefix": r.PREDICTIONS_PREFIX, "ExpirationInDays": 1, "Status": "Enabled"}),
                         Match.object_like({"Prefix": r.FILES_PREFIX, "ExpirationInDays": c.FILES_BACKSTOP_DAYS}),
+                        # make up's pumps expire uploads after the same lifetime (local/pumps.py)
+                        Match.object_like({"Prefix": r.UPLOADS_PREFIX, "ExpirationInDays": r.UPLOADS_LIFETIME_DAYS}),
                     ]
                 )
             },

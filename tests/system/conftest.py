@@ -94,6 +94,10 @@ class Stack:
 
     command = [str(REPO / ".venv" / "bin" / "cogplane"), "up"]
     shape = "local"
+    # A `Prefer: wait` short enough to run out in the client tests that need it. replicate 1.0.7
+    # reads the answer with a timeout of wait + 0.5 s, so a warm create must fit in that: on the
+    # simulation every AWS call is a signed round trip to moto on a shared VM (over 1.5 s seen).
+    short_wait = 1
     hardware = ["cpu"]  # what GET /v1/hardware lists (the single machine: its CPU)
 
     @property
@@ -224,6 +228,7 @@ class SimStack(Stack):
     command = [str(REPO / ".venv" / "bin" / "python"), "-m", "simaws"]
     stage = "api"
     shape = "sim-aws"
+    short_wait = 3
     hardware = ["cpu", "gpu-t4", "gpu-a10g", "gpu-l4", "gpu-l40s"]  # the deployed SKUs (infra)
     stream_base = ""  # the stream function's Function URL, read from the banner at start
 

@@ -113,10 +113,8 @@ def test_run_that_finishes_inside_the_wait_needs_no_poll(stack):
 
 def test_run_whose_wait_runs_out_gets_starting_and_polls(stack, compat):
     client, seen = recording(stack)
-    # replicate 1.0.7 reads the answer with a timeout of wait + 0.5 s from sending it, so the create
-    # itself must fit in that: a warm runner first (no cold boot inside the create), and on the
-    # simulation, where every AWS call is a signed round trip to moto on a shared VM, a longer wait
-    wait = 1 if stack.shape == "local" else 3
+    # a warm runner first: a cold boot inside the create would outlast the client's read timeout
+    wait = stack.short_wait
     assert stack.replicate().run("local/compat-sleeper", input={"seconds": 0, "tag": "w"}) == "slept 0 w"
     seconds = wait + 0.5
     assert client.run("local/compat-sleeper", input={"seconds": seconds, "tag": "p"}, wait=wait) == f"slept {seconds} p"

@@ -43,10 +43,9 @@ def test_python_client_polls_when_the_wait_runs_out(stack, model_copy):
     stack.cli("push", str(model_copy("sleeper")), "local/sleeper-wait")
     client = stack.replicate()
     # a runner first: a cold boot's create (RunTask on the deployed shape) can itself outlast the
-    # client's read timeout of wait + 0.5 s, which is not what this test is about; on the simulation
-    # (every AWS call a signed round trip to moto on a shared VM) a warm create needs a longer wait too
+    # client's read timeout of wait + 0.5 s, which is not what this test is about
     assert client.run("local/sleeper-wait", input={"seconds": 0}) == "slept 0"
-    wait = 1 if stack.shape == "local" else 3
+    wait = stack.short_wait
     seconds = wait + 1.5
     started = time.monotonic()
     output = client.run("local/sleeper-wait", input={"seconds": seconds, "tag": "x"}, wait=wait)
