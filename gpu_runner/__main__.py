@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         cog_url=settings.cog_url,
         http_port=settings.runner_http_port,
         ecs_metadata_uri=settings.ecs_metadata_uri,
+        cog_sync=settings.cog_sync,
     )
     if args.stop_grace is not None:
         config.stop_grace = args.stop_grace

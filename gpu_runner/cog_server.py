@@ -218,6 +218,7 @@ class CogServer:
         self.started_at: float | None = None
         self._proc: subprocess.Popen | None = None
         self._log_offset = 0
+        self._follow_offset = 0  # follow_logs() has read the log up to here
         self._lock = threading.Lock()
 
     # -- process -------------------------------------------------------------------------------
@@ -285,6 +286,7 @@ class CogServer:
         self.port = free_port(self.host)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._follow_offset = self._log_offset
         env = self.environment(self.port)
         user = model_user()
         uid = gid = None
@@ -433,6 +435,44 @@ class CogServer:
                     lines.append(message)
         return "\n".join(lines)
 
+    def prediction_logs(self, prediction_id: str, max_bytes: int = 16 << 20) -> str:
+        """A prediction's lines as its completed webhook carries them, read from coglet's JSON log
+        lines in the last `max_bytes` of this server's log: cog's sync answer of a failed or
+        canceled prediction has none."""
+        try:
+            with open(self.log_path, "rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(self._log_offset, size - max_bytes))
+                raw = log.read().decode(errors="replace")
+        except OSError:
+            return ""
+        needle = json.dumps(prediction_id)
+        lines = []
+        for line in raw.splitlines():
+            if needle in line and (found := prediction_line(line)) and found[0] == prediction_id:
+                lines.append(found[1])
+        return "".join(lines)
+
+    def follow_logs(self, max_bytes: int = 8 << 20) -> dict[str, str]:
+        """The lines each prediction printed since the last call (by prediction id), read on from
+        where the last call stopped (at most `max_bytes` a call; a partial last line waits)."""
+        with self._lock:
+            try:
+                with open(self.log_path, "rb") as log:
+                    log.seek(self._follow_offset)
+                    raw = log.read(max_bytes)
+            except OSError:
+                return {}
+            end = raw.rfind(b"\n")
+            if end < 0:
+                return {}
+            self._follow_offset += end + 1
+        found: dict[str, list[str]] = {}
+        for line in raw[:end].decode(errors="replace").splitlines():
+            if '"prediction_id"' in line and (parsed := prediction_line(line)):
+                found.setdefault(parsed[0], []).append(parsed[1])
+        return {prediction_id: "".join(lines) for prediction_id, lines in found.items()}
+
     def _address_in_use(self) -> bool:
         return _ADDRESS_IN_USE in self.log_tail().encode()
 
@@ -447,6 +487,22 @@ _COG_NOISE = re.compile(r"^<string>:\d+: DeprecationWarning: ")
 # coglet's prefixes around a setup error: "worker setup failed: worker setup failed (slot <uuid>):
 # Setup failed: setup failed: RuntimeError: msg"
 _SETUP_PREFIX = re.compile(r"^(?:(?:worker setup failed(?: \(slot [^)]*\))?|setup failed)\s*:\s*)+", re.IGNORECASE)
+
+
+def prediction_line(line: str) -> tuple[str, str] | None:
+    """(prediction id, the line with its newline) for one of coglet's JSON log lines that carries
+    what a prediction printed (`fields.source` Stdout or Stderr), else None."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    fields = record.get("fields") if isinstance(record, dict) else None
+    if not isinstance(fields, dict) or fields.get("source") not in ("Stdout", "Stderr"):
+        return None
+    prediction_id, message = fields.get("prediction_id"), fields.get("message")
+    if not isinstance(prediction_id, str) or not isinstance(message, str):
+        return None
+    return prediction_id, message + "\n"
 
 
 def _is_cog_noise(message: str) -> bool:

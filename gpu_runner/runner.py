@@ -2,9 +2,10 @@
 
 One runner process (local) or ECS task (deployed) serves one pool. Flow per prediction: claim a
 job -> the recorder's conditional write starting→processing (the exactly-once guard) -> the cog
-client's `PUT /predictions/{id}` (`Prefer: respond-async`, a webhook to the loopback server) ->
-the recorder records logs and growing output as webhooks arrive, then the terminal state with its
-metrics -> ack the job.
+client's `PUT /predictions/{id}`: sync where it can (`sync`: cog answers with the prediction's
+end, its lines read from the server's log while it runs), else `Prefer: respond-async` with a webhook to the
+loopback server -> the recorder records logs and growing output as they arrive, then the terminal
+state with its metrics -> ack the job.
 
 RunnerProcess only ties the parts together; each depends only on those below it:
 
@@ -25,17 +26,19 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cogplane.domain.entities import Job, Prediction, Runner
 from cogplane.domain.status import TERMINAL, Status
+from cogplane.domain.strictjson import loads_lenient
 from cogplane.domain.timefmt import parse, seconds_between
 from cogplane.logs import prediction_context
 from cogplane.sealing import scrub
 from gpu_runner.boot import Boot, BootConfig, LogBuffer
-from gpu_runner.cog_client import CogUpdate, validation_message
+from gpu_runner.cog_client import Answer, CogClient, CogUpdate, validation_message
+from gpu_runner.cog_server import CogServer
 from gpu_runner.external_server import DEFAULT_COG_URL
 from gpu_runner.inputs import InputFetchError, Inputs
 from gpu_runner.loopback import Loopback, address_towards
@@ -68,6 +71,7 @@ class RunnerConfig:
     # once started with `--upload-url http://127.0.0.1:<port>/upload/`, still served for old tasks)
     http_port: int = 0
     ecs_metadata_uri: str = ""  # ECS's task metadata endpoint (cold-boot phases; empty off ECS)
+    cog_sync: bool = True  # cog answers a prediction with its end where it can (RunnerProcess.sync)
     runner_id: str = field(default_factory=lambda: "r-" + uuid.uuid4().hex[:12])
 
 
@@ -183,23 +187,75 @@ class RunnerProcess:
         cog = self.boot.cog
         if cog is None or self.loopback is None:
             raise RuntimeError("send() before the cog server and the loopback server")
-        hook = self.loopback.webhook_url(prediction.id)
         try:
             model_input = self.model_input({**(prediction.input or {}), **flight.secrets}, prediction.id)
         except InputFetchError as exc:
             self.recorder.fail(prediction.id, str(exc))
             return
-        answer = cog.predict(prediction.id, model_input, hook)
-        if answer.accepted:
+        if self.sync:
+            threading.Thread(
+                target=self._predict_sync,
+                args=(cog, flight, model_input),
+                name=f"predict-{prediction.id}",
+                daemon=True,
+            ).start()
             return
+        answer = cog.predict(prediction.id, model_input, self.loopback.webhook_url(prediction.id))
+        if not answer.accepted:
+            self._refused(flight, answer)
+
+    @property
+    def sync(self) -> bool:
+        """Whether cog answers each prediction with its end (`CogClient.predict_sync`, in a thread
+        per prediction) rather than a 202 and webhooks: for the cog servers the runner starts
+        itself (it reads their log), when the output is not an iterator (an iterator's output
+        is streamed by cog's `output` webhooks) and for predictions, not trainings.
+        COGPLANE_COG_SYNC=0 turns it off."""
+        return (
+            self.config.cog_sync
+            and isinstance(self.boot.server, CogServer)
+            and not self.boot.training
+            and not self.boot.iterator_output
+        )
+
+    def _predict_sync(self, cog: CogClient, flight: InFlight, model_input: dict[str, Any]) -> None:
+        prediction_id = flight.prediction_id
+        with prediction_context(prediction_id):
+            answer = cog.predict_sync(prediction_id, model_input)
+            if self.recorder.get(prediction_id) is not flight:
+                return  # already ended: canceled and given up on, failed by a restart or the stop
+            if answer.status == 0 and self.stopping.is_set():
+                return  # the stop dropped it: shutdown() fails it with the stop's reason
+            if answer.status != 200:
+                self._refused(flight, answer)
+                return
+            try:
+                update = CogUpdate.from_json(loads_lenient(answer.text))
+            except ValueError:
+                update = CogUpdate(status="")
+            if not update.terminal:
+                self._refused(flight, answer)
+                return
+            if update.status != Status.SUCCEEDED and not update.logs:
+                server = self.boot.server
+                if isinstance(server, CogServer):  # cog's sync answer of a failure has no logs
+                    update = replace(update, logs=server.prediction_logs(prediction_id))
+            self.recorder.finish(prediction_id, update)
+
+    def _refused(self, flight: InFlight, answer: Answer) -> None:
+        """cog did not take the prediction (or, sync, did not answer with its end): fail it with
+        cog's reason; anything but a refused input means the server needs a restart."""
         if answer.status == 422:
             reason = validation_message(answer.text)
+        elif answer.status == 0:
+            reason = f"The model server stopped answering ({answer.text[:500]})."
         else:
-            reason = f"The model server refused the prediction ({answer.status or 'no answer'}): {answer.text[:500]}"
+            reason = f"The model server refused the prediction ({answer.status}): {answer.text[:500]}"
         reason = scrub(reason, flight.secrets) or reason
-        self.recorder.fail(prediction.id, reason)
+        self.recorder.fail(flight.prediction_id, reason)
         if answer.status != 422:
             self.restart_needed.set()
+            self.wakeup.set()
 
     def model_input(self, value: dict[str, Any], prediction_id: str = "") -> dict[str, Any]:
         """The input cog gets (gpu_runner.inputs): file inputs become URLs of the loopback server."""
@@ -252,6 +308,27 @@ class RunnerProcess:
                         self.cog_cancel(flight.prediction_id)
             time.sleep(0.2)
 
+    def follow_logs(self, every: float = 0.5) -> None:
+        """The lines of sync predictions while they run (cog sends them no webhook), read from the
+        cog server's log every `every` seconds, as often as cog's throttled `logs` webhooks come."""
+        lines: dict[str, str] = {}
+        while not self.stopping.is_set() or len(self.recorder):
+            time.sleep(every)
+            server = self.boot.server
+            if not self.sync or not isinstance(server, CogServer) or not len(self.recorder):
+                lines.clear()
+                continue
+            new = server.follow_logs()
+            held = self.recorder.ids()
+            for prediction_id in held:
+                if new.get(prediction_id):
+                    lines[prediction_id] = lines.get(prediction_id, "") + new[prediction_id]
+                    update = CogUpdate(status=Status.PROCESSING, logs=lines[prediction_id])
+                    with prediction_context(prediction_id):
+                        self.recorder.progress(prediction_id, update)
+            for prediction_id in set(lines) - set(held):
+                del lines[prediction_id]
+
     def cog_cancel(self, prediction_id: str) -> None:
         if self.boot.cog is not None:
             self.boot.cog.cancel(prediction_id)
@@ -300,6 +377,7 @@ class RunnerProcess:
             return EXIT_SETUP_FAILED
         self.presence.set_state("ready")
         threading.Thread(target=self.watch_cancels, name="cancels", daemon=True).start()
+        threading.Thread(target=self.follow_logs, name="logs", daemon=True).start()
         if first is not None:
             self.start_job(first, cold=True)
         self.last_work = time.monotonic()

@@ -19,6 +19,8 @@ class RunnerSettings(Settings):
     # the port of the runner's webhook/upload server (0 = any); image tasks fix it (their cog was
     # once started with `--upload-url http://127.0.0.1:<port>/upload/`, still served for old tasks)
     runner_http_port: int = Field(default=0, ge=0, le=65535)
+    # COGPLANE_COG_SYNC=0: always the async PUT and cog's webhooks, never a sync PUT (RunnerProcess.sync)
+    cog_sync: bool = True
     # set by ECS in every container: the task metadata endpoint (cold-boot phases)
     ecs_metadata_uri: str = Field(default="", validation_alias=ECS_METADATA_ENV)
     # COGPLANE_LOG_FORMAT: plain text lines (`make up`), or one JSON object per line with the
