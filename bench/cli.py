@@ -146,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start the stacks with COGPLANE_TLS=0 (default: the stack's own default)",
     )
+    parser.add_argument(
+        "--cog-async",
+        action="store_true",
+        help="start the stacks with COGPLANE_COG_SYNC=0: runners send every prediction to cog with "
+        "Prefer: respond-async and take its end from cog's webhooks (the way before sync PUTs)",
+    )
     args = parser.parse_args(argv)
 
     sections = {x.strip() for x in args.sections.split(",") if x.strip()}
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.clients:
         cfg["clients"] = args.clients
     tls = False if args.plain_http else None
+    stack_env = {"COGPLANE_COG_SYNC": "0"} if args.cog_async else {}
     env_cache = (args.env_cache or default_env_cache()).resolve()
     env_cache.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": _cpu_model(),
             "python": platform.python_version(),
             "mode": "quick" if args.quick else "full",
+            "cog_path": "async + webhooks (--cog-async)" if args.cog_async else "sync where it can",
             "env_cache": str(env_cache),
             "idle_timeout_stack1_s": IDLE_TIMEOUT,
         },
@@ -209,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif sections & {"cold", "warm", "throughput"}:
         # Stack 1: one runner per pool, short idle timeout (cold boots by idle exit).
-        stack = Stack(env_cache=env_cache, max_runners=1, idle_timeout=IDLE_TIMEOUT, tls=tls)
+        stack = Stack(env_cache=env_cache, max_runners=1, idle_timeout=IDLE_TIMEOUT, tls=tls, extra_env=stack_env)
         with running(results, stack, "stack 1", "max_runners_1"):
             results["meta"]["api_scheme"] = stack.scheme
             idle_wait = IDLE_TIMEOUT + 30
@@ -257,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if hello_ok and "throughput" in sections:
         # Stack 2: up to two runners for the pool.
-        stack = Stack(env_cache=env_cache, max_runners=2, idle_timeout=30, tls=tls)
+        stack = Stack(env_cache=env_cache, max_runners=2, idle_timeout=30, tls=tls, extra_env=stack_env)
         with running(results, stack, "stack 2", "max_runners_2"):
             serving = run_section(results, "warming 2 runners", scenarios.ensure_serving_runners, stack, 2)
             results["stacks"]["max_runners_2"]["serving_runners"] = serving
@@ -279,7 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         }
 
         def make_stack(count: int) -> Stack:
-            return Stack(env_cache=env_cache, max_runners=count, idle_timeout=300, tls=tls, examples=("hello",))
+            return Stack(
+                env_cache=env_cache,
+                max_runners=count,
+                idle_timeout=300,
+                tls=tls,
+                examples=("hello",),
+                extra_env=stack_env,
+            )
 
         results["load"] = (
             run_section(

@@ -31,6 +31,7 @@ def render(results: dict[str, Any]) -> str:
         "=" * 100,
         f"cogplane bench ({meta['mode']}) {meta['when']}  host {meta['host']}: {meta['cpus']} CPUs, "
         f"{meta['cpu']}, Python {meta['python']}",
+        f"runner -> cog: {meta.get('cog_path', 'sync where it can')}",
         "=" * 100,
     ]
     envs = results.get("environments", {})
