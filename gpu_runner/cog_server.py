@@ -469,7 +469,7 @@ class CogServer:
             self._follow_offset += end + 1
         found: dict[str, list[str]] = {}
         for line in raw[:end].decode(errors="replace").splitlines():
-            if '"prediction_id"' in line and (parsed := prediction_line(line)):
+            if '"source"' in line and (parsed := prediction_line(line)):
                 found.setdefault(parsed[0], []).append(parsed[1])
         return {prediction_id: "".join(lines) for prediction_id, lines in found.items()}
 
