@@ -2,8 +2,9 @@
 it holds), the leases of its jobs, and its doorbell.
 
 - Heartbeats go on while the runner stops: the predictions a stopping runner still holds are its
-  own (no "lost runner" while they finish). `beat_now` asks for a beat at once (a prediction was
-  just taken: the local dispatcher finds a dead runner's predictions through this record).
+  own (no "lost runner" while they finish). `beat_now` asks for the record to be written at once
+  (a prediction was just taken: the local dispatcher finds a dead runner's predictions through
+  this record); the leases are extended on the regular beat.
 - The doorbell is a UDP socket on 127.0.0.1, announced in the record: any datagram (the local
   dispatcher sends one on every enqueue) means "there may be work" and rings `ring`.
 - `leased(job)` keeps one job's lease while the runner boots (environment builds take minutes).
@@ -15,6 +16,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -70,13 +72,21 @@ class Presence:
         threading.Thread(target=self._beats, name="heartbeat", daemon=True).start()
 
     def _beats(self) -> None:
+        """A full beat (record + leases) every `heartbeat_seconds`; between them, `beat_now` writes
+        the record only: it is rung for a job just claimed, whose lease is fresh (extending every
+        held lease there was one more queue write per prediction under load)."""
+        due = time.monotonic() + self.heartbeat_seconds
         while not self.stopped.is_set():
-            self.beat_now.wait(self.heartbeat_seconds)
+            self.beat_now.wait(max(0.0, due - time.monotonic()))
             self.beat_now.clear()
             if self.stopped.is_set():
                 return
             try:
-                self.heartbeat()
+                if time.monotonic() >= due:
+                    due = time.monotonic() + self.heartbeat_seconds
+                    self.heartbeat()
+                else:
+                    self.write_record()
             except Exception:  # noqa: BLE001 - keep beating; a missed beat is not fatal
                 log.warning("heartbeat failed", exc_info=True)
 

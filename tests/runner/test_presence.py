@@ -61,3 +61,21 @@ def test_a_booting_jobs_lease_is_kept_for_the_block(services):
     assert len(queue.released) <= count + 1  # at most one in flight when the block ended
     with presence.leased(None):
         pass
+
+
+def test_a_beat_asked_for_writes_the_record_and_leaves_the_fresh_lease_alone(services):
+    """`beat_now` is rung for every job the runner takes: it records the job at once, but does not
+    extend leases (the job's is fresh); the regular beat, every heartbeat_seconds, does."""
+    held: list[Job] = []
+    queue = Leases()
+    presence = _presence(services, held, queue)
+    presence.heartbeat_seconds = 60.0  # no regular beat during the test
+    presence.start(ring=lambda: None)
+    try:
+        start_writes = len(queue.released)
+        held.append(Job(prediction_id="p3", pool="v-x", enqueued_at="t"))
+        presence.beat_now.set()
+        assert wait_until(lambda: services.state.get_runner("r-p").in_flight == ["p3"], 5)
+        assert len(queue.released) == start_writes
+    finally:
+        presence.close()
