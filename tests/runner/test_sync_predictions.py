@@ -130,3 +130,27 @@ def test_prediction_lines_in_coglets_log(tmp_path) -> None:
     with log.open("a") as f:
         f.write("\n")
     assert server.follow_logs() == {"p-1": "half a line\n"}
+
+
+def test_the_sync_path_is_only_for_what_cog_can_answer_at_once(tmp_path) -> None:
+    """Iterators stream through cog's `output` webhooks, trainings and image versions (the model
+    container's cog: no log of ours to read lines from) keep the async path; so does COG_SYNC=0."""
+    from types import SimpleNamespace
+
+    from gpu_runner.external_server import ExternalCogServer
+
+    ours = CogServer(tmp_path, tmp_path, log_path=tmp_path / "log", config={"predict": "predict.py:Predictor"})
+
+    def sync(server, *, iterator=False, training=False, cog_sync=True) -> bool:
+        runner = SimpleNamespace(
+            config=SimpleNamespace(cog_sync=cog_sync),
+            boot=SimpleNamespace(server=server, training=training, iterator_output=iterator),
+        )
+        return RunnerProcess.sync.fget(runner)
+
+    assert sync(ours)
+    assert not sync(ours, iterator=True)
+    assert not sync(ours, training=True)
+    assert not sync(ours, cog_sync=False)
+    assert not sync(ExternalCogServer("http://127.0.0.1:1"))
+    assert not sync(None)
