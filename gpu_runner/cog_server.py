@@ -439,16 +439,9 @@ class CogServer:
         """A prediction's lines as its completed webhook carries them, read from coglet's JSON log
         lines in the last `max_bytes` of this server's log: cog's sync answer of a failed or
         canceled prediction has none."""
-        try:
-            with open(self.log_path, "rb") as log:
-                size = log.seek(0, os.SEEK_END)
-                log.seek(max(self._log_offset, size - max_bytes))
-                raw = log.read().decode(errors="replace")
-        except OSError:
-            return ""
         needle = json.dumps(prediction_id)
         lines = []
-        for line in raw.splitlines():
+        for line in self.log_tail(max_bytes).splitlines():
             if needle in line and (found := prediction_line(line)) and found[0] == prediction_id:
                 lines.append(found[1])
         return "".join(lines)
