@@ -137,7 +137,8 @@ def patch_presigned() -> None:
     """moto 5.2.5 answers a presigned S3 request (URL or POST) 500 once IAM is enforced (it reads the
     Authorization header a presigned URL does not have). Authorize it as the presigner instead:
     the key in X-Amz-Credential (and its X-Amz-Security-Token) must be allowed the action on the
-    object. The signature and expiry stay unchecked (moto does not compute either)."""
+    object. The signature and expiry stay unchecked (moto does not compute either). Every S3
+    request is authorized by its IAM action, as S3 does (see `authorize`)."""
     from urllib.parse import parse_qs, urlparse
 
     from moto.core.authorization import ActionAuthenticatorMixin
@@ -147,13 +148,26 @@ def patch_presigned() -> None:
     original = ActionAuthenticatorMixin._authenticate_and_authorize_s3_action
 
     def authorize(self, bucket_name=None, key_name=None):
+        # moto 5.2.6 names the action it authorizes by the request's API operation (HeadObject,
+        # PostObject, ListObjectsV2...), which no policy grants; S3 authorizes by IAM action (a
+        # HEAD of an object is s3:GetObject), which moto's S3 still sets as the request's `Action`
+        # (its ACTION_MAP) and 5.2.5 used. Only while authorizing: its responses use the other.
+        action = self.data.get("Action") if isinstance(getattr(self, "data", None), dict) else None
+        if isinstance(action, str) and action:
+            self._get_action = lambda: action
+        try:
+            return presigned(self, bucket_name, key_name)
+        finally:
+            self.__dict__.pop("_get_action", None)
+
+    def presigned(self, bucket_name, key_name):
         headers = self.headers
         if "Authorization" not in headers:
             query = {k.lower(): v[0] for k, v in parse_qs(urlparse(self.uri).query).items()}
             # a presigned POST (browser-style upload) carries them as form fields, which moto
             # merges into its querystring
-            form = getattr(self, "querystring", None) or {}
-            query.update({k.lower(): v[0] for k, v in form.items() if k.lower().startswith("x-amz-") and v})
+            form = {k.lower(): v[0] for k, v in (getattr(self, "querystring", None) or {}).items() if v}
+            query.update({k: v for k, v in form.items() if k.startswith("x-amz-")})
             credential = query.get("x-amz-credential")  # SigV4; SigV2 names only the key
             if credential is None and query.get("awsaccesskeyid"):
                 credential = f"{query['awsaccesskeyid']}/20000101/{self.region}/s3/aws4_request"
@@ -163,6 +177,8 @@ def patch_presigned() -> None:
                     extra["X-Amz-Security-Token"] = query["x-amz-security-token"]
                 self.headers = {**dict(headers.items()), **extra}
                 self._simaws_presigned_request = True
+                if self.method == "POST" and key_name is None and isinstance(form.get("key"), str):
+                    key_name = form["key"]  # a form upload: S3 checks s3:PutObject on the form's key
                 try:
                     return original(self, bucket_name=bucket_name, key_name=key_name)
                 finally:
