@@ -246,6 +246,15 @@ class BlobInfo:
     content_type: str | None
 
 
+@dataclass(frozen=True)
+class BlobDigest:
+    """A blob's bytes as read once, start to end, without holding them (`BlobStore.digest`)."""
+
+    size: int
+    sha256: str
+    md5: str
+
+
 class BlobStore(Protocol):
     def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
 
@@ -267,6 +276,17 @@ class BlobStore(Protocol):
         """Where a client uploads the blob itself, without other auth, until it expires, at most
         max_bytes: `{"url", "method": "PUT"|"POST", "fields"}` (POST: a multipart form of the
         fields, then the bytes in a part named `file`: an S3 presigned POST)."""
+
+    def digest(self, key: str, *, max_bytes: int) -> BlobDigest:
+        """Size and checksums of a blob, read in pieces (never all in memory: an upload may be
+        512 MiB, and a Lambda function has 1 GiB). NotFound if absent; PayloadTooLarge as soon as
+        more than max_bytes have been read."""
+
+    def copy(self, source: str, dest: str, *, content_type: str | None = None) -> None:
+        """Make dest a copy of source, made by the store itself (S3: CopyObject; the bytes never
+        pass through this process), with `content_type`. NotFound if source is absent.
+        To trust a client's upload, copy it where only the platform writes and `digest` the copy:
+        its uploader may send again to its URL at any moment (and an ETag is only an MD5)."""
 
 
 class Outbox(Protocol):

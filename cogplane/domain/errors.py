@@ -40,6 +40,11 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class PayloadTooLarge(DomainError):
+    status = 413
+    title = "Request entity too large"
+
+
 class Unprocessable(DomainError):
     status = 422
     title = "Unprocessable"

@@ -9,8 +9,8 @@ from typing import Any
 from cogplane import cogconfig
 from cogplane.domain import strictjson
 from cogplane.domain.entities import Account, Model, Page, Version
-from cogplane.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unprocessable
-from cogplane.domain.ids import is_version_id, version_id_for
+from cogplane.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, Unprocessable
+from cogplane.domain.ids import is_version_id, new_prediction_id, version_id_for
 from cogplane.ports import BlobStore, Clock, StateStore
 from cogplane.services.accounts import AccountService
 
@@ -51,6 +51,9 @@ def check_schema(schema: Any, field: str) -> None:
             f"{strictjson.MAX_DEPTH} deep.",
             field=field,
         )
+
+
+UPLOADED_BUNDLES = "bundles/uploaded/"  # pushed through POST /v1/uploads: kept where they were hashed
 
 
 def bundle_key(version_id: str) -> str:
@@ -192,23 +195,85 @@ class CatalogService:
 
         Everything is checked before the first write; the bundle is written before the record that
         names it, and removed again (if this push wrote it) when the record cannot be stored."""
+        model = self._check_push(viewer, owner, name, schema, config)
+        if not bundle:
+            raise Unprocessable("The bundle is empty.", field="bundle")
+        version_id = version_id_for(bundle)
+        key = bundle_key(version_id)
+        wrote_bundle = self.blobs.head(key) is None
+        if wrote_bundle:
+            self.blobs.put(key, bundle, content_type="application/gzip")
+        version = self._version(owner, name, version_id, key, len(bundle), schema, config, cog_version)
+        return self._store_pushed(model, version, written=key if wrote_bundle else None)
+
+    def push_uploaded_version(
+        self,
+        viewer: Account,
+        owner: str,
+        name: str,
+        *,
+        upload_key: str,
+        max_bytes: int,
+        schema: dict[str, Any],
+        config: dict[str, Any],
+        cog_version: str,
+    ) -> tuple[Version, bool]:
+        """`push_version` of a bundle its owner sent straight to the store (`POST /v1/uploads`, up
+        to 512 MiB), never held in this process (deployed, a Lambda function with 1 GiB): the store
+        copies the upload to a key only the platform writes, and that copy is what is hashed and
+        kept (the uploader may send again to its URL at any moment, and bundles are shared by
+        content). NotFound if the upload has no bytes."""
+        model = self._check_push(viewer, owner, name, schema, config)
+        staged = f"{UPLOADED_BUNDLES}{new_prediction_id()}.tar.gz"
+        self.blobs.copy(upload_key, staged, content_type="application/gzip")
+        try:
+            digest = self.blobs.digest(staged, max_bytes=max_bytes)
+            if not digest.size:
+                raise Unprocessable("The bundle is empty.", field="bundle")
+        except PayloadTooLarge:
+            self.blobs.delete(staged)
+            raise PayloadTooLarge(f"The bundle is larger than the {max_bytes // (1024 * 1024)} MiB limit.") from None
+        except BaseException:
+            self.blobs.delete(staged)
+            raise
+        key = bundle_key(digest.sha256)
+        if self.blobs.head(key) is not None:  # the same bytes were pushed before: keep one copy
+            self.blobs.delete(staged)
+        else:
+            key = staged  # the version's bundle stays where it was hashed (`Version.bundle_key`)
+        version = self._version(owner, name, digest.sha256, key, digest.size, schema, config, cog_version)
+        return self._store_pushed(model, version, written=staged if key == staged else None)
+
+    def _check_push(
+        self, viewer: Account, owner: str, name: str, schema: dict[str, Any], config: dict[str, Any]
+    ) -> Model:
+        """Everything a push checks before its first write."""
         model = self.get_model(viewer, owner, name)
         if not self.access.can_act_for(viewer, owner):
             raise NotFound(f"Model {owner}/{name} not found.")
         check_schema(schema, "schema")
         if isinstance(config, dict) and not strictjson.is_strict(config):
             raise InvalidRequest("`config` must be strict JSON.", field="config")
-        if not bundle:
-            raise Unprocessable("The bundle is empty.", field="bundle")
         if not isinstance(config, dict):
             raise Unprocessable("`config` must be the cog.yaml as a JSON object.", field="config")
         try:  # what cog's CLI would refuse at build time, and system packages the runners lack
             cogconfig.check_config(config, missing_packages=self.missing_packages, where=self.packages_where)
         except cogconfig.ConfigError as exc:
             raise Unprocessable(str(exc), title="Invalid cog.yaml", field="config") from exc
-        version_id = version_id_for(bundle)
-        key = bundle_key(version_id)
-        version = Version(
+        return model
+
+    def _version(
+        self,
+        owner: str,
+        name: str,
+        version_id: str,
+        key: str,
+        size: int,
+        schema: dict[str, Any],
+        config: dict[str, Any],
+        cog_version: str,
+    ) -> Version:
+        return Version(
             id=version_id,
             owner=owner,
             name=name,
@@ -218,17 +283,22 @@ class CatalogService:
             kind="source",
             bundle_key=key,
             config=config,
-            size=len(bundle),
+            size=size,
         )
-        wrote_bundle = self.blobs.head(key) is None
-        if wrote_bundle:
-            self.blobs.put(key, bundle, content_type="application/gzip")
+
+    def _store_pushed(self, model: Model, version: Version, *, written: str | None) -> tuple[Version, bool]:
+        """Record a pushed version whose bundle is stored; `written`, the bundle this push wrote, is
+        removed again if the record cannot be stored, or if the version was there already (it
+        keeps its own bundle)."""
         try:
-            return self._store_version(model, version)
+            stored, created = self._store_version(model, version)
         except BaseException:
-            if wrote_bundle:
-                self.blobs.delete(key)
+            if written:
+                self.blobs.delete(written)
             raise
+        if written and not created and stored.bundle_key != written:
+            self.blobs.delete(written)
+        return stored, created
 
     def _store_version(self, model: Model, version: Version) -> tuple[Version, bool]:
         """Record a version and make it the model's latest; a new record is removed again if the

@@ -6,26 +6,22 @@ import hashlib
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from cogplane.domain import strictjson
 from cogplane.domain.entities import Account, File, OutboxEvent, Page
-from cogplane.domain.errors import DomainError, InvalidRequest, NotFound, Unprocessable
+from cogplane.domain.errors import InvalidRequest, NotFound, PayloadTooLarge, Unprocessable
 from cogplane.domain.ids import new_prediction_id
 from cogplane.domain.lifecycle import TIMER
 from cogplane.domain.timefmt import add_seconds
-from cogplane.ports import BlobStore, Clock, Outbox, StateStore
+from cogplane.ports import BlobDigest, BlobStore, Clock, Outbox, StateStore
 from cogplane.services.accounts import AccountService
 
 MAX_FILENAME_BYTES = 240  # under the 255 of common file systems, with room for the disk store's `.json` sidecar
 MIME_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:\s*;[\x20-\x7e]*)?$")
 FILE_URL = re.compile(r"^https?://[^/]+(?:/[^/]+)*?/v1/files/([a-z0-9]{10,40})/?$")
 NOT_FOUND = "The requested file could not be found."
-
-
-class PayloadTooLarge(DomainError):
-    status = 413
-    title = "Request entity too large"
 
 
 def safe_filename(filename: str | None) -> str:
@@ -87,7 +83,45 @@ class FileService:
         """Validate everything first, then write the bytes, then the record, then its expiry timer;
         if a later step fails the earlier ones are undone, so a refused upload stores nothing."""
         if len(content) > self.max_bytes:
-            raise PayloadTooLarge(f"The file is larger than the {self.max_bytes // (1024 * 1024)} MiB limit.")
+            raise self._too_large()
+        name, ctype = self._check(filename, content_type, metadata)
+        md5 = hashlib.md5(content, usedforsecurity=False).hexdigest()
+        digest = BlobDigest(size=len(content), sha256=hashlib.sha256(content).hexdigest(), md5=md5)
+
+        def write(key: str) -> BlobDigest:
+            self.blobs.put(key, content, content_type=ctype)
+            return digest
+
+        return self._store(viewer, name, ctype, metadata, write)
+
+    def create_from_upload(
+        self, viewer: Account, upload_key: str, *, filename: str | None, content_type: str | None, metadata: Any = None
+    ) -> File:
+        """A file made from bytes its owner sent straight to the store (`POST /v1/uploads`), never
+        held in this process: the store copies them to the file's place, and that copy is what is
+        measured and hashed (the uploader may send again to its URL at any moment). NotFound if
+        the upload has no bytes."""
+        name, ctype = self._check(filename, content_type, metadata)
+
+        def write(key: str) -> BlobDigest:
+            self.blobs.copy(upload_key, key, content_type=ctype)
+            try:
+                digest = self.blobs.digest(key, max_bytes=self.max_bytes)
+            except PayloadTooLarge:
+                self.blobs.delete(key)
+                raise self._too_large() from None
+            except BaseException:
+                self.blobs.delete(key)
+                raise
+            return digest
+
+        return self._store(viewer, name, ctype, metadata, write)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The file is larger than the {self.max_bytes // (1024 * 1024)} MiB limit.")
+
+    @staticmethod
+    def _check(filename: str | None, content_type: str | None, metadata: Any) -> tuple[str, str]:
         if metadata is not None and not isinstance(metadata, dict):
             raise Unprocessable("`metadata` must be a JSON object.", field="metadata")
         if metadata is not None and not strictjson.is_strict(metadata):
@@ -96,26 +130,28 @@ class FileService:
                 f"{strictjson.MAX_DEPTH} deep.",
                 field="metadata",
             )
-        name = safe_filename(filename)
-        ctype = check_content_type(content_type)
+        return safe_filename(filename), check_content_type(content_type)
+
+    def _store(self, viewer: Account, name: str, ctype: str, metadata: Any, write: Callable[[str], BlobDigest]) -> File:
+        """Write the bytes (`write(key)`), then the record, then its expiry timer; a later step
+        that fails undoes the earlier ones."""
         file_id = new_prediction_id()
-        now = self.clock.now()
-        md5 = hashlib.md5(content, usedforsecurity=False).hexdigest()
         key = f"files/{viewer.username}/{file_id}/{name}"
+        digest = write(key)
+        now = self.clock.now()
         record = File(
             id=file_id,
             owner=viewer.username,
             name=name,
             content_type=ctype,
-            size=len(content),
-            etag=md5,
-            checksums={"sha256": hashlib.sha256(content).hexdigest(), "md5": md5},
+            size=digest.size,
+            etag=digest.md5,
+            checksums={"sha256": digest.sha256, "md5": digest.md5},
             metadata=metadata or {},
             created_at=now,
             expires_at=add_seconds(now, self.ttl_seconds),
             blob_key=key,
         )
-        self.blobs.put(key, content, content_type=ctype)
         try:
             self.state.create_file(record)
         except BaseException:

@@ -6,18 +6,21 @@ default S3 presigning is the legacy SigV2 query string, which newer regions reje
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from typing import Any
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
-from cogplane.domain.errors import NotFound
-from cogplane.ports import BlobInfo
+from cogplane.domain.errors import NotFound, PayloadTooLarge
+from cogplane.ports import BlobDigest, BlobInfo
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _S3_DEFAULT_TYPE = "binary/octet-stream"  # what S3 reports when no Content-Type was given
 _DELETE_BATCH = 1000  # DeleteObjects limit
 _MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 limit
+_CHUNK = 1 << 20  # digest reads the object in pieces this big
 
 
 def _code(exc: ClientError) -> str:
@@ -54,6 +57,40 @@ class S3BlobStore:
             raise
         with resp["Body"] as body:
             return body.read()
+
+    def digest(self, key: str, *, max_bytes: int) -> BlobDigest:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise NotFound(f"Blob {key} not found.") from exc
+            raise
+        sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+        with contextlib.closing(resp["Body"]) as body:
+            for chunk in body.iter_chunks(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"Blob {key} is larger than {max_bytes} bytes.")
+                sha256.update(chunk)
+                md5.update(chunk)
+        return BlobDigest(size=size, sha256=sha256.hexdigest(), md5=md5.hexdigest())
+
+    def copy(self, source: str, dest: str, *, content_type: str | None = None) -> None:
+        """CopyObject: objects up to 5 GiB (the platform's largest, a bundle, is 512 MiB)."""
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(dest),
+            "CopySource": {"Bucket": self.bucket, "Key": self._key(source)},
+            "MetadataDirective": "REPLACE",  # the upload's own metadata, if any, is not the blob's
+        }
+        if content_type:
+            kwargs["ContentType"] = content_type
+        try:
+            self.client.copy_object(**kwargs)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise NotFound(f"Blob {source} not found.") from exc
+            raise
 
     def head(self, key: str) -> BlobInfo | None:
         try:

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 from cogplane.clock import epoch
 from cogplane.domain.errors import NotFound
-from cogplane.ports import BlobInfo, Clock
+from cogplane.ports import BlobDigest, BlobInfo, Clock
 
 BLOB_ROUTE = "/v1/blobs/"
 CHUNK = 1024 * 1024
@@ -68,6 +68,12 @@ class SignedUrlBlobStore:
 
     def upload_url(self, key: str, *, max_bytes: int, expires_in: int = 3600) -> dict[str, Any]:
         return self.inner.upload_url(key, max_bytes=max_bytes, expires_in=expires_in)
+
+    def digest(self, key: str, *, max_bytes: int) -> BlobDigest:
+        return self.inner.digest(key, max_bytes=max_bytes)
+
+    def copy(self, source: str, dest: str, *, content_type: str | None = None) -> None:
+        self.inner.copy(source, dest, content_type=content_type)
 
     # --- the platform's URLs ---------------------------------------------------------------------
     def _hmac_key(self) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -14,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from cogplane.clock import epoch
-from cogplane.domain.errors import InvalidRequest, NotFound
-from cogplane.ports import BlobInfo
+from cogplane.domain.errors import InvalidRequest, NotFound, PayloadTooLarge
+from cogplane.ports import BlobDigest, BlobInfo
 
 if TYPE_CHECKING:
     from cogplane.ports import Clock
 
 BLOB_ROUTE = "/v1/blobs/"
+_CHUNK = 1 << 20
 
 
 def _check_key(key: str) -> str:
@@ -52,17 +54,46 @@ class DiskBlobStore:
         return path
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        self._write(key, lambda fh: fh.write(data), content_type)
+
+    def _write(self, key: str, fill: Any, content_type: str | None) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old or the new file, never half of one
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fill(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)  # atomic: readers see the old or the new file, never half of one
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         meta = self._meta(key)
         meta.parent.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps({"content_type": content_type}))
+
+    def _open(self, key: str) -> Any:
+        try:
+            return open(self._path(key), "rb")  # noqa: SIM115 - the callers close it
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(f"Blob {key} not found.") from None
+
+    def digest(self, key: str, *, max_bytes: int) -> BlobDigest:
+        sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+        with self._open(key) as fh:
+            while chunk := fh.read(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"Blob {key} is larger than {max_bytes} bytes.")
+                sha256.update(chunk)
+                md5.update(chunk)
+        return BlobDigest(size=size, sha256=sha256.hexdigest(), md5=md5.hexdigest())
+
+    def copy(self, source: str, dest: str, *, content_type: str | None = None) -> None:
+        with self._open(source) as src:
+            self._write(dest, lambda fh: shutil.copyfileobj(src, fh, _CHUNK), content_type)
 
     def get(self, key: str) -> bytes:
         return self.path_of(key).read_bytes()

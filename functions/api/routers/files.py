@@ -56,7 +56,7 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
 
 async def _create_from_upload(request: Request, services: ServicesDep, account: AccountDep, base: str) -> JSONResponse:
     from functions.api.deps import json_body
-    from functions.api.routers.uploads import take_upload
+    from functions.api.routers.uploads import adopt_upload, take_upload
 
     body = await json_body(request)
     if "upload" not in body:
@@ -70,16 +70,16 @@ async def _create_from_upload(request: Request, services: ServicesDep, account: 
         raise Unprocessable("`filename` must be a string.", field="filename")
     if content_type is not None and not isinstance(content_type, str):
         raise Unprocessable("`type` must be a MIME type such as image/png.", field="type")
-    data, key = await take_upload(services, account, body.get("upload"), "file")
-    record = await run_in_threadpool(
-        services.files.create,
-        account,
-        data,
-        filename=filename,
-        content_type=content_type,
-        metadata=body.get("metadata"),
+    upload_id = body.get("upload")
+    key, _ = await take_upload(services, account, upload_id, "file")
+    record = await adopt_upload(
+        services,
+        upload_id,
+        key,
+        lambda: services.files.create_from_upload(
+            account, key, filename=filename, content_type=content_type, metadata=body.get("metadata")
+        ),
     )
-    await run_in_threadpool(services.blobs.delete, key)
     return JSONResponse(file_json(record, base), status_code=201)
 
 

@@ -212,10 +212,8 @@ async def _push_version(
     schema: dict[str, Any],
     config: dict[str, Any],
     cog_version: object,
-    *,
-    then_delete: str | None = None,
 ) -> JSONResponse:
-    """Push a source version (either way its bundle came), then delete the upload it came from."""
+    """Push a source version whose bundle came in the request."""
     from fastapi.concurrency import run_in_threadpool
 
     version, created = await run_in_threadpool(
@@ -228,8 +226,6 @@ async def _push_version(
         config=config,
         cog_version=cog_version if isinstance(cog_version, str) else "0.23.1",
     )
-    if then_delete:
-        await run_in_threadpool(services.blobs.delete, then_delete)
     return JSONResponse(version_json(version), status_code=201 if created else 200)
 
 
@@ -238,15 +234,31 @@ async def _push_uploaded_bundle(
 ) -> JSONResponse:
     """A source version whose bundle went straight to the store (`POST /v1/uploads`, purpose
     `bundle`): JSON `{"upload": id, "schema": {...}, "config": {...}, "cog_version": "..."}`."""
-    from functions.api.routers.uploads import take_upload
+    from functions.api.routers.uploads import adopt_upload, take_upload
 
     schema, config, cog_version = body.get("schema"), body.get("config"), body.get("cog_version")
     if not isinstance(schema, dict):
         raise Unprocessable("`schema` must be a JSON object.", field="schema")
     if not isinstance(config, dict):
         raise Unprocessable("`config` must be a JSON object.", field="config")
-    bundle, key = await take_upload(services, account, body.get("upload"), "bundle")
-    return await _push_version(services, account, owner, name, bundle, schema, config, cog_version, then_delete=key)
+    upload_id = body.get("upload")
+    key, limit = await take_upload(services, account, upload_id, "bundle")
+    version, created = await adopt_upload(
+        services,
+        upload_id,
+        key,
+        lambda: services.catalog.push_uploaded_version(
+            account,
+            owner,
+            name,
+            upload_key=key,
+            max_bytes=limit,
+            schema=schema,
+            config=config,
+            cog_version=cog_version if isinstance(cog_version, str) else "0.23.1",
+        ),
+    )
+    return JSONResponse(version_json(version), status_code=201 if created else 200)
 
 
 async def _push_image_version(

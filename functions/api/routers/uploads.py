@@ -7,7 +7,8 @@ id is then given to `POST /v1/files` or `POST /v1/models/{owner}/{name}/versions
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -27,6 +28,7 @@ router = APIRouter(prefix="/v1", tags=["uploads"])
 
 UPLOAD_TTL_SECONDS = 3600
 _ID = re.compile(r"^[a-z0-9]{10,40}$")
+T = TypeVar("T")
 
 
 def limit_for(services: Services, purpose: str) -> int:
@@ -71,20 +73,41 @@ async def create_upload(request: Request, services: ServicesDep, account: Accoun
     )
 
 
-async def take_upload(services: Services, account: Account, upload_id: Any, purpose: str) -> tuple[bytes, str]:
-    """The bytes of one of the caller's uploads (and its key, to delete once used), or 422."""
+async def take_upload(services: Services, account: Account, upload_id: Any, purpose: str) -> tuple[str, int]:
+    """The store key of one of the caller's uploads, and the limit its bytes must keep to; 422 if
+    it has none, 413 (and the upload deleted) if it is over the limit. The bytes are not read here:
+    the service has the store copy and hash them."""
     if not isinstance(upload_id, str) or not _ID.match(upload_id):
         raise Unprocessable("`upload` must be the id `POST /v1/uploads` returned.", field="upload")
     key = upload_key(account.username, upload_id)
-    try:
-        data = await run_in_threadpool(services.blobs.get, key)
-    except NotFound:
-        raise Unprocessable(
-            f"The upload {upload_id} has no bytes: send them to its URL first (uploads expire after an hour).",
-            field="upload",
-        ) from None
+    info = await run_in_threadpool(services.blobs.head, key)
+    if info is None:
+        raise _no_bytes(upload_id)
     limit = limit_for(services, purpose)
-    if len(data) > limit:
+    if info.size > limit:
         await run_in_threadpool(services.blobs.delete, key)
         raise PayloadTooLarge(f"The {purpose} is larger than the {limit // (1024 * 1024)} MiB limit.")
-    return data, key
+    return key, limit
+
+
+def _no_bytes(upload_id: str) -> Unprocessable:
+    return Unprocessable(
+        f"The upload {upload_id} has no bytes: send them to its URL first (uploads expire after an hour).",
+        field="upload",
+    )
+
+
+async def adopt_upload(services: Services, upload_id: Any, key: str, make: Callable[[], T]) -> T:
+    """Run `make` (a service call that copies the upload `key` into its own place), then delete
+    the upload; 422 if its bytes went away meanwhile, and a 413 deletes it too."""
+    try:
+        made = await run_in_threadpool(make)
+    except NotFound as exc:
+        if await run_in_threadpool(services.blobs.head, key) is None:
+            raise _no_bytes(str(upload_id)) from exc
+        raise
+    except PayloadTooLarge:
+        await run_in_threadpool(services.blobs.delete, key)
+        raise
+    await run_in_threadpool(services.blobs.delete, key)
+    return made
