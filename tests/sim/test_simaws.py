@@ -181,6 +181,10 @@ def test_what_moto_enforces_with_iam_on_as_the_readme_says():
         "presigned GET p/x": "200",
         "presigned GET q/x": "403",
         "presigned POST": "403",  # PutObject is not granted: refused as its signer would be
+        "presigned POST granted prefix": "204",  # ...and is on up/*: the form's key is checked
+        # each request by its IAM action: a HEAD needs s3:GetObject
+        "s3 HeadObject granted prefix": "allowed",
+        "s3 HeadObject other prefix": "denied",
     }
     for role in ("as-written", "widened"):
         for probe, outcome in expected.items():
