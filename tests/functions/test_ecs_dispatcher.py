@@ -245,3 +245,45 @@ def test_start_problem_names_what_ecs_says_about_the_pools_task(aws, cluster):
     aws["ecs"].stop_task(cluster=CLUSTER, task=arn, reason="Timeout waiting for network interface provisioning")
     problem = dispatcher.start_problem(POOL)
     assert problem == f"its runner task {task_id} stopped: Timeout waiting for network interface provisioning"
+
+
+def _counting(calls):
+    """Counts the dispatcher's ListTasks (by pool), not the test's own."""
+
+    def handler(params, **_):
+        if "startedBy" in params:
+            calls.append(params["startedBy"])
+
+    return handler
+
+
+def test_a_served_pool_is_checked_once_per_moment_not_per_create(aws, cluster):
+    """Every create wakes its pool inside the request: a warm pool's burst must not pay ECS's and
+    SQS's round trips (two ListTasks, a GetQueueAttributes) per request."""
+    calls = []
+    aws["ecs"].meta.events.register("provide-client-params.ecs.ListTasks", _counting(calls))
+    clock = [100.0]
+    queue = FakeQueue(depth=1)
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, queue=queue, monotonic=lambda: clock[0])
+    dispatcher.wake(POOL)  # a cold boot: the next wake looks again
+    assert len(_tasks(aws["ecs"])) == 1 and len(calls) == 2
+    dispatcher.wake(POOL)  # a runner and no backlog beyond it: served
+    assert len(calls) == 4
+    for _ in range(20):
+        dispatcher.wake(POOL)
+    assert len(calls) == 4
+    clock[0] += 5.1  # then it looks again, and a backlog that grew meanwhile adds a runner
+    queue.waiting = 10
+    dispatcher.wake(POOL)
+    assert len(calls) == 6 and len(_tasks(aws["ecs"])) == 2
+    dispatcher.wake("v-other")  # trust is per pool
+    assert len(calls) == 8
+
+
+def test_a_pool_without_runners_is_checked_at_every_wake(aws, cluster):
+    calls = []
+    aws["ecs"].meta.events.register("provide-client-params.ecs.ListTasks", _counting(calls))
+    dispatcher = EcsDispatcher.from_config(aws["ecs"], cluster, hardware_for=lambda pool: "gpu-h100")
+    for _ in range(3):
+        dispatcher.wake(POOL)  # no task definition for the hardware: nothing starts, nothing is trusted
+    assert len(calls) == 6 and _tasks(aws["ecs"]) == []

@@ -4,6 +4,11 @@
 runner tasks the pool already has (tasks are started with `startedBy` = a short hash of the pool,
 so this costs one call whatever the cluster holds); with none, one RunTask starts a runner (a
 cold boot); with some, another is added only while the backlog outgrows them, up to the cap.
+A pool found served (runners, and no backlog beyond them, or the cap) is trusted to stay so for
+`SERVED_FOR_S` in this process: a burst of creates in a warm Lambda makes its ECS and SQS calls
+(two ListTasks and a GetQueueAttributes, in series inside the create) once, not per request. A
+served runner exits only after minutes idle, so the trust cannot hide a cold pool for long, and
+the expirer's wake each minute catches what it might (a task stopped meanwhile).
 Runners exit by themselves when idle (scale to zero); deployments' `min_instances` are kept by
 the expirer through `keep_warm`, whose tasks carry a separate `startedBy`.
 
@@ -143,6 +148,9 @@ class StatePoolHardware:
         return CPU
 
 
+SERVED_FOR_S = 5.0  # how long wake() trusts a pool it found served (runner idle timeout: 300 s)
+
+
 class EcsDispatcher:
     def __init__(
         self,
@@ -159,6 +167,7 @@ class EcsDispatcher:
         container: str = RUNNER_CONTAINER,
         now: Callable[[], float] = time.time,
         image_for: Callable[[str], str | None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ecs = ecs_client
         self.cluster = cluster
@@ -173,6 +182,8 @@ class EcsDispatcher:
         self.now = now
         self.image_for = image_for or (lambda pool: None)
         self._image_task_definitions: dict[str, str] = {}  # family -> ARN
+        self.monotonic = monotonic
+        self._served_until: dict[str, float] = {}  # pool -> when wake() checks ECS again
 
     @classmethod
     def from_config(cls, ecs_client: Any, config: EcsConfig, **kwargs: Any) -> EcsDispatcher:
@@ -191,6 +202,8 @@ class EcsDispatcher:
     def wake(self, pool: str) -> None:
         """Start a runner for the pool if it has none (or its backlog outgrows them). Never
         raises: the job is queued already, and the next wake or the expirer retries."""
+        if self._served_until.get(pool, 0.0) > self.monotonic():
+            return  # found served moments ago (see the module)
         try:
             self.ensure(pool)
         except (ClientError, BotoCoreError, ValueError):
@@ -202,10 +215,9 @@ class EcsDispatcher:
         running = self.count(pool) + self.count(pool, warm=True)
         if running == 0:
             return self.start(pool)  # a cold boot
-        if running >= self.max_per_pool or self.queue is None:
-            return None
-        if self.queue.depth(pool) > running:  # more waiting jobs than runners: add one
-            return self.start(pool)
+        if running < self.max_per_pool and self.queue is not None and self.queue.depth(pool) > running:
+            return self.start(pool)  # more waiting jobs than runners: add one
+        self._served_until[pool] = self.monotonic() + SERVED_FOR_S
         return None
 
     def keep_warm(self, pool: str, count: int) -> list[str]:
