@@ -11,12 +11,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from cogplane.domain.entities import Account, ApiToken, Membership, UsageRecord
 from cogplane.domain.errors import NotFound
-from functions.api.deps import AccountDep, JsonBody, ServicesDep
+from functions.api.deps import AccountDep, ApiRoute, JsonBody, ServicesDep
 
 if TYPE_CHECKING:
     from cogplane.domain.entities import Account, ApiToken
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=ApiRoute)
 
 
 def admin_account(account: AccountDep) -> Account:

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from cogplane.services.collections import CollectionService
-from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, offset_cursor, page_url
+from functions.api.deps import AccountDep, ApiRoute, BaseUrlDep, ServicesDep, offset_cursor, page_url
 from functions.api.routers.models import present_model
 
 if TYPE_CHECKING:
     from cogplane.wiring import Services
 
-router = APIRouter(prefix="/v1", tags=["collections"])
+router = APIRouter(prefix="/v1", tags=["collections"], route_class=ApiRoute)
 
 
 def _service(services: Services) -> CollectionService:

@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 from cogplane.domain.entities import Deployment
 from cogplane.services.presenters import deployment_json
 from cogplane.wiring import Services
-from functions.api.deps import AccountDep, BaseUrlDep, JsonBody, ServicesDep, page_url
+from functions.api.deps import AccountDep, ApiRoute, BaseUrlDep, JsonBody, ServicesDep, page_url
 from functions.api.routers.predictions import _create
 
-router = APIRouter(prefix="/v1", tags=["deployments"])
+router = APIRouter(prefix="/v1", tags=["deployments"], route_class=ApiRoute)
 
 
 def present_deployment(services: Services, deployment: Deployment) -> dict[str, Any]:

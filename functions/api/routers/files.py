@@ -11,10 +11,10 @@ from starlette.datastructures import UploadFile
 
 from cogplane.domain.errors import Unprocessable
 from cogplane.services.files import PayloadTooLarge, file_json
-from functions.api.deps import AccountDep, BaseUrlDep, ServicesDep, page_url, parse_json
+from functions.api.deps import AccountDep, ApiRoute, BaseUrlDep, ServicesDep, page_url, parse_json
 from functions.api.errors import HTTPProblem
 
-router = APIRouter(prefix="/v1", tags=["files"])
+router = APIRouter(prefix="/v1", tags=["files"], route_class=ApiRoute)
 
 
 @router.post("/files", status_code=201)

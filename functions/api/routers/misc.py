@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from cogplane.domain.errors import NotFound
-from functions.api.deps import AccountDep, ServicesDep
+from functions.api.deps import AccountDep, ApiRoute, ServicesDep
 from functions.api.errors import HTTPProblem
 
-router = APIRouter(prefix="/v1", tags=["misc"])
+router = APIRouter(prefix="/v1", tags=["misc"], route_class=ApiRoute)
 
 
 @router.get("/hardware")

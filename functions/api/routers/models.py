@@ -14,6 +14,7 @@ from cogplane.services.presenters import model_json, version_json
 from cogplane.wiring import Services
 from functions.api.deps import (
     AccountDep,
+    ApiRoute,
     BaseUrlDep,
     JsonBody,
     ServicesDep,
@@ -24,7 +25,7 @@ from functions.api.deps import (
 )
 from functions.api.errors import HTTPProblem
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], route_class=ApiRoute)
 
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a source bundle (weights belong in packages or images)
 

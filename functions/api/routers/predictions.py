@@ -17,9 +17,9 @@ from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import iso, parse
 from cogplane.services.presenters import present_prediction
 from cogplane.wiring import Services
-from functions.api.deps import AccountDep, BaseUrlDep, JsonBody, ServicesDep, page_url
+from functions.api.deps import AccountDep, ApiRoute, BaseUrlDep, JsonBody, ServicesDep, page_url
 
-router = APIRouter(prefix="/v1", tags=["predictions"])
+router = APIRouter(prefix="/v1", tags=["predictions"], route_class=ApiRoute)
 
 # RFC 7240: `wait`, `wait=N` or `wait="N"`, optionally followed by `; parameters`
 _WAIT = re.compile(r'^\s*wait(?:\s*=\s*(?:(\d+)|"(\d+)"))?\s*(?:;.*)?$', re.IGNORECASE)

@@ -39,9 +39,9 @@ from cogplane.logs import set_prediction
 from cogplane.sealing import STREAM_GRACE_SECONDS
 from cogplane.services.presenters import output_kind, resolve_blob_refs
 from cogplane.wiring import Services
-from functions.api.deps import ServicesDep
+from functions.api.deps import ApiRoute, ServicesDep
 
-router = APIRouter(prefix="/v1", tags=["streams"])
+router = APIRouter(prefix="/v1", tags=["streams"], route_class=ApiRoute)
 
 POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0

@@ -9,9 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cogplane.services.presenters import present_prediction
-from functions.api.deps import AccountDep, BaseUrlDep, JsonBody, ServicesDep, page_url
+from functions.api.deps import AccountDep, ApiRoute, BaseUrlDep, JsonBody, ServicesDep, page_url
 
-router = APIRouter(prefix="/v1", tags=["trainings"])
+router = APIRouter(prefix="/v1", tags=["trainings"], route_class=ApiRoute)
 
 
 @router.post("/models/{owner}/{name}/versions/{version_id}/trainings", status_code=201)

@@ -21,10 +21,10 @@ from cogplane.domain.timefmt import add_seconds
 from cogplane.resources import UPLOADS_PREFIX
 from cogplane.services.files import PayloadTooLarge
 from cogplane.wiring import Services
-from functions.api.deps import AccountDep, ServicesDep, json_body
+from functions.api.deps import AccountDep, ApiRoute, ServicesDep, json_body
 from functions.api.routers.models import MAX_BUNDLE_BYTES
 
-router = APIRouter(prefix="/v1", tags=["uploads"])
+router = APIRouter(prefix="/v1", tags=["uploads"], route_class=ApiRoute)
 
 UPLOAD_TTL_SECONDS = 3600
 _ID = re.compile(r"^[a-z0-9]{10,40}$")

@@ -17,7 +17,6 @@ from urllib.parse import urlencode, urlparse
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 
 from cogplane.domain.entities import Account, Model, Prediction, Version
 from cogplane.domain.errors import DomainError, Forbidden, InputValidationError, NotFound, Unauthenticated
@@ -27,7 +26,7 @@ from cogplane.domain.validation import validate_input
 from cogplane.schema import has_training, is_concatenate_output, is_file_output, is_iterator_output, training_view
 from cogplane.services.files import file_id_from_url
 from cogplane.services.web import WebService
-from functions.api.deps import base_url
+from functions.api.deps import ApiRoute, base_url
 from functions.api.errors import problem
 from functions.api.web import session as sess
 from functions.api.web.forms import Field, fields_for, parse_form
@@ -50,7 +49,7 @@ ACTING_COOKIE = "cogplane_as"  # the org a signed-in user acts as (functions/api
 NOT_FOUND_WORDS = "There is nothing here. The page may have been deleted, or it may be private to someone else."
 
 
-class WebRoute(APIRoute):
+class WebRoute(ApiRoute):
     """Domain errors raised by a web page become an HTML page with the same status."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
