@@ -13,6 +13,7 @@ Conventions every adapter honours:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -32,6 +33,7 @@ from cogplane.domain.entities import (
     UsageRecord,
     Version,
 )
+from cogplane.domain.errors import PayloadTooLarge
 from cogplane.domain.ratelimit import RateDecision
 
 
@@ -253,6 +255,18 @@ class BlobDigest:
     size: int
     sha256: str
     md5: str
+
+    @classmethod
+    def of(cls, pieces: Iterable[bytes], *, max_bytes: int, key: str) -> BlobDigest:
+        """The digest of a blob read as `pieces`; PayloadTooLarge as soon as they pass max_bytes."""
+        sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+        for piece in pieces:
+            size += len(piece)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"Blob {key} is larger than {max_bytes} bytes.")
+            sha256.update(piece)
+            md5.update(piece)
+        return cls(size=size, sha256=sha256.hexdigest(), md5=md5.hexdigest())
 
 
 class BlobStore(Protocol):

@@ -44,6 +44,11 @@ class PayloadTooLarge(DomainError):
     status = 413
     title = "Request entity too large"
 
+    @classmethod
+    def over(cls, what: str, limit: int) -> PayloadTooLarge:
+        """`what` (a file, a bundle) over its limit of `limit` bytes, said in MiB."""
+        return cls(f"The {what} is larger than the {limit // (1024 * 1024)} MiB limit.")
+
 
 class Unprocessable(DomainError):
     status = 422

@@ -9,10 +9,11 @@ from typing import Any
 from cogplane import cogconfig
 from cogplane.domain import strictjson
 from cogplane.domain.entities import Account, Model, Page, Version
-from cogplane.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, Unprocessable
+from cogplane.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unprocessable
 from cogplane.domain.ids import is_version_id, new_prediction_id, version_id_for
 from cogplane.ports import BlobStore, Clock, StateStore
 from cogplane.services.accounts import AccountService
+from cogplane.services.files import copy_and_digest
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 MODEL_FIELDS = ("description", "github_url", "paper_url", "license_url", "cover_image_url")
@@ -225,17 +226,12 @@ class CatalogService:
         content). NotFound if the upload has no bytes."""
         model = self._check_push(viewer, owner, name, schema, config)
         staged = f"{UPLOADED_BUNDLES}{new_prediction_id()}.tar.gz"
-        self.blobs.copy(upload_key, staged, content_type="application/gzip")
-        try:
-            digest = self.blobs.digest(staged, max_bytes=max_bytes)
-            if not digest.size:
-                raise Unprocessable("The bundle is empty.", field="bundle")
-        except PayloadTooLarge:
+        digest = copy_and_digest(
+            self.blobs, upload_key, staged, max_bytes=max_bytes, what="bundle", content_type="application/gzip"
+        )
+        if not digest.size:
             self.blobs.delete(staged)
-            raise PayloadTooLarge(f"The bundle is larger than the {max_bytes // (1024 * 1024)} MiB limit.") from None
-        except BaseException:
-            self.blobs.delete(staged)
-            raise
+            raise Unprocessable("The bundle is empty.", field="bundle")
         key = bundle_key(digest.sha256)
         if self.blobs.head(key) is not None:  # the same bytes were pushed before: keep one copy
             self.blobs.delete(staged)

@@ -57,6 +57,23 @@ def file_id_from_url(value: Any) -> str | None:
     return match.group(1) if match else None
 
 
+def copy_and_digest(
+    blobs: BlobStore, source: str, dest: str, *, max_bytes: int, what: str, content_type: str | None
+) -> BlobDigest:
+    """Copy an upload where only the platform writes and digest that copy (what is hashed is what
+    is kept, whatever its uploader sends to its URL meanwhile); the copy is removed again if it is
+    over max_bytes (PayloadTooLarge naming `what`) or anything else fails."""
+    blobs.copy(source, dest, content_type=content_type)
+    try:
+        return blobs.digest(dest, max_bytes=max_bytes)
+    except PayloadTooLarge:
+        blobs.delete(dest)
+        raise PayloadTooLarge.over(what, max_bytes) from None
+    except BaseException:
+        blobs.delete(dest)
+        raise
+
+
 class FileService:
     def __init__(
         self,
@@ -83,7 +100,7 @@ class FileService:
         """Validate everything first, then write the bytes, then the record, then its expiry timer;
         if a later step fails the earlier ones are undone, so a refused upload stores nothing."""
         if len(content) > self.max_bytes:
-            raise self._too_large()
+            raise PayloadTooLarge.over("file", self.max_bytes)
         name, ctype = self._check(filename, content_type, metadata)
         md5 = hashlib.md5(content, usedforsecurity=False).hexdigest()
         digest = BlobDigest(size=len(content), sha256=hashlib.sha256(content).hexdigest(), md5=md5)
@@ -104,21 +121,11 @@ class FileService:
         name, ctype = self._check(filename, content_type, metadata)
 
         def write(key: str) -> BlobDigest:
-            self.blobs.copy(upload_key, key, content_type=ctype)
-            try:
-                digest = self.blobs.digest(key, max_bytes=self.max_bytes)
-            except PayloadTooLarge:
-                self.blobs.delete(key)
-                raise self._too_large() from None
-            except BaseException:
-                self.blobs.delete(key)
-                raise
-            return digest
+            return copy_and_digest(
+                self.blobs, upload_key, key, max_bytes=self.max_bytes, what="file", content_type=ctype
+            )
 
         return self._store(viewer, name, ctype, metadata, write)
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"The file is larger than the {self.max_bytes // (1024 * 1024)} MiB limit.")
 
     @staticmethod
     def _check(filename: str | None, content_type: str | None, metadata: Any) -> tuple[str, str]:

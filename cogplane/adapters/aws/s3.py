@@ -7,13 +7,12 @@ default S3 presigning is the legacy SigV2 query string, which newer regions reje
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from typing import Any
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
-from cogplane.domain.errors import NotFound, PayloadTooLarge
+from cogplane.domain.errors import NotFound
 from cogplane.ports import BlobDigest, BlobInfo
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -48,32 +47,22 @@ class S3BlobStore:
             kwargs["ContentType"] = content_type
         self.client.put_object(**kwargs)
 
-    def get(self, key: str) -> bytes:
+    def _body(self, key: str) -> Any:
+        """The object's streaming body (NotFound if absent); the caller closes it."""
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 raise NotFound(f"Blob {key} not found.") from exc
             raise
-        with resp["Body"] as body:
+
+    def get(self, key: str) -> bytes:
+        with contextlib.closing(self._body(key)) as body:
             return body.read()
 
     def digest(self, key: str, *, max_bytes: int) -> BlobDigest:
-        try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                raise NotFound(f"Blob {key} not found.") from exc
-            raise
-        sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-        with contextlib.closing(resp["Body"]) as body:
-            for chunk in body.iter_chunks(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"Blob {key} is larger than {max_bytes} bytes.")
-                sha256.update(chunk)
-                md5.update(chunk)
-        return BlobDigest(size=size, sha256=sha256.hexdigest(), md5=md5.hexdigest())
+        with contextlib.closing(self._body(key)) as body:
+            return BlobDigest.of(body.iter_chunks(_CHUNK), max_bytes=max_bytes, key=key)
 
     def copy(self, source: str, dest: str, *, content_type: str | None = None) -> None:
         """CopyObject: objects up to 5 GiB (the platform's largest, a bundle, is 512 MiB)."""

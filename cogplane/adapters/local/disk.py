@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from cogplane.clock import epoch
-from cogplane.domain.errors import InvalidRequest, NotFound, PayloadTooLarge
+from cogplane.domain.errors import InvalidRequest, NotFound
 from cogplane.ports import BlobDigest, BlobInfo
 
 if TYPE_CHECKING:
@@ -81,15 +81,8 @@ class DiskBlobStore:
             raise NotFound(f"Blob {key} not found.") from None
 
     def digest(self, key: str, *, max_bytes: int) -> BlobDigest:
-        sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
         with self._open(key) as fh:
-            while chunk := fh.read(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"Blob {key} is larger than {max_bytes} bytes.")
-                sha256.update(chunk)
-                md5.update(chunk)
-        return BlobDigest(size=size, sha256=sha256.hexdigest(), md5=md5.hexdigest())
+            return BlobDigest.of(iter(lambda: fh.read(_CHUNK), b""), max_bytes=max_bytes, key=key)
 
     def copy(self, source: str, dest: str, *, content_type: str | None = None) -> None:
         with self._open(source) as src:

@@ -29,7 +29,7 @@ async def create_file(request: Request, services: ServicesDep, account: AccountD
     limit = services.settings.max_file_bytes
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit + 64 * 1024:
-        raise PayloadTooLarge(f"The file is larger than the {limit // (1024 * 1024)} MiB limit.")
+        raise PayloadTooLarge.over("file", limit)
     form = await request.form(max_part_size=limit + 1)
     content = form.get("content")
     if not isinstance(content, UploadFile):

@@ -54,7 +54,7 @@ async def create_upload(request: Request, services: ServicesDep, account: Accoun
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise Unprocessable("`size` must be a positive integer (bytes).", field="size")
     if size is not None and size > limit:
-        raise PayloadTooLarge(f"The {purpose} is larger than the {limit // (1024 * 1024)} MiB limit.")
+        raise PayloadTooLarge.over(purpose, limit)
     if size is not None:  # the target takes no more than declared (S3's policy; the local PUT's `max`)
         limit = size
     upload_id = new_prediction_id()
@@ -86,7 +86,7 @@ async def take_upload(services: Services, account: Account, upload_id: Any, purp
     limit = limit_for(services, purpose)
     if info.size > limit:
         await run_in_threadpool(services.blobs.delete, key)
-        raise PayloadTooLarge(f"The {purpose} is larger than the {limit // (1024 * 1024)} MiB limit.")
+        raise PayloadTooLarge.over(purpose, limit)
     return key, limit
 
 
