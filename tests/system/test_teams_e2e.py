@@ -145,7 +145,12 @@ def test_teams_end_to_end(teams_stack, tmp_path):
         for _ in spenders:
             assert warm.acquire(timeout=180), "b's bucket never ran out"
         client_b = stack.replicate(tokens["b"], transport=recording)
-        output = client_b.run("t/secret-model", input={"count": 2}, wait=False)  # polls
+        # the run polls once or twice; a poll may still find a token refilled between two
+        # spenders' calls (the bucket refills by the second): then run again, until one is throttled
+        for _ in range(5):
+            output = client_b.run("t/secret-model", input={"count": 2}, wait=False)  # polls
+            if ("GET", 429) in recording.seen:
+                break
     finally:
         stop.set()
         for spender in spenders:
