@@ -11,13 +11,43 @@ from cogplane.domain.status import Status
 T = TypeVar("T")
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def _plain(value: Any) -> Any:
+    """What `dataclasses.asdict` makes of a field's value (nested containers copied), without its
+    generic machinery: records are written and read on every state change of a prediction."""
+    if isinstance(value, _SCALARS):
+        return value
+    if type(value) is dict:
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain(v) for v in value]
+    if isinstance(value, _Record):
+        return value.to_dict()
+    return dataclasses.asdict(_Wrap(value)).get("value")  # anything else: exactly as asdict does
+
+
+@dataclass
+class _Wrap:
+    value: Any
+
+
 class _Record:
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {name: _plain(getattr(self, name)) for name in _names(type(self))}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = _names(cls)
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def replace(self, **changes: Any) -> Self:
