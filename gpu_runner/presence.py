@@ -24,6 +24,11 @@ from cogplane.domain.entities import Job, Runner
 
 log = logging.getLogger("cogplane.runner")
 
+# A prediction just taken is added to the runner's record this long after (if still held): the
+# expirer finds a lost runner's predictions by that record (deployed; the local dispatcher also
+# finds them by the predictions' runner_id).
+RECORD_DELAY_S = 0.25
+
 
 class Presence:
     def __init__(
@@ -45,6 +50,7 @@ class Presence:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.beat_now = threading.Event()
+        self.record_delay = RECORD_DELAY_S
         self.stopped = threading.Event()  # the runner is gone: heartbeats end
         self.doorbell: socket.socket | None = None
 
@@ -74,10 +80,15 @@ class Presence:
     def _beats(self) -> None:
         """A full beat (record + leases) every `heartbeat_seconds`; between them, `beat_now` writes
         the record only: it is rung for a job just claimed, whose lease is fresh (extending every
-        held lease there was one more queue write per prediction under load)."""
+        held lease there was one more queue write per prediction under load). That write waits
+        `record_delay` seconds and is skipped when every prediction held then is recorded already:
+        a prediction that ended by then needs no record, and under load one write covers all the
+        predictions taken meanwhile (it was one write per prediction)."""
         due = time.monotonic() + self.heartbeat_seconds
         while not self.stopped.is_set():
-            self.beat_now.wait(max(0.0, due - time.monotonic()))
+            rung = self.beat_now.wait(max(0.0, due - time.monotonic()))
+            if rung and time.monotonic() < due and self.stopped.wait(self.record_delay):
+                return
             self.beat_now.clear()
             if self.stopped.is_set():
                 return
@@ -85,7 +96,7 @@ class Presence:
                 if time.monotonic() >= due:
                     due = time.monotonic() + self.heartbeat_seconds
                     self.heartbeat()
-                else:
+                elif {job.prediction_id for job in self.held()} - set(self.record.in_flight):
                     self.write_record()
             except Exception:  # noqa: BLE001 - keep beating; a missed beat is not fatal
                 log.warning("heartbeat failed", exc_info=True)

@@ -19,13 +19,16 @@ RunnerProcess only ties the parts together; each depends only on those below it:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +54,55 @@ if TYPE_CHECKING:
 log = logging.getLogger("cogplane.runner")
 
 EXIT_SETUP_FAILED = 3  # tells the dispatcher to back off before booting this pool again
+
+
+class Workers:
+    """Daemon threads kept for the next task once they finish one; a new thread starts only when
+    none is idle, so a task never waits for another to end. Idle threads exit after `idle_s`."""
+
+    def __init__(self, name: str, idle_s: float = 60.0) -> None:
+        self.name = name
+        self.idle_s = idle_s
+        self.tasks: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = 0
+        self.count = itertools.count(1)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        with self.lock:
+            start = self.idle == 0
+            if not start:
+                self.idle -= 1  # that idle thread takes it
+        self.tasks.put((fn, args))
+        if start:
+            threading.Thread(target=self._work, name=f"{self.name}-{next(self.count)}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                task = self.tasks.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self.lock:
+                    if self.idle == 0:  # a task was promised to the idle threads: take it
+                        continue
+                    self.idle -= 1
+                return
+            if task is None:
+                return
+            fn, args = task
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - the task's own failure handling comes first
+                log.exception("%s: a task failed", self.name)
+            with self.lock:
+                self.idle += 1
+
+    def close(self) -> None:
+        """Idle threads exit; busy ones exit after their task."""
+        with self.lock:
+            idle, self.idle = self.idle, 0
+        for _ in range(idle):
+            self.tasks.put(None)
 
 
 @dataclass
@@ -93,6 +145,10 @@ class RunnerProcess:
         self.restart_needed = threading.Event()
         self.wakeup = threading.Event()  # rung by the doorbell and by finished predictions
         self.loopback: Loopback | None = None  # cog's webhook target and input server (run() starts it)
+        # The threads that wait on cog's sync answers, kept between predictions (each keeps its
+        # SQLite connection); one more is started only when none is idle (a canceled prediction's
+        # thread may still wait on cog after its slot was given up), so none ever waits its turn.
+        self.predictors = Workers("predict")
         self.last_work = time.monotonic()
         self.boot = Boot(
             services,
@@ -193,12 +249,7 @@ class RunnerProcess:
             self.recorder.fail(prediction.id, str(exc))
             return
         if self.sync:
-            threading.Thread(
-                target=self._predict_sync,
-                args=(cog, flight, model_input),
-                name=f"predict-{prediction.id}",
-                daemon=True,
-            ).start()
+            self.predictors.submit(self._predict_sync, cog, flight, model_input)
             return
         answer = cog.predict(prediction.id, model_input, self.loopback.webhook_url(prediction.id))
         if not answer.accepted:
@@ -219,28 +270,35 @@ class RunnerProcess:
         )
 
     def _predict_sync(self, cog: CogClient, flight: InFlight, model_input: dict[str, Any]) -> None:
-        prediction_id = flight.prediction_id
-        with prediction_context(prediction_id):
-            answer = cog.predict_sync(prediction_id, model_input)
-            if self.recorder.get(prediction_id) is not flight:
-                return  # already ended: canceled and given up on, failed by a restart or the stop
-            if answer.status == 0 and self.stopping.is_set():
-                return  # the stop dropped it: shutdown() fails it with the stop's reason
-            if answer.status != 200:
-                self._refused(flight, answer)
-                return
+        with prediction_context(flight.prediction_id):
             try:
-                update = CogUpdate.from_json(loads_lenient(answer.text))
-            except ValueError:
-                update = CogUpdate(status="")
-            if not update.terminal:
-                self._refused(flight, answer)
-                return
-            if update.status != Status.SUCCEEDED and not update.logs:
-                server = self.boot.server
-                if isinstance(server, CogServer):  # cog's sync answer of a failure has no logs
-                    update = replace(update, logs=server.prediction_logs(prediction_id))
-            self.recorder.finish(prediction_id, update)
+                self._run_sync(cog, flight, model_input)
+            except Exception as exc:  # noqa: BLE001 - one prediction's bug must not leave it running
+                log.exception("prediction %s: the runner failed", flight.prediction_id)
+                self.recorder.fail(flight.prediction_id, f"The runner could not finish the prediction: {exc}")
+
+    def _run_sync(self, cog: CogClient, flight: InFlight, model_input: dict[str, Any]) -> None:
+        prediction_id = flight.prediction_id
+        answer = cog.predict_sync(prediction_id, model_input)
+        if self.recorder.get(prediction_id) is not flight:
+            return  # already ended: canceled and given up on, failed by a restart or the stop
+        if answer.status == 0 and self.stopping.is_set():
+            return  # the stop dropped it: shutdown() fails it with the stop's reason
+        if answer.status != 200:
+            self._refused(flight, answer)
+            return
+        try:
+            update = CogUpdate.from_json(loads_lenient(answer.text))
+        except ValueError:
+            update = CogUpdate(status="")
+        if not update.terminal:
+            self._refused(flight, answer)
+            return
+        if update.status != Status.SUCCEEDED and not update.logs:
+            server = self.boot.server
+            if isinstance(server, CogServer):  # cog's sync answer of a failure has no logs
+                update = replace(update, logs=server.prediction_logs(prediction_id))
+        self.recorder.finish(prediction_id, update)
 
     def _refused(self, flight: InFlight, answer: Answer) -> None:
         """cog did not take the prediction (or, sync, did not answer with its end): fail it with
@@ -424,6 +482,7 @@ class RunnerProcess:
             time.sleep(0.05)
         self.recorder.fail_all(self.stop_reason)
         self.boot.stop(grace=3)
+        self.predictors.close()
         if self.loopback:
             self.loopback.stop()
         self.presence.close()

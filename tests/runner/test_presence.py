@@ -64,8 +64,9 @@ def test_a_booting_jobs_lease_is_kept_for_the_block(services):
 
 
 def test_a_beat_asked_for_writes_the_record_and_leaves_the_fresh_lease_alone(services):
-    """`beat_now` is rung for every job the runner takes: it records the job at once, but does not
-    extend leases (the job's is fresh); the regular beat, every heartbeat_seconds, does."""
+    """`beat_now` is rung for every job the runner takes: it records the job (after
+    `record_delay`), but does not extend leases (the job's is fresh); the regular beat, every
+    heartbeat_seconds, does."""
     held: list[Job] = []
     queue = Leases()
     presence = _presence(services, held, queue)
@@ -77,5 +78,49 @@ def test_a_beat_asked_for_writes_the_record_and_leaves_the_fresh_lease_alone(ser
         presence.beat_now.set()
         assert wait_until(lambda: services.state.get_runner("r-p").in_flight == ["p3"], 5)
         assert len(queue.released) == start_writes
+    finally:
+        presence.close()
+
+
+class CountingState:
+    """The state store, counting the runner record's writes."""
+
+    def __init__(self, state) -> None:
+        self.state = state
+        self.writes: list[list[str]] = []
+
+    def put_runner(self, record: Runner) -> None:
+        self.writes.append(list(record.in_flight))
+        self.state.put_runner(record)
+
+    def __getattr__(self, name: str):
+        return getattr(self.state, name)
+
+
+def test_a_prediction_that_ended_before_the_record_delay_costs_no_write_and_a_burst_costs_one(services):
+    """Under load a runner takes hundreds of predictions a second, most of them over in a few ms:
+    the record is written `record_delay` after a ring, only when something held then is new, so a
+    prediction already over costs no write, and every one taken within the delay shares one."""
+    held: list[Job] = []
+    counting = CountingState(services.state)
+    services.state = counting
+    presence = _presence(services, held, Leases())
+    presence.heartbeat_seconds = 60.0
+    presence.record_delay = 0.3
+    presence.start(ring=lambda: None)
+    try:
+        first = len(counting.writes)
+        held.append(Job(prediction_id="short", pool="v-x", enqueued_at="t"))
+        presence.beat_now.set()
+        held.clear()  # it ended within the delay
+        threading.Event().wait(0.6)
+        assert len(counting.writes) == first
+        for n in range(5):
+            held.append(Job(prediction_id=f"p{n}", pool="v-x", enqueued_at="t"))
+            presence.beat_now.set()
+        assert wait_until(lambda: len(counting.writes) > first, 5)
+        threading.Event().wait(0.6)
+        assert counting.writes[first:] == [[f"p{n}" for n in range(5)]]
+        assert services.state.get_runner("r-p").in_flight == [f"p{n}" for n in range(5)]
     finally:
         presence.close()

@@ -648,6 +648,9 @@ class SqliteJobQueue:
 
     def claim(self, pool: str, *, lease_seconds: float = 60.0) -> Job | None:
         now = epoch(self.clock)
+        # An idle runner polls: look first (a read never waits on the write lock nor takes it)
+        if not self.db.read("SELECT 1 FROM jobs WHERE pool = ? AND visible_at <= ? LIMIT 1", (pool, now)):
+            return None
         receipt = uuid.uuid4().hex
         with self.db.write() as conn:
             row = conn.execute(
