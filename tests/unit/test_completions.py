@@ -56,6 +56,28 @@ def test_async_waiter_wakes_on_a_notice_from_another_thread(hub: CompletionHub) 
             return woke, again
 
     assert asyncio.run(scenario()) == (True, False)
+    # the event loop read the notice itself: no listener thread was needed for an async waiter
+    assert hub._thread is None
+
+
+def test_a_thread_waiter_and_an_async_waiter_are_both_woken(hub: CompletionHub) -> None:
+    """The loop reads the socket once an async waiter attached it; a thread that waits starts the
+    listener thread too: whichever takes the notice wakes every waiter of the prediction."""
+    notifier = CompletionNotifier(hub.directory)
+    woke_thread: list[bool] = []
+
+    async def scenario() -> bool:
+        with hub.watching("p5") as in_loop, hub.watching("p5") as in_thread:
+            waiting = threading.Thread(target=lambda: woke_thread.append(hub.wait(in_thread, 10)))
+            waiting.start()
+            await asyncio.sleep(0.05)
+            notifier.ended("p5")
+            woke = await hub.wait_async(in_loop, 10)
+            await asyncio.to_thread(waiting.join, 10)
+            return woke
+
+    assert asyncio.run(scenario()) is True
+    assert woke_thread == [True]
 
 
 def test_a_listener_that_is_gone_is_forgotten(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import secrets
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -98,7 +99,13 @@ class _Waiter:
 
 
 class CompletionHub:
-    """The listener's side (one per API process): wakes the requests waiting on a prediction."""
+    """The listener's side (one per API process): wakes the requests waiting on a prediction.
+
+    Its socket is read by the API's event loop itself (`add_reader`, attached by the first async
+    wait), so a notice wakes a waiting request with no thread in between: a listener thread cost
+    a GIL hand-over and a loop wake-up (`call_soon_threadsafe`) per prediction. A thread reads it
+    too once a waiter blocks a thread (`wait`: the safety checker's), or where no loop is attached;
+    whichever takes a datagram wakes every waiter it names."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -107,6 +114,7 @@ class CompletionHub:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.received = 0
         self.fallback_seconds = FALLBACK_SECONDS
 
@@ -114,21 +122,62 @@ class CompletionHub:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(b"\0" + self.name.encode())
+        sock.setblocking(False)
         self._sock = sock
         with open(os.path.join(self.directory, self.name), "w"):
             pass
-        self._thread = threading.Thread(target=self._listen, name="completions", daemon=True)
-        self._thread.start()
         return self
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(self.directory, self.name))
         sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        loop, self._loop = self._loop, None
+        if sock is None:
+            return
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                if _running_loop() is loop:
+                    loop.remove_reader(sock.fileno())
+                else:
+                    loop.call_soon_threadsafe(_forget_reader, loop, sock)
+                    return  # the loop closes it once the reader is off
+        sock.close()
+
+    # --- who reads the socket ---------------------------------------------------------------
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read the socket in `loop` from now on (the running loop of an async waiter)."""
+        sock = self._sock
+        if sock is None or self._loop is loop:
+            return
+        old = self._loop
+        if old is not None and not old.is_closed() and old.is_running():
+            return  # another live loop reads it; the waiter of this one is woken thread-safely
+        self._loop = loop
+        loop.add_reader(sock.fileno(), self._readable, loop)
+
+    def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        while True:
+            try:
+                data = sock.recv(_MAX_ID)
+            except BlockingIOError:
+                return
+            except OSError:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(sock.fileno())
+                return
+            if data:
+                self.received += 1
+                self._wake(data.decode(errors="replace"), loop)
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None and self._sock is not None:
+                self._thread = threading.Thread(target=self._listen, name="completions", daemon=True)
+                self._thread.start()
 
     def _listen(self) -> None:
         while True:
@@ -136,23 +185,28 @@ class CompletionHub:
             if sock is None:
                 return
             try:
+                ready, _, _ = select.select([sock], [], [], 1.0)
+                if not ready:
+                    continue
                 data = sock.recv(_MAX_ID)
-            except OSError:
-                return
-            if not data:
-                if self._sock is None:
-                    return
+            except BlockingIOError:  # the loop took it first
                 continue
-            self.received += 1
-            self._wake(data.decode(errors="replace"))
+            except (OSError, ValueError):  # closed
+                return
+            if data:
+                self.received += 1
+                self._wake(data.decode(errors="replace"))
 
-    def _wake(self, prediction_id: str) -> None:
+    def _wake(self, prediction_id: str, in_loop: asyncio.AbstractEventLoop | None = None) -> None:
         with self._lock:
             waiters = list(self._waiters.get(prediction_id, ()))
         for waiter in waiters:
             waiter.event.set()
             if waiter.loop is not None and waiter.future is not None:
-                waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+                if waiter.loop is in_loop:
+                    _resolve(waiter.future)
+                else:
+                    waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
 
     @contextlib.contextmanager
     def watching(self, prediction_id: str) -> Iterator[_Waiter]:
@@ -170,16 +224,16 @@ class CompletionHub:
                     if not group:
                         del self._waiters[prediction_id]
 
-    @staticmethod
-    def wait(waiter: _Waiter, timeout: float) -> bool:
+    def wait(self, waiter: _Waiter, timeout: float) -> bool:
         """Block until a notice (True) or `timeout` seconds (False)."""
+        self._ensure_thread()
         woke = waiter.event.wait(max(0.0, timeout))
         waiter.event.clear()
         return woke
 
-    @staticmethod
-    async def wait_async(waiter: _Waiter, timeout: float) -> bool:
+    async def wait_async(self, waiter: _Waiter, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
+        self._attach(loop)
         if waiter.event.is_set():
             waiter.event.clear()
             return True
@@ -200,3 +254,16 @@ class CompletionHub:
 def _resolve(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _forget_reader(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    with contextlib.suppress(Exception):
+        loop.remove_reader(sock.fileno())
+    sock.close()

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cogplane.domain.entities import Deployment
 from cogplane.services.presenters import deployment_json
 from cogplane.wiring import Services
 from functions.api.deps import AccountDep, ApiRoute, BaseUrlDep, JsonBody, ServicesDep, page_url
-from functions.api.routers.predictions import _create
+from functions.api.routers.predictions import Target, _create
 
 router = APIRouter(prefix="/v1", tags=["deployments"], route_class=ApiRoute)
 
@@ -82,17 +81,16 @@ async def create_deployment_prediction(
     body: JsonBody,
 ) -> JSONResponse:
     """Run the deployment's current release; the prediction is served by the deployment's pool."""
-    deployment, model, version, pool = await run_in_threadpool(services.deployments.target, account, owner, name)
-    return await _create(
-        request,
-        services,
-        account,
-        base,
-        model,
-        version,
-        body,
-        deployment=f"{deployment.owner}/{deployment.name}",
-        pool=pool,
-        timeout=deployment.timeout,
-        hardware=deployment.hardware,
-    )
+
+    def target() -> Target:
+        deployment, model, version, pool = services.deployments.target(account, owner, name)
+        return Target(
+            model,
+            version,
+            deployment=f"{deployment.owner}/{deployment.name}",
+            pool=pool,
+            timeout=deployment.timeout,
+            hardware=deployment.hardware,
+        )
+
+    return await _create(request, services, account, base, target, body)

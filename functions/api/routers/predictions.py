@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -102,35 +103,47 @@ def present(services: Services, p: Prediction, base: str, version: Version | Non
     return present_prediction(services, p, base, version)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What a create runs: the model and version, and for a deployment its name and settings."""
+
+    model: Model
+    version: Version
+    deployment: str | None = None
+    pool: str | None = None
+    timeout: float | None = None
+    hardware: str | None = None
+
+
 async def _create(
     request: Request,
     services: Services,
     account: Account,
     base: str,
-    model: Model,
-    version: Version,
+    target: Callable[[], Target],
     body: dict[str, Any],
-    *,
-    deployment: str | None = None,
-    pool: str | None = None,
-    timeout: float | None = None,
-    hardware: str | None = None,
 ) -> JSONResponse:
+    """Resolve `target` and create, in one worker-thread hop (both read or write the store)."""
     arrived = time.time()
     prefer = prefer_header(request)
     wait = parse_prefer(prefer, services.settings.max_wait_seconds)
-    prediction = await run_in_threadpool(
-        services.predictions.create,
-        account,
-        model,
-        version,
-        body,
-        cancel_after=request.headers.get("cancel-after"),
-        deployment=deployment,
-        pool=pool,
-        timeout=timeout,
-        hardware=hardware,
-    )
+
+    def create() -> tuple[Version, Prediction]:
+        what = target()
+        made = services.predictions.create(
+            account,
+            what.model,
+            what.version,
+            body,
+            cancel_after=request.headers.get("cancel-after"),
+            deployment=what.deployment,
+            pool=what.pool,
+            timeout=what.timeout,
+            hardware=what.hardware,
+        )
+        return what.version, made
+
+    version, prediction = await run_in_threadpool(create)
     headers: dict[str, str] = {}
     if wait is not None:
         held = wait_time_left(request.scope, float(wait), arrived)
@@ -150,8 +163,14 @@ async def create_prediction(
     request: Request, services: ServicesDep, account: AccountDep, base: BaseUrlDep, body: JsonBody
 ) -> JSONResponse:
     """Create a prediction for a version (`id`, `owner/name:id` or `owner/name`)."""
-    model, version = await run_in_threadpool(services.catalog.resolve_version, account, body.get("version"))
-    return await _create(request, services, account, base, model, version, body)
+    return await _create(
+        request,
+        services,
+        account,
+        base,
+        lambda: Target(*services.catalog.resolve_version(account, body.get("version"))),
+        body,
+    )
 
 
 @router.post("/models/{owner}/{name}/predictions", status_code=201)
@@ -165,8 +184,9 @@ async def create_model_prediction(
     body: JsonBody,
 ) -> JSONResponse:
     """Create a prediction with the model's latest version."""
-    model, version = await run_in_threadpool(services.catalog.latest_version, account, owner, name)
-    return await _create(request, services, account, base, model, version, body)
+    return await _create(
+        request, services, account, base, lambda: Target(*services.catalog.latest_version(account, owner, name)), body
+    )
 
 
 @router.get("/predictions/{prediction_id}")
