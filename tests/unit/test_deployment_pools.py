@@ -101,3 +101,43 @@ def test_runner_resolves_the_version_named_by_a_deployment_pool(services, schema
         _runner(services, tmp_path, pools.for_deployment("alice", "my.app", vid(9))).boot.resolve_version()
     with pytest.raises(RuntimeError):
         _runner(services, tmp_path, "d-nodots").boot.resolve_version()
+
+
+class Alive:
+    """A runner process that stays alive (the dispatcher only asks `poll()`)."""
+
+    def poll(self) -> None:
+        return None
+
+
+def test_a_create_ticks_fully_for_a_pool_without_a_runner_and_looks_only_at_a_served_pool(
+    services, dispatcher, monkeypatch
+):
+    """A create for a pool nobody serves makes the loop tick at once (a cold boot starts now); for
+    a served pool it asks only for a look at that pool's backlog, at most every POKE_EVERY_S, and
+    that look adds a runner once the backlog has been seen four times, as a full tick does."""
+    from cogplane.adapters.local import dispatcher as module
+    from cogplane.adapters.local.dispatcher import Child
+    from cogplane.domain.entities import Job
+
+    spawned: list[str] = []
+    monkeypatch.setattr(dispatcher, "spawn", lambda pool, keep_warm=False: spawned.append(pool))
+    dispatcher.wake("v-cold")
+    assert dispatcher.tick_now and dispatcher.wakeup.is_set() and not dispatcher.poke
+
+    dispatcher.tick_now = False
+    dispatcher.wakeup.clear()
+    dispatcher.children["r-1"] = Child(id="r-1", pool="v-hot", proc=Alive(), started=0.0)  # type: ignore[arg-type]
+    dispatcher.wake("v-hot")
+    assert dispatcher.poke == {"v-hot"} and not dispatcher.tick_now and dispatcher.wakeup.is_set()
+    dispatcher.poke.clear()
+    dispatcher.wake("v-hot")  # within POKE_EVERY_S of the last: no second look
+    assert not dispatcher.poke
+
+    monkeypatch.setattr(module, "POKE_EVERY_S", 0.0)
+    for n in range(3):
+        services.queue.enqueue(Job(prediction_id=f"p{n}", pool="v-hot", enqueued_at="t"))
+    for _ in range(4):
+        dispatcher.wake("v-hot")
+        dispatcher.scale(dispatcher.poke.pop(), now=10.0)
+    assert spawned == ["v-hot"]
