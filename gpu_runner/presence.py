@@ -26,8 +26,10 @@ log = logging.getLogger("cogplane.runner")
 
 # A prediction just taken is added to the runner's record this long after (if still held): the
 # expirer finds a lost runner's predictions by that record (deployed; the local dispatcher also
-# finds them by the predictions' runner_id).
-RECORD_DELAY_S = 0.25
+# finds them by the predictions' runner_id). Short, as a runner killed before the write leaves its
+# prediction to the prediction's timeout there; long enough that under load (hundreds a second)
+# one write covers many predictions and most have ended before it.
+RECORD_DELAY_S = 0.05
 
 
 class Presence:
