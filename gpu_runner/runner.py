@@ -340,14 +340,15 @@ class RunnerProcess:
         """A held prediction ended (recorded by the recorder): its job is done, its slot free.
         A crashed worker is marked first: the failure is already visible, so new work may be queued
         at once, and the loop must not send it to the dead server while the ack (a network call on
-        the deployed shape) is on its way."""
+        the deployed shape) is on its way. The loop is woken before the ack, for the same reason:
+        the next job is claimed and sent while the ack travels (deployed: an SQS DeleteMessage)."""
         if update.worker_crashed:
             self.restart_needed.set()
         if self.loopback:
             self.loopback.release(flight.prediction_id)
-        self.queue.ack(flight.job)
         self.last_work = time.monotonic()
         self.wakeup.set()
+        self.queue.ack(flight.job)
 
     def watch_cancels(self) -> None:
         """A prediction canceled (or timed out) in the state store is stopped in cog within ~0.2 s."""
