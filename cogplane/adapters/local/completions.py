@@ -169,9 +169,7 @@ class CompletionHub:
                 with contextlib.suppress(Exception):
                     loop.remove_reader(sock.fileno())
                 return
-            if data:
-                self.received += 1
-                self._wake(data.decode(errors="replace"), loop)
+            self._received(data, loop)
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -193,9 +191,13 @@ class CompletionHub:
                 continue
             except (OSError, ValueError):  # closed
                 return
-            if data:
-                self.received += 1
-                self._wake(data.decode(errors="replace"))
+            self._received(data)
+
+    def _received(self, data: bytes, in_loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """One datagram, from whichever reader took it: wake the waiters of the prediction it names."""
+        if data:
+            self.received += 1
+            self._wake(data.decode(errors="replace"), in_loop)
 
     def _wake(self, prediction_id: str, in_loop: asyncio.AbstractEventLoop | None = None) -> None:
         with self._lock:
