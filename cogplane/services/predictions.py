@@ -301,9 +301,11 @@ class PredictionService:
                     return prediction
                 hub.wait(waiter, min(remaining, hub.fallback_seconds))
 
-    async def wait_async(self, prediction_id: str, timeout: float) -> Prediction:
+    async def wait_async(self, prediction_id: str, timeout: float, *, unended: bool = False) -> Prediction:
         """`wait` for an event loop: no thread is held while waiting (only with a hub; without
-        one, the polling `wait` runs in a worker thread)."""
+        one, the polling `wait` runs in a worker thread). `unended`: the caller has just seen it
+        not yet ended (its create), so it is not read before the first wait: a notice that came
+        in between is among the hub's recent ones and ends that wait at once."""
         if self.completions is None:
             import anyio.to_thread
 
@@ -311,6 +313,8 @@ class PredictionService:
         deadline = time.monotonic() + timeout
         hub = self.completions
         with hub.watching(prediction_id) as waiter:
+            if unended:
+                await hub.wait_async(waiter, min(timeout, hub.fallback_seconds))
             while True:
                 # a SQLite read by primary key (tens of µs): cheaper than a hop to a worker thread
                 prediction = self.state.get_prediction(prediction_id)

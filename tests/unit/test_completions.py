@@ -137,6 +137,70 @@ def test_the_state_store_announces_an_end_and_wait_returns_it(tmp_path: Path) ->
         hub.stop()
 
 
+def test_a_notice_taken_before_the_waiter_registered_still_wakes_it(hub: CompletionHub) -> None:
+    """`watching` after the notice was read (the create's prediction ended before its waiter
+    registered): the hub keeps the last notices' ids, so the waiter starts woken."""
+    notifier = CompletionNotifier(hub.directory)
+    with hub.watching("other") as other:
+        notifier.ended("early")
+        notifier.ended("other")
+        assert hub.wait(other, 10) is True  # the listener thread has taken both by now
+    with hub.watching("early") as waiter, hub.watching("never") as idle:
+        assert hub.wait(waiter, 0) is True
+        assert hub.wait(idle, 0) is False
+
+
+def test_the_recent_notices_are_bounded(hub: CompletionHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cogplane.adapters.local import completions
+
+    monkeypatch.setattr(completions, "RECENT", 3)
+    for n in range(5):
+        hub._received(f"p{n}".encode())
+    hub._received(b"p4")  # a repeat is kept once
+    assert list(hub._recent) == ["p2", "p3", "p4"] and hub._recent_ids == {"p2", "p3", "p4"}
+
+
+def test_an_unended_wait_skips_the_first_read_but_never_misses_the_end(tmp_path: Path) -> None:
+    """`wait_async(..., unended=True)` (a create that waits): no read before the first wait, and an
+    end announced before the waiter registered still ends the wait at once (not after the
+    fallback re-read, made 30 s here)."""
+    db_path = tmp_path / "state.db"
+    hub = CompletionHub(notify_dir(str(db_path))).start()
+    try:
+        state, service = _service(db_path)
+        service.completions = hub
+        hub.fallback_seconds = 30
+        reads: list[str] = []
+        read = state.get_prediction
+        state.get_prediction = lambda pid: reads.append(pid) or read(pid)  # type: ignore[method-assign]
+        for pid in ("p1", "p2"):
+            state.create_prediction(
+                Prediction(id=pid, owner="alice", model="alice/m", version="v", input={}, created_at=TS)
+            )
+
+        async def scenario() -> tuple[str, str]:
+            # p1 ends before anyone waits, and the loop reads that notice before the waiter registers
+            writer_state, _ = _service(db_path)
+            writer_state.update_prediction("p1", {"status": "processing", "started_at": TS})
+            writer_state.update_prediction("p1", {"status": "succeeded", "completed_at": TS})
+            with hub.watching("p2") as warm_up:  # attaches the loop as the socket's reader
+                await hub.wait_async(warm_up, 0.01)
+            for _ in range(100):
+                if "p1" in hub._recent_ids:
+                    break
+                await asyncio.sleep(0.01)
+            first = await asyncio.wait_for(service.wait_async("p1", 60, unended=True), 10)
+            # p2 ends while its waiter waits
+            threading.Timer(0.1, lambda: writer_state.update_prediction("p2", {"status": "canceled"})).start()
+            second = await asyncio.wait_for(service.wait_async("p2", 60, unended=True), 10)
+            return first.status, second.status
+
+        assert asyncio.run(scenario()) == ("succeeded", "canceled")
+        assert reads == ["p1", "p2"]  # one read each: after the notice, none before the wait
+    finally:
+        hub.stop()
+
+
 def test_wait_without_a_hub_still_polls(tmp_path: Path) -> None:
     state, service = _service(tmp_path / "state.db")
     state.create_prediction(Prediction(id="p1", owner="alice", model="alice/m", version="v", input={}, created_at=TS))

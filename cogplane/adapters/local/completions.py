@@ -25,12 +25,14 @@ import secrets
 import select
 import socket
 import threading
+from collections import deque
 from collections.abc import Iterator
 
 log = logging.getLogger("cogplane.completions")
 
 FALLBACK_SECONDS = 0.25  # re-read without a notice at least this often (safety net only)
 _MAX_ID = 256
+RECENT = 4096  # ids of the last notices kept, so a waiter that registers late still sees its own
 
 
 def notify_dir(db_path: str) -> str | None:
@@ -115,6 +117,10 @@ class CompletionHub:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The ids of the last RECENT notices: `watching` finds a notice that came before it did
+        # (a waiter that knows the state it starts from need not read it first: `PredictionService.wait_async`).
+        self._recent: deque[str] = deque()
+        self._recent_ids: set[str] = set()
         self.received = 0
         self.fallback_seconds = FALLBACK_SECONDS
 
@@ -201,6 +207,11 @@ class CompletionHub:
 
     def _wake(self, prediction_id: str, in_loop: asyncio.AbstractEventLoop | None = None) -> None:
         with self._lock:
+            if prediction_id not in self._recent_ids:
+                self._recent.append(prediction_id)
+                self._recent_ids.add(prediction_id)
+                if len(self._recent) > RECENT:
+                    self._recent_ids.discard(self._recent.popleft())
             waiters = list(self._waiters.get(prediction_id, ()))
         for waiter in waiters:
             waiter.event.set()
@@ -212,10 +223,13 @@ class CompletionHub:
 
     @contextlib.contextmanager
     def watching(self, prediction_id: str) -> Iterator[_Waiter]:
-        """Register before reading the state (a notice in between is not lost)."""
+        """Register before reading the state (a notice in between is not lost). A notice for it
+        among the last RECENT ones (it ended before this call) leaves the waiter woken at once."""
         waiter = _Waiter()
         with self._lock:
             self._waiters.setdefault(prediction_id, set()).add(waiter)
+            if prediction_id in self._recent_ids:
+                waiter.event.set()
         try:
             yield waiter
         finally:

@@ -148,7 +148,9 @@ async def _create(
     if wait is not None:
         held = wait_time_left(request.scope, float(wait), arrived)
         if held > 0:
-            prediction = await services.predictions.wait_async(prediction.id, held)
+            prediction = await services.predictions.wait_async(
+                prediction.id, held, unended=prediction.status not in TERMINAL
+            )
         headers["Preference-Applied"] = f"wait={wait}" if prefer.strip() != "wait" else "wait"
         if prediction.status not in TERMINAL:
             # Both clients treat anything but `starting` as final: never show a running state here.
