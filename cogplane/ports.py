@@ -37,6 +37,11 @@ from cogplane.domain.errors import PayloadTooLarge
 from cogplane.domain.ratelimit import RateDecision
 
 
+class WouldBlock(Exception):  # noqa: N818 - a condition, like BlockingIOError, not a failure
+    """A write in a `Services.nonblocking()` block would have waited (for a lock): nothing was
+    written; do it again where waiting is allowed (a worker thread)."""
+
+
 @runtime_checkable
 class Clock(Protocol):
     def now(self) -> str:

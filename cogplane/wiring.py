@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +46,12 @@ class Services:
     dispatcher: Dispatcher
     hardware: dict[str, str]
     limiter: RateLimiter
+    # Several adapters' writes as one transaction (the prediction and its job): the single
+    # machine's Database.write; deployed (DynamoDB + SQS) each write stands alone.
+    atomic: Callable[[], AbstractContextManager[Any]] = nullcontext
+    # Where writes can be told not to wait (Database.nowait: WouldBlock instead), the API creates
+    # in its event loop, with no worker-thread hop; None: always in a worker thread.
+    nonblocking: Callable[[], AbstractContextManager[Any]] | None = None
     accounts: AccountService = field(init=False)
     ratelimits: RateLimitService = field(init=False)
     catalog: CatalogService = field(init=False)
@@ -96,6 +104,7 @@ class Services:
             start_deadline_seconds=self.settings.start_deadline_seconds,
             access=self.accounts,
         )
+        self.predictions.atomic = self.atomic
         self.ratelimits = RateLimitService(
             self.limiter,
             self.clock,
@@ -187,6 +196,8 @@ def build_local(
         dispatcher=dispatcher or NoDispatcher(),
         hardware=skus.local(),
         limiter=SqliteRateLimiter.own_file(settings.ratelimit_db_path),
+        atomic=db.write,
+        nonblocking=db.nowait,
     )
 
 

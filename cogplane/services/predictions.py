@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -15,7 +16,7 @@ from cogplane.domain.errors import Conflict, InvalidRequest, NotFound, Unavailab
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import add_seconds
 from cogplane.logs import set_prediction
-from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
+from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore, WouldBlock
 from cogplane.schema import file_inputs
 from cogplane.sealing import SecretBox, split_secrets
 from cogplane.services.accounts import AccountService
@@ -67,6 +68,8 @@ class PredictionService:
         self.start_deadline_seconds = start_deadline_seconds
         self.secret_box: Callable[[], SecretBox] | None = None  # set by Services
         self.refusing: str | None = None  # set while the platform stops: creates answer 503
+        # The prediction and its job in one transaction where the adapters can (set by Services)
+        self.atomic: Callable[[], AbstractContextManager[Any]] = nullcontext
 
     # --- create -------------------------------------------------------------------------
     def create(
@@ -167,14 +170,22 @@ class PredictionService:
         )
         set_prediction(prediction.id)  # this request's log lines name it from here on (cogplane.logs)
         sealed = self._seal(prediction.id, secret_values) if secret_values else None
-        self.state.create_prediction(prediction)
-        try:
-            self.queue.enqueue(Job(prediction_id=prediction.id, pool=prediction.pool, enqueued_at=now, sealed=sealed))
-        except Exception as exc:  # never leave a prediction that nothing will ever run
-            self._fail(prediction.id, f"Could not queue the prediction: {exc}")
-            raise
+        self._store(prediction, Job(prediction_id=prediction.id, pool=prediction.pool, enqueued_at=now, sealed=sealed))
         self.dispatcher.wake(prediction.pool)
         return prediction
+
+    def _store(self, prediction: Prediction, job: Job) -> None:
+        """The prediction and its job: one transaction on one machine (neither is stored without
+        the other, and a nonblocking create's WouldBlock can only come before both)."""
+        with self.atomic():
+            self.state.create_prediction(prediction)
+            try:
+                self.queue.enqueue(job)
+            except WouldBlock:
+                raise
+            except Exception as exc:  # never leave a prediction that nothing will ever run
+                self._fail(prediction.id, f"Could not queue the prediction: {exc}")
+                raise
 
     def _seal(self, prediction_id: str, secrets: dict[str, Any]) -> str:
         if self.secret_box is None:

@@ -43,6 +43,7 @@ from cogplane.domain.ratelimit import RateDecision, take
 from cogplane.domain.status import TERMINAL, Status
 from cogplane.domain.timefmt import iso
 from cogplane.domain.usage import billable
+from cogplane.ports import WouldBlock
 
 if TYPE_CHECKING:
     from cogplane.ports import Clock
@@ -146,8 +147,28 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction. Nested in another on the same thread, it joins that one (as a
+        savepoint: its own failure undoes its own writes only), so `write()` also makes several
+        adapters' writes one transaction: the prediction and its job (`PredictionService.create`)."""
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            savepoint = f"w{depth}"
+            conn.execute(f"SAVEPOINT {savepoint}")
+            self._local.depth = depth + 1
+            try:
+                yield conn
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {savepoint}")
+                conn.execute(f"RELEASE {savepoint}")
+                raise
+            else:
+                conn.execute(f"RELEASE {savepoint}")
+            finally:
+                self._local.depth = depth
+            return
+        self._begin(conn)
+        self._local.depth = 1
         try:
             yield conn
         except BaseException:
@@ -155,6 +176,39 @@ class Database:
             raise
         else:
             conn.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        if not getattr(self._local, "nowait", False):
+            conn.execute("BEGIN IMMEDIATE")  # waits for the write lock (busy_timeout)
+            return
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise WouldBlock("another process holds the write lock") from exc
+            raise
+        finally:
+            conn.execute("PRAGMA busy_timeout=30000")
+
+    @contextmanager
+    def nowait(self) -> Iterator[None]:
+        """In this block, a write of this thread that would wait for the write lock (held by a
+        runner, say) raises WouldBlock instead, before writing anything: the event loop writes
+        only while nobody else does, and hands the work to a thread otherwise. Its connection never
+        checkpoints the WAL either (a checkpoint syncs the file: milliseconds); others do."""
+        conn = self.connection()
+        if not getattr(self._local, "no_checkpoints", False):
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._local.no_checkpoints = True
+        was = getattr(self._local, "nowait", False)
+        self._local.nowait = True
+        try:
+            yield
+        finally:
+            self._local.nowait = was
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self.connection().execute(sql, params).fetchall()

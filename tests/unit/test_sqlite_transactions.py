@@ -1,0 +1,96 @@
+"""The single machine's SQLite transactions (cogplane/adapters/local/sqlite.py `Database`): a write
+nested in another joins it as a savepoint, and `nowait` writes refuse to wait for the write lock
+(the API's event loop creates with them: functions/api/routers/predictions.py `_run_create`)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from cogplane.adapters.local.sqlite import Database
+from cogplane.ports import WouldBlock
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    db = Database(str(tmp_path / "state.db"))
+    with db.write() as conn:
+        conn.execute("CREATE TABLE t (v TEXT)")
+    return db
+
+
+def rows(db: Database) -> list[str]:
+    return [r["v"] for r in db.read("SELECT v FROM t ORDER BY rowid")]
+
+
+def test_a_nested_write_joins_the_outer_transaction(db: Database, tmp_path: Path) -> None:
+    other = sqlite3.connect(str(tmp_path / "state.db"))  # another process's view
+    with db.write() as conn:
+        conn.execute("INSERT INTO t VALUES ('a')")
+        with db.write() as inner:
+            assert inner is conn
+            inner.execute("INSERT INTO t VALUES ('b')")
+        assert other.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0  # nothing committed yet
+    assert rows(db) == ["a", "b"]
+    assert other.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 2
+
+
+def test_a_failed_nested_write_undoes_only_its_own_writes(db: Database) -> None:
+    with db.write() as conn:
+        conn.execute("INSERT INTO t VALUES ('kept')")
+        with pytest.raises(ValueError), db.write() as inner:
+            inner.execute("INSERT INTO t VALUES ('undone')")
+            raise ValueError("inner")
+        conn.execute("INSERT INTO t VALUES ('after')")
+    assert rows(db) == ["kept", "after"]
+
+
+def test_a_failure_after_a_nested_write_undoes_everything(db: Database) -> None:
+    with pytest.raises(ValueError), db.write() as conn:
+        with db.write() as inner:
+            inner.execute("INSERT INTO t VALUES ('b')")
+        conn.execute("INSERT INTO t VALUES ('a')")
+        raise ValueError("outer")
+    assert rows(db) == []
+    with db.write() as conn:  # and the next transaction starts clean
+        conn.execute("INSERT INTO t VALUES ('c')")
+    assert rows(db) == ["c"]
+
+
+def test_nowait_raises_instead_of_waiting_for_the_lock_and_writes_nothing(db: Database, tmp_path: Path) -> None:
+    holder = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a runner in the middle of a write
+    try:
+        with db.nowait():
+            with pytest.raises(WouldBlock), db.write() as conn:
+                conn.execute("INSERT INTO t VALUES ('never')")
+            assert db.read("PRAGMA busy_timeout")[0][0] == 30000  # waiting writes wait again
+    finally:
+        holder.execute("ROLLBACK")
+    with db.nowait(), db.write() as conn:  # the lock is free: it writes
+        conn.execute("INSERT INTO t VALUES ('now')")
+    assert rows(db) == ["now"]
+
+
+def test_nowait_is_the_calling_threads_only(db: Database, tmp_path: Path) -> None:
+    """Another thread's writes still wait for the lock while this one is in a nowait block."""
+    holder = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    done: list[str] = []
+
+    def waiting_writer() -> None:
+        with db.write() as conn:
+            conn.execute("INSERT INTO t VALUES ('waited')")
+        done.append("ok")
+
+    with db.nowait():
+        writer = threading.Thread(target=waiting_writer)
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive()  # it waits, it did not raise
+        holder.execute("ROLLBACK")
+        writer.join(10)
+    assert done == ["ok"] and rows(db) == ["waited"]
