@@ -94,3 +94,30 @@ def test_nowait_is_the_calling_threads_only(db: Database, tmp_path: Path) -> Non
         holder.execute("ROLLBACK")
         writer.join(10)
     assert done == ["ok"] and rows(db) == ["waited"]
+
+
+def test_a_writer_waits_for_the_lock_and_gives_up_after_the_busy_timeout(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Database._begin` retries the write lock itself (SQLite's own busy handler sleeps up to
+    100 ms at a time): it gets the lock once it is free, and after the busy timeout it fails as
+    SQLite does ("database is locked"); reads keep SQLite's busy timeout."""
+    from cogplane.adapters.local import sqlite as module
+
+    holder = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.2, holder.execute, args=("ROLLBACK",)).start()
+    with db.write() as conn:  # waits through the 0.2 s
+        conn.execute("INSERT INTO t VALUES ('waited')")
+    assert rows(db) == ["waited"]
+    assert db.read("PRAGMA busy_timeout")[0][0] == module.BUSY_TIMEOUT_MS
+
+    monkeypatch.setattr(module, "BUSY_TIMEOUT_S", 0.05)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"), db.write() as conn:
+            conn.execute("INSERT INTO t VALUES ('never')")
+    finally:
+        holder.execute("ROLLBACK")
+    assert rows(db) == ["waited"]
+    assert db.read("PRAGMA busy_timeout")[0][0] == module.BUSY_TIMEOUT_MS
