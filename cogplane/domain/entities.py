@@ -13,6 +13,7 @@ T = TypeVar("T")
 
 _SCALARS = (str, int, float, bool, type(None))
 _NAMES: dict[type, tuple[str, ...]] = {}
+_KEYS: dict[type, frozenset[str]] = {}
 
 
 def _names(cls: type) -> tuple[str, ...]:
@@ -20,6 +21,15 @@ def _names(cls: type) -> tuple[str, ...]:
     if names is None:
         names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
     return names
+
+
+def _keys(cls: type) -> frozenset[str]:
+    """The field names as a set: `from_dict` tests every stored key against them (a tuple's
+    `in` compared up to 32 strings per key: 13 µs of a prediction's 16)."""
+    keys = _KEYS.get(cls)
+    if keys is None:
+        keys = _KEYS[cls] = frozenset(_names(cls))
+    return keys
 
 
 def _plain(value: Any) -> Any:
@@ -47,8 +57,10 @@ class _Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = _names(cls)
-        return cls(**{k: v for k, v in data.items() if k in names})
+        keys = _keys(cls)
+        if keys.issuperset(data):  # the usual case: nothing unknown to drop
+            return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in keys})
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
