@@ -143,3 +143,43 @@ def test_uploads_map_back_to_their_blobs(services, schema):
     ref = recorder.store_output("unknown", "out.txt", b"data", "text/plain")
     key = ref[len(BLOB_PREFIX) :]
     assert recorder.map_output(f"up:{key}") == ref and recorder.map_output("plain") == "plain"
+
+
+def test_the_end_and_the_ack_are_one_transaction_and_a_failed_ack_does_not_undo_the_end(services, schema):
+    """On one machine the recorder writes a prediction's end and on_done acks its job in one
+    transaction; an ack that fails (its own savepoint) leaves the end recorded, the job for later."""
+    writes: list[int] = []
+    begin = services.state.db._begin
+    services.state.db._begin = lambda conn: (writes.append(1), begin(conn))[1]
+
+    def ack(flight, update):
+        services.queue.ack(flight.job)
+
+    recorder = Recorder(services, runner_id="r-1", on_done=ack)
+    recorder.schema = schema
+    job, prediction = _queued(services, schema)
+    recorder.start(job, prediction, {})
+    writes.clear()
+    recorder.finish(prediction.id, CogUpdate(status="succeeded", output="hi"))
+    assert writes == [1]  # one transaction: the end and the ack
+    assert services.state.get_prediction(prediction.id).status == "succeeded"
+    assert services.queue.claim(prediction.pool, lease_seconds=0) is None  # acked
+
+    def failing(flight, update):
+        with services.state.db.write() as conn:  # as the queue's ack would: a nested write
+            conn.execute("DELETE FROM jobs")
+            raise RuntimeError("ack failed")
+
+    job, prediction = _queued(services, schema)
+    recorder.on_done = lambda flight, update: _swallow(failing, flight, update)
+    recorder.start(job, prediction, {})
+    recorder.finish(prediction.id, CogUpdate(status="succeeded", output="hi"))
+    assert services.state.get_prediction(prediction.id).status == "succeeded"
+    assert services.state.db.read("SELECT COUNT(*) AS n FROM jobs")[0]["n"] == 1  # the ack's writes undone only
+
+
+def _swallow(fn, *args):
+    try:
+        fn(*args)
+    except RuntimeError:
+        pass

@@ -121,3 +121,39 @@ def test_a_writer_waits_for_the_lock_and_gives_up_after_the_busy_timeout(
         holder.execute("ROLLBACK")
     assert rows(db) == ["waited"]
     assert db.read("PRAGMA busy_timeout")[0][0] == module.BUSY_TIMEOUT_MS
+
+
+def test_after_commit_runs_once_the_outermost_transaction_commits(db: Database) -> None:
+    ran: list[str] = []
+    db.after_commit(lambda: ran.append("outside"))  # no transaction: at once
+    with db.write():
+        with db.write():
+            db.after_commit(lambda: ran.append("inner"))
+        assert ran == ["outside"]  # the inner block ended, nothing is committed yet
+        with pytest.raises(ValueError), db.write():
+            db.after_commit(lambda: ran.append("undone"))
+            raise ValueError("its writes and its callbacks go")
+    assert ran == ["outside", "inner"]
+    with pytest.raises(ValueError), db.write():
+        db.after_commit(lambda: ran.append("rolled back"))
+        raise ValueError
+    assert ran == ["outside", "inner"]
+
+
+def test_an_end_written_inside_a_larger_transaction_is_announced_after_its_commit(tmp_path: Path) -> None:
+    """The completion notice (a woken API reads the prediction) must not go before the commit."""
+    from cogplane.adapters.local.sqlite import SqliteStateStore
+    from cogplane.clock import SystemClock
+    from cogplane.domain.entities import Prediction
+
+    db = Database(str(tmp_path / "state.db"))
+    state = SqliteStateStore(db, SystemClock())
+    announced: list[str] = []
+    state.completions.ended = announced.append  # type: ignore[method-assign]
+    state.create_prediction(
+        Prediction(id="p1", owner="a", model="a/m", version="v", input={}, created_at="2026-11-30T00:00:00.000000Z")
+    )
+    with db.write():
+        state.update_prediction("p1", {"status": "canceled"})
+        assert announced == []
+    assert announced == ["p1"]

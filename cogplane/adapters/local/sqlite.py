@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,11 +156,14 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction. Nested in another on the same thread, it joins that one (as a
         savepoint: its own failure undoes its own writes only), so `write()` also makes several
-        adapters' writes one transaction: the prediction and its job (`PredictionService.create`)."""
+        adapters' writes one transaction: the prediction and its job (`PredictionService.create`),
+        a prediction's end and its job's ack (the runner's `Recorder.finish`). What must happen
+        only once the writes are committed is `after_commit`'s."""
         conn = self.connection()
         depth = getattr(self._local, "depth", 0)
         if depth:
             savepoint = f"w{depth}"
+            mark = len(self._local.after)
             conn.execute(f"SAVEPOINT {savepoint}")
             self._local.depth = depth + 1
             try:
@@ -168,6 +171,7 @@ class Database:
             except BaseException:
                 conn.execute(f"ROLLBACK TO {savepoint}")
                 conn.execute(f"RELEASE {savepoint}")
+                del self._local.after[mark:]  # its own callbacks go with its writes
                 raise
             else:
                 conn.execute(f"RELEASE {savepoint}")
@@ -176,6 +180,7 @@ class Database:
             return
         self._begin(conn)
         self._local.depth = 1
+        self._local.after = []
         try:
             yield conn
         except BaseException:
@@ -185,6 +190,20 @@ class Database:
             conn.execute("COMMIT")
         finally:
             self._local.depth = 0
+            after, self._local.after = self._local.after, []
+        for callback in after:  # committed (an exception above skips them)
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a notice's failure must not undo a committed write
+                log.exception("after a commit to %s", self.path)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this thread's transaction commits (at once outside one); never if
+        it rolls back. A write nested in another is not committed when its block ends."""
+        if getattr(self._local, "depth", 0):
+            self._local.after.append(callback)
+        else:
+            callback()
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         """Take the write lock (`BEGIN IMMEDIATE`). Not with SQLite's own busy handler: a writer
@@ -582,7 +601,8 @@ class SqliteStateStore:
                     (delta.account, delta.day, delta.hardware, delta.predict_time),
                 )
         if updated.status in TERMINAL and before.status not in TERMINAL:
-            self.completions.ended(prediction_id)  # after the commit: a woken waiter reads it
+            # after the commit (of an enclosing transaction too): a woken waiter reads it
+            self.db.after_commit(lambda: self.completions.ended(prediction_id))
         return updated
 
     def list_predictions(
