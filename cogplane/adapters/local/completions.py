@@ -257,19 +257,20 @@ class CompletionHub:
         if waiter.event.is_set():  # set between the check and the future
             waiter.event.clear()
             return True
+        # A timer, not asyncio.wait_for(shield(...)): that made a task and a second future per wait
+        timer = loop.call_later(max(0.0, timeout), _resolve, waiter.future, False)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.future), max(0.0, timeout))
-            return True
-        except TimeoutError:
-            return False
+            return bool(await waiter.future)
         finally:
+            timer.cancel()
             waiter.future = None
             waiter.event.clear()
 
 
-def _resolve(future: asyncio.Future) -> None:
+def _resolve(future: asyncio.Future, woke: bool = True) -> None:
+    """A notice (True) or the timeout (False) ends the wait: whichever comes first."""
     if not future.done():
-        future.set_result(None)
+        future.set_result(woke)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

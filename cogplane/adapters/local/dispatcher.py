@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("cogplane.dispatcher")
 
 EXIT_SETUP_FAILED = 3
-POKE_EVERY_S = 0.01  # a served pool's backlog is looked at at most this often for its creates
+# A served pool's backlog is looked at at most this often for its creates: a runner takes seconds
+# to boot, so scaling up 50 ms later changes nothing, and one look per create cost the API CPU.
+POKE_EVERY_S = 0.05
 STOPPED = "stopped: cogplane was shut down before this prediction finished (its grace period ran out)."
 STOPPED_AT_ONCE = "stopped: cogplane was stopped at once (a second Ctrl-C) before this prediction finished."
 STOPPED_EARLIER = (
