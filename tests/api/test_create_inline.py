@@ -68,7 +68,9 @@ def test_a_webhook_or_a_url_input_is_created_in_a_thread(client, services, versi
         ({"input": {"image": "https://example.com/a.png"}}, False),
         ({"input": {"images": ["x", "http://example.com/a.png"]}}, False),
         ({"input": {"image": "data:image/png;base64,AAAA"}}, False),
-        ({"input": {"prompt": "x" * (routes.INLINE_INPUT_CHARS + 1)}}, False),
+        ({"input": {"prompt": "x" * routes.INLINE_INPUT_SIZE}}, False),
+        ({"input": {"numbers": list(range(routes.INLINE_INPUT_SIZE))}}, False),
+        ({"input": {"numbers": list(range(1000)), "prompt": "x" * 1000}}, True),
     ],
 )
 def test_which_bodies_the_event_loop_creates(body, inline):

@@ -171,11 +171,13 @@ async def _create(
 
 
 # The event loop creates itself only what needs no network and little CPU: no webhook and no URL
-# input (checking those resolves host names), at most this many characters of input strings.
-INLINE_INPUT_CHARS = 64 * 1024
+# input (checking those resolves host names), and an input of at most this much (one per value,
+# one per character of a string): validating a big one must not hold up every other request.
+INLINE_INPUT_SIZE = 64 * 1024
 
 
 def _small_and_local(value: Any, budget: list[int]) -> bool:
+    budget[0] -= 1
     if isinstance(value, str):
         budget[0] -= len(value)
         return budget[0] >= 0 and not value.startswith(("http://", "https://", "data:"))
@@ -183,14 +185,14 @@ def _small_and_local(value: Any, budget: list[int]) -> bool:
         return all(_small_and_local(v, budget) for v in value.values())
     if isinstance(value, list):
         return all(_small_and_local(v, budget) for v in value)
-    return True
+    return budget[0] >= 0
 
 
 def inline_create(body: dict[str, Any]) -> bool:
     """Whether a create of `body` may run in the event loop (see `_run_create`)."""
     if body.get("webhook") is not None or body.get("webhook_completed") is not None:
         return False
-    return _small_and_local(body.get("input"), [INLINE_INPUT_CHARS])
+    return _small_and_local(body.get("input"), [INLINE_INPUT_SIZE])
 
 
 async def _run_create(
