@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -85,8 +84,6 @@ class Recorder:
         """`on_done(flight, update)` runs once a held prediction has ended and is recorded;
         `upload_key(url)` maps a URL of the loopback server's uploads back to its blob key."""
         self.services = services
-        # the end and its job's ack (on_done) in one transaction where the adapters can (one machine)
-        self.atomic: Callable[[], AbstractContextManager[Any]] = getattr(services, "atomic", nullcontext)
         self.state = services.state
         self.blobs = services.blobs
         self.clock = services.clock
@@ -253,18 +250,15 @@ class Recorder:
         if self.training and status == Status.SUCCEEDED:
             changes = self._trained(prediction_id, changes)
         status = changes.pop("status")
-        # One transaction on one machine: the end and on_done's ack of the job (one write less
-        # per prediction). Everything slow (output files, the safety check) is done by now.
-        with self.atomic():
-            try:  # the safety check or the training may have turned it into a failure
-                transitions.finish(status, changes).apply(self.state, prediction_id)
-                log.info("prediction %s: %s (predict_time %.3f s)", prediction_id, status, metrics["predict_time"])
-            except (Conflict, NotFound):  # canceled, timed out or failed by someone else first: that state stands
-                log.info("prediction %s: not recorded as %s: it had already ended", prediction_id, status)
-            with self.lock:
-                self.inflight.pop(prediction_id, None)
-            flight.done.set()
-            self.on_done(flight, update)
+        try:  # the safety check or the training may have turned it into a failure
+            transitions.finish(status, changes).apply(self.state, prediction_id)
+            log.info("prediction %s: %s (predict_time %.3f s)", prediction_id, status, metrics["predict_time"])
+        except (Conflict, NotFound):  # canceled, timed out or failed by someone else first: that state stands
+            log.info("prediction %s: not recorded as %s: it had already ended", prediction_id, status)
+        with self.lock:
+            self.inflight.pop(prediction_id, None)
+        flight.done.set()
+        self.on_done(flight, update)
 
     def check_safety(self, prediction_id: str, changes: dict[str, Any]) -> None:
         """The platform's safety check of the image outputs, before anything is recorded. If it

@@ -348,10 +348,7 @@ class RunnerProcess:
             self.loopback.release(flight.prediction_id)
         self.last_work = time.monotonic()
         self.wakeup.set()
-        try:  # on one machine inside the end's transaction (Recorder.finish): its failure is its own
-            self.queue.ack(flight.job)
-        except Exception:  # noqa: BLE001 - the job comes back after its lease; the ended prediction is then acked
-            log.exception("could not ack the job of %s (it comes back after its lease)", flight.prediction_id)
+        self.queue.ack(flight.job)
 
     def watch_cancels(self) -> None:
         """A prediction canceled (or timed out) in the state store is stopped in cog within ~0.2 s."""

@@ -156,9 +156,8 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction. Nested in another on the same thread, it joins that one (as a
         savepoint: its own failure undoes its own writes only), so `write()` also makes several
-        adapters' writes one transaction: the prediction and its job (`PredictionService.create`),
-        a prediction's end and its job's ack (the runner's `Recorder.finish`). What must happen
-        only once the writes are committed is `after_commit`'s."""
+        adapters' writes one transaction: the prediction and its job (`PredictionService.create`).
+        What must happen only once the writes are committed is `after_commit`'s."""
         conn = self.connection()
         depth = getattr(self._local, "depth", 0)
         if depth:
