@@ -236,6 +236,7 @@ def run() -> int:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=2,
+        server_header=False,  # no `server: uvicorn` on every answer (what runs here is nobody's business)
         http="h11",
         ssl_certfile=str(tls.cert) if tls else None,
         ssl_keyfile=str(tls.key) if tls else None,

@@ -12,7 +12,7 @@ from cogplane.domain.entities import Account, ApiToken, Membership, Page, UsageR
 from cogplane.domain.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from cogplane.domain.ids import hash_token, new_token
 from cogplane.domain.timefmt import seconds_between
-from cogplane.ports import Clock, StateStore
+from cogplane.ports import Clock, StateStore, WouldBlock
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,38}$")
 TOKEN_NAME_MAX = 100
@@ -133,7 +133,10 @@ class AccountService:
             raise Unauthenticated(UNAUTHENTICATED)
         now = self.clock.now()
         if record.last_used_at is None or seconds_between(record.last_used_at, now) >= TOUCH_EVERY_SECONDS:
-            self.state.touch_token(record.token_hash, now)
+            try:
+                self.state.touch_token(record.token_hash, now)
+            except WouldBlock:  # the API's event loop does not wait for the write lock: a later request touches it
+                pass
         return account
 
     # --- organizations ----------------------------------------------------------------------

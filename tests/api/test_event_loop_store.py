@@ -1,6 +1,8 @@
-"""Where a create runs (functions/api/routers/predictions.py `_run_create`): in the event loop when
-the single machine's store can refuse to wait for its write lock and the body needs no network; in
-a worker thread otherwise. Either way one prediction and one job are stored, or neither."""
+"""The store in the API's event loop on one machine. Where a create runs
+(functions/api/routers/predictions.py `_run_create`): in the event loop when the store can refuse
+to wait for its write lock and the body needs no network; in a worker thread otherwise. Either way
+one prediction and one job are stored, or neither. And the token's `last_used_at` write never
+makes the loop wait."""
 
 from __future__ import annotations
 
@@ -90,3 +92,22 @@ def test_a_job_that_cannot_be_queued_leaves_no_prediction(client, services, vers
             {"input": {"prompt": "hi"}},
         )
     assert stored(services, version) == (0, 0)
+
+
+def test_a_taken_write_lock_never_holds_up_authentication(client, services, version):
+    """The token's last_used_at is written at most once a minute, in the event loop: with the lock
+    taken the request goes on at once and a later one writes it."""
+    from cogplane.domain.ids import hash_token
+    from tests.api.conftest import TOKEN
+
+    with services.state.db.write() as conn:  # never used yet: the next request writes it
+        conn.execute("UPDATE api_tokens SET data = json_set(data, '$.last_used_at', NULL)")
+    holder = sqlite3.connect(str(services.settings.db_path), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert client.get("/v1/account").status_code == 200
+        assert services.state.get_token(hash_token(TOKEN)).last_used_at is None
+    finally:
+        holder.execute("ROLLBACK")
+    assert client.get("/v1/account").status_code == 200
+    assert services.state.get_token(hash_token(TOKEN)).last_used_at is not None
