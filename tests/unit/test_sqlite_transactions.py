@@ -157,3 +157,18 @@ def test_an_end_written_inside_a_larger_transaction_is_announced_after_its_commi
         state.update_prediction("p1", {"status": "canceled"})
         assert announced == []
     assert announced == ["p1"]
+
+
+def test_busy_is_recognised_by_its_primary_code() -> None:
+    from cogplane.adapters.local.sqlite import _busy
+
+    def error(code: int | None, message: str = "x") -> sqlite3.OperationalError:
+        exc = sqlite3.OperationalError(message)
+        if code is not None:
+            exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+        return exc
+
+    assert _busy(error(sqlite3.SQLITE_BUSY)) and _busy(error(sqlite3.SQLITE_LOCKED))
+    assert _busy(error(sqlite3.SQLITE_BUSY | (2 << 8)))  # SQLITE_BUSY_SNAPSHOT
+    assert not _busy(error(1)) and not _busy(error(10))  # SQLITE_ERROR, SQLITE_IOERR
+    assert _busy(error(None, "database is locked")) and not _busy(error(None, "no such table: t"))
