@@ -16,7 +16,7 @@ from cogplane.domain.errors import Conflict, InvalidRequest, NotFound, Unavailab
 from cogplane.domain.status import TERMINAL
 from cogplane.domain.timefmt import add_seconds
 from cogplane.logs import set_prediction
-from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore, WouldBlock
+from cogplane.ports import Clock, Dispatcher, IdSource, JobQueue, StateStore
 from cogplane.schema import file_inputs
 from cogplane.sealing import SecretBox, split_secrets
 from cogplane.services.accounts import AccountService
@@ -181,8 +181,6 @@ class PredictionService:
             self.state.create_prediction(prediction)
             try:
                 self.queue.enqueue(job)
-            except WouldBlock:
-                raise
             except Exception as exc:  # never leave a prediction that nothing will ever run
                 self._fail(prediction.id, f"Could not queue the prediction: {exc}")
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -37,10 +38,7 @@ def authenticate(request: Request, services: Services) -> Account:
     """The caller's account (401 without a valid token), with its rate limit taken (429). Called in
     the event loop: on one machine the token's `last_used_at` write (once a minute) never waits
     for the state's write lock (`Services.nonblocking`; skipped when it is taken)."""
-    if services.nonblocking is not None:
-        with services.nonblocking():
-            account = services.accounts.authenticate(request.headers.get("authorization"))
-    else:
+    with services.nonblocking() if services.nonblocking is not None else nullcontext():
         account = services.accounts.authenticate(request.headers.get("authorization"))
     request.state.account = account
     decision = services.ratelimits.check(account.username, _kind(request))  # RateLimited: 429

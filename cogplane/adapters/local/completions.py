@@ -25,7 +25,6 @@ import secrets
 import select
 import socket
 import threading
-from collections import deque
 from collections.abc import Iterator
 
 log = logging.getLogger("cogplane.completions")
@@ -117,10 +116,10 @@ class CompletionHub:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The ids of the last RECENT notices: `watching` finds a notice that came before it did
-        # (a waiter that knows the state it starts from need not read it first: `PredictionService.wait_async`).
-        self._recent: deque[str] = deque()
-        self._recent_ids: set[str] = set()
+        # The ids of the last RECENT notices, oldest first: `watching` finds a notice that came
+        # before it did (a waiter that knows the state it starts from need not read it first:
+        # `PredictionService.wait_async`).
+        self._recent: dict[str, None] = {}
         self.received = 0
         self.fallback_seconds = FALLBACK_SECONDS
 
@@ -207,11 +206,10 @@ class CompletionHub:
 
     def _wake(self, prediction_id: str, in_loop: asyncio.AbstractEventLoop | None = None) -> None:
         with self._lock:
-            if prediction_id not in self._recent_ids:
-                self._recent.append(prediction_id)
-                self._recent_ids.add(prediction_id)
+            if prediction_id not in self._recent:
+                self._recent[prediction_id] = None
                 if len(self._recent) > RECENT:
-                    self._recent_ids.discard(self._recent.popleft())
+                    del self._recent[next(iter(self._recent))]
             waiters = list(self._waiters.get(prediction_id, ()))
         for waiter in waiters:
             waiter.event.set()
@@ -228,7 +226,7 @@ class CompletionHub:
         waiter = _Waiter()
         with self._lock:
             self._waiters.setdefault(prediction_id, set()).add(waiter)
-            if prediction_id in self._recent_ids:
+            if prediction_id in self._recent:
                 waiter.event.set()
         try:
             yield waiter
