@@ -8,6 +8,7 @@ import signal
 import sys
 
 from cogplane.logs import setup_json_logging
+from cogplane.processes import settle_heap
 from cogplane.wiring import build
 from gpu_runner.runner import RunnerConfig, RunnerProcess
 from gpu_runner.settings import RunnerSettings
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM: ECS scale-in or a retired warm runner; SIGINT: the local platform stops
     signal.signal(signal.SIGTERM, runner.request_stop)
     signal.signal(signal.SIGINT, runner.request_stop)
+    settle_heap()  # loaded and built: later full collections walk only what predictions make
     return runner.run()
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from pydantic import ValidationError
 
+from cogplane.processes import settle_heap
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
 from local.bootstrap import ensure_token, push_examples, push_platform_models
@@ -251,6 +252,7 @@ def run() -> int:
     from local.pumps import Pumps
 
     pumps = Pumps(services, base_url=settings.public_url).start()
+    settle_heap()  # loaded and built: later full collections walk only what traffic makes
     try:
         server.run()  # until Stopper has stopped the runners (or the server could not start)
     finally:

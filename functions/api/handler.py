@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from mangum import Mangum
 
+from cogplane.processes import settle_heap
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -98,4 +100,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _handler
     if _handler is None:  # built once per execution environment, on the first event
         _handler = _build()
+        settle_heap(collect=False)  # the app's objects: never walked by later full collections
     return _handler(event, context)
