@@ -16,6 +16,7 @@ from typing import Any
 
 from bench import report, scenarios
 from bench.harness import EXAMPLES, REPO, DirectCog, Stack, default_env_cache, latest_schema
+from cogplane.settings import default_api_workers
 
 FULL = {
     "warm_n": 200,
@@ -152,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         help="start the stacks with COGPLANE_COG_SYNC=0: runners send every prediction to cog with "
         "Prefer: respond-async and take its end from cog's webhooks (the way before sync PUTs)",
     )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=None,
+        help="start the stacks with COGPLANE_API_WORKERS=N API processes (default: the stack's own, "
+        "one per 4 cores); API CPU is summed over them",
+    )
     args = parser.parse_args(argv)
 
     sections = {x.strip() for x in args.sections.split(",") if x.strip()}
@@ -166,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg["clients"] = args.clients
     tls = False if args.plain_http else None
     stack_env = {"COGPLANE_COG_SYNC": "0"} if args.cog_async else {}
+    if args.api_workers:
+        stack_env["COGPLANE_API_WORKERS"] = str(args.api_workers)
     env_cache = (args.env_cache or default_env_cache()).resolve()
     env_cache.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -177,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "mode": "quick" if args.quick else "full",
             "cog_path": "async + webhooks (--cog-async)" if args.cog_async else "sync where it can",
+            "api_workers": args.api_workers or default_api_workers(os.cpu_count()),
             "env_cache": str(env_cache),
             "idle_timeout_stack1_s": IDLE_TIMEOUT,
         },

@@ -269,6 +269,12 @@ class Stack(_Started):
                 self.root = None
 
     # --- runners ----------------------------------------------------------------------------
+    def api_pids(self) -> list[int]:
+        """The API's processes: the first (uvicorn, dispatcher, pumps) and its workers (local/worker.py)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return [self.proc.pid] + [pid for pid in children(self.proc.pid) if "local.worker" in _cmdline(pid)]
+
     def runner_pids(self) -> list[int]:
         if self.proc is None or self.proc.poll() is not None:
             return []
@@ -305,12 +311,12 @@ class Stack(_Started):
         return found
 
     def cpu_snapshot(self) -> dict[str, float]:
-        """CPU seconds used so far by the API process (uvicorn + dispatcher), the runners, and the
+        """CPU seconds used so far by the API processes (uvicorn + dispatcher, workers), the runners, and the
         cog servers with their Python workers; plus this bench process (the clients)."""
         out = {"api": 0.0, "runners": 0.0, "cog": 0.0, "bench_clients": sum(os.times()[:2])}
         if self.proc is None or self.proc.poll() is not None:
             return out
-        out["api"] = _cpu_seconds(self.proc.pid)
+        out["api"] = sum(_cpu_seconds(pid) for pid in self.api_pids())
         for runner in self.runner_pids():
             out["runners"] += _cpu_seconds(runner)
             out["cog"] += sum(_cpu_seconds(p) for p in descendants(runner))

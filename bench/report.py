@@ -31,7 +31,7 @@ def render(results: dict[str, Any]) -> str:
         "=" * 100,
         f"cogplane bench ({meta['mode']}) {meta['when']}  host {meta['host']}: {meta['cpus']} CPUs, "
         f"{meta['cpu']}, Python {meta['python']}",
-        f"runner -> cog: {meta.get('cog_path', 'sync where it can')}",
+        f"runner -> cog: {meta.get('cog_path', 'sync where it can')}; API processes: {meta.get('api_workers', 1)}",
         "=" * 100,
     ]
     envs = results.get("environments", {})

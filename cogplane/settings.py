@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_api_workers(cpus: int | None) -> int:
+    """`make up`'s API processes when COGPLANE_API_WORKERS is unset: one per 4 cores, 1 to 8 (on 2
+    cores the API, the runners and the cog servers already share the CPU: a second process only
+    adds a hop to every create's wake-up)."""
+    return max(1, min(8, (cpus or 1) // 4))
 
 
 class Settings(BaseSettings):
@@ -83,6 +91,9 @@ class Settings(BaseSettings):
     # --- the single machine (`make up`) ---------------------------------------------------------
     port: int | None = Field(default=None, ge=1, le=65535, validation_alias="PORT")  # 8000
     max_runners: int = Field(default=2, ge=1)  # runners per pool (versions; deployments: max_instances)
+    # HTTP processes of the API (one listening socket, the kernel hands each connection to one):
+    # one process serves about 300 predictions/s on one core; default one per 4 cores, 1 to 8.
+    api_workers: int = Field(default_factory=lambda: default_api_workers(os.cpu_count()), ge=1, le=64)
     # An idle runner exits after this many seconds (scale to zero); `make up` passes it to its
     # runners, deployed runner tasks get it from their task definition.
     idle_timeout: float = Field(default=300.0, ge=0)

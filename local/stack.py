@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,17 +21,20 @@ from cogplane.processes import settle_heap
 from cogplane.settings import Settings
 from cogplane.wiring import build_local
 from local.bootstrap import ensure_token, push_examples, push_platform_models
+from local.worker import REFUSING, ApiWorkers
 
 if TYPE_CHECKING:
     from types import FrameType
 
     from cogplane.adapters.local.dispatcher import ProcessDispatcher
+    from cogplane.tls import TlsFiles
     from cogplane.wiring import Services
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 LOOPBACK = "127.0.0.0/8,::1/128,localhost"
+HOST = "127.0.0.1"
 
 
 def trust_help(ca: str | None) -> str:
@@ -77,7 +81,7 @@ Press Ctrl-C to stop.
 """
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn without its own signal handling: Stopper decides when the server ends (after the
     runners have drained), and nothing re-raises the signal afterwards (uvicorn does, which kills
     the process before its clean-up)."""
@@ -85,6 +89,25 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def server_config(app: object, port: int, tls: TlsFiles | None) -> uvicorn.Config:
+    """How every API process of `make up` serves the app."""
+    # h11: the method `QUERY` (search) must reach the app; h11 accepts any token as a method.
+    # The graceful part of a stop is the runners' drain (Stopper); the server only ends after it,
+    # so it waits little for open connections (a polling client keeps one).
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=HOST,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        server_header=False,  # no `server: uvicorn` on every answer (what runs here is nobody's business)
+        http="h11",
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
+    )
 
 
 class Stopper:
@@ -96,8 +119,16 @@ class Stopper:
 
     ECHO = 1.0
 
-    def __init__(self, server: uvicorn.Server, dispatcher: ProcessDispatcher, services: Services, grace: float) -> None:
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        dispatcher: ProcessDispatcher,
+        services: Services,
+        grace: float,
+        workers: ApiWorkers | None = None,
+    ) -> None:
         self.server = server
+        self.workers = workers
         self.dispatcher = dispatcher
         self.services = services
         self.grace = grace
@@ -112,9 +143,9 @@ class Stopper:
         now = time.monotonic()
         if self.first is None:
             self.first = now
-            self.services.predictions.refusing = (
-                "cogplane is shutting down and takes no new predictions; try again once it is back."
-            )
+            self.services.predictions.refusing = REFUSING
+            if self.workers is not None:
+                self.workers.refuse()
             print(
                 f"\nStopping (Ctrl-C again to stop at once): no new predictions; in-flight ones get "
                 f"{self.grace:g} s to finish ...",
@@ -169,7 +200,7 @@ def run() -> int:
             "COGPLANE_TOKEN must be at least 16 characters long (or unset it: a token is "
             f"made and kept in {settings.home}/token)."
         )
-    host = "127.0.0.1"
+    host = HOST
     from cogplane.homedir import secure_home
 
     secure_home(settings.home)  # 0700, state files 0600 (also a home made by an older version)
@@ -183,7 +214,7 @@ def run() -> int:
     if "allow_networks" not in settings.model_fields_set:  # not given (COGPLANE_ALLOW_NETWORKS)
         settings.allow_networks = LOOPBACK  # one machine: inputs from local servers are the point
 
-    from cogplane.adapters.local.dispatcher import LocalStores, ProcessDispatcher
+    from cogplane.adapters.local.dispatcher import LocalStores, ProcessDispatcher, wake_address
     from cogplane.adapters.local.sqlite import Database, SqliteJobQueue, SqliteStateStore
     from cogplane.clock import clock_for
     from cogplane.domain.errors import DomainError
@@ -208,6 +239,7 @@ def run() -> int:
         log_dir=settings.home / "logs",
         env=env,
         grace=settings.stop_grace,
+        wake_address=wake_address(str(settings.db_path)) if settings.api_workers > 1 else None,
     )
     services = build_local(settings, base_url=settings.public_url, clock=clock, dispatcher=dispatcher)
     from cogplane.adapters.local.completions import notify_dir, start_hub
@@ -227,38 +259,30 @@ def run() -> int:
             print(f"warning: could not push the platform model {result.model}: {result.error}", flush=True)
 
     app = create_app(services)
-    # h11: the method `QUERY` (search) must reach the app; h11 accepts any token as a method.
-    # The graceful part of a stop is the runners' drain (Stopper); the server only ends after it,
-    # so it waits little for open connections (a polling client keeps one).
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-        server_header=False,  # no `server: uvicorn` on every answer (what runs here is nobody's business)
-        http="h11",
-        ssl_certfile=str(tls.cert) if tls else None,
-        ssl_keyfile=str(tls.key) if tls else None,
-    )
-    server = _Server(config)
+    config = server_config(app, port, tls)
+    server = Server(config)
+    # More API processes on the same socket (local/worker.py); this one keeps the dispatcher.
+    sockets = [config.bind_socket()] if settings.api_workers > 1 else None
+    workers = ApiWorkers(sockets[0] if sockets else None, settings.api_workers - 1, {**os.environ, **env})
     ca = str(tls.ca.resolve()) if tls else None
     message = banner(settings.public_url, token, settings.user, results, ca, home=settings.home)
     threading.Thread(target=_announce, args=(server, message), daemon=True).start()
-    stopper = Stopper(server, dispatcher, services, settings.stop_grace)
+    stopper = Stopper(server, dispatcher, services, settings.stop_grace, workers)
     stopper.install()
     dispatcher.start()
     from local.pumps import Pumps
 
     pumps = Pumps(services, base_url=settings.public_url).start()
+    workers.start()
     settle_heap()  # loaded and built: later full collections walk only what traffic makes
     try:
-        server.run()  # until Stopper has stopped the runners (or the server could not start)
+        server.run(sockets)  # until Stopper has stopped the runners (or the server could not start)
     finally:
         if stopper.first is None:
             print("Stopping runners ...", flush=True)
+        workers.refuse()
         dispatcher.stop(settings.stop_grace)  # at once when Stopper already did it
+        workers.stop()
         pumps.stop()
         if completions is not None:
             completions.stop()

@@ -121,3 +121,14 @@ def test_hardware_has_one_list_for_the_api_and_the_cdk_app():
     constants = pytest.importorskip("infra.constants")  # the CDK app (needs aws-cdk-lib)
     assert constants.GPU_INSTANCE_TYPES == hardware.gpu_instance_types()
     assert constants.CPU_SKU == hardware.CPU
+
+
+def test_api_workers_default_to_one_per_four_cores_between_one_and_eight(monkeypatch):
+    from cogplane.settings import default_api_workers
+
+    assert [default_api_workers(n) for n in (None, 1, 2, 4, 7, 8, 16, 32, 64, 128)] == [1, 1, 1, 1, 1, 2, 4, 8, 8, 8]
+    monkeypatch.setenv("COGPLANE_API_WORKERS", "3")
+    assert Settings().api_workers == 3
+    monkeypatch.setenv("COGPLANE_API_WORKERS", "0")
+    with pytest.raises(ValueError):
+        Settings()

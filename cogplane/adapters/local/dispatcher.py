@@ -8,6 +8,8 @@ run out and go to a new runner). A pool whose model fails setup backs off instea
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -38,11 +40,63 @@ EXIT_SETUP_FAILED = 3
 # A served pool's backlog is looked at at most this often for its creates: a runner takes seconds
 # to boot, so scaling up 50 ms later changes nothing, and one look per create cost the API CPU.
 POKE_EVERY_S = 0.05
+# An API worker process reads a pool's runners (their doorbells) again after this long.
+DOORBELLS_TTL_S = 0.5
 STOPPED = "stopped: cogplane was shut down before this prediction finished (its grace period ran out)."
 STOPPED_AT_ONCE = "stopped: cogplane was stopped at once (a second Ctrl-C) before this prediction finished."
 STOPPED_EARLIER = (
     "stopped: cogplane ended (it was killed) before this prediction finished; found when it started again."
 )
+
+
+def wake_address(db_path: str) -> str:
+    """The datagram socket where the dispatcher of the stack on this database hears the creates of
+    the API's other processes (Linux abstract namespace: nothing on disk, gone with its process)."""
+    digest = hashlib.sha256(os.path.abspath(db_path).encode()).hexdigest()[:24]
+    return f"\0cogplane-wake-{digest}"
+
+
+class ForwardedWake:
+    """The dispatcher port in an API worker process (`make up` with COGPLANE_API_WORKERS > 1; the
+    dispatcher runs in the first process). A create rings the doorbells of its pool's ready runners
+    itself (their records, read at most every DOORBELLS_TTL_S), as the dispatcher would, and tells
+    the dispatcher in one datagram: at once when no runner is ready (a cold boot starts at once),
+    else at most every POKE_EVERY_S per pool (the dispatcher looks at the backlog to scale up).
+    Nothing here waits: a lost datagram is made up for by the dispatcher's tick (0.25 s)."""
+
+    def __init__(self, state: StateStore, address: str) -> None:
+        self.state = state
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.bell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.bells: dict[str, tuple[float, list[tuple[str, int]]]] = {}
+        self.told: dict[str, float] = {}
+
+    def wake(self, pool: str) -> None:
+        bells = self.doorbells(pool)
+        for address in bells:
+            with contextlib.suppress(OSError):
+                self.bell.sendto(b"w", address)
+        now = time.monotonic()
+        if not bells or now - self.told.get(pool, 0.0) >= POKE_EVERY_S:
+            self.told[pool] = now
+            with contextlib.suppress(OSError):  # no dispatcher listening (it is stopping): its tick
+                self.sock.sendto(pool.encode(), self.address)
+
+    def doorbells(self, pool: str) -> list[tuple[str, int]]:
+        now = time.monotonic()
+        cached = self.bells.get(pool)
+        if cached is not None and now - cached[0] < DOORBELLS_TTL_S:
+            return cached[1]
+        found = []
+        for runner in self.state.list_runners(pool):
+            if runner.state == "ready" and runner.doorbell:
+                host, _, port = runner.doorbell.rpartition(":")
+                with contextlib.suppress(ValueError):
+                    found.append((host, int(port)))
+        self.bells[pool] = (now, found)
+        return found
 
 
 @dataclass
@@ -90,7 +144,9 @@ class ProcessDispatcher:
         env: dict[str, str] | None = None,
         tick: float = 0.25,
         grace: float = 30.0,
+        wake_address: str | None = None,
     ) -> None:
+        """`wake_address`: also hear creates of the API's other processes there (ForwardedWake)."""
         self.db = db
         self.stores = stores
         self.max_per_pool = max_per_pool
@@ -114,6 +170,8 @@ class ProcessDispatcher:
         self.bell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.grace = grace  # stop(): how long in-flight predictions may run on
         self.hurried = threading.Event()
+        self.wake_address = wake_address
+        self.ear: socket.socket | None = None
 
     # --- the port -----------------------------------------------------------------------
     def wake(self, pool: str) -> None:
@@ -153,7 +211,32 @@ class ProcessDispatcher:
         # it): it also stops them (_drain), and only then ends.
         self.thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self.thread.start()
+        if self.wake_address:
+            self.ear = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                self.ear.bind(self.wake_address)
+            except OSError as exc:  # another stack's dispatcher on this database: it hears them
+                log.warning("not hearing the other API processes' creates (%s): the tick finds their work", exc)
+                self.ear.close()
+                self.ear = None
+            else:
+                threading.Thread(target=self._hear, args=(self.ear,), name="dispatcher-wakes", daemon=True).start()
         return self
+
+    def _hear(self, ear: socket.socket) -> None:
+        """The creates of the API's other processes (ForwardedWake), each a pool name."""
+        ear.settimeout(0.5)
+        while not self.stopped.is_set():
+            try:
+                data = ear.recv(256)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            pool = data.decode("ascii", "replace")
+            if pools.parse(pool) is not None:  # a datagram only asks for a look; anything else is dropped
+                self.wake(pool)
+        ear.close()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop every runner and return once none is left: they stop taking work, in-flight
