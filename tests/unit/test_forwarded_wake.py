@@ -25,9 +25,13 @@ class Heard(ProcessDispatcher):
         super().__init__(*args, **kwargs)
         self.heard: list[str] = []
 
-    def wake(self, pool: str) -> None:
+    def wake(self, pool: str) -> None:  # a create the worker could ring no runner for
         self.heard.append(pool)
         super().wake(pool)
+
+    def look(self, pool: str) -> None:  # a create whose runners the worker rang
+        self.heard.append("+" + pool)
+        super().look(pool)
 
 
 def _bell() -> socket.socket:
@@ -78,13 +82,13 @@ def test_a_worker_rings_the_ready_runners_and_tells_the_dispatcher(heard, servic
     wake = ForwardedWake(services.state, wake_address(str(settings.db_path)))
     wake.wake(POOL)
     assert _rang(ready, 2.0)
-    assert _wait(lambda: heard.heard == [POOL])
+    assert _wait(lambda: heard.heard == ["+" + POOL])  # rung already: the dispatcher only looks
     assert not _rang(booting, 0.2)  # not serving yet: it claims once it is
     assert not _rang(other, 0.05)  # another pool's runner
     wake.wake(POOL)  # every create rings the runners ...
     assert _rang(ready, 2.0)
     time.sleep(0.2)
-    assert heard.heard == [POOL]  # ... the dispatcher hears of a served pool at most every POKE_EVERY_S
+    assert heard.heard == ["+" + POOL]  # ... the dispatcher hears of a served pool at most every POKE_EVERY_S
     for sock in (ready, booting, other):
         sock.close()
 
@@ -99,7 +103,7 @@ def test_a_pool_without_a_ready_runner_is_told_every_time(heard, services, setti
 
 def test_the_dispatcher_drops_what_is_no_pool_name(heard, settings):
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    for junk in (b"", b"../../etc/passwd", b"\xff\xfe", b"x-" + b"a" * 40, b"v-"):
+    for junk in (b"", b"+", b"../../etc/passwd", b"\xff\xfe", b"x-" + b"a" * 40, b"v-", b"++v-ab"):
         sender.sendto(junk, wake_address(str(settings.db_path)))
     sender.sendto(COLD.encode(), wake_address(str(settings.db_path)))  # datagrams keep their order
     assert _wait(lambda: heard.heard == [COLD])

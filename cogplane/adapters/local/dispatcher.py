@@ -81,8 +81,9 @@ class ForwardedWake:
         now = time.monotonic()
         if not bells or now - self.told.get(pool, 0.0) >= POKE_EVERY_S:
             self.told[pool] = now
+            rang = b"+" if bells else b""  # the dispatcher rings them itself when we could not
             with contextlib.suppress(OSError):  # no dispatcher listening (it is stopping): its tick
-                self.sock.sendto(pool.encode(), self.address)
+                self.sock.sendto(rang + pool.encode(), self.address)
 
     def doorbells(self, pool: str) -> list[tuple[str, int]]:
         now = time.monotonic()
@@ -198,6 +199,20 @@ class ProcessDispatcher:
                 self.bell.sendto(b"w", child.doorbell)
             except OSError:
                 pass
+        self._poke(pool)
+
+    def look(self, pool: str) -> None:
+        """`wake` without the doorbells: a create of another API process, which rang them itself
+        (ForwardedWake)."""
+        with self.lock:
+            served = any(c.pool == pool and c.proc.poll() is None for c in self.children.values())
+        if not served:
+            self.tick_now = True
+            self.wakeup.set()
+            return
+        self._poke(pool)
+
+    def _poke(self, pool: str) -> None:
         now = time.monotonic()
         if now - self.poked.get(pool, 0.0) >= POKE_EVERY_S:
             self.poked[pool] = now
@@ -224,7 +239,8 @@ class ProcessDispatcher:
         return self
 
     def _hear(self, ear: socket.socket) -> None:
-        """The creates of the API's other processes (ForwardedWake), each a pool name."""
+        """The creates of the API's other processes (ForwardedWake): a pool name, after `+` when the
+        sender rang the pool's runners itself."""
         ear.settimeout(0.5)
         while not self.stopped.is_set():
             try:
@@ -233,8 +249,13 @@ class ProcessDispatcher:
                 continue
             except OSError:
                 return
-            pool = data.decode("ascii", "replace")
-            if pools.parse(pool) is not None:  # a datagram only asks for a look; anything else is dropped
+            rang = data.startswith(b"+")  # the sender rang the pool's runners (else: ring them)
+            pool = data[1:].decode("ascii", "replace") if rang else data.decode("ascii", "replace")
+            if pools.parse(pool) is None:  # a datagram only asks for a look; anything else is dropped
+                continue
+            if rang:
+                self.look(pool)
+            else:
                 self.wake(pool)
         ear.close()
 
