@@ -179,11 +179,16 @@ def _fail(message: str) -> int:
     return 2
 
 
+def serving(server: uvicorn.Server) -> bool:
+    """Wait until the server listens (True) or is stopped first (False)."""
+    while not server.started and not server.should_exit:
+        time.sleep(0.02)
+    return server.started
+
+
 def _announce(server: uvicorn.Server, message: str) -> None:
     """Print the banner once the server listens (nothing if it stops first)."""
-    while not server.started and not server.should_exit:
-        time.sleep(0.05)
-    if server.started:
+    if serving(server):
         print(message, flush=True)
 
 

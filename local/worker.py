@@ -71,10 +71,6 @@ class ApiWorkers:
         started.wait(READY_TIMEOUT_S + 5)
         return self
 
-    def pids(self) -> list[int]:
-        with self.lock:
-            return [p.pid for p in self.procs if p is not None and p.poll() is None]
-
     def refuse(self) -> None:
         """A stop began: new predictions are refused everywhere; polls are still served."""
         self._signal(signal.SIGTERM)
@@ -171,10 +167,10 @@ def _await_ready(pipes: list[int]) -> None:
 
 def _tell_when_serving(server: uvicorn.Server, fd: int) -> None:
     """The worker's side of `_await_ready`."""
-    while not server.started and not server.should_exit:
-        time.sleep(0.02)
+    from local.stack import serving
+
     try:
-        if server.started:
+        if serving(server):
             os.write(fd, b"1")
     except OSError:
         pass  # the first process stopped listening: nobody to tell

@@ -13,6 +13,7 @@ from cogplane.adapters.local import dispatcher as dispatcher_module
 from cogplane.adapters.local.dispatcher import ForwardedWake, ProcessDispatcher, wake_address
 from cogplane.adapters.local.sqlite import Database
 from cogplane.domain.entities import Runner
+from tests.runner.conftest import wait_until
 
 POOL = "v-" + "ab" * 32
 COLD = "v-" + "cd" * 32
@@ -48,15 +49,6 @@ def _rang(sock: socket.socket, timeout: float) -> bool:
         return False
 
 
-def _wait(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 @pytest.fixture
 def heard(services, settings, tmp_path, monkeypatch):
     monkeypatch.setattr(dispatcher_module, "POKE_EVERY_S", 60.0)  # at most one forward per pool here
@@ -82,7 +74,7 @@ def test_a_worker_rings_the_ready_runners_and_tells_the_dispatcher(heard, servic
     wake = ForwardedWake(services.state, wake_address(str(settings.db_path)))
     wake.wake(POOL)
     assert _rang(ready, 2.0)
-    assert _wait(lambda: heard.heard == ["+" + POOL])  # rung already: the dispatcher only looks
+    assert wait_until(lambda: heard.heard == ["+" + POOL], timeout=5.0)  # rung already: the dispatcher only looks
     assert not _rang(booting, 0.2)  # not serving yet: it claims once it is
     assert not _rang(other, 0.05)  # another pool's runner
     wake.wake(POOL)  # every create rings the runners ...
@@ -98,7 +90,7 @@ def test_a_pool_without_a_ready_runner_is_told_every_time(heard, services, setti
     wake = ForwardedWake(services.state, wake_address(str(settings.db_path)))
     wake.wake(COLD)
     wake.wake(COLD)
-    assert _wait(lambda: heard.heard == [COLD, COLD])
+    assert wait_until(lambda: heard.heard == [COLD, COLD], timeout=5.0)
 
 
 def test_the_dispatcher_drops_what_is_no_pool_name(heard, settings):
@@ -106,7 +98,7 @@ def test_the_dispatcher_drops_what_is_no_pool_name(heard, settings):
     for junk in (b"", b"+", b"../../etc/passwd", b"\xff\xfe", b"x-" + b"a" * 40, b"v-", b"++v-ab"):
         sender.sendto(junk, wake_address(str(settings.db_path)))
     sender.sendto(COLD.encode(), wake_address(str(settings.db_path)))  # datagrams keep their order
-    assert _wait(lambda: heard.heard == [COLD])
+    assert wait_until(lambda: heard.heard == [COLD], timeout=5.0)
     sender.close()
 
 

@@ -49,6 +49,12 @@ STOPPED_EARLIER = (
 )
 
 
+def _address(doorbell: str) -> tuple[str, int] | None:
+    """A runner record's doorbell ("host:port") as a socket address; None if it is none."""
+    host, _, port = doorbell.rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else None
+
+
 def wake_address(db_path: str) -> str:
     """The datagram socket where the dispatcher of the stack on this database hears the creates of
     the API's other processes (Linux abstract namespace: nothing on disk, gone with its process)."""
@@ -90,12 +96,8 @@ class ForwardedWake:
         cached = self.bells.get(pool)
         if cached is not None and now - cached[0] < DOORBELLS_TTL_S:
             return cached[1]
-        found = []
-        for runner in self.state.list_runners(pool):
-            if runner.state == "ready" and runner.doorbell:
-                host, _, port = runner.doorbell.rpartition(":")
-                with contextlib.suppress(ValueError):
-                    found.append((host, int(port)))
+        ready = (r.doorbell for r in self.state.list_runners(pool) if r.state == "ready" and r.doorbell)
+        found = [address for address in map(_address, ready) if address is not None]
         self.bells[pool] = (now, found)
         return found
 
@@ -172,7 +174,6 @@ class ProcessDispatcher:
         self.grace = grace  # stop(): how long in-flight predictions may run on
         self.hurried = threading.Event()
         self.wake_address = wake_address
-        self.ear: socket.socket | None = None
 
     # --- the port -----------------------------------------------------------------------
     def wake(self, pool: str) -> None:
@@ -182,35 +183,35 @@ class ProcessDispatcher:
         A full tick on every create cost the API process about 5 % of its CPU under load.
         The doorbells go first: setting `wakeup` lets the dispatcher thread take the GIL, and the
         runner's datagram waited behind it (0.13 ms of a warm prediction's path on the 2-core VM)."""
-        with self.lock:
-            kids = [c for c in self.children.values() if c.pool == pool]
-        if not any(child.proc.poll() is None for child in kids):
-            self.tick_now = True
-            self.wakeup.set()
-            return
+        kids = self._served(pool)
         for child in kids:
             if child.doorbell is None:
                 record = self.stores.state.get_runner(child.id)
-                if record is None or not record.doorbell:
+                child.doorbell = _address(record.doorbell) if record is not None and record.doorbell else None
+                if child.doorbell is None:
                     continue
-                host, _, port = record.doorbell.rpartition(":")
-                child.doorbell = (host, int(port))
             try:
                 self.bell.sendto(b"w", child.doorbell)
             except OSError:
                 pass
-        self._poke(pool)
+        if kids:
+            self._poke(pool)
 
     def look(self, pool: str) -> None:
         """`wake` without the doorbells: a create of another API process, which rang them itself
         (ForwardedWake)."""
+        if self._served(pool):
+            self._poke(pool)
+
+    def _served(self, pool: str) -> list[Child]:
+        """The pool's runners, if one of them lives; else none, and a full tick at once (it boots one)."""
         with self.lock:
-            served = any(c.pool == pool and c.proc.poll() is None for c in self.children.values())
-        if not served:
-            self.tick_now = True
-            self.wakeup.set()
-            return
-        self._poke(pool)
+            kids = [c for c in self.children.values() if c.pool == pool]
+        if any(child.proc.poll() is None for child in kids):
+            return kids
+        self.tick_now = True
+        self.wakeup.set()
+        return []
 
     def _poke(self, pool: str) -> None:
         now = time.monotonic()
@@ -227,15 +228,14 @@ class ProcessDispatcher:
         self.thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self.thread.start()
         if self.wake_address:
-            self.ear = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            ear = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             try:
-                self.ear.bind(self.wake_address)
+                ear.bind(self.wake_address)
             except OSError as exc:  # another stack's dispatcher on this database: it hears them
                 log.warning("not hearing the other API processes' creates (%s): the tick finds their work", exc)
-                self.ear.close()
-                self.ear = None
+                ear.close()
             else:
-                threading.Thread(target=self._hear, args=(self.ear,), name="dispatcher-wakes", daemon=True).start()
+                threading.Thread(target=self._hear, args=(ear,), name="dispatcher-wakes", daemon=True).start()
         return self
 
     def _hear(self, ear: socket.socket) -> None:
